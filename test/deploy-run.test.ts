@@ -291,7 +291,7 @@ describe("deploy/Dockerfile's steps, run outside a container", () => {
     const config = JSON.parse(readFileSync(path.join(DEPLOY, 'tollgate.json'), 'utf8')) as {
       upstreams: Record<string, { baseUrl: string }>;
     };
-    // The deployment's edits (README.md#deploy: the admin key's hash) and this machine's stores, in a schema and a
+    // The deployment's edits (docs/production.md: the admin key's hash) and this machine's stores, in a schema and a
     // Redis prefix of the test's own; the upstreams on a port of this machine where nothing listens (the health
     // checks probe them: no call leaves the machine).
     const nowhere = `http://127.0.0.1:${await freePort()}`;

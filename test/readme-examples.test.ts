@@ -222,6 +222,25 @@ describe.each(['packages/ratelimit/examples/layers.ts', 'packages/ratelimit/exam
   }, 60_000);
 });
 
+describe('packages/gateway/examples/express-app.ts', () => {
+  it("serves the app's own route, and a chat completion to its key only", async () => {
+    const example = await runExample('packages/gateway/examples/express-app.ts', {});
+    children.push(example.child);
+    const [, url, key] = /listening on (\S+); try the key (\S+)/.exec(example.output())!;
+    const chat = (headers: Record<string, string>) =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }),
+      });
+    const answer = await chat({ authorization: `Bearer ${key}` });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('x-tollgate-cost-usd')).toMatch(/^\d/);
+    expect((await chat({})).status).toBe(401);
+    expect(await (await fetch(`${url}/status`)).json()).toEqual({ ok: true });
+  }, 60_000);
+});
+
 describe('packages/budget/examples/budgets.ts', () => {
   it('meters a call into the budgets and shows them to the admin key only', async () => {
     const openai = await fakeOpenAi();

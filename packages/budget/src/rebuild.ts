@@ -2,7 +2,7 @@
 import { periodWindow, TollgateError } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
 import { isCalendarPeriod } from '@tollgate/core/options';
-import { TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import { budgetWindow } from './budget-plan.js';
 import type { ResolvedBudget } from './budget-plan.js';
@@ -252,7 +252,7 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   }
   await probeBudgets(book);
   // Tens of thousands of callers and scopes are walked in slices: the requests being served meanwhile wait a slice.
-  const slice = new TimeSlice(REBUILD_SLICE_MS);
+  const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
   const now = book.now();
   const until = now + 1;
   const earliest = earliestStart(book, now);

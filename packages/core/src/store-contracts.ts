@@ -51,7 +51,8 @@ export {
   unalteredMemoryStore,
 } from './memory-stores.js';
 export { withTimeout } from './timeout.js';
-export { TimeSlice } from './time-slice.js';
+export { BESIDE_REQUESTS, TimeSlice } from './time-slice.js';
+export type { TurnShare } from './time-slice.js';
 export { counterCalls, fixedWindowCalls, ledgerCalls } from './store-calls.js';
 export type { CounterCalls, FixedWindowCalls, LedgerCalls } from './store-calls.js';
 export { whenReady } from './maybe-promise.js';

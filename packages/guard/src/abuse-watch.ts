@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { UsageRecord } from '@tollgate/core';
-import { TimeSlice } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import type { Alerts } from './alerts.js';
 import {
@@ -268,7 +268,7 @@ export class AbuseWatch {
     const { store, clock } = this.#parts;
     const at = clock();
     // One share of the loop for the round's steps: each its own would hold it a slice each in a row.
-    const slice = new TimeSlice(SLICE_MS);
+    const slice = new TimeSlice(SLICE_MS, BESIDE_REQUESTS);
     await this.#flush(at, slice);
     await this.#followModel();
     // Before a model, any tick may train; before a model grown on a whole window, one a bucket.
@@ -297,7 +297,7 @@ export class AbuseWatch {
     else await this.#followScoring();
   }
 
-  async #flush(now: number, slice = new TimeSlice(SLICE_MS)): Promise<void> {
+  async #flush(now: number, slice = new TimeSlice(SLICE_MS, BESIDE_REQUESTS)): Promise<void> {
     const deltas = this.#evicted;
     this.#evicted = [];
     const touched = this.#touched;
@@ -307,7 +307,7 @@ export class AbuseWatch {
     for (const subject of touched) {
       const tally = this.#tallies.peek(subject);
       if (tally?.dirty) deltas.push(tally.take(subject));
-      if ((++walked & 255) === 0) await slice.pause();
+      if ((++walked & 63) === 0) await slice.pause();
     }
     if (deltas.length === 0) return;
     const bucket = Math.floor(now / this.#config.bucketMs);
@@ -324,7 +324,7 @@ export class AbuseWatch {
       writeFeatures(rows, subjects.length * FEATURE_COUNT, tallies, row, this.#config.windowMs);
       requests[subjects.length] = sent;
       subjects.push(tallies.subjects[row]!);
-      if ((subjects.length & 255) === 0) await slice.pause();
+      if ((subjects.length & 63) === 0) await slice.pause();
     }
     // Rows past `count` are an earlier round's: the worker reads `count` rows only.
     return { subjects, requests, rows: { rows, requests, count: subjects.length } };

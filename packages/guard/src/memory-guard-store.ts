@@ -1,5 +1,5 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
-import { TimeSlice } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import { AbuseTallyTable, type AbuseTallyDelta } from './abuse-features.js';
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
@@ -184,7 +184,7 @@ export class MemoryGuardStore implements GuardStore {
     bucket: number,
     ttlMs: number,
     deltas: readonly AbuseTallyDelta[],
-    slice = new TimeSlice(MERGE_SLICE_MS),
+    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
   ): Promise<void> {
     const now = this.#clock();
     for (const [known, entry] of this.#abuseBuckets)
@@ -199,11 +199,11 @@ export class MemoryGuardStore implements GuardStore {
     for (let i = 0; i < deltas.length; i++) {
       const delta = deltas[i]!;
       table.addDelta(table.seen(delta.subject, MAX_ABUSE_SUBJECTS), delta);
-      if ((i & 255) === 255) await slice.pause();
+      if ((i & 63) === 63) await slice.pause();
     }
   }
 
-  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS)): Promise<AbuseTallyTable> {
+  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS)): Promise<AbuseTallyTable> {
     const now = this.#clock();
     const merged = new AbuseTallyTable();
     let merging = 0;
@@ -214,7 +214,7 @@ export class MemoryGuardStore implements GuardStore {
       const { table } = entry;
       for (let row = 0; row < table.size; row++) {
         merged.addRow(table, row);
-        if ((++merging & 255) === 0) await slice.pause();
+        if ((++merging & 63) === 0) await slice.pause();
       }
     }
     return merged;

@@ -1,5 +1,5 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
-import { TimeSlice } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
 import type { SubscriberLike } from '@tollgate/redis';
 import type { SendCommand } from '@tollgate/redis/lua';
 import { AbuseTallyTable, setTallyField, tallyFields, type AbuseTallyDelta } from './abuse-features.js';
@@ -246,7 +246,7 @@ export class RedisGuardStore implements GuardStore {
     bucket: number,
     ttlMs: number,
     deltas: readonly AbuseTallyDelta[],
-    slice = new TimeSlice(MERGE_SLICE_MS),
+    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
   ): Promise<void> {
     // A script call per few hundred subjects: one of 10,000 would hold Redis for every other caller meanwhile.
     const calls: Promise<unknown>[] = [];
@@ -270,7 +270,7 @@ export class RedisGuardStore implements GuardStore {
     await Promise.all(calls);
   }
 
-  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS)): Promise<AbuseTallyTable> {
+  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS)): Promise<AbuseTallyTable> {
     // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop turn.
     const [merged = new AbuseTallyTable(), ...others] = await Promise.all(
       buckets.map((bucket) => this.#scanTallies(bucket, slice)),
@@ -280,7 +280,7 @@ export class RedisGuardStore implements GuardStore {
     for (const table of others) {
       for (let row = 0; row < table.size; row++) {
         merged.addRow(table, row);
-        if ((++merging & 255) === 0) await slice.pause();
+        if ((++merging & 63) === 0) await slice.pause();
       }
       table.release();
     }

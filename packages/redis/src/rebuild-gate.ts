@@ -1,5 +1,5 @@
 // The rebuilt mark of each ledger slot: a reserve in a slot Redis lost (or never held) is refused until spend is rebuilt.
-import { TimeSlice, type RebuildGate } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, TimeSlice, type RebuildGate } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { recordCut } from './scripts.js';
@@ -65,7 +65,7 @@ export class RedisRebuildGate implements RebuildGate {
     if (!this.required) return;
     const byTag = new Map<string, Set<string>>([[DEFAULT_TAG, new Set()]]);
     // A rebuild of 100,000 scopes hands as many slots: walked in slices of the loop.
-    const slice = new TimeSlice(CUT_SLICE_MS);
+    const slice = new TimeSlice(CUT_SLICE_MS, BESIDE_REQUESTS);
     for (const [slot, list] of ids) {
       const tag = this.tagOf(slot);
       const set = byTag.get(tag) ?? new Set<string>();
