@@ -25,6 +25,7 @@ import type { ExpressHandle } from './exchange.js';
 import { fusedLimits, gatewayParts } from './gateway-parts.js';
 import type { BuiltParts, ProxyDeps } from './gateway-parts.js';
 import { createProxyGuardrails } from './guard-setup.js';
+import { providerFormBody } from './form-body.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { shadowMiddleware, tierPolicyMiddleware, toolCallLimitMiddleware } from './limits-setup.js';
 import { createProxyMcp } from './mcp-setup.js';
@@ -125,6 +126,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   // Bodies of provider routes are read only once the caller is identified (no memory pinned by callers without a key).
   const { bodyLimit } = options;
   const readProviderBody = providerJsonBody(bodyLimit);
+  const readUploadBody = providerFormBody(options.uploadLimit);
   const permissions = permissionMiddleware(options.auth);
   const attribution = attributionMiddleware(options.auth);
   // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-setup.ts).
@@ -151,7 +153,8 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per
   // request. Then the token counts (free: no token limit, budget or record). Each is a profile of the one stage list.
   const routeParts: RouteParts = {
-    ...{ guarding, identify, readProviderBody, permissions, attribution, requestLimits, limits, providers },
+    ...{ guarding, identify, readProviderBody, readUploadBody, permissions, attribution, requestLimits, limits },
+    providers,
     tierPolicy: tierPolicyMiddleware(options.limits.tierPolicy),
     countModels: (route) => countModelAllowlist(options.limits.tierPolicy, route),
     guardrails: createProxyGuardrails(options.guardrails, metrics, deps.guardrails),

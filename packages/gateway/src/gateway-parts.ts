@@ -410,6 +410,8 @@ export interface GatewayOptions {
   keys: readonly ConfigKeyEntry[];
   /** The largest provider request body. */
   bodyLimit: string | number;
+  /** The largest multipart upload (transcriptions). */
+  uploadLimit: string | number;
   operator: OperatorOptions;
 }
 

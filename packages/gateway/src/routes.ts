@@ -2,6 +2,7 @@
 // built once here from the gateway's parts, its variant by the route's kind where a count differs from a call.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Pricing, ProviderApi } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
 import { providerAdapters } from '@tollgate/providers/routes';
 import { combineLimits } from '@tollgate/ratelimit';
 import type { ProxyCache } from './cache-setup.js';
@@ -42,6 +43,8 @@ export interface RouteParts {
   /** Auth and shadow mode. */
   identify: readonly RequestHandler[];
   readProviderBody: RequestHandler;
+  /** The body reader of a route whose API takes multipart uploads (`requestForm`). */
+  readUploadBody: RequestHandler;
   permissions: readonly RequestHandler[];
   attribution: readonly RequestHandler[];
   /** A call's tier rules (models and output cap). */
@@ -76,7 +79,10 @@ export function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
     route: (route) => (route.match ? [route.match] : none),
     'guard admit': () => guarding.beforeAuth,
     auth: (route) => (route.before ? [route.before, ...parts.identify] : parts.identify),
-    'body guard': () => guarding.afterAuth(parts.readProviderBody),
+    'body guard': (route) =>
+      guarding.afterAuth(
+        adapterFor(route.api).requestForm === 'multipart' ? parts.readUploadBody : parts.readProviderBody,
+      ),
     validate: (route) => [
       route.kind === 'count' ? validateCountRequest(route.api) : validateProviderRequest(route.api),
     ],

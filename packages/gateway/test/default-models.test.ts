@@ -25,6 +25,15 @@ function call(provider: string, model: string, kind?: string): request.Test {
   const auth = { authorization: `Bearer ${pro}` };
   const messages = [{ role: 'user', content: 'Hi' }];
   if (kind === 'embedding') return request(app).post('/v1/embeddings').set(auth).send({ model, input: 'Hi' });
+  if (kind === 'speech')
+    return request(app).post('/v1/audio/speech').set(auth).send({ model, input: 'Hi', voice: 'alloy' });
+  if (kind === 'image') return request(app).post('/v1/images/generations').set(auth).send({ model, prompt: 'Hi' });
+  if (kind === 'transcription')
+    return request(app)
+      .post('/v1/audio/transcriptions')
+      .set(auth)
+      .field('model', model)
+      .attach('file', Buffer.alloc(1500), { filename: 'hi.mp3', contentType: 'audio/mpeg' });
   if (provider === 'anthropic')
     return request(app).post('/v1/messages').set(auth).send({ model, max_tokens: 16, messages });
   if (provider === 'google')

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { parseDuration, usdToNano } from '@tollgate/core';
 import { blockAgeOf } from '../outage-setup.js';
+import { DEFAULT_UPLOAD_LIMIT } from '../form-body.js';
 import type { GatewayOptions } from '../gateway-parts.js';
 import { defaultUpstreamKind, httpUpstreams } from './upstream-schema.js';
 import { keyNamesOf } from './key-names.js';
@@ -86,6 +87,7 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
     keyNames: keyNamesOf(config),
     keys: config.keys ?? [],
     bodyLimit: config.bodyLimit ?? '1mb',
+    uploadLimit: config.uploadLimit ?? DEFAULT_UPLOAD_LIMIT,
     operator: {
       ...(config.adminKeySha256 ? { adminKeySha256: config.adminKeySha256 } : {}),
       metricsPublic: config.metrics?.public === true,
