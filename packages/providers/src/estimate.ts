@@ -202,6 +202,9 @@ function withTokenizer(
 const KIND_NAMES: Readonly<Record<ModelKind, string>> = {
   generation: 'a text-generation model',
   embedding: 'an embedding model',
+  transcription: 'a transcription model',
+  speech: 'a speech model',
+  image: 'an image model',
 };
 
 /** Where a model of `kind` is served: the route of an API of that kind, its provider's own first. */
@@ -284,5 +287,6 @@ function fullEstimate(
     costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price, shape),
   };
   if (outputChoices > 1) result.outputChoices = outputChoices;
+  if (shape.media !== undefined) result.media = shape.media;
   return result;
 }
