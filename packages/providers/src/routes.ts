@@ -6,3 +6,4 @@ export type { UpstreamKind } from './upstream-kinds.js';
 export type { ClientHeaders, ProviderAdapter, RouteMethods, UpstreamSettings, UpstreamWire } from './adapter.js';
 export type { RequestProblem } from './adapter.js';
 export { checkModelKind } from './estimate.js';
+export { realtimeAddedInput, realtimeOutputCap, realtimeUsage } from './openai-realtime/index.js';
