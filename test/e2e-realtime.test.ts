@@ -95,7 +95,10 @@ async function startRealtimeUpstream(apiKey: string) {
         if (event.type === 'session.update') send({ type: 'session.updated', session: event.session });
         if (event.type === 'response.create') {
           seen.creates++;
-          respond();
+          // A response that never ends: started, then nothing more.
+          const hangs = (event.response as { instructions?: string } | undefined)?.instructions === 'hang';
+          if (hangs) send({ type: 'response.created', response: { id: `resp_hung_${seen.creates}` } });
+          else respond();
         }
         if (event.type === 'input_audio_buffer.commit') respond();
         if (event.type === 'response.cancel') seen.cancels++;
@@ -173,7 +176,10 @@ describe.each(memoryAndRedisStores('realtime'))('the Realtime API on %s stores',
   let usageLog: string;
   const adminKey = newApiKey();
   const upstreamKey = `upstream-${newApiKey()}`;
-  const keys = { sdk: newApiKey(), tight: newApiKey(), spent: newApiKey(), revoked: newApiKey(), voice: newApiKey() };
+  const keys = {
+    ...{ sdk: newApiKey(), tight: newApiKey(), spent: newApiKey() },
+    ...{ revoked: newApiKey(), voice: newApiKey(), left: newApiKey() },
+  };
   const keyConfig = (id: keyof typeof keys, tenant: string) => ({ id, sha256: sha256Hex(keys[id]), tenant });
   const allKeys = [
     keyConfig('sdk', 'acme'),
@@ -181,6 +187,7 @@ describe.each(memoryAndRedisStores('realtime'))('the Realtime API on %s stores',
     keyConfig('spent', 'spent'),
     keyConfig('revoked', 'acme'),
     keyConfig('voice', 'acme'),
+    keyConfig('left', 'left'),
   ];
 
   const records = (keyId: string, count: number): Promise<UsageRecord[]> =>
@@ -214,6 +221,7 @@ describe.each(memoryAndRedisStores('realtime'))('the Realtime API on %s stores',
           // next one's hold (its 660 tokens of context as audio input, then the cap) does not.
           tight: { tier: 'pro', budget: { usd: 0.03, period: 'day' } },
           spent: { tier: 'pro', budget: { usd: 0.000001, period: 'day' } },
+          left: { tier: 'pro', budget: { usd: 10, period: 'day' } },
         },
         keys: allKeys,
       },
@@ -344,6 +352,22 @@ describe.each(memoryAndRedisStores('realtime'))('the Realtime API on %s stores',
     const [record] = await records('voice', 1);
     expect(record).toMatchObject({ route: '/v1/realtime', usageSource: 'provider', costNanoUsd: RESPONSE_COST_NANO });
     socket.close();
+  });
+
+  it('a response cut before its response.done (the client left) is billed what was held for it', async () => {
+    const { socket, frames, closed } = await openSession(proxy.url, keys.left);
+    await frameOf(frames, 'session.created');
+    socket.send(
+      JSON.stringify({ type: 'response.create', response: { instructions: 'hang', max_output_tokens: 300 } }),
+    );
+    await frameOf(frames, 'response.created');
+    socket.close();
+    await closed;
+    const [record] = await records('left', 1);
+    // Nothing in the session yet: the hold is the cap as audio output, 300 x 64,000 nano-USD.
+    expect(record).toMatchObject({ aborted: true, usageSource: 'counted', estimatedCostNanoUsd: 300 * 64_000 });
+    expect(record!.costNanoUsd).toBe(300 * 64_000);
+    await waitFor(async () => ((await tenantSpent('left')) === 300 * 64_000 ? true : undefined), 'left spend');
   });
 
   it('an upgrade without a valid key, or without a Realtime model, is refused before any session opens', async () => {
