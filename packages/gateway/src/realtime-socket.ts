@@ -32,6 +32,9 @@ const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 const CUTTING_STATUSES = new Set([401, 403]);
 const CUTTING_CODES = new Set(['insufficient_quota']);
 
+/** The usage of a response that ran nothing (refused upstream, or never sent): billed 0. */
+const ZERO_USAGE = { inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
+
 /** A Realtime `error` event (`{ type: 'error', event_id, error: { type, code, message, param, event_id } }`). */
 function realtimeError(
   error: { type?: string; code: string | null; message: string; param?: string | null },
@@ -277,7 +280,8 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     requestHold(session, turn);
     const refusal = await turn.admission;
     if (refusal) return refused(session, refusal, eventId);
-    if (!sessions.has(session)) return;
+    // The session ended while the hold was asked for: nothing went upstream, nothing is billed.
+    if (!sessions.has(session)) return turn.end({ usage: { ...ZERO_USAGE }, status: 499 });
     session.sent.push(turn);
     sendUpstream(session, data, binary);
   }
@@ -488,8 +492,6 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     },
   };
 }
-
-const ZERO_USAGE = { inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
 
 /** Every media token of a usage, for the session's context. */
 function totalMedia(
