@@ -96,8 +96,10 @@ async function startRealtimeUpstream(apiKey: string) {
         if (event.type === 'response.create') {
           seen.creates++;
           // A response that never ends: started, then nothing more.
-          const hangs = (event.response as { instructions?: string } | undefined)?.instructions === 'hang';
-          if (hangs) send({ type: 'response.created', response: { id: `resp_hung_${seen.creates}` } });
+          const instructions = (event.response as { instructions?: string } | undefined)?.instructions;
+          if (instructions === 'hang')
+            send({ type: 'response.created', response: { id: `resp_hung_${seen.creates}` } });
+          else if (instructions === 'slow') setTimeout(respond, 300);
           else respond();
         }
         if (event.type === 'input_audio_buffer.commit') respond();
@@ -428,5 +430,27 @@ describe.each(memoryAndRedisStores('realtime'))('the Realtime API on %s stores',
       .reduce((sum, record) => sum + record.costNanoUsd, 0);
     expect(billed).toBe(3 * RESPONSE_COST_NANO);
     await waitFor(async () => ((await tenantSpent('acme')) === billed ? true : undefined), 'acme spend');
+  });
+
+  it('a drain closes idle sessions with 1001 at once, a busy one once its response is done; upgrades get 503', async () => {
+    const idle = await openSession(proxy.url, keys.left);
+    const busy = await openSession(proxy.url, keys.left);
+    await frameOf(busy.frames, 'session.created');
+    const creates = upstream.seen.creates;
+    busy.socket.send(JSON.stringify({ type: 'response.create', response: { instructions: 'slow' } }));
+    await waitFor(() => (upstream.seen.creates > creates ? true : undefined), 'the create upstream');
+    const before = (await records('left', 1)).length;
+    proxy.app.drain();
+    expect((await idle.closed)[0]).toBe(1001);
+    expect((await busy.closed)[0]).toBe(1001);
+    expect(busy.frames.map((frame) => frame.type)).toContain('response.done');
+    const billed = await records('left', before + 1);
+    expect(billed.at(-1)).toMatchObject({ usageSource: 'provider', costNanoUsd: RESPONSE_COST_NANO });
+    const refused = new WebSocket(`${proxy.url.replace(/^http/, 'ws')}/v1/realtime?model=${MODEL}`, {
+      headers: { authorization: `Bearer ${keys.left}` },
+    });
+    refused.on('error', () => undefined);
+    const [, res] = (await once(refused, 'unexpected-response')) as [unknown, IncomingMessage];
+    expect(res.statusCode).toBe(503);
   });
 });

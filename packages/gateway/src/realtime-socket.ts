@@ -108,6 +108,8 @@ interface Session {
   settings: unknown;
   /** Input tokens the session holds at most: the last response's input and output, and what was added since. */
   input: number;
+  /** Client creates waiting for their hold. */
+  asking: number;
   /** Client creates admitted and sent, waiting for their `response.created`. */
   sent: RealtimeTurn[];
   running: Map<string, RealtimeTurn>;
@@ -277,13 +279,24 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     }
     const eventId = typeof event.event_id === 'string' ? event.event_id : undefined;
     const turn = newTurn(session, event.response, eventId);
+    session.asking++;
     requestHold(session, turn);
     const refusal = await turn.admission;
-    if (refusal) return refused(session, refusal, eventId);
+    session.asking--;
+    if (refusal) {
+      refused(session, refusal, eventId);
+      return closeIfIdle(session);
+    }
     // The session ended while the hold was asked for: nothing went upstream, nothing is billed.
     if (!sessions.has(session)) return turn.end({ usage: { ...ZERO_USAGE }, status: 499 });
     session.sent.push(turn);
     sendUpstream(session, data, binary);
+  }
+
+  /** A draining gateway's session closes (1001) once no response of it is asked for, sent or running. */
+  function closeIfIdle(session: Session) {
+    if (session.closeWhenIdle && session.asking === 0 && session.sent.length === 0 && session.running.size === 0)
+      cut(session, GOING_AWAY, 'server stopping');
   }
 
   /** The turn a `response.created` starts: the oldest client create sent, else one the upstream started itself. */
@@ -342,8 +355,7 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     if (session.held && frame !== undefined) session.held.push(frame);
     else if (frame !== undefined) sendClient(session, frame);
     else if (session.client.readyState === WebSocket.OPEN) session.client.send(data, { binary: true });
-    if (session.closeWhenIdle && session.running.size === 0 && session.sent.length === 0)
-      cut(session, GOING_AWAY, 'server stopping');
+    closeIfIdle(session);
   }
 
   function accept(server: Server, upgrade: IncomingMessage, client: WebSocket): void {
@@ -357,7 +369,7 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     const opened = new Promise<void>((resolve) => upstream.once('open', () => resolve()));
     const session: Session = {
       ...{ client, upstream, upgrade, server, model, settings: undefined, input: 0 },
-      ...{ sent: [], running: new Map(), held: undefined, queue: opened, closeWhenIdle: draining },
+      ...{ asking: 0, sent: [], running: new Map(), held: undefined, queue: opened, closeWhenIdle: draining },
     };
     sessions.add(session);
     client.on('message', (data, binary) => {
@@ -472,14 +484,16 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     mintStages,
     drain() {
       draining = true;
-      const busy = [...sessions].filter((session) => session.running.size > 0 || session.sent.length > 0).length;
+      const busy = [...sessions].filter(
+        (session) => session.asking > 0 || session.running.size > 0 || session.sent.length > 0,
+      ).length;
       if (sessions.size > 0)
         options.log(
           `tollgate proxy: ${sessions.size} Realtime session(s) open, ${busy} with a response in flight: each closes with 1001 once it is done`,
         );
-      for (const session of sessions) {
+      for (const session of [...sessions]) {
         session.closeWhenIdle = true;
-        if (session.running.size === 0 && session.sent.length === 0) cut(session, GOING_AWAY, 'server stopping');
+        closeIfIdle(session);
       }
     },
     async close() {
