@@ -30,7 +30,8 @@ import { shadowMiddleware, tierPolicyMiddleware, toolCallLimitMiddleware } from 
 import { createProxyMcp } from './mcp-setup.js';
 import { mountOperatorRoutes } from './operator-routes.js';
 import { watchEventLoop } from './probes.js';
-import { CLIENT_SECRET_PATHS, realtimeSocketServer } from './realtime-socket.js';
+import { CLIENT_SECRET_PATHS } from './realtime-secrets.js';
+import { realtimeSocketServer } from './realtime-socket.js';
 import { responsesSocketServer } from './responses-socket.js';
 import { gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
 import { socketUpgrades } from './socket-upgrade.js';

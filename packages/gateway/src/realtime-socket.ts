@@ -8,22 +8,20 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { Pricing } from '@tollgate/core';
 import type { ResolvedPrice } from '@tollgate/core/costs';
-import type { MeteredRealtimeResponse, RealtimeOutcome, RealtimeResponseAsk } from '@tollgate/metering';
+import type { MeteredRealtimeResponse, RealtimeResponseAsk } from '@tollgate/metering';
 import { realtimeAddedInput, realtimeOutputCap, realtimeUsage } from '@tollgate/providers/routes';
 import type { ProviderRouter, RealtimeUpstream } from '@tollgate/router/upstreams';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
 import { connectionPair, messageHeaders } from './responses-socket.js';
 import type { RealtimeResponseStages } from './routes.js';
+import { clientSecretStages } from './realtime-secrets.js';
+import { realtimeError, RealtimeTurn, ZERO_USAGE } from './realtime-turn.js';
 import { GOING_AWAY } from './socket-upgrade.js';
 import type { SocketMode } from './socket-upgrade.js';
 
 /** The path of the mode: OpenAI's. */
 export const REALTIME_PATH = '/v1/realtime';
-/** Where clients mint ephemeral keys for a browser's session: OpenAI's GA path and its beta's (docs/realtime.md). */
-export const CLIENT_SECRET_PATHS = ['/v1/realtime/client_secrets', '/v1/realtime/sessions'] as const;
-/** The longest life of a minted secret, in seconds: OpenAI's default (600); a request for longer is shortened. */
-const SECRET_MAX_SECONDS = 600;
 /** The close code of a session cut by policy: its key no longer admitted, or its budget spent (RFC 6455). */
 export const POLICY_CLOSE = 1008;
 /** The largest frame: OpenAI takes appended audio up to 15 MiB a message. */
@@ -31,71 +29,6 @@ const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** How a refused response cuts the session: a budget spent or a key refused ends it; a rate limit does not. */
 const CUTTING_STATUSES = new Set([401, 403]);
 const CUTTING_CODES = new Set(['insufficient_quota']);
-
-/** The usage of a response that ran nothing (refused upstream, or never sent): billed 0. */
-const ZERO_USAGE = { inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: 0, reasoningTokens: 0 };
-
-/** A Realtime `error` event (`{ type: 'error', event_id, error: { type, code, message, param, event_id } }`). */
-function realtimeError(
-  error: { type?: string; code: string | null; message: string; param?: string | null },
-  eventId?: string,
-) {
-  return JSON.stringify({
-    type: 'error',
-    event_id: `event_tollgate_${Date.now().toString(36)}`,
-    error: {
-      type: error.type ?? 'invalid_request_error',
-      code: error.code,
-      message: error.message,
-      param: error.param ?? null,
-      event_id: eventId ?? null,
-    },
-  });
-}
-
-/** One response's admission and its end, shared by the session and its in-process POST. */
-class RealtimeTurn {
-  #finish: ((outcome: RealtimeOutcome) => void) | undefined;
-  #ended: RealtimeOutcome | undefined;
-  #onEnd: (() => void) | undefined;
-  /** Resolves once the chain answered: admitted (undefined), or the refusal's error body and status. */
-  readonly admission: Promise<{ status: number; error: Record<string, unknown> } | undefined>;
-  #resolve!: (value: { status: number; error: Record<string, unknown> } | undefined) => void;
-
-  constructor(
-    readonly ask: Omit<RealtimeResponseAsk, 'price'>,
-    readonly eventId: string | undefined,
-  ) {
-    this.admission = new Promise((resolve) => (this.#resolve = resolve));
-  }
-
-  /** The chain admitted the response: `finish` reports its outcome; resolves once it ended. */
-  admit(finish: (outcome: RealtimeOutcome) => void): Promise<void> {
-    this.#finish = finish;
-    const ended = new Promise<void>((resolve) => (this.#onEnd = resolve));
-    this.#resolve(undefined);
-    if (this.#ended) this.end(this.#ended, true);
-    return ended;
-  }
-
-  refuse(status: number, error: Record<string, unknown>): void {
-    this.#resolve({ status, error });
-  }
-
-  /** The response ended (its `response.done`, or the session closed): its outcome goes to the meter once. */
-  end(outcome: RealtimeOutcome, again = false): void {
-    if (this.#ended && !again) return;
-    this.#ended = outcome;
-    if (!this.#finish) return;
-    this.#finish(outcome);
-    this.#finish = undefined;
-    this.#onEnd?.();
-  }
-
-  get ended(): boolean {
-    return this.#ended !== undefined;
-  }
-}
 
 /** One session: the client's socket, the upstream's, and the responses it runs. */
 interface Session {
@@ -115,6 +48,8 @@ interface Session {
   running: Map<string, RealtimeTurn>;
   /** Upstream frames held while a response the upstream started (voice activity) waits for its hold. */
   held: string[] | undefined;
+  /** How many of those wait. */
+  holding: number;
   /** The client's frames, in order: a `response.create` waits for its hold before the next frame goes on. */
   queue: Promise<void>;
   closeWhenIdle: boolean;
@@ -150,8 +85,6 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
   /** The turn each in-process POST carries, by its connection's server end. */
   const turns = new WeakMap<object, RealtimeTurn>();
   const charges = new WeakMap<Request, MeteredRealtimeResponse>();
-  /** The upstream each client secret's mint goes to. */
-  const mints = new WeakMap<Request, RealtimeUpstream>();
   let draining = false;
 
   const priceOf = (model: string): ResolvedPrice | undefined => {
@@ -308,12 +241,15 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     }
     const turn = newTurn(session, undefined, undefined);
     session.running.set(id, turn);
-    session.held = [frame];
+    // Held from here, in order, until every response the upstream started is held for too.
+    (session.held ??= []).push(frame);
+    session.holding++;
     requestHold(session, turn);
     void turn.admission.then((refusal) => {
-      const held = session.held ?? [];
-      session.held = undefined;
       if (!refusal) {
+        if (--session.holding > 0) return;
+        const held = session.held ?? [];
+        session.held = undefined;
         for (const out of held) sendClient(session, out);
         return;
       }
@@ -369,7 +305,8 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     const opened = new Promise<void>((resolve) => upstream.once('open', () => resolve()));
     const session: Session = {
       ...{ client, upstream, upgrade, server, model, settings: undefined, input: 0 },
-      ...{ asking: 0, sent: [], running: new Map(), held: undefined, queue: opened, closeWhenIdle: draining },
+      ...{ asking: 0, sent: [], running: new Map(), held: undefined, holding: 0 },
+      ...{ queue: opened, closeWhenIdle: draining },
     };
     sessions.add(session);
     client.on('message', (data, binary) => {
@@ -423,57 +360,7 @@ export function realtimeSocketServer(options: RealtimeSocketOptions): RealtimeSo
     },
   };
 
-  const mintStages: RealtimeResponseStages = {
-    match: (_req, _res, next) => next(),
-    charge(req, res, next) {
-      const body = (req.body ?? {}) as Record<string, unknown>;
-      const session = (typeof body.session === 'object' && body.session !== null ? body.session : body) as Record<
-        string,
-        unknown
-      >;
-      const model = typeof session.model === 'string' ? session.model : undefined;
-      const price = model === undefined ? undefined : priceOf(model);
-      const target = model === undefined ? undefined : providers.realtimeUpstream(model);
-      if (!model || !price || !target) {
-        const named = model === undefined ? 'no model' : `"${model.slice(0, 100)}"`;
-        const message = `Name a Realtime model an upstream serves in session.model; got ${named}.`;
-        renderApiError(new ApiError('invalid_request', message, { param: 'session.model' }), req, res);
-        return;
-      }
-      const ask = { model, price, inputTokens: 0, maxOutputTokens: realtimeOutputCap(session, undefined) };
-      charges.set(req, options.charge(req, res, ask));
-      mints.set(req, target);
-      next();
-    },
-    call(req, res, next) {
-      const finish = charges.get(req)?.start();
-      if (!finish) {
-        res.status(499).end();
-        return;
-      }
-      const body = { ...(req.body as Record<string, unknown>) };
-      const asked = (body.expires_after as { seconds?: unknown } | undefined)?.seconds;
-      const seconds = typeof asked === 'number' && asked > 0 ? Math.min(asked, SECRET_MAX_SECONDS) : SECRET_MAX_SECONDS;
-      if (req.path === CLIENT_SECRET_PATHS[0]) body.expires_after = { anchor: 'created_at', seconds };
-      const target = mints.get(req)!;
-      req.tollgate.markSending();
-      fetch(`${target.baseUrl}${req.path.slice('/v1'.length)}`, {
-        method: 'POST',
-        headers: { ...target.headers, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      })
-        .then(async (answer) => {
-          const text = await answer.text();
-          // The mint costs nothing: the record says it happened, at 0.
-          finish({ usage: { ...ZERO_USAGE }, status: answer.status });
-          res.status(answer.status).type('application/json').send(text);
-        })
-        .catch((error: unknown) => {
-          finish({ usage: { ...ZERO_USAGE }, status: 502 });
-          next(new ApiError('upstream_error', `The upstream did not mint the secret: ${(error as Error).message}`));
-        });
-    },
-  };
+  const mintStages = clientSecretStages({ providers, priceOf, charge: options.charge });
 
   return {
     path: REALTIME_PATH,
