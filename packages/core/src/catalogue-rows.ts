@@ -14,6 +14,7 @@ export type MatchRule =
 /** The media prices a maintained row may name (see `ModelPrice`). */
 export const MEDIA_PRICE_FIELDS = [
   'audioInputPerMTok',
+  'cachedAudioInputPerMTok',
   'audioOutputPerMTok',
   'imageInputPerMTok',
   'imageOutputPerMTok',
@@ -30,7 +31,7 @@ export interface RowPrices {
 export interface MaintainedRow extends RowPrices {
   id: string;
   provider: string;
-  kind?: 'embedding' | 'transcription' | 'speech' | 'image';
+  kind?: 'embedding' | 'transcription' | 'speech' | 'image' | 'realtime';
   match: MatchRule;
   contextWindow?: number;
   /** Price changes the source has dated after the catalogue was generated (YYYY-MM-DD, UTC). */

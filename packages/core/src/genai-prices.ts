@@ -35,6 +35,7 @@ const FIELDS: Readonly<Record<string, keyof RowPrice>> = {
   cache_write_1h_mtok: 'cacheWrite1hPerMTok',
   output_mtok: 'outputPerMTok',
   input_audio_mtok: 'audioInputPerMTok',
+  cache_audio_read_mtok: 'cachedAudioInputPerMTok',
   output_audio_mtok: 'audioOutputPerMTok',
   input_image_mtok: 'imageInputPerMTok',
   output_image_mtok: 'imageOutputPerMTok',
@@ -44,14 +45,15 @@ const FIELDS: Readonly<Record<string, keyof RowPrice>> = {
 const AUDIO_HOURS = ['input_audio_hours', 'audio_hours'];
 
 /**
- * Ids served on surfaces not metered here (realtime, chat with audio or image output, moderation, OCR). The gateway's
- * own media routes take theirs: transcriptions, speech and image generation (`MEDIA_KINDS`).
+ * Ids served on surfaces not metered here (chat with audio or image output, moderation, OCR). The gateway's
+ * own media routes take theirs: transcriptions, speech, image generation and Realtime sessions (`MEDIA_KINDS`).
  */
 const OTHER_SURFACES = /(audio|realtime|transcribe|tts|whisper|image|moderation|ocr|voxtral|computer-use|live)/;
 const MEDIA_KINDS: readonly (readonly [RegExp, NonNullable<MaintainedRow['kind']>])[] = [
   [/^(gpt-(4o-(mini-)?)?transcribe|whisper-)/, 'transcription'],
   [/^(gpt-4o-mini-tts|tts-)/, 'speech'],
   [/^(gpt-image-|dall-e-)/, 'image'],
+  [/^gpt-(4o-(mini-)?)?realtime/, 'realtime'],
 ];
 const EMBEDDING = /embed/;
 

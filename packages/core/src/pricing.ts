@@ -71,6 +71,8 @@ export interface ModelPrice {
   inferenceGeos?: Record<string, number>;
   /** Audio tokens read, USD per 1M (`MediaUsage.audioInputTokens`). @default the input price */
   audioInputPerMTok?: number;
+  /** Audio tokens read from the prompt cache (Realtime), USD per 1M. @default the cached input price */
+  cachedAudioInputPerMTok?: number;
   /** Audio tokens written, USD per 1M. @default the output price */
   audioOutputPerMTok?: number;
   /** Image tokens read, USD per 1M. @default the input price */
@@ -98,9 +100,9 @@ export type TierPrice = Partial<
 >;
 
 /** What a model does (see `ModelPrice.kind`). */
-export type ModelKind = 'generation' | 'embedding' | 'transcription' | 'speech' | 'image';
+export type ModelKind = 'generation' | 'embedding' | 'transcription' | 'speech' | 'image' | 'realtime';
 
-const MODEL_KINDS: readonly ModelKind[] = ['generation', 'embedding', 'transcription', 'speech', 'image'];
+const MODEL_KINDS: readonly ModelKind[] = ['generation', 'embedding', 'transcription', 'speech', 'image', 'realtime'];
 
 /**
  * The tokenizer a catalogue row names: OpenAI's encodings, the open vocabularies counted exactly by their own tables
@@ -147,6 +149,7 @@ export interface ResolvedPrice {
 /** A model's media prices in pico-USD per unit (micro-USD per 1M units), so sums stay exact (see `ModelPrice`). */
 export interface MediaPrice {
   audioInputMicro: number;
+  cachedAudioInputMicro: number;
   audioOutputMicro: number;
   imageInputMicro: number;
   imageOutputMicro: number;
@@ -365,6 +368,7 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
 
 const MEDIA_FIELDS = [
   'audioInputPerMTok',
+  'cachedAudioInputPerMTok',
   'audioOutputPerMTok',
   'imageInputPerMTok',
   'imageOutputPerMTok',
@@ -388,6 +392,12 @@ function resolveMedia(model: string, price: ModelPrice, standard: ResolvedPrice)
   if (!MEDIA_FIELDS.some((field) => price[field] !== undefined)) return undefined;
   const media: MediaPrice = {
     audioInputMicro: toMicro(price.audioInputPerMTok, standard.inputMicro / 1e6, 'audioInputPerMTok', model),
+    cachedAudioInputMicro: toMicro(
+      price.cachedAudioInputPerMTok,
+      standard.cachedInputMicro / 1e6,
+      'cachedAudioInputPerMTok',
+      model,
+    ),
     audioOutputMicro: toMicro(price.audioOutputPerMTok, standard.outputMicro / 1e6, 'audioOutputPerMTok', model),
     imageInputMicro: toMicro(price.imageInputPerMTok, standard.inputMicro / 1e6, 'imageInputPerMTok', model),
     imageOutputMicro: toMicro(price.imageOutputPerMTok, standard.outputMicro / 1e6, 'imageOutputPerMTok', model),
@@ -822,8 +832,11 @@ export function mediaTokens(media: MediaUsage | undefined): number {
 function mediaPico(media: MediaUsage | undefined, price: ResolvedPrice): number {
   if (media === undefined) return 0;
   const rates = price.media;
+  // Of the audio read, the part read from the prompt cache (Realtime's `cached_tokens_details.audio_tokens`).
+  const cachedAudio = Math.min(count(media.cachedAudioInputTokens), count(media.audioInputTokens));
   let pico =
-    count(media.audioInputTokens) * (rates?.audioInputMicro ?? price.inputMicro) +
+    (count(media.audioInputTokens) - cachedAudio) * (rates?.audioInputMicro ?? price.inputMicro) +
+    cachedAudio * (rates?.cachedAudioInputMicro ?? price.cachedInputMicro) +
     count(media.imageInputTokens) * (rates?.imageInputMicro ?? price.inputMicro) +
     count(media.audioOutputTokens) * (rates?.audioOutputMicro ?? price.outputMicro) +
     count(media.imageOutputTokens) * (rates?.imageOutputMicro ?? price.outputMicro) +

@@ -101,6 +101,8 @@ export interface TokenUsage {
 export interface MediaUsage {
   /** Audio tokens read (gpt-4o-transcribe's `input_token_details.audio_tokens`). */
   audioInputTokens?: number;
+  /** Of `audioInputTokens`, those read from the prompt cache (Realtime), priced at the cached audio price. */
+  cachedAudioInputTokens?: number;
   /** Audio tokens written (gpt-4o-mini-tts's output). */
   audioOutputTokens?: number;
   /** Image tokens read (an edit's input images). */

@@ -205,6 +205,7 @@ const KIND_NAMES: Readonly<Record<ModelKind, string>> = {
   transcription: 'a transcription model',
   speech: 'a speech model',
   image: 'an image model',
+  realtime: 'a Realtime model',
 };
 
 /** Where a model of `kind` is served: the route of an API of that kind, its provider's own first. */

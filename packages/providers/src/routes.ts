@@ -9,3 +9,4 @@ export { checkModelKind } from './estimate.js';
 export { isUploadForm, readUploadForm, UploadFormError, withFormFields } from './upload-form.js';
 export type { UploadForm } from './upload-form.js';
 export type { UploadedFile } from './openai-transcriptions/audio-length.js';
+export { realtimeAddedInput, realtimeOutputCap, realtimeUsage } from './openai-realtime/index.js';
