@@ -4,7 +4,7 @@ import { ApiError, createMemoryStores, getContext } from '@tollgate/core';
 import { answerCheck, attachPreCallCheck } from '@tollgate/core/checks';
 import type { ErrorRenderer, Identity, TollgateContext } from '@tollgate/core';
 import type { PreCallCheck } from '@tollgate/core/checks';
-import type { ReservationLedger } from '@tollgate/core/store-contracts';
+import type { LedgerScope, ReservationLedger } from '@tollgate/core/store-contracts';
 import type { ReservationNote } from '@tollgate/core/provider-call';
 import type { BudgetHold, BudgetVerdict } from './budget-hold.js';
 import { BudgetLedgerCalls } from './budget-ledger.js';
@@ -22,6 +22,8 @@ import type { HeldReservation } from './held-reservations.js';
 import { SpendDrift } from './spend-drift.js';
 import type { SpendDriftOptions } from './spend-drift.js';
 import { SAMPLE_GAP_MS, SpendForecaster } from './spend-forecast.js';
+import { refundSpend, spendWhole } from './whole-spend.js';
+import type { WholeSpend } from './whole-spend.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
 export type { BudgetGuardOptions } from './budget-options.js';
@@ -58,6 +60,13 @@ export interface BudgetGuard {
    * when the reservation covers the call (or no budget applies).
    */
   reprice(req: Request, res: Response): Promise<boolean>;
+  /**
+   * Charges `amount` whole to every budget of `identity`'s calls to `models` (all or nothing), for work that outlives
+   * its request (a Batch job); refused with `insufficient_quota`. See whole-spend.ts.
+   */
+  spendWhole(identity: Identity, models: readonly string[], id: string, amount: number): Promise<WholeSpend>;
+  /** Gives back `refund` of what `spendWhole` charged to `scopes` once the work's real cost is known. */
+  refundSpend(scopes: readonly LedgerScope[], refund: number): Promise<boolean>;
   /** Waits for budget-event callbacks and webhook deliveries in flight. */
   flush(): Promise<void>;
   /** Flushes, stops webhook retries, and closes the in-memory ledger if the guard made it. */
@@ -145,6 +154,9 @@ function budgetOperations(book: BudgetBook, reservations: BudgetReservations) {
     async status(selector?: BudgetSelector) {
       return readBudgetStatus(book, await selectBudgets(book, selector));
     },
+    spendWhole: (identity: Identity, models: readonly string[], id: string, amount: number) =>
+      spendWhole(book, identity, models, id, amount),
+    refundSpend: (scopes: readonly LedgerScope[], refund: number) => refundSpend(book, scopes, refund),
     async statusFor(identity: Identity) {
       return readBudgetStatus(book, await book.plan.forIdentity(identity));
     },

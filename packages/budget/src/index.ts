@@ -6,6 +6,7 @@ export type { WebhookOptions } from './webhook.js';
 export type { RebuildReport, SpendSource } from './rebuild.js';
 export type { HeldReservation } from './held-reservations.js';
 export type { DriftReading, DriftRepair, SpendDrift, SpendDriftOptions } from './spend-drift.js';
+export type { WholeSpend } from './whole-spend.js';
 export type { CreditJournal } from './credit-journal.js';
 export type { SessionBudgetMaps } from './session-budgets.js';
 export type {

@@ -34,7 +34,9 @@ import { watchEventLoop } from './probes.js';
 import { CLIENT_SECRET_PATHS } from './realtime-secrets.js';
 import { realtimeSocketServer } from './realtime-socket.js';
 import { responsesSocketServer } from './responses-socket.js';
-import { gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
+import { batchRoutes, gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
+import { batchRouteSpecs, batchUpstream } from './batch/batch-mount.js';
+import { memoryBatchBook } from './batch/batch-book.js';
 import { socketUpgrades } from './socket-upgrade.js';
 import type { RouteParts } from './routes.js';
 
@@ -169,6 +171,16 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   const routes = gatewayRoutes(routeParts);
   // One route per path, so the metrics' route label (`req.route.path`) names the path a request came by.
   for (const { paths, handlers } of routes) for (const path of paths) router.post(path, ...handlers);
+  // The Batch API, where an OpenAI upstream serves it: its jobs charged whole and settled from their output.
+  const upstream = batchUpstream(options.routing.upstreams, deps.env);
+  if (upstream) {
+    const specs = batchRouteSpecs({
+      ...{ upstream, book: deps.batchBook ?? memoryBatchBook(), pricing: parts.pricing, budget: parts.budget },
+      modelAllowed: tierModelAllowlist(options.limits.tierPolicy, (req) => req.tollgate.get('gateway.batchModel')),
+      deliver: (record) => metering.deliverRecord(record),
+    });
+    for (const { method, path, handlers } of batchRoutes(routeParts, specs)) router[method](path, ...handlers);
+  }
   // The WebSocket modes, one upgrade dispatcher by path. The Responses API's: its upgrade passes the handshake profile,
   // each message the provider route above. Realtime's (docs/realtime.md): the same handshake and the tier's models,
   // then each response its own route, held and billed through the meter's Realtime charge.

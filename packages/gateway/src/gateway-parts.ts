@@ -30,6 +30,7 @@ import type { TenantChanges } from './tenant-directory.js';
 import { createKeyLookup } from './auth-setup.js';
 import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
+import type { BatchBook } from './batch/batch-book.js';
 import type { CacheSetupOptions } from './cache-setup.js';
 import { ConfigError } from './config/index.js';
 import type { GuardrailRules, GuardSetupOptions } from './guard-setup.js';
@@ -63,6 +64,8 @@ export interface ProxyDeps {
   mock?: MockProvider;
   /** Where upstream keys are read from. @default process.env */
   env?: NodeJS.ProcessEnv;
+  /** Where Batch files and jobs are kept (docs/batch.md). @default memoryBatchBook(): one process */
+  batchBook?: BatchBook;
   /** Operator log lines (never secrets). @default console.error */
   log?: (line: string) => void;
   /**

@@ -1,7 +1,7 @@
 // Metering: the estimate before the call, usage after it, the sinks (usage log, Prometheus, PostgreSQL) and the
 // spool before them.
 import type { Request, RequestHandler, Response } from 'express';
-import { jsonlSink, meter, openUsageSpool, realtimeMeter, toolMeter } from '@tollgate/metering';
+import { jsonlSink, meter, openUsageSpool, realtimeMeter, toolMeter, usageDeliverer } from '@tollgate/metering';
 import { openEmbeddedLedger, postgresSink } from '@tollgate/metering/postgres';
 import { prometheusSink } from '@tollgate/metering/prometheus';
 import { stripeMeterSink } from '@tollgate/metering/stripe';
@@ -40,6 +40,8 @@ export interface ProxyMetering {
   chargeToolCall(req: Request, res: Response, call: PricedToolCall): MeteredToolCall;
   /** Meters a Realtime response at its worst case, then its `response.done` usage (docs/realtime.md). */
   chargeRealtimeResponse(req: Request, res: Response, ask: RealtimeResponseAsk): MeteredRealtimeResponse;
+  /** Writes a record made outside a request's meter (a Batch job's lines) to the same sinks (or spool). */
+  deliverRecord(record: UsageRecord): void;
   /** `GET /metrics`; undefined with metrics off. */
   metricsHandler: RequestHandler | undefined;
   /** The Prometheus registry the usage metrics are in, for the proxy's own; undefined with metrics off. */
@@ -113,6 +115,7 @@ export function createMetering(
       ...destination,
       ...(options.onUsage ? { onUsage: options.onUsage } : {}),
     }),
+    deliverRecord: usageDeliverer(spool, sinks),
     middleware: [usageMeter as RequestHandler],
     metricsHandler: prometheus?.handler as RequestHandler | undefined,
     registry: prometheus?.registry,

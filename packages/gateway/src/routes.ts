@@ -165,3 +165,43 @@ export function realtimeResponseRoute(parts: RouteParts, path: string, own: Real
     { ...responses, path, paths: [path], match: own.match },
   );
 }
+
+/** One route of the Batch API: its method and path, how its body is read, and its call. */
+export interface BatchRouteSpec {
+  readonly method: 'get' | 'post';
+  readonly path: string;
+  readonly body: 'form' | 'json' | 'none';
+  readonly call: RequestHandler;
+}
+
+/** A route with no body to read. */
+function readNoBody(_req: Request, _res: Response, next: NextFunction): void {
+  next();
+}
+
+/** The Batch API's routes (docs/batch.md), each the `batch` profile of the one stage list. */
+export function batchRoutes(
+  parts: RouteParts,
+  specs: readonly BatchRouteSpec[],
+): (ComposedRoute & Pick<BatchRouteSpec, 'method' | 'path'>)[] {
+  const { guarding } = parts;
+  const requestLimits = parts.requestLimits.length > 0 ? [combineLimits(...parts.requestLimits)] : [];
+  const none: readonly RequestHandler[] = [];
+  const readers = { form: parts.readUploadBody, json: parts.readProviderBody, none: readNoBody };
+  const stages: StageBuilders<BatchRouteSpec> = {
+    route: () => none,
+    'guard admit': () => guarding.beforeAuth,
+    auth: () => parts.identify,
+    'body guard': (spec) => guarding.afterAuth(readers[spec.body]),
+    permissions: () => parts.permissions,
+    attribution: () => parts.attribution,
+    'guard after estimate': () => guarding.afterEstimate,
+    'limits and budget': () => requestLimits,
+    call: (spec) => [spec.call],
+  };
+  return specs.map((spec) => ({
+    method: spec.method,
+    path: spec.path,
+    ...composeRoute(PROFILES.batch, stages, spec),
+  }));
+}

@@ -58,7 +58,7 @@ const MCP_SKIPS: readonly Stage[] = ['validate', 'tier policy', 'guardrails', 'c
 /** Every route kind the gateway serves. */
 export const PROFILES: Readonly<
   Record<
-    'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake' | 'realtimeResponse',
+    'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake' | 'realtimeResponse' | 'batch',
     Profile
   >
 > = {
@@ -94,6 +94,15 @@ export const PROFILES: Readonly<
   realtimeResponse: {
     kind: 'Realtime response',
     skips: ['validate', 'declare', 'tier policy', 'guardrails', 'cache lookup', 'cache around'],
+  },
+  /**
+   * A Batch API call (/v1/files, /v1/batches): the caller, its body and its request limits. Its call checks each
+   * line's model against the tier and charges a job's worst case to the budgets itself (docs/batch.md): a job
+   * outlives its request, so it is no estimate held for one.
+   */
+  batch: {
+    kind: 'Batch call',
+    skips: ['validate', 'declare', 'tier policy', 'guardrails', 'cache lookup', 'meter', 'cache around'],
   },
 };
 

@@ -1,6 +1,6 @@
 // @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks, the usage spool and the report CLI.
 // The sinks that need pg, prom-client or pino have their own doors: @tollgate/metering/postgres, /prometheus, /log.
-export { meter } from './meter.js';
+export { meter, usageDeliverer } from './meter.js';
 export type { MeterOptions } from './meter.js';
 export { toolMeter } from './tool-meter.js';
 export type { MeteredToolCall, PricedToolCall, ToolCallOutcome } from './tool-meter.js';

@@ -161,3 +161,29 @@ export function withFormFields(form: UploadForm, changed: Readonly<Record<string
   pieces.push(form.bytes.subarray(from));
   return Buffer.concat(pieces);
 }
+
+/**
+ * The bytes of the file `field` of a form read whole (a Batch input file), parsed again from the form's own bytes:
+ * bounded by the limit the form was read under. Undefined when the form holds no such file.
+ */
+export function formFile(form: UploadForm, field: string): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    let found: Buffer | undefined;
+    const parser = busboy({ headers: { 'content-type': form.contentType }, limits: { files: MAX_FILES } });
+    parser.on('file', (name, stream) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (data: Buffer) => {
+        if (name === field) chunks.push(data);
+      });
+      stream.on('error', () => undefined);
+      stream.on('end', () => {
+        if (name === field) found ??= Buffer.concat(chunks);
+      });
+    });
+    parser.on('error', (error: Error) =>
+      reject(new UploadFormError(400, `The multipart form is malformed: ${error.message}`)),
+    );
+    parser.on('close', () => resolve(found));
+    parser.end(form.bytes);
+  });
+}

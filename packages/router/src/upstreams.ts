@@ -3,4 +3,5 @@
 export { createProviderRouter, providerOfModel } from './upstreams/provider-routing.js';
 export type { ProviderRouter, RealtimeUpstream } from './upstreams/provider-routing.js';
 export { checkRouting } from './upstreams/routing-config.js';
+export { resolveUpstreamKey } from './upstreams/upstream.js';
 export type { RoutingConfig } from './upstreams/routing-config.js';
