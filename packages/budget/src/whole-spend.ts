@@ -9,6 +9,8 @@ import type { BudgetBook } from './budget-status.js';
 
 /** A correction that lost the race to a settle landing meanwhile is read and tried again this many times. */
 const CORRECTION_TRIES = 8;
+/** How long a correction waits for the charge it corrects to land, between tries. */
+const LANDING_WAIT_MS = 250;
 
 /** What an admission charged: the scopes, for the correction at the end. */
 export type WholeSpend = { ok: true; scopes: LedgerScope[] } | { ok: false; error: ApiError };
@@ -71,6 +73,12 @@ export async function refundSpend(book: BudgetBook, scopes: readonly LedgerScope
     for (let tries = 0; tries < CORRECTION_TRIES && !done; tries++) {
       const [usage] = await withTimeout(ledger.usage([scope]), book.storeTimeoutMs, 'ledger.usage');
       const from = usage?.spent ?? 0;
+      // Less spent than the charge being corrected: the charge has not landed yet (a block of another process
+      // sends it later), so the correction waits for it rather than lose what it gives back below zero.
+      if (from < refund && tries < CORRECTION_TRIES - 1) {
+        await new Promise((resolve) => setTimeout(resolve, LANDING_WAIT_MS));
+        continue;
+      }
       const to = Math.max(0, from - refund);
       const corrected = await withTimeout(
         ledger.correctSpent(scope, from, to, scope.expiresAt),

@@ -36,7 +36,7 @@ import { realtimeSocketServer } from './realtime-socket.js';
 import { responsesSocketServer } from './responses-socket.js';
 import { batchRoutes, gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
 import { batchRouteSpecs, batchUpstream } from './batch/batch-mount.js';
-import { memoryBatchBook } from './batch/batch-book.js';
+import { batchBookFor } from './batch/batch-book.js';
 import { socketUpgrades } from './socket-upgrade.js';
 import type { RouteParts } from './routes.js';
 
@@ -175,7 +175,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   const upstream = batchUpstream(options.routing.upstreams, deps.env);
   if (upstream) {
     const specs = batchRouteSpecs({
-      ...{ upstream, book: deps.batchBook ?? memoryBatchBook(), pricing: parts.pricing, budget: parts.budget },
+      ...{ upstream, book: deps.batchBook ?? batchBookFor(parts.stores), pricing: parts.pricing, budget: parts.budget },
       modelAllowed: tierModelAllowlist(options.limits.tierPolicy, (req) => req.tollgate.get('gateway.batchModel')),
       deliver: (record) => metering.deliverRecord(record),
     });

@@ -75,3 +75,45 @@ export function memoryBatchBook(now: () => number = Date.now): BatchBook {
     },
   };
 }
+
+/** The Redis calls a shared book makes: the stores' own connection and key prefix. */
+export interface RedisBookConnection {
+  sendCommand(args: string[]): Promise<unknown>;
+  prefix: string;
+}
+
+/**
+ * The book of every process sharing one Redis: each file, job and claim one key (under one hash tag, so a cluster
+ * keeps them on one slot), kept KEPT_MS. The claim is `SET NX`: one process of all settles a job.
+ */
+export function redisBatchBook({ sendCommand, prefix }: RedisBookConnection): BatchBook {
+  const keyOf = (kind: string, owner: string, id: string) => `${prefix}{batch}:${kind}:${JSON.stringify([owner, id])}`;
+  const put = async (key: string, value: unknown) => {
+    await sendCommand(['SET', key, JSON.stringify(value), 'PX', String(KEPT_MS)]);
+  };
+  const read = async <T>(key: string): Promise<T | undefined> => {
+    const text = await sendCommand(['GET', key]);
+    return typeof text === 'string' ? (JSON.parse(text) as T) : undefined;
+  };
+  return {
+    putFile: (file) => put(keyOf('file', file.owner, file.fileId), file),
+    file: (owner, fileId) => read<BatchFile>(keyOf('file', owner, fileId)),
+    putJob: (job) => put(keyOf('job', job.owner, job.batchId), job),
+    job: (owner, batchId) => read<BatchJob>(keyOf('job', owner, batchId)),
+    async claimSettle(owner, batchId) {
+      const claimed = await sendCommand(['SET', keyOf('claim', owner, batchId), '1', 'NX', 'PX', String(KEPT_MS)]);
+      return claimed === 'OK';
+    },
+  };
+}
+
+/** The book the gateway's stores can share: Redis's where the stores are on Redis, else this process's memory. */
+export function batchBookFor(stores: { kind: string }): BatchBook {
+  const redis = stores as { kind: string; sendCommand?: unknown; prefix?: unknown };
+  if (redis.kind === 'redis' && typeof redis.sendCommand === 'function' && typeof redis.prefix === 'string')
+    return redisBatchBook({
+      sendCommand: (args) => (redis.sendCommand as RedisBookConnection['sendCommand']).call(stores, args),
+      prefix: redis.prefix,
+    });
+  return memoryBatchBook();
+}
