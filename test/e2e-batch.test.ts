@@ -167,6 +167,44 @@ describe('a batch job', () => {
   });
 });
 
+describe('a batch job nobody polls', () => {
+  it('is settled by the background sweep once the upstream says it finished', async () => {
+    const sweeping = await startProxy(
+      {
+        usageLog,
+        adminKeySha256: sha256Hex(adminKey),
+        upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: 'sk-upstream' } },
+        tenants: { acme: { tier: 'pro' } },
+        tiers: { pro: { requestsPerMinute: 1000, tokensPerMinute: 10_000_000, models: ['*'] } },
+        keys: [
+          {
+            id: 'create',
+            sha256: sha256Hex(keys.create),
+            tenant: 'acme',
+            scopes: [],
+            budget: { usd: 10, period: 'day' },
+          },
+        ],
+      },
+      { batchSweepMs: 50 },
+    );
+    try {
+      const sweeper = new OpenAI({ apiKey: keys.create, baseURL: `${sweeping.url}/v1`, maxRetries: 0 });
+      const lines = [chatLine(1, 'gpt-4o-mini', 600)];
+      const batch = await createChatBatch(sweeper, (await uploadBatchFile(sweeper, lines)).id);
+      const chargedHere = () => keyCharged(sweeping.url, adminKey, 'create');
+      expect(await chargedHere()).toBe(worstCaseOf(lines));
+      finish(batch.id, 'completed', [{ prompt: 18, completion: 77 }]);
+      const billed = Math.ceil((18 * INPUT_PICO + 77 * OUTPUT_PICO) / 1000);
+      await waitFor(async () => ((await chargedHere()) === billed ? true : undefined), 'the sweep to settle it');
+      await sweeping.app.flushUsage();
+      expect(readUsageLog(usageLog).filter((record) => record.requestId === batch.id)).toHaveLength(1);
+    } finally {
+      await sweeping.close();
+    }
+  });
+});
+
 describe('a batch input file', () => {
   it('is refused with 403 when a line names a model the tier does not allow, before the upstream', async () => {
     const error = (await caught(

@@ -5,7 +5,7 @@ import express from 'express';
 import type { Express, NextFunction, Request, Response, Router } from 'express';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { ApiError, apiErrorHandler, renderApiError } from '@tollgate/core';
-import type { TollgateStores } from '@tollgate/core';
+import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import type { SpoolReplay } from '@tollgate/metering';
 import { accessLog } from '@tollgate/metering/log';
 import { CONFIG_FILE_ACTOR } from './audit-setup.js';
@@ -35,7 +35,7 @@ import { CLIENT_SECRET_PATHS } from './realtime-secrets.js';
 import { realtimeSocketServer } from './realtime-socket.js';
 import { responsesSocketServer } from './responses-socket.js';
 import { batchRoutes, gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
-import { batchRouteSpecs, batchUpstream } from './batch/batch-mount.js';
+import { BATCH_SWEEP_MS, batchRouteSpecs, batchUpstream, sweepBatches } from './batch/batch-mount.js';
 import { batchBookFor } from './batch/batch-book.js';
 import { socketUpgrades } from './socket-upgrade.js';
 import type { RouteParts } from './routes.js';
@@ -174,12 +174,16 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   // The Batch API, where an OpenAI upstream serves it: its jobs charged whole and settled from their output.
   const upstream = batchUpstream(options.routing.upstreams, deps.env);
   if (upstream) {
-    const specs = batchRouteSpecs({
+    const batchParts = {
       ...{ upstream, book: deps.batchBook ?? batchBookFor(parts.stores), pricing: parts.pricing, budget: parts.budget },
       modelAllowed: tierModelAllowlist(options.limits.tierPolicy, (req) => req.tollgate.get('gateway.batchModel')),
-      deliver: (record) => metering.deliverRecord(record),
-    });
+      deliver: (record: UsageRecord) => metering.deliverRecord(record),
+    };
+    const specs = batchRouteSpecs(batchParts);
     for (const { method, path, handlers } of batchRoutes(routeParts, specs)) router[method](path, ...handlers);
+    // The jobs nobody polls, settled in the background; stopped before the budget and the sinks close.
+    const stopSweep = sweepBatches(batchParts, deps.batchSweepMs ?? BATCH_SWEEP_MS, log);
+    parts.closers.unshift(async () => stopSweep());
   }
   // The WebSocket modes, one upgrade dispatcher by path. The Responses API's: its upgrade passes the handshake profile,
   // each message the provider route above. Realtime's (docs/realtime.md): the same handshake and the tier's models,

@@ -66,6 +66,8 @@ export interface ProxyDeps {
   env?: NodeJS.ProcessEnv;
   /** Where Batch files and jobs are kept (docs/batch.md). @default memoryBatchBook(): one process */
   batchBook?: BatchBook;
+  /** How often jobs nobody polls are asked about upstream and settled when finished. @default 5 minutes */
+  batchSweepMs?: number;
   /** Operator log lines (never secrets). @default console.error */
   log?: (line: string) => void;
   /**

@@ -32,8 +32,10 @@ export interface BatchBook {
   file(owner: string, fileId: string): Promise<BatchFile | undefined>;
   putJob(job: BatchJob): Promise<void>;
   job(owner: string, batchId: string): Promise<BatchJob | undefined>;
-  /** True for the one caller, of every process, that settles the job. */
+  /** True for the one caller, of every process, that settles the job; the job is open no more. */
   claimSettle(owner: string, batchId: string): Promise<boolean>;
+  /** The jobs not settled yet (at most `limit`), for the sweep that settles those nobody polls. */
+  openJobs(limit: number): Promise<BatchJob[]>;
 }
 
 /** How long files and jobs are kept: past the Batch API's 24 h window and a week of polling after it. */
@@ -73,6 +75,14 @@ export function memoryBatchBook(now: () => number = Date.now): BatchBook {
       claims.set(key, now() + KEPT_MS);
       return true;
     },
+    async openJobs(limit) {
+      const open: BatchJob[] = [];
+      for (const [key, entry] of jobs) {
+        if (open.length >= limit) break;
+        if (!claims.has(key) && entry.until > now()) open.push(entry.value);
+      }
+      return open;
+    },
   };
 }
 
@@ -88,6 +98,8 @@ export interface RedisBookConnection {
  */
 export function redisBatchBook({ sendCommand, prefix }: RedisBookConnection): BatchBook {
   const keyOf = (kind: string, owner: string, id: string) => `${prefix}{batch}:${kind}:${JSON.stringify([owner, id])}`;
+  /** The jobs not settled yet: a set of their job keys. */
+  const openKey = `${prefix}{batch}:open`;
   const put = async (key: string, value: unknown) => {
     await sendCommand(['SET', key, JSON.stringify(value), 'PX', String(KEPT_MS)]);
   };
@@ -98,11 +110,27 @@ export function redisBatchBook({ sendCommand, prefix }: RedisBookConnection): Ba
   return {
     putFile: (file) => put(keyOf('file', file.owner, file.fileId), file),
     file: (owner, fileId) => read<BatchFile>(keyOf('file', owner, fileId)),
-    putJob: (job) => put(keyOf('job', job.owner, job.batchId), job),
+    async putJob(job) {
+      const key = keyOf('job', job.owner, job.batchId);
+      await put(key, job);
+      await sendCommand(['SADD', openKey, key]);
+    },
     job: (owner, batchId) => read<BatchJob>(keyOf('job', owner, batchId)),
     async claimSettle(owner, batchId) {
       const claimed = await sendCommand(['SET', keyOf('claim', owner, batchId), '1', 'NX', 'PX', String(KEPT_MS)]);
+      await sendCommand(['SREM', openKey, keyOf('job', owner, batchId)]);
       return claimed === 'OK';
+    },
+    async openJobs(limit) {
+      const keys = await sendCommand(['SRANDMEMBER', openKey, String(limit)]);
+      const open: BatchJob[] = [];
+      for (const key of Array.isArray(keys) ? (keys as string[]) : []) {
+        const job = await read<BatchJob>(key);
+        // Its key expired: it will never be settled here, so it is open no more.
+        if (job) open.push(job);
+        else await sendCommand(['SREM', openKey, key]);
+      }
+      return open;
     },
   };
 }

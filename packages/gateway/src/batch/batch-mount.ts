@@ -20,6 +20,32 @@ export function batchUpstream(
   return undefined;
 }
 
+/** How often the jobs nobody polls are asked about upstream. */
+export const BATCH_SWEEP_MS = 5 * 60_000;
+
+/** Open jobs asked about per sweep: a sweep's calls to the upstream stay bounded however many jobs are open. */
+const SWEPT_JOBS = 100;
+
+/**
+ * Settles the jobs nobody polls: every `intervalMs`, up to SWEPT_JOBS open jobs are asked about upstream (a sweep
+ * still running skips the next tick). Returns the stop.
+ */
+export function sweepBatches(parts: BatchParts, intervalMs: number, log: (line: string) => void): () => void {
+  const { sweep } = batchHandlers(parts);
+  let sweeping = false;
+  const timer = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    sweep(SWEPT_JOBS)
+      .catch((error: unknown) =>
+        log(`tollgate batch: the sweep failed: ${error instanceof Error ? error.message : String(error)}`),
+      )
+      .finally(() => (sweeping = false));
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** The Batch API's routes, in the order they are mounted. */
 export function batchRouteSpecs(parts: BatchParts): BatchRouteSpec[] {
   const handlers = batchHandlers(parts);

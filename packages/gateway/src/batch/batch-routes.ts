@@ -94,6 +94,8 @@ export interface BatchHandlers {
   createBatch: RequestHandler;
   batchCall: RequestHandler;
   settleJob(job: BatchJob, batch: Record<string, unknown>): Promise<void>;
+  /** Asks the upstream about open jobs (at most `limit`) and settles those it says finished: the ones nobody polls. */
+  sweep(limit: number): Promise<void>;
 }
 
 /** The Batch routes' handlers, each run after the caller is known (and, for uploads, its form read). */
@@ -260,5 +262,13 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
     }
   };
 
-  return { uploadFile, readFile, createBatch, batchCall, settleJob };
+  async function sweep(limit: number): Promise<void> {
+    for (const job of await book.openJobs(limit)) {
+      const answer = await callUpstream(upstream, `/batches/${encodeURIComponent(job.batchId)}`);
+      const batch = answer.ok ? await jsonOf(answer) : undefined;
+      if (batch && typeof batch.status === 'string' && FINISHED.has(batch.status)) await settleJob(job, batch);
+    }
+  }
+
+  return { uploadFile, readFile, createBatch, batchCall, settleJob, sweep };
 }
