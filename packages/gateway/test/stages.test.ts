@@ -6,7 +6,9 @@ import { createMemoryStores, createPricing } from '@tollgate/core';
 import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
 import { composeRoute, PROFILES, STAGES } from '../src/stages.js';
 import type { Profile, Stage } from '../src/stages.js';
-import { gatewayRoutes, PROVIDER_ROUTES, socketHandshakeRoute } from '../src/routes.js';
+import { batchRoutes, gatewayRoutes, PROVIDER_ROUTES, socketHandshakeRoute } from '../src/routes.js';
+import { batchRouteSpecs } from '../src/batch/batch-mount.js';
+import { memoryBatchBook } from '../src/batch/batch-book.js';
 import type { RouteParts } from '../src/routes.js';
 import type { ProxyGuard } from '../src/guard-setup.js';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
@@ -98,6 +100,34 @@ describe('the stage list', () => {
       // A count is free: the request limits, never the fused limits and budget.
       const limits = route.handlers[route.stages.indexOf('limits and budget')]!;
       expect(limits.name).not.toBe('limits and budget');
+    }
+  });
+
+  it('mounts the Batch API as the batch profile: no estimate, the request limits only, its own call last', () => {
+    const specs = batchRouteSpecs({
+      upstream: { baseUrl: 'http://127.0.0.1:9/v1', apiKey: undefined },
+      book: memoryBatchBook(),
+      pricing: createPricing(),
+      budget: budgetGuard(),
+      modelAllowed: named('model allowed'),
+      deliver: () => undefined,
+    });
+    const batch = batchRoutes(everyPart(), specs);
+    expect(batch.map((route) => `${route.method} ${route.path}`)).toEqual([
+      'post /v1/files',
+      'get /v1/files/:id',
+      'get /v1/files/:id/content',
+      'post /v1/batches',
+      'get /v1/batches/:id',
+      'post /v1/batches/:id/cancel',
+    ]);
+    for (const route of batch) {
+      expect(route.kind).toBe(PROFILES.batch.kind);
+      expect(stagesRun(route.stages)).toEqual(expected(PROFILES.batch, ['route']));
+      for (const skipped of PROFILES.batch.skips) expect(route.stages).not.toContain(skipped);
+      const limits = route.handlers[route.stages.indexOf('limits and budget')]!;
+      expect(limits.name).not.toBe('limits and budget');
+      expect(route.stages.at(-1)).toBe('call');
     }
   });
 
