@@ -156,6 +156,22 @@ describe('a batch job', () => {
     expect(await charged('cancel')).toBe(Math.ceil((20 * INPUT_PICO + 40 * OUTPUT_PICO) / 1000));
   });
 
+  it('is given back its charge when the upstream refuses it, and the refusal reaches the client without the key', async () => {
+    const file = await upload(keys.cancel, [chatLine(1, 'gpt-4o-mini', 100)]);
+    const before = await charged('cancel');
+    const error = (await caught(
+      client(keys.cancel).batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/embeddings',
+        completion_window: '24h',
+      }),
+    )) as ApiError;
+    expect(error.status).toBe(400);
+    expect(error.message).toContain('[redacted]');
+    expect(error.message).not.toContain('sk-upstream');
+    expect(await charged('cancel')).toBe(before);
+  });
+
   it('is refused with 429 insufficient_quota when a budget cannot take its worst case, before the upstream', async () => {
     const file = await upload(keys.broke, [chatLine(1, 'gpt-4o-mini', 1000), chatLine(2, 'gpt-4o-mini', 1000)]);
     upstream.requests.length = 0;

@@ -58,6 +58,12 @@ export function answerAsOpenAi(request: FakeUpstreamRequest, res: ServerResponse
   }
   if (method === 'POST' && url === '/v1/batches') {
     const body = request.body as Record<string, string>;
+    if (body.endpoint === '/v1/embeddings') {
+      // A refusal that echoes the key it was sent, as a careless upstream may.
+      const message = `Key ${String(request.headers.authorization)} may not run embeddings batches.`;
+      sendJson(res, { error: { message, type: 'invalid_request_error' } }, 400);
+      return;
+    }
     const batch: UpstreamBatch = {
       id: `batch_${++lastId}`,
       object: 'batch',

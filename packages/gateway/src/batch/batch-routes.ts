@@ -45,16 +45,40 @@ export function ownerOf(identity: Identity | undefined): string {
   return `key:${identity?.keyId ?? ''}`;
 }
 
-/** Calls the upstream with the gateway's key. */
-function callUpstream(upstream: BatchUpstream, path: string, init: RequestInit = {}): Promise<globalThis.Response> {
+/** How long an upstream Batch call may take, answer included. */
+const UPSTREAM_TIMEOUT_MS = 120_000;
+
+/** Calls the upstream with the gateway's key; a failure is 502 `upstream_error`, no answer in time 504. */
+async function callUpstream(
+  upstream: BatchUpstream,
+  path: string,
+  init: RequestInit = {},
+): Promise<globalThis.Response> {
   const headers = new Headers(init.headers);
   if (upstream.apiKey) headers.set('authorization', `Bearer ${upstream.apiKey}`);
-  return fetch(`${upstream.baseUrl.replace(/\/$/, '')}${path}`, { ...init, headers });
+  const url = `${upstream.baseUrl.replace(/\/$/, '')}${path}`;
+  try {
+    const answer = await fetch(url, { ...init, headers, signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS) });
+    // Read whole here, under the same deadline: what the routes pass on and read (a job, an output file).
+    const body = await answer.arrayBuffer();
+    return new globalThis.Response(body, { status: answer.status, headers: answer.headers });
+  } catch (error) {
+    const timedOut = error instanceof Error && error.name === 'TimeoutError';
+    throw new ApiError(
+      timedOut ? 'upstream_timeout' : 'upstream_error',
+      timedOut ? 'The upstream did not answer in time.' : 'The upstream could not be reached.',
+    );
+  }
 }
 
-/** Sends the upstream's answer on as it came (status, content type, body). */
-async function passOn(answer: globalThis.Response, res: Response): Promise<void> {
-  const body = Buffer.from(await answer.arrayBuffer());
+/**
+ * Sends the upstream's answer on (status, content type, body). An error answer has the gateway's key taken out of
+ * it: an upstream may echo what it was sent.
+ */
+async function passOn(answer: globalThis.Response, res: Response, apiKey: string | undefined): Promise<void> {
+  let body = Buffer.from(await answer.arrayBuffer());
+  if (!answer.ok && apiKey && body.includes(apiKey))
+    body = Buffer.from(body.toString('utf8').split(apiKey).join('[redacted]'));
   res.status(answer.status);
   const type = answer.headers.get('content-type');
   if (type) res.setHeader('content-type', type);
@@ -81,6 +105,12 @@ function checkModels(allowed: RequestHandler, models: readonly string[], done: (
     };
     step(0);
   };
+}
+
+/** An ApiError answered as the client's error; anything else to the error handler. */
+function answerError(error: unknown, req: Request, res: Response, next: NextFunction): void {
+  if (error instanceof ApiError) renderApiError(error, req, res);
+  else next(error);
 }
 
 function notFound(what: string, id: string): ApiError {
@@ -110,8 +140,10 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
     let unreadable = 0;
     const outputId = batch.output_file_id;
     if (typeof outputId === 'string' && outputId.length > 0) {
-      const answer = await callUpstream(upstream, `/files/${encodeURIComponent(outputId)}/content`);
-      if (!answer.ok) unreadable = 1;
+      const answer = await callUpstream(upstream, `/files/${encodeURIComponent(outputId)}/content`).catch(
+        () => undefined,
+      );
+      if (!answer?.ok) unreadable = 1;
       else ({ records, unreadable } = outputRecords(job, await answer.text(), pricing, now()));
     }
     const cost = records.reduce((sum, record) => sum + record.costNanoUsd, 0);
@@ -145,13 +177,12 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
             const body = answer.ok ? await jsonOf(answer) : undefined;
             if (body && typeof body.id === 'string')
               await book.putFile({ owner: ownerOf(ctx.identity), fileId: body.id, ...input });
-            await passOn(answer, res);
+            await passOn(answer, res, upstream.apiKey);
           })
-          .catch(next);
+          .catch((error: unknown) => answerError(error, req, res, next));
       })(req, res, next);
     } catch (error) {
-      if (error instanceof ApiError) renderApiError(error, req, res);
-      else next(error);
+      answerError(error, req, res, next);
     }
   };
 
@@ -164,9 +195,9 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
         return;
       }
       const tail = req.path.endsWith('/content') ? '/content' : '';
-      await passOn(await callUpstream(upstream, `/files/${encodeURIComponent(id)}${tail}`), res);
+      await passOn(await callUpstream(upstream, `/files/${encodeURIComponent(id)}${tail}`), res, upstream.apiKey);
     } catch (error) {
-      next(error);
+      answerError(error, req, res, next);
     }
   };
 
@@ -188,11 +219,12 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
       const file = await book.file(owner, fileId);
       if (!file) throw notFound('file', fileId);
       checkModels(parts.modelAllowed, file.models, () => {
-        admitBatch(req, res, owner, file.fileId, file.models, file.worstCaseNanoUsd).catch(next);
+        admitBatch(req, res, owner, file.fileId, file.models, file.worstCaseNanoUsd).catch((error: unknown) =>
+          answerError(error, req, res, next),
+        );
       })(req, res, next);
     } catch (error) {
-      if (error instanceof ApiError) renderApiError(error, req, res);
-      else next(error);
+      answerError(error, req, res, next);
     }
   };
 
@@ -205,27 +237,27 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
     worstCase: number,
   ): Promise<void> {
     const identity = req.tollgate.identity!;
-    const spend = await budget.spendWhole(identity, models, `batch:${randomUUID()}`, worstCase);
+    const spend = await budget.spendWhole(identity, models, `batch:${randomUUID()}`, worstCase).catch(() => {
+      // The ledger did not answer: fail closed, nothing sent upstream.
+      throw new ApiError('service_unavailable', 'The budget ledger is unavailable; try again shortly.', {
+        headers: { 'retry-after': 5 },
+      });
+    });
     if (!spend.ok) {
       renderApiError(spend.error, req, res);
       return;
     }
-    let answer: globalThis.Response;
-    try {
-      answer = await callUpstream(upstream, '/batches', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(req.body),
-      });
-    } catch (error) {
-      await budget.refundSpend(spend.scopes, worstCase);
-      throw error;
-    }
+    // No answer (failed or timed out): the job may exist upstream all the same, so its worst case stays spent.
+    const answer = await callUpstream(upstream, '/batches', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(req.body),
+    });
     const batch = answer.ok ? await jsonOf(answer) : undefined;
     if (!batch || typeof batch.id !== 'string') {
       // Refused upstream: nothing will run, nothing is owed.
       await budget.refundSpend(spend.scopes, worstCase);
-      await passOn(answer, res);
+      await passOn(answer, res, upstream.apiKey);
       return;
     }
     await book.putJob({
@@ -236,7 +268,7 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
       feature: identity.feature ?? null,
     });
     res.setHeader('x-tollgate-reserved-usd', String(worstCase / 1e9));
-    await passOn(answer, res);
+    await passOn(answer, res, upstream.apiKey);
   }
 
   /** GET /v1/batches/<id> and POST /v1/batches/<id>/cancel: passed on; a job seen finished is settled first. */
@@ -256,9 +288,9 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
       );
       const batch = answer.ok ? await jsonOf(answer) : undefined;
       if (batch && typeof batch.status === 'string' && FINISHED.has(batch.status)) await settleJob(job, batch);
-      await passOn(answer, res);
+      await passOn(answer, res, upstream.apiKey);
     } catch (error) {
-      next(error);
+      answerError(error, req, res, next);
     }
   };
 
