@@ -98,10 +98,14 @@ describe('a batch job', () => {
     expect((await client(keys.create).files.retrieve(file.id)).id).toBe(file.id);
     expect(await (await client(keys.create).files.content(file.id)).text()).toBe(jsonl(lines));
 
-    const batch = await createBatch(keys.create, file.id);
+    const { data: batch, response } = await client(keys.create)
+      .batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })
+      .withResponse();
     expect(batch.status).toBe('validating');
     const worstCase = worstCaseOf(lines);
     expect(await charged('create')).toBe(worstCase);
+    // Told to the nano-USD: the ledger's number, as a decimal of USD.
+    expect(Math.round(Number(response.headers.get('x-tollgate-reserved-usd')) * 1e9)).toBe(worstCase);
 
     finish(batch.id, 'completed', [
       { prompt: 21, completion: 180 },

@@ -6,6 +6,7 @@ import { ApiError, renderApiError } from '@tollgate/core';
 import type { Identity, Pricing, UsageRecord } from '@tollgate/core';
 import type { BudgetGuard } from '@tollgate/budget';
 import { formFile } from '@tollgate/providers/routes';
+import { exactUsd } from '@tollgate/core/costs';
 import type { BatchBook, BatchJob } from './batch-book.js';
 import { BATCH_ENDPOINTS, readBatchInput } from './batch-input.js';
 import { outputRecords } from './batch-output.js';
@@ -267,7 +268,7 @@ export function batchHandlers(parts: BatchParts): BatchHandlers {
       userId: identity.userId ?? null,
       feature: identity.feature ?? null,
     });
-    res.setHeader('x-tollgate-reserved-usd', String(worstCase / 1e9));
+    res.setHeader('x-tollgate-reserved-usd', exactUsd(worstCase));
     await passOn(answer, res, upstream.apiKey);
   }
 
