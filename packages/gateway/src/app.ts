@@ -37,6 +37,7 @@ import { responsesSocketServer } from './responses-socket.js';
 import { batchRoutes, gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
 import { BATCH_SWEEP_MS, batchRouteSpecs, batchUpstream, sweepBatches } from './batch/batch-mount.js';
 import { batchBookFor } from './batch/batch-book.js';
+import { batchHandlers } from './batch/batch-routes.js';
 import { socketUpgrades } from './socket-upgrade.js';
 import type { RouteParts } from './routes.js';
 
@@ -179,10 +180,11 @@ function mountChain(router: Gateway, parts: BuiltParts) {
       modelAllowed: tierModelAllowlist(options.limits.tierPolicy, (req) => req.tollgate.get('gateway.batchModel')),
       deliver: (record: UsageRecord) => metering.deliverRecord(record),
     };
-    const specs = batchRouteSpecs(batchParts);
+    const batch = batchHandlers(batchParts);
+    const specs = batchRouteSpecs(batch);
     for (const { method, path, handlers } of batchRoutes(routeParts, specs)) router[method](path, ...handlers);
     // The jobs nobody polls, settled in the background; stopped before the budget and the sinks close.
-    const stopSweep = sweepBatches(batchParts, deps.batchSweepMs ?? BATCH_SWEEP_MS, log);
+    const stopSweep = sweepBatches(batch, deps.batchSweepMs ?? BATCH_SWEEP_MS, log);
     parts.closers.unshift(async () => stopSweep());
   }
   // The WebSocket modes, one upgrade dispatcher by path. The Responses API's: its upgrade passes the handshake profile,

@@ -8,6 +8,7 @@ import { composeRoute, PROFILES, STAGES } from '../src/stages.js';
 import type { Profile, Stage } from '../src/stages.js';
 import { batchRoutes, gatewayRoutes, PROVIDER_ROUTES, socketHandshakeRoute } from '../src/routes.js';
 import { batchRouteSpecs } from '../src/batch/batch-mount.js';
+import { batchHandlers } from '../src/batch/batch-routes.js';
 import { memoryBatchBook } from '../src/batch/batch-book.js';
 import type { RouteParts } from '../src/routes.js';
 import type { ProxyGuard } from '../src/guard-setup.js';
@@ -104,14 +105,16 @@ describe('the stage list', () => {
   });
 
   it('mounts the Batch API as the batch profile: no estimate, the request limits only, its own call last', () => {
-    const specs = batchRouteSpecs({
-      upstream: { baseUrl: 'http://127.0.0.1:9/v1', apiKey: undefined },
-      book: memoryBatchBook(),
-      pricing: createPricing(),
-      budget: budgetGuard(),
-      modelAllowed: named('model allowed'),
-      deliver: () => undefined,
-    });
+    const specs = batchRouteSpecs(
+      batchHandlers({
+        upstream: { baseUrl: 'http://127.0.0.1:9/v1', apiKey: undefined },
+        book: memoryBatchBook(),
+        pricing: createPricing(),
+        budget: budgetGuard(),
+        modelAllowed: named('model allowed'),
+        deliver: () => undefined,
+      }),
+    );
     const batch = batchRoutes(everyPart(), specs);
     expect(batch.map((route) => `${route.method} ${route.path}`)).toEqual([
       'post /v1/files',

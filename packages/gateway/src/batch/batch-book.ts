@@ -76,12 +76,17 @@ export function memoryBatchBook(now: () => number = Date.now): BatchBook {
       return true;
     },
     async openJobs(limit) {
-      const open: BatchJob[] = [];
+      const open: [string, { value: BatchJob; until: number }][] = [];
       for (const [key, entry] of jobs) {
         if (open.length >= limit) break;
-        if (!claims.has(key) && entry.until > now()) open.push(entry.value);
+        if (!claims.has(key) && entry.until > now()) open.push([key, entry]);
       }
-      return open;
+      // Moved to the end: the next sweep asks about the jobs after them first.
+      for (const [key, entry] of open) {
+        jobs.delete(key);
+        jobs.set(key, entry);
+      }
+      return open.map(([, entry]) => entry.value);
     },
   };
 }

@@ -3,8 +3,7 @@ import type { RequestHandler } from 'express';
 import { resolveUpstreamKey } from '@tollgate/router/upstreams';
 import type { BatchRouteSpec } from '../routes.js';
 import type { BatchBook } from './batch-book.js';
-import { batchHandlers } from './batch-routes.js';
-import type { BatchParts, BatchUpstream } from './batch-routes.js';
+import type { BatchHandlers, BatchUpstream } from './batch-routes.js';
 
 /** The first upstream of the OpenAI kind, which Batch jobs go to; undefined (no Batch routes) without one. */
 export function batchUpstream(
@@ -30,8 +29,11 @@ const SWEPT_JOBS = 100;
  * Settles the jobs nobody polls: every `intervalMs`, up to SWEPT_JOBS open jobs are asked about upstream (a sweep
  * still running skips the next tick). Returns the stop.
  */
-export function sweepBatches(parts: BatchParts, intervalMs: number, log: (line: string) => void): () => void {
-  const { sweep } = batchHandlers(parts);
+export function sweepBatches(
+  { sweep }: Pick<BatchHandlers, 'sweep'>,
+  intervalMs: number,
+  log: (line: string) => void,
+): () => void {
   let sweeping = false;
   const timer = setInterval(() => {
     if (sweeping) return;
@@ -47,8 +49,7 @@ export function sweepBatches(parts: BatchParts, intervalMs: number, log: (line: 
 }
 
 /** The Batch API's routes, in the order they are mounted. */
-export function batchRouteSpecs(parts: BatchParts): BatchRouteSpec[] {
-  const handlers = batchHandlers(parts);
+export function batchRouteSpecs(handlers: BatchHandlers): BatchRouteSpec[] {
   const route = (method: 'get' | 'post', path: string, body: BatchRouteSpec['body'], call: RequestHandler) => ({
     method,
     path,
