@@ -2,12 +2,18 @@
 // admin API (budgets, keys, the guard) and the dashboard.
 import express from 'express';
 import type { Request, Response, Router } from 'express';
+import { getContext } from '@tollgate/core';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
-import { adminKeyAuth, adminKeyVerdict, refuseAdminKey } from './admin-auth.js';
+import type { AuditRole } from '@tollgate/core/audit';
+import { adminKeyAuth, adminKeyVerdict, operatorOf, refuseAdminKey, requireOperator } from './admin-auth.js';
+import { operatorSignInOption, sessionRoutes } from './operator-session-routes.js';
+import { authorizeOperator } from './operator-access.js';
+import { oidcSignInRoutes } from './oidc-sign-in.js';
+import type { OidcSignInOptions } from './oidc-sign-in.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import { adminTenantsRouter, importTenantsRoute } from './admin-tenants-router.js';
 import type { GatewayParts } from './gateway-parts.js';
@@ -31,6 +37,14 @@ export interface OperatorOptions {
   timezone?: string;
   /** Where the dashboard reads the ledger. @default the ledger's default table */
   ledgerTable?: { table?: string; schema?: string };
+  /** The admin key's role (`operators.keyRole`). @default 'admin' */
+  keyRole: AuditRole;
+  /** Operator sign-in with OIDC (`operators.oidc`), its secrets read. @default none */
+  oidc?: OidcSignInOptions & {
+    sessionTtlMs: number;
+    /** Signs sessions; @default a random secret per process */
+    sessionSecret?: Uint8Array;
+  };
 }
 
 /** What the operator routes are built from. */
@@ -52,6 +66,7 @@ export type OperatorParts = Pick<
   | 'configFiles'
   | 'audit'
   | 'tenants'
+  | 'admission'
 > & {
   /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
   draining(): boolean;
@@ -135,11 +150,16 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     }),
   );
 
-  if (operator.adminKeySha256) {
+  const { admission } = parts;
+  if (operator.adminKeySha256 || admission.sessions) {
     const admin = express.Router();
-    admin.use(...adminOnly);
-    // Every write below (and any route added later) is recorded before it runs: docs/audit.md.
+    if (operator.oidc && admission.sessions) admin.use(oidcSignInRoutes(operator.oidc, admission.sessions));
+    admin.use(requireOperator(admission, guarding.beforeAuth));
+    // Every write below (and any route added later) is recorded before it runs, a refused one too: docs/audit.md.
     admin.use(parts.audit.record);
+    // The least role of every route (docs/operators.md): a route the table does not name is refused to everyone.
+    admin.use(authorizeOperator('admin', () => undefined));
+    admin.use(sessionRoutes(admission));
     admin.get('/audit', auditListing(parts.audit));
     admin.use('/budgets', budgetAdminRouter(budget));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
@@ -153,10 +173,20 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
     if (guarding.abuseRouter) admin.use('/abuse', guarding.abuseRouter);
     router.use('/admin', admin);
+    // The dashboard's sessions are its own (the key's form) or an OIDC sign-in's: the same table gives their role.
+    const keyOperator = { actor: { actor: 'admin key', role: operator.keyRole, via: 'dashboard-session' } };
     router.use(
       '/dashboard',
+      function readOperator(req: Request, res: Response, next) {
+        void operatorOf(admission, req).then((found) => {
+          if (found !== undefined && found !== 'invalid') getContext(req, res).set('operator.signedIn', found.who);
+          next();
+        }, next);
+      },
+      authorizeOperator('dashboard', () => keyOperator),
       dashboard({
-        adminKeySha256: operator.adminKeySha256,
+        ...(operator.adminKeySha256 ? { adminKeySha256: operator.adminKeySha256 } : { authorize: () => false }),
+        ...(admission.sessions ? { operatorSignIn: operatorSignInOption(admission.sessions) } : {}),
         // A wrong key in the sign-in form meets the address blocks and the one auth-failure count /admin meets.
         beforeAuth: guarding.beforeAuth,
         budgets: budget,
