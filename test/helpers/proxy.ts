@@ -29,7 +29,7 @@ export const newApiKey = generateApiKey;
 /** SHA-256 hex of a key, as the config's `keys[].sha256` and `adminKeySha256` hold it. */
 export const sha256Hex = hashApiKey;
 
-async function listen(server: Server): Promise<string> {
+export async function listen(server: Server): Promise<string> {
   if (!server.listening) await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   return `http://127.0.0.1:${port}`;

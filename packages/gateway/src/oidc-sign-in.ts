@@ -140,7 +140,12 @@ export function oidcSignInRoutes(options: OidcSignInOptions, sessions: OperatorS
         });
         claims = (tokens.claims() ?? {}) as Record<string, unknown>;
       } catch (error) {
-        throw new ApiError('invalid_request', `The sign-in was refused: ${(error as Error).message}`, { status: 400 });
+        // The cause names what failed (the `nonce` claim, the issuer): what an operator fixes at the issuer.
+        const cause = (error as Error).cause;
+        const what = cause instanceof Error ? `: ${cause.message}` : '';
+        throw new ApiError('invalid_request', `The sign-in was refused: ${(error as Error).message}${what}`, {
+          status: 400,
+        });
       }
       const role = roleOfClaims(claims, options);
       if (role === undefined)
