@@ -12,7 +12,7 @@ import { memoryAuditStore } from '@tollgate/core/audit';
 import type { AuditEntry, AuditPage, AuditStore } from '@tollgate/core/audit';
 import { auditTableName, postgresAuditStore } from '@tollgate/metering';
 import { openEmbeddedLedger } from '@tollgate/metering/postgres';
-import { MOCK_UPSTREAMS, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { answerOf, MOCK_UPSTREAMS, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import { appRoutes } from './helpers/app-routes.js';
 import type { Layer } from './helpers/app-routes.js';
 import type { RunningProxy } from './helpers/proxy.js';
@@ -58,14 +58,7 @@ async function admin(
     },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
-  const text = await response.text();
-  let parsed: Record<string, unknown> = {};
-  try {
-    parsed = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    parsed = { text };
-  }
-  return { status: response.status, body: parsed };
+  return answerOf(response);
 }
 
 async function audit(proxy: RunningProxy, query = ''): Promise<AuditPage> {

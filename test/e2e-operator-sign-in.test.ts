@@ -7,7 +7,7 @@ import { appRoutes } from './helpers/app-routes.js';
 import type { Layer } from './helpers/app-routes.js';
 import { browse, CookieJar, openOidcIssuer } from './helpers/oidc-issuer.js';
 import type { RunningIssuer, TestAccount } from './helpers/oidc-issuer.js';
-import { newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import { answerOf, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const adminKey = newApiKey();
@@ -85,14 +85,7 @@ async function call(jar: CookieJar, method: string, path: string, body?: unknown
     },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
-  const text = await response.text();
-  let parsed: Record<string, unknown> = {};
-  try {
-    parsed = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    parsed = { text };
-  }
-  return { status: response.status, body: parsed };
+  return answerOf(response);
 }
 
 async function withKey(method: string, path: string, body?: unknown): Promise<Answer> {
@@ -101,7 +94,7 @@ async function withKey(method: string, path: string, body?: unknown): Promise<An
     headers: { authorization: `Bearer ${adminKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  return answerOf(response);
 }
 
 async function csrfOf(jar: CookieJar): Promise<string> {

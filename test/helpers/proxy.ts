@@ -356,3 +356,13 @@ export async function startFakeUpstream(
   const url = await listen(server);
   return { url, requests, close: () => closeServer(server) };
 }
+
+/** A response's status and its JSON body (a body that is not JSON as `{ text }`). */
+export async function answerOf(response: Response): Promise<{ status: number; body: Record<string, unknown> }> {
+  const text = await response.text();
+  try {
+    return { status: response.status, body: JSON.parse(text) as Record<string, unknown> };
+  } catch {
+    return { status: response.status, body: { text } };
+  }
+}
