@@ -1,13 +1,14 @@
 // The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key the
 // admin API (budgets, keys, the guard) and the dashboard.
 import express from 'express';
-import type { Request, Response, Router } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import { getContext } from '@tollgate/core';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
+import { setAuditActor } from '@tollgate/core/audit';
 import type { AuditRole } from '@tollgate/core/audit';
 import { adminKeyAuth, adminKeyVerdict, operatorOf, refuseAdminKey, requireOperator } from './admin-auth.js';
 import { operatorSignInOption, sessionRoutes } from './operator-session-routes.js';
@@ -179,11 +180,14 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
       '/dashboard',
       function readOperator(req: Request, res: Response, next) {
         void operatorOf(admission, req).then((found) => {
-          if (found !== undefined && found !== 'invalid') getContext(req, res).set('operator.signedIn', found.who);
+          if (found !== undefined && found !== 'invalid') {
+            getContext(req, res).set('operator.signedIn', found.who);
+            setAuditActor(req, res, found.who.actor);
+          }
           next();
         }, next);
       },
-      authorizeOperator('dashboard', () => keyOperator),
+      authorizeOperator('dashboard', () => keyOperator, parts.audit.record as RequestHandler),
       dashboard({
         ...(operator.adminKeySha256 ? { adminKeySha256: operator.adminKeySha256 } : { authorize: () => false }),
         ...(admission.sessions ? { operatorSignIn: operatorSignInOption(admission.sessions) } : {}),
