@@ -2,6 +2,7 @@
 // and refused what the table says, sessions end when revoked, expired, forged or altered, and writes are audited.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { SignJWT, decodeJwt } from 'jose';
+import { memoryAuditStore } from '@tollgate/core/audit';
 import { OPERATOR_ACCESS, accessRuleOf } from '../packages/gateway/src/operator-access.js';
 import { appRoutes } from './helpers/app-routes.js';
 import type { Layer } from './helpers/app-routes.js';
@@ -316,5 +317,38 @@ describe('a session', () => {
     expect((await fetch(`${proxy.url}/admin/keys`)).status).toBe(429);
     expect((await call(jar, 'GET', '/admin/keys')).status).toBe(200);
     expect((await withKey('GET', '/admin/keys')).status).toBe(200);
+  });
+});
+
+describe('the admin key with a role of its own', () => {
+  it('is let in and refused as that role, on /admin and the dashboard, and recorded with it', async () => {
+    const readerKey = newApiKey();
+    const audit = memoryAuditStore();
+    const reader = await startProxy(
+      { adminKeySha256: sha256Hex(readerKey), operators: { keyRole: 'viewer' } },
+      { audit },
+    );
+    try {
+      const send = async (method: string, path: string, body?: unknown) =>
+        answerOf(
+          await fetch(`${reader.url}${path}`, {
+            method,
+            headers: { authorization: `Bearer ${readerKey}`, 'content-type': 'application/json' },
+            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          }),
+        );
+      expect((await send('GET', '/admin/keys')).status).toBe(200);
+      expect((await send('GET', '/dashboard/api/overview')).status).toBe(200);
+      expect((await send('POST', '/admin/keys', { id: 'k1' })).status).toBe(403);
+      expect((await send('POST', '/dashboard/api/keys', { id: 'k2' })).status).toBe(403);
+      expect((await send('GET', '/admin/audit')).status).toBe(403);
+      expect((await send('GET', '/admin/session')).body).toEqual({
+        actor: 'admin key',
+        role: 'viewer',
+        via: 'admin-key',
+      });
+    } finally {
+      await reader.close();
+    }
   });
 });

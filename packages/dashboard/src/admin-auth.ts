@@ -3,7 +3,7 @@ import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { parseCookie } from 'cookie';
 import { ApiError, contextOf, getContext, renderApiError } from '@tollgate/core';
-import { ADMIN_KEY_ACTOR, setAuditActor } from '@tollgate/core/audit';
+import { setAuditActor } from '@tollgate/core/audit';
 import { presentedCredential } from './admin-key.js';
 import { AdminSessions, isMaskedToken, randomToken, tokensEqual } from './admin-sessions.js';
 import type { AdminSession } from './admin-sessions.js';
@@ -106,7 +106,7 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
         (await config.authorize(credential.key))
       ) {
         context.set('dashboard.admin', { via: 'key' });
-        setAuditActor(req, res, ADMIN_KEY_ACTOR);
+        setAuditActor(req, res, config.keyActor);
         next();
         return;
       }
@@ -125,7 +125,7 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
     const session = sessions.find(id);
     if (session && id !== undefined) {
       context.set('dashboard.admin', { via: 'session', id, session });
-      setAuditActor(req, res, session.actor ?? { ...ADMIN_KEY_ACTOR, via: 'dashboard-session' });
+      setAuditActor(req, res, session.actor ?? { ...config.keyActor, via: 'dashboard-session' });
       next();
       return;
     }

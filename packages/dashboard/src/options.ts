@@ -3,6 +3,7 @@ import { parseDuration, TollgateError } from '@tollgate/core';
 import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/options';
 import express from 'express';
 import type { Request, RequestHandler, Response } from 'express';
+import { ADMIN_KEY_ACTOR } from '@tollgate/core/audit';
 import type { AuditActor, AuditTrail } from '@tollgate/core/audit';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { CalendarPeriod } from '@tollgate/core/options';
@@ -177,6 +178,8 @@ export interface DashboardOptions {
    * sessions let in as the dashboard's own, with their CSRF token and their actor in the audit trail. @default none
    */
   operatorSignIn?: OperatorSignIn;
+  /** How the audit trail names the admin key's holder (the app's role for the key). @default ADMIN_KEY_ACTOR */
+  keyActor?: AuditActor;
   /** Clock, for tests. @default Date.now */
   now?: () => number;
 }
@@ -204,6 +207,7 @@ const OPTION_NAMES = [
   'secureCookie',
   'beforeAuth',
   'operatorSignIn',
+  'keyActor',
   'now',
 ] as const satisfies readonly (keyof DashboardOptions)[];
 
@@ -231,6 +235,7 @@ export interface DashboardConfig {
   /** `beforeAuth` as one handler (none when not given). */
   beforeAuth: RequestHandler | undefined;
   operatorSignIn: OperatorSignIn | undefined;
+  keyActor: AuditActor;
   now: () => number;
 }
 
@@ -313,6 +318,9 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     !(typeof operatorSignIn.label === 'string' && hasMethods(operatorSignIn, ['href', 'session', 'signOut']))
   )
     throw invalid('operatorSignIn must hold label, href(), session() and signOut()');
+  const { keyActor } = options;
+  if (keyActor !== undefined && !(typeof keyActor?.actor === 'string' && typeof keyActor.role === 'string'))
+    throw invalid('keyActor must be an audit actor ({ actor, role, via })');
   if (options.now !== undefined && typeof options.now !== 'function')
     throw invalid('now must be a function returning epoch ms');
   let sessionTtlMs: number;
@@ -344,6 +352,7 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     // A router runs them in their order, as the app would have.
     beforeAuth: beforeAuth?.length ? express.Router().use(...beforeAuth) : undefined,
     operatorSignIn,
+    keyActor: options.keyActor ?? ADMIN_KEY_ACTOR,
     now: options.now ?? Date.now,
   };
 }

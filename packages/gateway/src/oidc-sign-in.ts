@@ -88,7 +88,10 @@ export function oidcSignInRoutes(options: OidcSignInOptions, sessions: OperatorS
       )
       .catch((error: unknown) => {
         discovered = undefined;
-        throw error;
+        throw new ApiError('service_unavailable', `The OIDC issuer cannot be read: ${(error as Error).message}`, {
+          cause: error,
+          headers: { 'retry-after': '5' },
+        });
       });
     return discovered;
   };

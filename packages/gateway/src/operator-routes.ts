@@ -8,7 +8,7 @@ import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
-import { setAuditActor } from '@tollgate/core/audit';
+import { ADMIN_KEY_ACTOR, setAuditActor } from '@tollgate/core/audit';
 import type { AuditRole } from '@tollgate/core/audit';
 import { adminKeyAuth, adminKeyVerdict, operatorOf, refuseAdminKey, requireOperator } from './admin-auth.js';
 import { operatorSignInOption, sessionRoutes } from './operator-session-routes.js';
@@ -175,7 +175,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     if (guarding.abuseRouter) admin.use('/abuse', guarding.abuseRouter);
     router.use('/admin', admin);
     // The dashboard's sessions are its own (the key's form) or an OIDC sign-in's: the same table gives their role.
-    const keyOperator = { actor: { actor: 'admin key', role: operator.keyRole, via: 'dashboard-session' } };
+    const keyOperator = { actor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole, via: 'dashboard-session' } };
     router.use(
       '/dashboard',
       function readOperator(req: Request, res: Response, next) {
@@ -191,6 +191,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
       dashboard({
         ...(operator.adminKeySha256 ? { adminKeySha256: operator.adminKeySha256 } : { authorize: () => false }),
         ...(admission.sessions ? { operatorSignIn: operatorSignInOption(admission.sessions) } : {}),
+        keyActor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole },
         // A wrong key in the sign-in form meets the address blocks and the one auth-failure count /admin meets.
         beforeAuth: guarding.beforeAuth,
         budgets: budget,
