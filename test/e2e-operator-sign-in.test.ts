@@ -3,12 +3,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { SignJWT, decodeJwt } from 'jose';
 import { memoryAuditStore } from '@tollgate/core/audit';
+import { createRedisStores } from '@tollgate/redis';
 import { OPERATOR_ACCESS, accessRuleOf } from '../packages/gateway/src/operator-access.js';
 import { appRoutes } from './helpers/app-routes.js';
 import type { Layer } from './helpers/app-routes.js';
 import { browse, CookieJar, openOidcIssuer } from './helpers/oidc-issuer.js';
 import type { RunningIssuer, TestAccount } from './helpers/oidc-issuer.js';
-import { answerOf, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
+import { answerOf, deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
 const adminKey = newApiKey();
@@ -351,6 +352,61 @@ describe('the admin key with a role of its own', () => {
       });
     } finally {
       await reader.close();
+    }
+  });
+});
+
+describe('sessions of two gateways on one Redis', () => {
+  it('are revoked for both when one signs out or revokes the subject', async () => {
+    const prefix = `tg-test-oidc-${process.pid}-${Date.now()}:`;
+    const shared = await openOidcIssuer();
+    const oidc = {
+      issuer: shared.url,
+      clientId: CLIENT.clientId,
+      clientSecretEnv: 'TG_TEST_OIDC_CLIENT_SECRET',
+      sessionSecretEnv: 'TG_TEST_OPERATOR_SESSION_SECRET',
+      scopes: ['openid', 'email', 'roles'],
+      roleMap: { 'tollgate-operator': 'operator' },
+    };
+    const config = { adminKeySha256: sha256Hex(adminKey), operators: { oidc } };
+    // Two gateways as two processes would be: each with its own connection to the one Redis.
+    const stores = [createRedisStores({ url: REDIS_URL, prefix }), createRedisStores({ url: REDIS_URL, prefix })];
+    const first = await startProxy(config, { stores: stores[0] });
+    const second = await startProxy(config, { stores: stores[1] });
+    shared.serve(ACCOUNTS, { ...CLIENT, redirectUri: `${first.url}/admin/callback` });
+    try {
+      const sessionOn = async (proxy: RunningProxy, jar: CookieJar) =>
+        (await fetch(`${proxy.url}/admin/session`, { headers: { cookie: jar.header() } })).status;
+      const signInOnFirst = async () => {
+        const jar = new CookieJar();
+        await browse(jar, `${first.url}/admin/login?next=/admin/session`, 'otto');
+        return jar;
+      };
+      // One sign-in serves on both (one secret); signing out on the second ends it on the first.
+      const once = await signInOnFirst();
+      expect([await sessionOn(first, once), await sessionOn(second, once)]).toEqual([200, 200]);
+      const out = await fetch(`${second.url}/admin/logout`, {
+        method: 'POST',
+        headers: { cookie: once.header(), accept: 'application/json' },
+      });
+      expect(out.status).toBe(204);
+      expect([await sessionOn(first, once), await sessionOn(second, once)]).toEqual([401, 401]);
+      // The subject revoked through the second ends its sessions on the first.
+      const again = await signInOnFirst();
+      expect(await sessionOn(first, again)).toBe(200);
+      const revoke = await fetch(`${second.url}/admin/sessions/revoke`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ subject: 'otto' }),
+      });
+      expect(revoke.status).toBe(200);
+      expect([await sessionOn(first, again), await sessionOn(second, again)]).toEqual([401, 401]);
+    } finally {
+      await first.close();
+      await second.close();
+      await shared.close();
+      for (const store of stores) await store.close();
+      await deleteRedisPrefix(prefix);
     }
   });
 });

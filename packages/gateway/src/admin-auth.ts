@@ -3,12 +3,13 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, getContext, renderApiError } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
 import { ADMIN_KEY_ACTOR, setAuditActor } from '@tollgate/core/audit';
 import type { AuditActor, AuditRole } from '@tollgate/core/audit';
 import { cookieOf, OPERATOR_COOKIE } from './oidc-sign-in.js';
 import type { SignedInOperator } from './operator-access.js';
-import { memorySessionRevocations, OperatorSessions } from './operator-sessions.js';
-import type { OperatorSession } from './operator-sessions.js';
+import { memorySessionRevocations, OperatorSessions, redisSessionRevocations } from './operator-sessions.js';
+import type { OperatorSession, RevocationRedis } from './operator-sessions.js';
 import type { OperatorOptions } from './operator-routes.js';
 
 /** The credential of a request: `Authorization: Bearer <key>` or `x-api-key: <key>`. */
@@ -139,8 +140,11 @@ function csrfHolds(req: Request, expected: string): boolean {
   return timingSafeEqual(digest(token), digest(expected));
 }
 
-/** The admission an operator config asks for: the key's check and role, and OIDC sessions when configured. */
-export function createOperatorAdmission(operator: OperatorOptions): OperatorAdmission {
+/**
+ * The admission an operator config asks for: the key's check and role, and OIDC sessions when configured, their
+ * revocations in the stores' Redis when there is one (every process sees them), else in this process.
+ */
+export function createOperatorAdmission(operator: OperatorOptions, stores: TollgateStores): OperatorAdmission {
   const { oidc } = operator;
   return {
     judgeKey: operator.adminKeySha256 === undefined ? undefined : adminKeyVerdict(operator.adminKeySha256),
@@ -150,9 +154,14 @@ export function createOperatorAdmission(operator: OperatorOptions): OperatorAdmi
       new OperatorSessions({
         secret: oidc.sessionSecret ?? OperatorSessions.randomSecret(),
         ttlMs: oidc.sessionTtlMs,
-        revocations: memorySessionRevocations(),
+        revocations: isRevocationRedis(stores) ? redisSessionRevocations(stores) : memorySessionRevocations(),
       }),
   };
+}
+
+function isRevocationRedis(stores: TollgateStores): stores is TollgateStores & RevocationRedis {
+  const redis = stores as Partial<RevocationRedis> & TollgateStores;
+  return stores.kind === 'redis' && typeof redis.sendCommand === 'function' && typeof redis.prefix === 'string';
 }
 
 /** Whether a request is an operator's (the guard lets it past its blocks): synchronous unless a cookie is read. */

@@ -156,7 +156,7 @@ type Held = ReturnType<typeof heldParts>;
 function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
   const { stores, log, logger, logging, configFiles } = held;
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
-  const admission = createOperatorAdmission(options.operator);
+  const admission = createOperatorAdmission(options.operator, stores);
   const guarding = createProxyGuard(options.guard, {
     stores,
     log,

@@ -1,6 +1,7 @@
 // Operator sessions after an OIDC sign-in: a short-lived signed JWT in a cookie, refused once revoked (docs/operators.md).
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
+import { ApiError } from '@tollgate/core';
 import type { AuditRole } from '@tollgate/core/audit';
 
 /** Who signed in, as a session carries it. */
@@ -51,6 +52,35 @@ export function memorySessionRevocations(now: () => number = Date.now): SessionR
       if (sessions.has(session.id)) return true;
       const subject = subjects.get(session.subject);
       return subject !== undefined && session.openedAt <= subject.at;
+    },
+  };
+}
+
+/** What revocations on Redis need of the stores (`RedisStores` of @tollgate/redis has it). */
+export interface RevocationRedis {
+  readonly prefix: string;
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+/**
+ * Revocations in the stores' Redis, shared by every process: each a key that expires when the sessions it refuses
+ * would have. Both kinds share one hash tag, so one MGET reads them on Redis Cluster too.
+ */
+export function redisSessionRevocations(redis: RevocationRedis): SessionRevocations {
+  const key = (kind: 'session' | 'subject', id: string) => `${redis.prefix}{operator-sessions}:${kind}:${id}`;
+  return {
+    async revokeSession(id, until) {
+      await redis.sendCommand(['SET', key('session', id), '1', 'PXAT', String(Math.ceil(until))]);
+    },
+    async revokeSubject(subject, at, until) {
+      // A later revocation is the one kept: its time refuses every session the earlier one did.
+      await redis.sendCommand(['SET', key('subject', subject), String(at), 'PXAT', String(Math.ceil(until))]);
+    },
+    async isRevoked(session) {
+      const reply = await redis.sendCommand(['MGET', key('session', session.id), key('subject', session.subject)]);
+      const [revoked, subjectAt] = Array.isArray(reply) ? reply : [];
+      if (revoked !== null && revoked !== undefined) return true;
+      return subjectAt !== null && subjectAt !== undefined && session.openedAt <= Number(subjectAt);
     },
   };
 }
@@ -141,7 +171,17 @@ export class OperatorSessions {
       ...(typeof email === 'string' ? { email } : {}),
       ...(tenants ? { tenants: tenants as string[] } : {}),
     };
-    return (await this.#revocations.isRevoked(session)) ? undefined : session;
+    let revoked: boolean;
+    try {
+      revoked = await this.#revocations.isRevoked(session);
+    } catch (error) {
+      // A revocation that cannot be read may be one that was made: the session waits until it can be read.
+      throw new ApiError('service_unavailable', 'Operator sessions cannot be checked now: try again shortly.', {
+        cause: error,
+        headers: { 'retry-after': '5' },
+      });
+    }
+    return revoked ? undefined : session;
   }
 
   /** Signing out: the session is refused from now on, even if its cookie is kept. */
