@@ -366,7 +366,7 @@ describe('sessions of two gateways on one Redis', () => {
       clientSecretEnv: 'TG_TEST_OIDC_CLIENT_SECRET',
       sessionSecretEnv: 'TG_TEST_OPERATOR_SESSION_SECRET',
       scopes: ['openid', 'email', 'roles'],
-      roleMap: { 'tollgate-operator': 'operator' },
+      roleMap: { 'tollgate-operator': 'operator' as const },
     };
     const config = { adminKeySha256: sha256Hex(adminKey), operators: { oidc } };
     // Two gateways as two processes would be: each with its own connection to the one Redis.
