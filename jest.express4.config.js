@@ -21,6 +21,7 @@ export default {
     '**/packages/gateway/test/json-body.test.ts',
     '**/packages/gateway/test/healthz.test.ts',
     '**/packages/gateway/test/mcp-config.test.ts',
+    '**/packages/mcp/test/stateless-revision.test.ts',
     '**/packages/gateway/test/async-routes.test.ts',
     '**/packages/gateway/test/admin-tenants.test.ts',
     '**/packages/dashboard/test/sign-in.test.ts',

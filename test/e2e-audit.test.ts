@@ -183,6 +183,21 @@ const ROUTES: AuditedRoute[] = [
           expect((entry.after as Budget[]).length).toBe(1);
         },
       },
+      {
+        route: `POST ${route}/repair`,
+        method: 'POST',
+        path: `/admin/budgets/${scope}/repair`,
+        status: 200,
+        action: 'budget.repair',
+        target,
+        check(entry) {
+          // Nothing drifted here: the scope's reading before and after, the counter where the ledger has it.
+          const [before] = entry.before as { driftNanoUsd: number; spentNanoUsd: number; ledgerNanoUsd: number }[];
+          const [after] = entry.after as { driftNanoUsd: number; spentNanoUsd: number; ledgerNanoUsd: number }[];
+          expect(after).toMatchObject({ driftNanoUsd: 0, spentNanoUsd: before!.spentNanoUsd });
+          expect(after!.spentNanoUsd).toBe(after!.ledgerNanoUsd);
+        },
+      },
     ];
   }),
   ...(['keys/app', 'tenants/acme'] as const).flatMap((subject): AuditedRoute[] => {
@@ -497,7 +512,8 @@ describe.each([
       'key:d-audit',
       'key:k-audit',
     ]);
-    expect((await allEntries(proxy, 'target=budget:global')).length).toBe(4);
+    // Top-up, reset and repair through the admin API; top-up and reset through the dashboard.
+    expect((await allEntries(proxy, 'target=budget:global')).length).toBe(5);
     expect((await allEntries(proxy, 'actor=admin%20key')).length).toBe(all.length);
     expect((await allEntries(proxy, 'actor=someone')).length).toBe(0);
     const middle = all[Math.floor(all.length / 2)]!.at;

@@ -622,6 +622,56 @@ export function describeStoreConformance(
         ).toMatchObject({ ok: false, remaining: 275 });
       });
 
+      it('sets a spend from a value it still has to another, keeping holds and credit; never below zero', async () => {
+        const drifted = await scope('drifted', 100);
+        await stores.ledger.adjustSpent(drifted.key, 90, drifted.expiresAt);
+        await stores.ledger.addCredit(drifted.key, 5, drifted.expiresAt);
+        expect((await stores.ledger.reserve({ id: unique('r'), amount: 10, scopes: [drifted], ttlMs: LONG })).ok).toBe(
+          true,
+        );
+        // A settle landed since the reading of 80: nothing moves, and the spend found is said.
+        expect(await stores.ledger.correctSpent!(drifted, 80, 40, drifted.expiresAt)).toEqual({
+          before: 90,
+          after: 90,
+        });
+        expect(await stores.ledger.correctSpent!(drifted, 90, 40, drifted.expiresAt)).toEqual({
+          before: 90,
+          after: 40,
+        });
+        expect(await stores.ledger.usage([drifted.key])).toEqual([
+          { key: drifted.key, spent: 40, reserved: 10, credit: 5 },
+        ]);
+        // limit + credit - spent - reserved: 55 left.
+        expect(
+          await stores.ledger.reserve({ id: unique('r'), amount: 56, scopes: [drifted], ttlMs: LONG }),
+        ).toMatchObject({ ok: false, remaining: 55 });
+        await expect(stores.ledger.correctSpent!(drifted, 40, -1, drifted.expiresAt)).rejects.toThrow(RangeError);
+        expect(await stores.ledger.correctSpent!(drifted, 40, 0, drifted.expiresAt)).toEqual({ before: 40, after: 0 });
+      });
+
+      it('lists what live reservations hold in a scope, and reaps one never settled at its TTL, charged in full', async () => {
+        const [held, other] = [await scope('held', 100), await scope('other', 100)];
+        const [first, second] = [unique('r'), unique('r')];
+        await stores.ledger.reserve({ id: first, amount: 30, scopes: [held], ttlMs: TTL });
+        await stores.ledger.reserve({ id: second, amount: 12, scopes: [held, other], ttlMs: TTL });
+        const listed = await stores.ledger.holds!(held);
+        // Per reservation, or per instant they expire at: either way all that is held, each not yet expired.
+        expect(listed.reduce((sum, hold) => sum + hold.amount, 0)).toBe(42);
+        const now = await harness.now();
+        for (const hold of listed) expect(hold.expiresAt).toBeGreaterThan(now);
+        for (const hold of listed) if (hold.id !== undefined) expect([first, second]).toContain(hold.id);
+        await stores.ledger.settle(first, 10);
+        expect((await stores.ledger.holds!(held)).reduce((sum, hold) => sum + hold.amount, 0)).toBe(12);
+        // The owner of the second never settles: reaped when its TTL passes, its whole amount charged.
+        await harness.advance(TTL + 1_100);
+        expect(await stores.ledger.holds!(held)).toEqual([]);
+        expect(await stores.ledger.holds!(other)).toEqual([]);
+        expect(await stores.ledger.usage([held.key, other.key])).toEqual([
+          { key: held.key, spent: 22, reserved: 0, credit: 0 },
+          { key: other.key, spent: 12, reserved: 0, credit: 0 },
+        ]);
+      });
+
       it('reports unknown scopes as empty, in the order asked', async () => {
         const a = await scope('a', 100);
         await stores.ledger.adjustSpent(a.key, 5, a.expiresAt);

@@ -21,6 +21,8 @@ export interface RunningMcpServer {
   calls: ToolCallSeen[];
   /** The headers of every HTTP request the server received. */
   headers: IncomingHttpHeaders[];
+  /** Ends every client's session, as a restarted server would have forgotten them. */
+  forgetSessions(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -84,12 +86,16 @@ export async function startMcpServer(): Promise<RunningMcpServer> {
   http.listen(0, '127.0.0.1');
   await once(http, 'listening');
   const { port } = http.address() as AddressInfo;
+  const forgetSessions = async () => {
+    await Promise.all([...sessions.values()].map((transport) => transport.close()));
+  };
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     calls,
     headers,
+    forgetSessions,
     async close() {
-      await Promise.all([...sessions.values()].map((transport) => transport.close()));
+      await forgetSessions();
       await closeServer(http);
     },
   };

@@ -321,6 +321,8 @@ export interface FakeUpstreamRequest {
   headers: IncomingHttpHeaders;
   /** The JSON body parsed (undefined when it was none). */
   body: unknown;
+  /** The body's bytes as they came (a multipart upload, say). */
+  raw: Buffer;
 }
 
 export interface FakeUpstream {
@@ -340,14 +342,15 @@ export async function startFakeUpstream(
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
+      const raw = Buffer.concat(chunks);
+      const text = raw.toString('utf8');
       let body: unknown;
       try {
         body = text.length > 0 ? JSON.parse(text) : undefined;
       } catch {
         body = text;
       }
-      const request = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
+      const request = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw };
       requests.push(request);
       answer(request, res);
     });

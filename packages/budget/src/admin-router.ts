@@ -8,6 +8,7 @@ import { assertKnownOptions, usdAmountProblem } from '@tollgate/core/options';
 import type { ErrorRenderer } from '@tollgate/core';
 import { BUDGET_SCOPES } from './budget-plan.js';
 import type { BudgetGuard } from './budget-guard.js';
+import type { SpendDrift } from './spend-drift.js';
 import type { BudgetScope, BudgetSelector } from './types.js';
 
 export interface BudgetAdminRouterOptions {
@@ -16,9 +17,14 @@ export interface BudgetAdminRouterOptions {
    * @default renderApiError from @tollgate/core
    */
   renderError?: ErrorRenderer;
+  /**
+   * The drift of the counters from a usage ledger (`guard.watchDrift(...)`): serves `.../drift` and `.../repair`.
+   * @default none: those routes answer 404
+   */
+  drift?: SpendDrift;
 }
 
-const OPTION_NAMES = ['renderError'] as const satisfies readonly (keyof BudgetAdminRouterOptions)[];
+const OPTION_NAMES = ['renderError', 'drift'] as const satisfies readonly (keyof BudgetAdminRouterOptions)[];
 
 /** The scopes of the admin paths: those with ids of their own, a tenant's models (`/model/gpt-4o?tenant=acme`), sessions. */
 const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model', 'session'];
@@ -71,12 +77,19 @@ function notFound(selector: BudgetSelector): ApiError {
   );
 }
 
+function noDrift(): ApiError {
+  return new ApiError('not_found', 'Drift is read against a usage ledger, and this gateway has none.');
+}
+
 /**
  * Routes (relative to where it is mounted, e.g. `/admin/budgets`):
  * - `GET /` every budget configured with a fixed id
  * - `GET /global`, `GET /:scope/:id` one scope (also wildcard and dynamic budgets)
  * - `POST /global/top-up`, `POST /:scope/:id/top-up` with `{ "usd": 10 }`: credit the current period
  * - `POST /global/reset`, `POST /:scope/:id/reset`: forget the current period's spend
+ * - `GET /global/holds`, `GET /:scope/:id/holds`: the reservations held in its scopes, their age and owner
+ * - with `drift`: `GET /drift` (every configured budget), `GET /global/drift`, `GET /:scope/:id/drift` each scope's
+ *   counter against the usage ledger; `POST /global/repair`, `POST /:scope/:id/repair` move it back to the ledger
  *
  * It has no authentication of its own: put your admin auth in front of it.
  */
@@ -132,7 +145,44 @@ export function budgetAdminRouter(guard: BudgetGuard, options: BudgetAdminRouter
       res.json({ budgets });
     });
 
+  const showDrift = (select: Select | undefined) =>
+    asyncRoute(async (req: Request, res: Response) => {
+      if (!options.drift) throw noDrift();
+      const selector = select?.(req);
+      if (selector && (await guard.status(selector)).length === 0) throw notFound(selector);
+      res.json({ drift: await options.drift.read(selector) });
+    });
+
+  const repair = (select: Select) =>
+    asyncRoute(async (req: Request, res: Response) => {
+      noteAudit(req, res, { action: 'budget.repair' });
+      const selector = select(req);
+      noteAudit(req, res, { target: budgetAuditTarget(selector) });
+      if (!options.drift) throw noDrift();
+      if ((await guard.status(selector)).length === 0) throw notFound(selector);
+      const repairs = await options.drift.repair(selector);
+      noteAudit(req, res, {
+        before: repairs.map((done) => ({ ...done.before, spentNanoUsd: done.spentBeforeNanoUsd })),
+        after: repairs.map((done) => ({ ...done.after, spentNanoUsd: done.spentAfterNanoUsd })),
+      });
+      res.json({ repairs });
+    });
+
+  const showHolds = (select: Select) =>
+    asyncRoute(async (req: Request, res: Response) => {
+      const selector = select(req);
+      if ((await guard.status(selector)).length === 0) throw notFound(selector);
+      res.json({ holds: await guard.holds(selector) });
+    });
+
   const global: Select = () => ({ scope: 'global' });
+  router.get('/global/holds', showHolds(global));
+  router.get('/:scope/:id/holds', showHolds(selectorOf));
+  router.get('/drift', showDrift(undefined));
+  router.get('/global/drift', showDrift(global));
+  router.post('/global/repair', repair(global));
+  router.get('/:scope/:id/drift', showDrift(selectorOf));
+  router.post('/:scope/:id/repair', repair(selectorOf));
   router.get('/global', showOne(global));
   router.post('/global/top-up', topUp(global));
   router.post('/global/reset', reset(global));

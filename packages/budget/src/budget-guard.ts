@@ -17,6 +17,10 @@ import { rebuildSpend } from './rebuild.js';
 import type { RebuildReport, SpendSource } from './rebuild.js';
 import { repriceHold } from './reprice.js';
 import { BudgetEventMonitor } from './soft-limit.js';
+import { heldReservations } from './held-reservations.js';
+import type { HeldReservation } from './held-reservations.js';
+import { SpendDrift } from './spend-drift.js';
+import type { SpendDriftOptions } from './spend-drift.js';
 import { SAMPLE_GAP_MS, SpendForecaster } from './spend-forecast.js';
 import type { BudgetSelector, BudgetStatus } from './types.js';
 
@@ -39,6 +43,13 @@ export interface BudgetGuard {
    * persistence) from a durable usage ledger; scopes the ledger still holds are left alone.
    */
   rebuild(source: SpendSource): Promise<RebuildReport>;
+  /**
+   * The drift of the budgets' counters from the usage ledger `options.source`: read on demand, repaired, and sampled
+   * every `options.intervalMs` once started (see spend-drift.ts). One watch per guard: a second call returns the first.
+   */
+  watchDrift(options: SpendDriftOptions): SpendDrift;
+  /** The reservations held in the budget's scopes, with their age and (where the store tells) owner. */
+  holds(selector: BudgetSelector): Promise<HeldReservation[]>;
   /**
    * Re-prices a running request's reservation for the model its call now runs with (a router
    * moving it to another target after `req.tollgate.switchModel`): a new reservation at the new
@@ -123,7 +134,14 @@ function budgetOperations(book: BudgetBook, reservations: BudgetReservations) {
     known.clear();
     reservations.forgetSpentModels();
   };
+  let drift: SpendDrift | undefined;
   return {
+    watchDrift(options: SpendDriftOptions) {
+      drift ??= new SpendDrift(book, options, forgetSpend);
+      return drift;
+    },
+    stopDrift: () => drift?.stop(),
+    holds: (selector: BudgetSelector) => heldReservations(book, selector),
     async status(selector?: BudgetSelector) {
       return readBudgetStatus(book, await selectBudgets(book, selector));
     },
@@ -191,6 +209,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     forecaster: new SpendForecaster(),
     now,
     storeTimeoutMs,
+    reservationTtlMs: config.reservationTtlMs,
     ...(config.creditJournal ? { credits: config.creditJournal } : {}),
   };
   const reservations = new BudgetReservations(config, new BudgetLedgerCalls(ledger, config), monitor);
@@ -210,7 +229,8 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
   attachPreCallCheck(guard, check);
   const stopSampling = sampleSpend(book);
 
-  return Object.assign(guard, budgetOperations(book, reservations), {
+  const { stopDrift, ...operations } = budgetOperations(book, reservations);
+  return Object.assign(guard, operations, {
     ledger,
     async reprice(req: Request, _res: Response) {
       const ctx = req.tollgate as TollgateContext | undefined;
@@ -222,6 +242,7 @@ export function budgetGuard(options: BudgetGuardOptions = {}): BudgetGuard {
     flush: () => monitor.flush(),
     async close() {
       stopSampling();
+      await stopDrift();
       await monitor.flush();
       webhook?.close();
       await ownStores?.close();

@@ -1,7 +1,7 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
 import { nanoToUsd, periodWindow, usdToNano } from '@tollgate/core';
 import { scopeRemaining, spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
-import type { ReservationLedger } from '@tollgate/core/store-contracts';
+import type { LedgerScope, ReservationLedger } from '@tollgate/core/store-contracts';
 import { budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlan, BudgetWindow, EventMarker, ResolvedBudget } from './budget-plan.js';
 import { giveJournaledCredit, journalReset } from './credit-journal.js';
@@ -19,6 +19,8 @@ export interface BudgetBook {
   forecaster: SpendForecaster;
   now: () => number;
   storeTimeoutMs: number;
+  /** How long an unsettled reservation holds (the age of a hold is this less what is left of it). */
+  reservationTtlMs: number;
   /** Where top-ups are kept durably (see CreditJournal); without one, the store is their only record. */
   credits?: CreditJournal;
 }
@@ -41,6 +43,12 @@ export async function rollingFreeAt(
   return undefined;
 }
 
+/** How a status or an event names its budget: scope, id, tenant, period, and the ledger key it read. */
+export function budgetNames(budget: ResolvedBudget, head: LedgerScope) {
+  const { scope, id, tenantId, period } = budget;
+  return { scope, id, tenantId, period, key: head.key };
+}
+
 export async function readBudgetStatus(book: BudgetBook, budgets: readonly ResolvedBudget[]): Promise<BudgetStatus[]> {
   if (budgets.length === 0) return [];
   const now = book.now();
@@ -61,11 +69,7 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
     const threshold = softLimitThreshold(budget);
     const forecast = forecastSpend(book, windows[i]!, { spent, reserved, credit }, now);
     return {
-      scope: budget.scope,
-      id: budget.id,
-      tenantId: budget.tenantId,
-      period: budget.period,
-      key: head.key,
+      ...budgetNames(budget, head),
       limitNanoUsd: budget.limitNano,
       spentNanoUsd: spent,
       reservedNanoUsd: reserved,

@@ -4,9 +4,12 @@ export type { BudgetGuard, BudgetGuardOptions } from './budget-guard.js';
 export { budgetAdminRouter, budgetAuditTarget } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
 export type { RebuildReport, SpendSource } from './rebuild.js';
+export type { HeldReservation } from './held-reservations.js';
+export type { DriftReading, DriftRepair, SpendDrift, SpendDriftOptions } from './spend-drift.js';
 export type { CreditJournal } from './credit-journal.js';
 export type { SessionBudgetMaps } from './session-budgets.js';
 export type {
+  BudgetDriftEvent,
   BudgetEvent,
   BudgetForecastEvent,
   BudgetLimit,

@@ -144,6 +144,8 @@ function callerKey(caller: CallerSpend): string {
 /** One ledger scope to rebuild: what the usage ledger holds for it is the sum over the callers charged to it. */
 interface ScopeToRebuild {
   scope: LedgerScope;
+  /** The budget the scope is a period (or rolling window) of. */
+  budget: ResolvedBudget;
   since: number;
   /** The scope's last reset (the credit journal's): only calls that finished from it on count. */
   resetAt: number | undefined;
@@ -177,7 +179,7 @@ async function scopesOfCallers(
       let entry = scopes.get(scope.key);
       if (!entry) {
         const since = sinceOf(budget, scope.expiresAt, now);
-        entry = { scope, since, resetAt: resets.get(scope.key), callers: new Set() };
+        entry = { scope, budget, since, resetAt: resets.get(scope.key), callers: new Set() };
         scopes.set(scope.key, entry);
       }
       if (caller !== undefined) entry.callers.add(caller);
@@ -250,13 +252,64 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
       'this ledger cannot restore spend (it has no restoreSpent()); use the memory or Redis ledger',
     );
   }
-  await probeBudgets(book);
-  // Tens of thousands of callers and scopes are walked in slices: the requests being served meanwhile wait a slice.
   const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
+  const read = await readUsageLedger(book, source, slice);
+  const { scopes, slots, slotsOf, recent, cut } = read;
+  await ledger.rebuildGate?.recordCut?.(cut, await cutIds(recent, slotsOf, slots, slice));
+  const report: RebuildReport = { checked: 0, restored: [], credited: [], slots };
+  for (const entry of scopes) {
+    report.checked++;
+    await slice.pause();
+    const spent = await read.spentOf(entry);
+    if (spent <= 0) continue;
+    const { scope } = entry;
+    if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'restoreSpent'))
+      report.restored.push({ key: scope.key, spentNanoUsd: spent });
+  }
+  if (book.credits) await restoreCreditsInto(report, book, read.journaled);
+  return report;
+}
+
+/** What the usage ledger holds for one ledger scope in its current period (nano-USD). */
+export interface LedgerScopeSpend {
+  scope: LedgerScope;
+  budget: ResolvedBudget;
+  spentNanoUsd: number;
+}
+
+/**
+ * What the usage ledger holds per ledger scope, read the way a rebuild reads it (every scope its calls were charged to
+ * and every configured one, each from its period's start and its last reset): the figure a store's counter is checked
+ * against (spend-drift.ts). With `keys`, only those scopes are summed.
+ */
+export async function ledgerSpendOfScopes(
+  book: BudgetBook,
+  source: SpendSource,
+  keys?: ReadonlySet<string>,
+): Promise<Map<string, LedgerScopeSpend>> {
+  const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
+  const read = await readUsageLedger(book, source, slice);
+  const found = new Map<string, LedgerScopeSpend>();
+  for (const entry of read.scopes) {
+    if (keys && !keys.has(entry.scope.key)) continue;
+    found.set(entry.scope.key, { scope: entry.scope, budget: entry.budget, spentNanoUsd: await read.spentOf(entry) });
+    await slice.pause();
+  }
+  return found;
+}
+
+/**
+ * One read of the usage ledger: the credit journal's resets first (a scope's last reset says from when its spend
+ * counts), then the records, summed before the cut and one by one since (see rebuildSpend), and every ledger scope
+ * their callers were charged to, with what the ledger holds for each.
+ */
+async function readUsageLedger(book: BudgetBook, source: SpendSource, slice: TimeSlice) {
+  await probeBudgets(book);
+  // Tens of thousands of callers and scopes are walked in slices (`slice`, the caller's): the requests being served
+  // meanwhile wait a slice.
   const now = book.now();
   const until = now + 1;
   const earliest = earliestStart(book, now);
-  // Read before the usage ledger: a scope's last reset says from when its spend counts.
   const journaled = book.credits ? await book.credits.credits(now) : [];
   const resets = new Map<string, number>();
   for (const credit of journaled) if (credit.resetAt !== undefined) resets.set(credit.key, credit.resetAt);
@@ -269,22 +322,16 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   const summed = await source.spentByCaller(earliest, until, cut);
   const callers = [...summed, ...recent].filter((c) => c.spentNanoUsd > 0);
   const { scopes, slots, slotsOf } = await scopesOfCallers(book, callers, resets, now, slice);
-  await ledger.rebuildGate?.recordCut?.(cut, await cutIds(recent, slotsOf, slots, slice));
   const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent }, slice);
-  const report: RebuildReport = { checked: 0, restored: [], credited: [], slots };
-  for (const { scope, since, resetAt, callers: charged } of scopes) {
-    report.checked++;
-    await slice.pause();
-    if (charged.size === 0) continue;
+  /** What the ledger holds for one scope: the sum over the callers charged to it. */
+  const spentOf = async ({ since, resetAt, callers: charged }: ScopeToRebuild) => {
+    if (charged.size === 0) return 0;
     const recorded = await spentSince(since, resetAt);
     let spent = 0;
     for (const caller of charged) spent += recorded.get(caller) ?? 0;
-    if (spent <= 0) continue;
-    if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'restoreSpent'))
-      report.restored.push({ key: scope.key, spentNanoUsd: spent });
-  }
-  if (book.credits) await restoreCreditsInto(report, book, journaled);
-  return report;
+    return spent;
+  };
+  return { scopes, slots, slotsOf, recent, cut, journaled, spentOf };
 }
 
 /** What one rebuild read of the usage ledger: the sums before its cut from `earliest`, and the records since. */

@@ -20,13 +20,16 @@ export function smallestAnswerCost(
   price: ResolvedPrice,
   minOutputTokens: number,
 ): number {
+  // A media call's size is what it asks for (images, characters, audio): nothing clamps it, so it is all or nothing.
+  if (estimate.media !== undefined) return fullAnswerCost(estimate, inputTokens, price);
   const outputTokens = Math.min(minOutputTokens, estimate.maxOutputTokens) * choicesOf(estimate);
   return maxCostNanoUsd(inputTokens, 0, price) + Math.ceil((outputTokens * price.outputMicro) / 1000);
 }
 
-/** The most a request may cost: `inputTokens` and every choice's whole output cap. */
+/** The most a request may cost: `inputTokens`, every choice's whole output cap and the media it asks for. */
 export function fullAnswerCost(estimate: UsageEstimate, inputTokens: number, price: ResolvedPrice): number {
-  return maxCostNanoUsd(inputTokens, estimate.maxOutputTokens * choicesOf(estimate), price);
+  const media = estimate.media === undefined ? undefined : { media: estimate.media };
+  return maxCostNanoUsd(inputTokens, estimate.maxOutputTokens * choicesOf(estimate), price, media);
 }
 
 /** Lowers the output cap so that `granted` pays for the whole answer (and input at its bound): the reservation is an upper bound again. */

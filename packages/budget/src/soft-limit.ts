@@ -2,10 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import { nanoToUsd } from '@tollgate/core';
 import { spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
-import type { ReservationLedger, ScopeUsage } from '@tollgate/core/store-contracts';
+import type { LedgerScope, ReservationLedger, ScopeUsage } from '@tollgate/core/store-contracts';
+import type { ResolvedBudget } from './budget-limits.js';
 import type { BudgetWindow, EventMarker } from './budget-plan.js';
+import { budgetNames } from './budget-status.js';
 import { expiringMarks } from './expiring-marks.js';
-import type { BudgetEvent, BudgetThresholdEvent } from './types.js';
+import type { BudgetEvent, BudgetThresholdEvent, DriftFigures } from './types.js';
 import type { WebhookSender } from './webhook.js';
 
 export interface BudgetEventMonitorOptions {
@@ -145,21 +147,7 @@ export class BudgetEventMonitor {
   }
 
   #emit(window: BudgetWindow, marker: EventMarker, spent: number, now: number, forecast?: number): void {
-    const { budget, head } = window;
-    const common = {
-      eventId: randomUUID(),
-      timestamp: new Date(now).toISOString(),
-      scope: budget.scope,
-      id: budget.id,
-      tenantId: budget.tenantId,
-      period: budget.period,
-      key: head.key,
-      limitNanoUsd: budget.limitNano,
-      spentNanoUsd: spent,
-      limitUsd: nanoToUsd(budget.limitNano),
-      spentUsd: nanoToUsd(spent),
-      resetAt: new Date(head.expiresAt).toISOString(),
-    };
+    const common = eventBase(window.budget, window.head, spent, now);
     const { threshold } = marker;
     const event: BudgetEvent =
       forecast !== undefined
@@ -167,6 +155,33 @@ export class BudgetEventMonitor {
         : threshold === undefined
           ? { type: 'budget.exhausted', ...common }
           : { type: 'budget.threshold', ...common, threshold, softLimit: threshold };
+    this.#deliver(event);
+  }
+
+  /**
+   * A scope's counter drifted from the usage ledger past the bound (spend-drift.ts): `budget.drift`, from the process
+   * that read it, each time a reading of the scope passes the bound after one within it.
+   */
+  driftPast(
+    budget: ResolvedBudget,
+    scope: LedgerScope,
+    reading: DriftFigures,
+    boundNanoUsd: number,
+    now: number,
+  ): void {
+    const { driftNanoUsd, ledgerNanoUsd, reservedNanoUsd } = reading;
+    this.#deliver({
+      type: 'budget.drift',
+      ...eventBase(budget, scope, reading.spentNanoUsd, now),
+      driftNanoUsd,
+      driftUsd: nanoToUsd(driftNanoUsd),
+      ledgerNanoUsd,
+      reservedNanoUsd,
+      boundNanoUsd,
+    });
+  }
+
+  #deliver(event: BudgetEvent): void {
     const { onEvent, onSoftLimit, log, webhook } = this.#options;
     if (log) this.#guard(() => log(event));
     webhook?.send(event);
@@ -195,6 +210,20 @@ export class BudgetEventMonitor {
     while (this.#pending.size > 0) await Promise.all(this.#pending);
     await this.#options.webhook?.flush();
   }
+}
+
+/** What every budget event says of its budget and the scope it read. */
+function eventBase(budget: ResolvedBudget, head: LedgerScope, spent: number, now: number) {
+  return {
+    eventId: randomUUID(),
+    timestamp: new Date(now).toISOString(),
+    ...budgetNames(budget, head),
+    limitNanoUsd: budget.limitNano,
+    spentNanoUsd: spent,
+    limitUsd: nanoToUsd(budget.limitNano),
+    spentUsd: nanoToUsd(spent),
+    resetAt: new Date(head.expiresAt).toISOString(),
+  };
 }
 
 /** The usage reported for `key`, if reported. */

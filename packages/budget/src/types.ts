@@ -99,7 +99,30 @@ export interface BudgetForecastEvent extends BudgetEventBase {
   forecastUsd: number;
 }
 
-export type BudgetEvent = BudgetThresholdEvent | BudgetExhaustedEvent | BudgetForecastEvent;
+/** A scope's figures as a drift reading found them (nano-USD; see spend-drift.ts). */
+export interface DriftFigures {
+  /** The store's counter: settled spend in the period. */
+  spentNanoUsd: number;
+  /** Held in the store by live reservations: the calls in flight. */
+  reservedNanoUsd: number;
+  /** What the usage ledger holds for the scope and period. */
+  ledgerNanoUsd: number;
+  /**
+   * How far the counter is from the ledger beyond what holds explain: spent − ledger when the counter is above the
+   * ledger; spent + reserved − ledger (below 0) when even the holds do not reach it; 0 between.
+   */
+  driftNanoUsd: number;
+}
+
+/** A scope's counter drifted from the usage ledger past the configured bound (either way). */
+export interface BudgetDriftEvent extends BudgetEventBase, DriftFigures {
+  type: 'budget.drift';
+  driftUsd: number;
+  /** The bound it passed (`budgetDrift.alertUsd`). */
+  boundNanoUsd: number;
+}
+
+export type BudgetEvent = BudgetThresholdEvent | BudgetExhaustedEvent | BudgetForecastEvent | BudgetDriftEvent;
 
 /** The threshold event under its name from before `budget.exhausted` came in. */
 export type SoftLimitEvent = BudgetThresholdEvent;

@@ -1,12 +1,11 @@
 // Against real Redis: two guards sharing one ledger both see a budget on course past its limit; one budget.forecast is sent.
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { createRedisStores } from '@tollgate/redis';
 import type { RedisStores } from '@tollgate/redis';
-import { budgetGuard } from '@tollgate/budget';
 import type { BudgetEvent, BudgetGuard } from '@tollgate/budget';
 import { pricing } from './helpers.js';
 import { deleteRedisPrefix } from './redis-cleanup.js';
+import { addRedisGuards } from './redis-guards.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `tg-test:${randomUUID()}:`;
@@ -25,20 +24,19 @@ describe('budget.forecast across processes', () => {
     // Real time (Redis expires the markers on it), moved on by hand: a month's budget has days left to project over.
     const clock = { now: Date.now() };
     const events: BudgetEvent[] = [];
-    for (let i = 0; i < 2; i++) {
-      const store = createRedisStores({ url, prefix });
-      stores.push(store);
-      guards.push(
-        budgetGuard({
-          ledger: store.ledger,
-          pricing,
-          now: () => clock.now,
-          log: false,
-          tenants: { acme: { usd: 1, period: 'month' } },
-          onEvent: (event) => void events.push(event),
-        }),
-      );
-    }
+    addRedisGuards(
+      url,
+      prefix,
+      2,
+      {
+        pricing,
+        now: () => clock.now,
+        log: false,
+        tenants: { acme: { usd: 1, period: 'month' } },
+        onEvent: (event) => void events.push(event),
+      },
+      { stores, guards },
+    );
     const [a, b] = guards as [BudgetGuard, BudgetGuard];
     const acme = { scope: 'tenant' as const, id: 'acme' };
     const [before] = await Promise.all([a.status(acme), b.status(acme)]);

@@ -31,9 +31,6 @@ export function isCachedApi(api: string): api is CachedApi {
   return (PROVIDER_APIS as readonly string[]).includes(api) && keptForms(api as ProviderApi) !== undefined;
 }
 
-/** The APIs whose answers the cache can store and replay in either form. */
-export const CACHED_APIS: readonly CachedApi[] = PROVIDER_APIS.filter(isCachedApi);
-
 /** A JSON answer that is whole and successful (an answer the provider finished), parsed; else undefined. */
 export function completeJsonAnswer(api: CachedApi, text: string): Json | undefined {
   const answer = parseAnswer(text);

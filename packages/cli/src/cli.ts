@@ -1,4 +1,4 @@
-// `tollgate <keys|tenants|report|reconcile|reconcile-provider> ...`: the operator's command line. A command's code is loaded when it runs, so the
+// `tollgate <keys|tenants|budgets|report|reconcile|reconcile-provider> ...`: the operator's command line. A command's code is loaded when it runs, so the
 // help answers at once.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,6 +17,8 @@ Commands:
   tenants list|get|create|update|delete|import
                                               Tenants kept as data, through a running gateway's
                                               /admin/tenants (TOLLGATE_ADMIN_KEY, --url).
+  budgets drift|repair|holds [<budget>]       Each budget's counter against the usage ledger, its repair
+                                              and its holds, through a running gateway's /admin/budgets.
   report [--by tenant|feature|user|model|day] Spend and tokens from the usage ledger (PostgreSQL, or the
                                               embedded ledger of a data directory); with --outcomes,
                                               cost per outcome per tenant or feature.
@@ -66,6 +68,9 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   },
   tenants: {
     run: async (argv, io, env) => (await import('./tenants-command.js')).runTenantsCommand(argv, io, env),
+  },
+  budgets: {
+    run: async (argv, io, env) => (await import('./budgets-command.js')).runBudgetsCommand(argv, io, env),
   },
   report: {
     run: async (argv, io, env) =>

@@ -1,19 +1,10 @@
 // `tollgate tenants list|get|create|update|delete|import`: tenants kept as data, through a running gateway's
 // /admin/tenants (the admin key from TOLLGATE_ADMIN_KEY, never from the command line, where `ps` would show it).
 import { readFileSync } from 'node:fs';
-import {
-  commandFailure,
-  EXIT_FAILED,
-  EXIT_OK,
-  FORMAT_OPTIONS,
-  formatRows,
-  HELP_OPTION,
-  outputFormat,
-  parseCommandLine,
-  pickCommand,
-  UsageError,
-} from '@tollgate/core/command-line';
-import type { Column, CommandIo } from '@tollgate/core/command-line';
+import { EXIT_FAILED, EXIT_OK, formatRows, outputFormat, UsageError } from '@tollgate/core/command-line';
+import type { Column, CommandIo, ParsedCommandLine } from '@tollgate/core/command-line';
+import { ADMIN_OPTIONS, runAdminCommand } from './admin-api.js';
+import type { AdminSubcommand } from './admin-api.js';
 
 const USAGE = `Usage: TOLLGATE_ADMIN_KEY=... tollgate tenants <command> [--url URL] [options]
 
@@ -32,9 +23,7 @@ Exit code 0 done, 1 failed (the gateway's refusal is printed), 2 a wrong command
 `;
 
 const OPTIONS = {
-  ...FORMAT_OPTIONS,
-  ...HELP_OPTION,
-  url: { type: 'string' },
+  ...ADMIN_OPTIONS,
   q: { type: 'string' },
   limit: { type: 'string' },
   cursor: { type: 'string' },
@@ -59,25 +48,6 @@ const COLUMNS: readonly Column<TenantRow>[] = [
   { name: 'updatedAt', value: (row) => row.updatedAt ?? '' },
 ];
 
-/** The gateway's admin API at `url`, with the admin key. */
-function adminApi(url: string, adminKey: string) {
-  return async function call(method: string, route: string, body?: string, type = 'application/json') {
-    const response = await fetch(`${url.replace(/\/$/, '')}/admin/tenants${route}`, {
-      method,
-      headers: { authorization: `Bearer ${adminKey}`, ...(body === undefined ? {} : { 'content-type': type }) },
-      ...(body === undefined ? {} : { body }),
-    });
-    const answer = (await response.json().catch(() => ({}))) as Record<string, unknown>;
-    if (!response.ok) {
-      const error = answer.error as { message?: string } | undefined;
-      throw new Error(`the gateway answered ${response.status}: ${error?.message ?? 'no reason given'}`);
-    }
-    return answer;
-  };
-}
-
-type AdminCall = ReturnType<typeof adminApi>;
-
 function fieldsOf(text: string | undefined): Record<string, unknown> {
   if (text === undefined) return {};
   let fields: unknown;
@@ -96,8 +66,7 @@ function onlyId(positionals: string[], command: string): string {
   return positionals[0]!;
 }
 
-type Values = ReturnType<typeof parseCommandLine<typeof OPTIONS>>['values'];
-type Run = (call: AdminCall, positionals: string[], values: Values, io: CommandIo) => Promise<number>;
+type Run = AdminSubcommand<ParsedCommandLine<typeof OPTIONS>['values']>;
 
 const print = (io: CommandIo, value: unknown) => io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 
@@ -161,24 +130,7 @@ const SUBCOMMANDS: Readonly<Record<string, Run>> = {
 };
 
 /** Runs `tenants ...` and returns the exit code: 0 done, 1 failed, 2 a wrong command line. */
-export async function runTenantsCommand(argv: string[], io: CommandIo, env: NodeJS.ProcessEnv): Promise<number> {
-  try {
-    const [name, ...rest] = argv;
-    if (name === undefined || name === '--help' || name === '-h') {
-      (name === undefined ? io.stderr : io.stdout).write(USAGE);
-      return name === undefined ? 2 : EXIT_OK;
-    }
-    const run = pickCommand(name, SUBCOMMANDS, 'tenants command');
-    const { values, positionals } = parseCommandLine(rest, OPTIONS, true);
-    if (values.help) {
-      io.stdout.write(USAGE);
-      return EXIT_OK;
-    }
-    const adminKey = env.TOLLGATE_ADMIN_KEY;
-    if (!adminKey) throw new UsageError('tenants needs the admin key in TOLLGATE_ADMIN_KEY');
-    const url = values.url ?? (env.TOLLGATE_URL || 'http://127.0.0.1:8787');
-    return await run(adminApi(url, adminKey), positionals, values, io);
-  } catch (error) {
-    return commandFailure(error, 'tollgate tenants', io);
-  }
+export function runTenantsCommand(argv: string[], io: CommandIo, env: NodeJS.ProcessEnv): Promise<number> {
+  const command = { name: 'tenants', base: '/tenants', usage: USAGE, options: OPTIONS, subcommands: SUBCOMMANDS };
+  return runAdminCommand(command, argv, io, env);
 }

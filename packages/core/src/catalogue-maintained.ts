@@ -2,7 +2,7 @@
 import type { MaintainedRow } from './catalogue-rows.js';
 
 export const MAINTAINED_SOURCE = '@pydantic/genai-prices@0.1.8';
-export const MAINTAINED_AS_OF = '2026-11-26';
+export const MAINTAINED_AS_OF = '2026-11-27';
 
 export const MAINTAINED_ROWS: readonly MaintainedRow[] = [
   {
@@ -210,11 +210,64 @@ export const MAINTAINED_ROWS: readonly MaintainedRow[] = [
     prices: { inputPerMTok: 0.3, outputPerMTok: 1.2 },
   },
   {
+    id: 'gpt-4o-mini-realtime-preview',
+    provider: 'openai',
+    match: { starts_with: 'gpt-4o-mini-realtime' },
+    prices: {
+      inputPerMTok: 0.6,
+      cachedInputPerMTok: 0.3,
+      outputPerMTok: 2.4,
+      audioInputPerMTok: 10,
+      cachedAudioInputPerMTok: 0.3,
+      audioOutputPerMTok: 20,
+    },
+    kind: 'realtime',
+    contextWindow: 16000,
+  },
+  {
+    id: 'gpt-4o-mini-transcribe',
+    provider: 'openai',
+    match: { equals: 'gpt-4o-mini-transcribe' },
+    prices: { inputPerMTok: 1.25, outputPerMTok: 5, audioInputPerMTok: 3 },
+    kind: 'transcription',
+    contextWindow: 16000,
+  },
+  {
+    id: 'gpt-4o-mini-tts',
+    provider: 'openai',
+    match: { equals: 'gpt-4o-mini-tts' },
+    prices: { inputPerMTok: 0.6, outputPerMTok: 12 },
+    kind: 'speech',
+  },
+  {
+    id: 'gpt-4o-realtime-preview',
+    provider: 'openai',
+    match: { starts_with: 'gpt-4o-realtime' },
+    prices: {
+      inputPerMTok: 5,
+      cachedInputPerMTok: 2.5,
+      outputPerMTok: 20,
+      audioInputPerMTok: 40,
+      cachedAudioInputPerMTok: 2.5,
+      audioOutputPerMTok: 80,
+    },
+    kind: 'realtime',
+    contextWindow: 32000,
+  },
+  {
     id: 'gpt-4o-search-preview',
     provider: 'openai',
     match: { or: [{ equals: 'gpt-4o-search-preview' }, { equals: 'gpt-4o-search-preview-2025-03-11' }] },
     prices: { inputPerMTok: 2.5, outputPerMTok: 10 },
     contextWindow: 128000,
+  },
+  {
+    id: 'gpt-4o-transcribe',
+    provider: 'openai',
+    match: { or: [{ equals: 'gpt-4o-transcribe' }, { equals: 'gpt-4o-transcribe-diarize' }] },
+    prices: { inputPerMTok: 2.5, outputPerMTok: 10, audioInputPerMTok: 6 },
+    kind: 'transcription',
+    contextWindow: 16000,
   },
   {
     id: 'gpt-4o:extended',
@@ -556,6 +609,40 @@ export const MAINTAINED_ROWS: readonly MaintainedRow[] = [
     prices: { inputPerMTok: 5, cachedInputPerMTok: 0.5, outputPerMTok: 30 },
   },
   {
+    id: 'gpt-image-1',
+    provider: 'openai',
+    match: { equals: 'gpt-image-1' },
+    prices: { inputPerMTok: 5, cachedInputPerMTok: 1.25, outputPerMTok: 40, imageInputPerMTok: 10 },
+    kind: 'image',
+  },
+  {
+    id: 'gpt-image-1-mini',
+    provider: 'openai',
+    match: { or: [{ equals: 'gpt-image-1-mini' }] },
+    prices: { inputPerMTok: 2, cachedInputPerMTok: 0.2, outputPerMTok: 8, imageInputPerMTok: 2.5 },
+    kind: 'image',
+  },
+  {
+    id: 'gpt-image-1.5',
+    provider: 'openai',
+    match: { or: [{ equals: 'gpt-image-1.5' }, { equals: 'gpt-image-1.5-2025-12-16' }] },
+    prices: {
+      inputPerMTok: 5,
+      cachedInputPerMTok: 1.25,
+      outputPerMTok: 10,
+      imageInputPerMTok: 8,
+      imageOutputPerMTok: 32,
+    },
+    kind: 'image',
+  },
+  {
+    id: 'gpt-image-2',
+    provider: 'openai',
+    match: { or: [{ equals: 'gpt-image-2' }, { equals: 'gpt-image-2-2026-04-21' }] },
+    prices: { inputPerMTok: 5, cachedInputPerMTok: 1.25, outputPerMTok: 30, imageInputPerMTok: 8 },
+    kind: 'image',
+  },
+  {
     id: 'gpt-oss-120b',
     provider: 'openai',
     match: { equals: 'gpt-oss-120b' },
@@ -575,6 +662,67 @@ export const MAINTAINED_ROWS: readonly MaintainedRow[] = [
     match: { equals: 'gpt-oss-safeguard-20b' },
     prices: { inputPerMTok: 0.075, cachedInputPerMTok: 0.037, outputPerMTok: 0.3 },
     contextWindow: 131072,
+  },
+  {
+    id: 'gpt-realtime',
+    provider: 'openai',
+    match: { or: [{ equals: 'gpt-realtime' }, { equals: 'gpt-realtime-2025-08-28' }, { equals: 'gpt-realtime-1.5' }] },
+    prices: {
+      inputPerMTok: 4,
+      cachedInputPerMTok: 0.4,
+      outputPerMTok: 16,
+      audioInputPerMTok: 32,
+      cachedAudioInputPerMTok: 0.4,
+      audioOutputPerMTok: 64,
+      imageInputPerMTok: 5,
+    },
+    kind: 'realtime',
+    contextWindow: 32000,
+  },
+  {
+    id: 'gpt-realtime-2',
+    provider: 'openai',
+    match: { or: [{ equals: 'gpt-realtime-2' }, { equals: 'gpt-realtime-2.1' }] },
+    prices: {
+      inputPerMTok: 4,
+      cachedInputPerMTok: 0.4,
+      outputPerMTok: 24,
+      audioInputPerMTok: 32,
+      cachedAudioInputPerMTok: 0.4,
+      audioOutputPerMTok: 64,
+      imageInputPerMTok: 5,
+    },
+    kind: 'realtime',
+    contextWindow: 128000,
+  },
+  {
+    id: 'gpt-realtime-mini',
+    provider: 'openai',
+    match: {
+      or: [
+        { equals: 'gpt-realtime-mini' },
+        { equals: 'gpt-realtime-2.1-mini' },
+        { equals: 'gpt-realtime-mini-2025-12-15' },
+        { equals: 'gpt-realtime-mini-2025-10-06' },
+      ],
+    },
+    prices: {
+      inputPerMTok: 0.6,
+      cachedInputPerMTok: 0.06,
+      outputPerMTok: 2.4,
+      audioInputPerMTok: 10,
+      cachedAudioInputPerMTok: 0.3,
+      audioOutputPerMTok: 20,
+      imageInputPerMTok: 0.8,
+    },
+    kind: 'realtime',
+  },
+  {
+    id: 'gpt-transcribe',
+    provider: 'openai',
+    match: { equals: 'gpt-transcribe' },
+    prices: { audioPerMinute: 0.0045, inputPerMTok: 0, outputPerMTok: 0 },
+    kind: 'transcription',
   },
   {
     id: 'o1',
@@ -687,6 +835,13 @@ export const MAINTAINED_ROWS: readonly MaintainedRow[] = [
     prices: { inputPerMTok: 0.1 },
     kind: 'embedding',
     contextWindow: 8192,
+  },
+  {
+    id: 'whisper-1',
+    provider: 'openai',
+    match: { equals: 'whisper-1' },
+    prices: { audioPerMinute: 0.006, inputPerMTok: 0, outputPerMTok: 0 },
+    kind: 'transcription',
   },
   {
     id: 'claude-2',

@@ -11,9 +11,19 @@ export type MatchRule =
   | { or: MatchRule[] }
   | { and: MatchRule[] };
 
+/** The media prices a maintained row may name (see `ModelPrice`). */
+export const MEDIA_PRICE_FIELDS = [
+  'audioInputPerMTok',
+  'cachedAudioInputPerMTok',
+  'audioOutputPerMTok',
+  'imageInputPerMTok',
+  'imageOutputPerMTok',
+  'audioPerMinute',
+] as const;
+
 /** Prices of one row: standard classes, and those above a prompt length (the provider's long-context prices). */
 export interface RowPrices {
-  prices: TierPrice;
+  prices: TierPrice & Partial<Pick<ModelPrice, (typeof MEDIA_PRICE_FIELDS)[number]>>;
   longContext?: { aboveInputTokens: number } & TierPrice;
 }
 
@@ -21,7 +31,7 @@ export interface RowPrices {
 export interface MaintainedRow extends RowPrices {
   id: string;
   provider: string;
-  kind?: 'embedding';
+  kind?: 'embedding' | 'transcription' | 'speech' | 'image' | 'realtime';
   match: MatchRule;
   contextWindow?: number;
   /** Price changes the source has dated after the catalogue was generated (YYYY-MM-DD, UTC). */

@@ -68,6 +68,8 @@ const OUR_FIELDS: Readonly<Record<string, Partial<ModelPrice>>> = {
  * - `gpt-6.1-sol` (Codex's default model): OpenAI prices it as `gpt-6-sol`, with the same long-context prices above
  *   272K input tokens; to be replaced by the source's row when it lists it.
  * - `mistral-small`: Mistral Small 3.2 (2506), as of 2025-11 (mistral.ai/pricing); the source names only dated ids.
+ * - `tts-1`, `tts-1-hd`, `dall-e-3`, `dall-e-2`: billed per character and per image, units the source does not price;
+ *   OpenAI's pricing page (platform.openai.com/docs/pricing, "Audio models" / "Image generation"), as of 2025-11.
  */
 const OUR_ROWS: Readonly<Record<string, ModelPrice | { sameAs: string }>> = {
   'gpt-6.1-sol': { sameAs: 'gpt-6-sol' },
@@ -77,6 +79,29 @@ const OUR_ROWS: Readonly<Record<string, ModelPrice | { sameAs: string }>> = {
     outputPerMTok: 0.3,
     maxOutputTokens: 131_072,
     contextWindow: 131_072,
+  },
+  'tts-1': { provider: 'openai', kind: 'speech', inputPerMTok: 0, outputPerMTok: 0, perMCharacters: 15 },
+  'tts-1-hd': { provider: 'openai', kind: 'speech', inputPerMTok: 0, outputPerMTok: 0, perMCharacters: 30 },
+  'dall-e-3': {
+    provider: 'openai',
+    kind: 'image',
+    inputPerMTok: 0,
+    outputPerMTok: 0,
+    perImage: {
+      'standard 1024x1024': 0.04,
+      'standard 1024x1792': 0.08,
+      'standard 1792x1024': 0.08,
+      'hd 1024x1024': 0.08,
+      'hd 1024x1792': 0.12,
+      'hd 1792x1024': 0.12,
+    },
+  },
+  'dall-e-2': {
+    provider: 'openai',
+    kind: 'image',
+    inputPerMTok: 0,
+    outputPerMTok: 0,
+    perImage: { '256x256': 0.016, '512x512': 0.018, '1024x1024': 0.02 },
   },
 };
 
@@ -110,7 +135,11 @@ function scaled(price: TierPrice, factor: number): TierPrice {
 
 /** The service tiers OpenAI and Anthropic bill (`service_tier` in OpenAI's answers; Batch at half price for both). */
 function serviceTiersOf(id: string, row: ModelPrice): ModelPrice['serviceTiers'] {
-  if (row.kind === 'embedding' || (row.provider !== 'openai' && row.provider !== 'anthropic')) return row.serviceTiers;
+  if (
+    (row.kind !== undefined && row.kind !== 'generation') ||
+    (row.provider !== 'openai' && row.provider !== 'anthropic')
+  )
+    return row.serviceTiers;
   const standard: TierPrice = {
     inputPerMTok: row.inputPerMTok,
     ...(row.cachedInputPerMTok === undefined ? {} : { cachedInputPerMTok: row.cachedInputPerMTok }),

@@ -1,7 +1,7 @@
 // req.tollgate: the per-request context every middleware reads and writes, settled exactly once.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { maxCostNanoUsd } from './pricing.js';
+import { maxCostNanoUsd, mediaTokens } from './pricing.js';
 import type { ResolvedPrice } from './pricing.js';
 import type { CallAdapter, CallRequest, ProviderApi } from './provider-api.js';
 import type { ApiErrorCode, ErrorRenderer, Refusal } from './api-error.js';
@@ -10,7 +10,7 @@ import type { ResponseTap } from './response-tap.js';
 import { TollgateError } from './errors.js';
 import type { AuditNote } from './audit/audit-trail.js';
 import type { AuditActor } from './audit/entry.js';
-import type { Identity, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
+import type { Identity, MediaUsage, TokenUsage, UsageEstimate, UsageRecord } from './types.js';
 
 /** A reservation a middleware holds for this request (informational; each settles its own). */
 export interface ReservationNote {
@@ -80,6 +80,8 @@ export class ProviderCall {
   readonly speed: string | undefined;
   /** The region the request asked for (`CallShape.inferenceGeo`): as `speed`. */
   readonly inferenceGeo: string | undefined;
+  /** The media the request asks for at most (`CallShape.media`): its reservation is priced at them. */
+  readonly media: MediaUsage | undefined;
   /**
    * A JSON call its route asked its upstream for as a stream: the meter holds the stream to its grant as it holds any
    * stream, and the client gets the JSON answer assembled from what went out (docs/architecture.md, "What a JSON
@@ -106,6 +108,7 @@ export class ProviderCall {
     this.serviceTier = shape.serviceTier;
     this.speed = shape.speed;
     this.inferenceGeo = shape.inferenceGeo;
+    this.media = shape.media;
     this.#model = shape.model;
     this.#outputCap = shape.outputCap;
   }
@@ -502,7 +505,7 @@ class RequestContext implements TollgateContext {
     if (estimate) {
       const choices = estimate.outputChoices ?? 1;
       estimate.maxOutputTokens = cap;
-      estimate.totalTokens = estimate.inputTokens + cap * choices;
+      estimate.totalTokens = estimate.inputTokens + cap * choices + mediaTokens(estimate.media);
       if (this.#price)
         estimate.costNanoUsd = maxCostNanoUsd(estimate.inputTokens, cap * choices, this.#price, this.call);
     }

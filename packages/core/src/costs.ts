@@ -1,10 +1,13 @@
 // @tollgate/core/costs: for the adapters, the meter, the budget and the router: a model's resolved price, its kind
 // and tokenizer family, and the cost arithmetic in nano-USD (an app prices with `createPricing`, at the main door).
-export type { CallPricing, ModelKind, PricingOptions, ResolvedPrice, TokenizerFamily } from './pricing.js';
+export type { CallPricing, MediaPrice, ModelKind, PricingOptions, ResolvedPrice, TokenizerFamily } from './pricing.js';
+/** What an audio or image call used beside its text tokens, billed in its model's units. */
+export type { MediaUsage } from './types.js';
 export {
   affordableOutputTokens,
   costNanoUsd,
   maxCostNanoUsd,
+  mediaTokens,
   modelFamilies,
   priceAtCall,
   priceAtInput,

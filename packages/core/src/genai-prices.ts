@@ -1,7 +1,20 @@
 // @pydantic/genai-prices' data (its providers, models, match rules and prices) read into catalogue rows.
+import { MEDIA_PRICE_FIELDS } from './catalogue-rows.js';
 import type { MaintainedRow, MatchRule, RowPrices } from './catalogue-rows.js';
 import { TollgateError } from './errors.js';
 import type { TierPrice } from './pricing.js';
+
+/** A row's prices: token classes, media token classes and the audio minute. */
+type RowPrice = RowPrices['prices'];
+
+/** The classes a long-context tier may price. */
+const longContextFields: Readonly<Record<keyof TierPrice, true>> = {
+  inputPerMTok: true,
+  cachedInputPerMTok: true,
+  cacheWritePerMTok: true,
+  cacheWrite1hPerMTok: true,
+  outputPerMTok: true,
+};
 
 /** The source's providers taken, by its id, and the catalogue's provider (the upstream kind that serves them). */
 export const GENAI_PROVIDERS: Readonly<Record<string, string>> = {
@@ -11,17 +24,37 @@ export const GENAI_PROVIDERS: Readonly<Record<string, string>> = {
   mistral: 'mistral',
 };
 
-/** The source's token prices (USD per 1M tokens) and the catalogue's field for each; other units are not billed here. */
-const FIELDS: Readonly<Record<string, keyof TierPrice>> = {
+/**
+ * The source's token prices (USD per 1M tokens) and the catalogue's field for each, media tokens included; its cached
+ * image reads (`cache_image_read_mtok`) are not taken: an image read from the cache is billed as a fresh one.
+ */
+const FIELDS: Readonly<Record<string, keyof RowPrice>> = {
   input_mtok: 'inputPerMTok',
   cache_read_mtok: 'cachedInputPerMTok',
   cache_write_mtok: 'cacheWritePerMTok',
   cache_write_1h_mtok: 'cacheWrite1hPerMTok',
   output_mtok: 'outputPerMTok',
+  input_audio_mtok: 'audioInputPerMTok',
+  cache_audio_read_mtok: 'cachedAudioInputPerMTok',
+  output_audio_mtok: 'audioOutputPerMTok',
+  input_image_mtok: 'imageInputPerMTok',
+  output_image_mtok: 'imageOutputPerMTok',
 };
 
-/** Ids served on other surfaces (audio, images, realtime, moderation, OCR): not priced per text token here. */
+/** The source's price of audio by the hour (whisper-1): the catalogue's is by the minute. */
+const AUDIO_HOURS = ['input_audio_hours', 'audio_hours'];
+
+/**
+ * Ids served on surfaces not metered here (chat with audio or image output, moderation, OCR). The gateway's
+ * own media routes take theirs: transcriptions, speech, image generation and Realtime sessions (`MEDIA_KINDS`).
+ */
 const OTHER_SURFACES = /(audio|realtime|transcribe|tts|whisper|image|moderation|ocr|voxtral|computer-use|live)/;
+const MEDIA_KINDS: readonly (readonly [RegExp, NonNullable<MaintainedRow['kind']>])[] = [
+  [/^(gpt-(4o-(mini-)?)?transcribe|whisper-)/, 'transcription'],
+  [/^(gpt-4o-mini-tts|tts-)/, 'speech'],
+  [/^(gpt-image-|dall-e-)/, 'image'],
+  [/^gpt-(4o-(mini-)?)?realtime/, 'realtime'],
+];
 const EMBEDDING = /embed/;
 
 function refused(message: string): TollgateError {
@@ -40,7 +73,7 @@ function usdOf(value: unknown, at: string): number {
 /** One set of source prices as catalogue fields, with its long-context tier (the source's tiered prices). */
 function pricesOf(source: unknown, at: string): RowPrices {
   if (!isObject(source)) throw refused(`${at} must be an object of prices`);
-  const prices: TierPrice = {};
+  const prices: RowPrice = {};
   let longContext: RowPrices['longContext'];
   for (const [from, to] of Object.entries(FIELDS)) {
     const value = source[from];
@@ -59,7 +92,14 @@ function pricesOf(source: unknown, at: string): RowPrices {
       throw refused(`${at}: the long-context tiers of its prices start at different lengths`);
     prices[to] = usdOf(value.base, `${at}.${from}.base`);
     longContext ??= { aboveInputTokens: start };
-    longContext[to] = usdOf(tiers[0].price, `${at}.${from}.tiers[0].price`);
+    if (to in longContextFields)
+      longContext[to as keyof TierPrice] = usdOf(tiers[0].price, `${at}.${from}.tiers[0].price`);
+  }
+  for (const field of AUDIO_HOURS) {
+    const value = source[field];
+    if (value === undefined) continue;
+    prices.audioPerMinute = Math.round((usdOf(value, `${at}.${field}`) / 60) * 1e9) / 1e9;
+    break;
   }
   return longContext ? { prices, longContext } : { prices };
 }
@@ -94,7 +134,8 @@ function matchOf(rule: unknown, at: string): MatchRule {
 function rowOf(provider: string, model: Record<string, unknown>, at: string, today: string): MaintainedRow | string {
   const id = model.id;
   if (typeof id !== 'string' || id.length === 0) throw refused(`${at}.id must be a model id`);
-  if (OTHER_SURFACES.test(id) || model.deprecated === true) return 'not priced per text token, or deprecated';
+  const served = MEDIA_KINDS.some(([pattern]) => pattern.test(id));
+  if ((OTHER_SURFACES.test(id) && !served) || model.deprecated === true) return 'not served here, or deprecated';
   // Google's list holds Vertex's Anthropic models; the Anthropic upstream prices those.
   if (provider === 'google' && id.startsWith('claude')) return "Vertex's Anthropic model";
   const conditions = Array.isArray(model.prices) ? model.prices : [{ prices: model.prices }];
@@ -111,9 +152,18 @@ function rowOf(provider: string, model: Record<string, unknown>, at: string, tod
   // The prices in effect today, and each change the source has dated after it.
   const current = entries.filter((entry) => entry.date <= today).at(-1) ?? entries[0]!;
   const later = entries.filter((entry) => entry.date > today);
-  const kind = EMBEDDING.test(id) ? 'embedding' : undefined;
+  const media = MEDIA_KINDS.find(([pattern]) => pattern.test(id))?.[1];
+  const kind = media ?? (EMBEDDING.test(id) ? 'embedding' : undefined);
+  // A model billed by the minute has no token price: its tokens are none.
+  if (current.prices.audioPerMinute !== undefined) {
+    current.prices.inputPerMTok ??= 0;
+    current.prices.outputPerMTok ??= 0;
+  }
   if (current.prices.inputPerMTok === undefined) return 'no input price';
   if (kind === undefined && current.prices.outputPerMTok === undefined) return 'no output price';
+  // Media prices of other models (Gemini's audio input) are not taken: their routes meter text tokens only.
+  if (media === undefined)
+    for (const entry of entries) for (const field of MEDIA_PRICE_FIELDS) delete entry.prices[field];
   const row: MaintainedRow = { id, provider, match: matchOf(model.match, `${at}.match`), prices: current.prices };
   if (kind) row.kind = kind;
   const window = model.context_window;

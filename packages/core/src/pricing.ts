@@ -8,7 +8,7 @@ import type { SourcePrices } from './price-source.js';
 import { startPriceRefresh } from './price-refresh.js';
 import type { PriceLog, PriceRefresh, PriceSourceOptions } from './price-refresh.js';
 import type { TollgateContext } from './context.js';
-import type { Provider, TokenUsage } from './types.js';
+import type { MediaUsage, Provider, TokenUsage } from './types.js';
 
 /** USD per 1M tokens for each token class. */
 export interface ModelPrice {
@@ -69,6 +69,26 @@ export interface ModelPrice {
    * `usage.inference_geo`: `us`, 1.1). A region named nowhere here is priced at 1.
    */
   inferenceGeos?: Record<string, number>;
+  /** Audio tokens read, USD per 1M (`MediaUsage.audioInputTokens`). @default the input price */
+  audioInputPerMTok?: number;
+  /** Audio tokens read from the prompt cache (Realtime), USD per 1M. @default the cached input price */
+  cachedAudioInputPerMTok?: number;
+  /** Audio tokens written, USD per 1M. @default the output price */
+  audioOutputPerMTok?: number;
+  /** Image tokens read, USD per 1M. @default the input price */
+  imageInputPerMTok?: number;
+  /** Image tokens written, USD per 1M. @default the output price */
+  imageOutputPerMTok?: number;
+  /** Audio billed by its length (whisper-1), USD per minute, billed to the second. @default not billed so */
+  audioPerMinute?: number;
+  /** Text billed by its characters (tts-1), USD per 1M characters. @default not billed so */
+  perMCharacters?: number;
+  /**
+   * Images billed per image (dall-e-3), USD, by `"<quality> <size>"` (`"hd 1024x1792"`) or `"<size>"` for a model
+   * with one quality. An image of a quality not listed (`auto`) is billed at the dearest of its size, one of a size not
+   * listed at the row's dearest. @default not billed so
+   */
+  perImage?: Record<string, number>;
 }
 
 /** The prices of one service tier: the classes it names replace the standard tier's. */
@@ -80,9 +100,9 @@ export type TierPrice = Partial<
 >;
 
 /** What a model does (see `ModelPrice.kind`). */
-export type ModelKind = 'generation' | 'embedding';
+export type ModelKind = 'generation' | 'embedding' | 'transcription' | 'speech' | 'image' | 'realtime';
 
-const MODEL_KINDS: readonly ModelKind[] = ['generation', 'embedding'];
+const MODEL_KINDS: readonly ModelKind[] = ['generation', 'embedding', 'transcription', 'speech', 'image', 'realtime'];
 
 /**
  * The tokenizer a catalogue row names: OpenAI's encodings, the open vocabularies counted exactly by their own tables
@@ -122,6 +142,23 @@ export interface ResolvedPrice {
   speeds?: Readonly<Record<string, ResolvedPrice>>;
   /** The multiplier of every price by where inference ran (see `ModelPrice.inferenceGeos`). */
   inferenceGeos?: Readonly<Record<string, number>>;
+  /** The prices of media and of the units some models bill instead of tokens (see `MediaPrice`). Absent: none. */
+  media?: MediaPrice;
+}
+
+/** A model's media prices in pico-USD per unit (micro-USD per 1M units), so sums stay exact (see `ModelPrice`). */
+export interface MediaPrice {
+  audioInputMicro: number;
+  cachedAudioInputMicro: number;
+  audioOutputMicro: number;
+  imageInputMicro: number;
+  imageOutputMicro: number;
+  /** Per second of audio; absent: the model does not bill by the minute. */
+  audioSecondPico?: number;
+  /** Per character; absent: the model does not bill per character. */
+  characterPico?: number;
+  /** Per image by `"<quality> <size>"` or `"<size>"`; absent: the model does not bill per image. */
+  imagePico?: Readonly<Record<string, number>>;
 }
 
 export interface PricingOptions {
@@ -324,7 +361,63 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   if (price.longContext !== undefined) resolved.longContext = resolveLongContext(model, price.longContext, resolved);
   if (price.speeds !== undefined) resolved.speeds = resolveSpeeds(model, price.speeds, resolved);
   if (price.inferenceGeos !== undefined) resolved.inferenceGeos = resolveGeos(model, price.inferenceGeos);
+  const media = resolveMedia(model, price, resolved);
+  if (media !== undefined) resolved.media = media;
   return resolved;
+}
+
+const MEDIA_FIELDS = [
+  'audioInputPerMTok',
+  'cachedAudioInputPerMTok',
+  'audioOutputPerMTok',
+  'imageInputPerMTok',
+  'imageOutputPerMTok',
+  'audioPerMinute',
+  'perMCharacters',
+  'perImage',
+] as const;
+
+/** USD per unit as pico-USD per unit, rounded up: a unit is never billed under its price. */
+function picoPerUnit(usd: unknown, field: string, model: string): number {
+  if (usdAmountProblem(usd, { zero: true, max: MAX_USD_PER_MILLION_TOKENS }) !== undefined)
+    throw new TollgateError(
+      'ERR_TG_CORE_INVALID_PRICE',
+      `price ${field} of model "${model}" must be a number of USD from 0 to ${MAX_USD_PER_MILLION_TOKENS.toLocaleString('en-US')}; got ${JSON.stringify(usd)}`,
+    );
+  return Math.ceil(Math.round((usd as number) * 1e12 * 1000) / 1000);
+}
+
+/** The media prices of a row, or undefined when it names none (then media tokens cost their direction's text price). */
+function resolveMedia(model: string, price: ModelPrice, standard: ResolvedPrice): MediaPrice | undefined {
+  if (!MEDIA_FIELDS.some((field) => price[field] !== undefined)) return undefined;
+  const media: MediaPrice = {
+    audioInputMicro: toMicro(price.audioInputPerMTok, standard.inputMicro / 1e6, 'audioInputPerMTok', model),
+    cachedAudioInputMicro: toMicro(
+      price.cachedAudioInputPerMTok,
+      standard.cachedInputMicro / 1e6,
+      'cachedAudioInputPerMTok',
+      model,
+    ),
+    audioOutputMicro: toMicro(price.audioOutputPerMTok, standard.outputMicro / 1e6, 'audioOutputPerMTok', model),
+    imageInputMicro: toMicro(price.imageInputPerMTok, standard.inputMicro / 1e6, 'imageInputPerMTok', model),
+    imageOutputMicro: toMicro(price.imageOutputPerMTok, standard.outputMicro / 1e6, 'imageOutputPerMTok', model),
+  };
+  if (price.audioPerMinute !== undefined)
+    media.audioSecondPico = Math.ceil(picoPerUnit(price.audioPerMinute, 'audioPerMinute', model) / 60);
+  if (price.perMCharacters !== undefined)
+    media.characterPico = Math.ceil(picoPerUnit(price.perMCharacters, 'perMCharacters', model) / 1e6);
+  if (price.perImage !== undefined) {
+    if (typeof price.perImage !== 'object' || price.perImage === null || Object.keys(price.perImage).length === 0)
+      throw new TollgateError(
+        'ERR_TG_CORE_INVALID_PRICE',
+        `perImage of model "${model}" must map "<quality> <size>" to USD per image`,
+      );
+    const images: Record<string, number> = {};
+    for (const [shape, usd] of Object.entries(price.perImage))
+      images[shape] = picoPerUnit(usd, `perImage["${shape}"]`, model);
+    media.imagePico = images;
+  }
+  return media;
 }
 
 /** Each speed as a whole price: the classes it names, the cache classes it does not scaled as its input is. */
@@ -658,8 +751,8 @@ type CallTokens = Pick<
   'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'cacheWrite1hTokens' | 'outputTokens'
 >;
 
-/** What prices a call besides its model, tier and size: the speed and region it runs at (see `TokenUsage`). */
-export type CallPricing = Pick<TokenUsage, 'speed' | 'inferenceGeo'>;
+/** What prices a call besides its model, tier and size: the speed and region it runs at, its media (see `TokenUsage`). */
+export type CallPricing = Pick<TokenUsage, 'speed' | 'inferenceGeo' | 'media'>;
 
 /**
  * The price one call is billed at: its speed's prices when the model bills that speed apart (across the whole
@@ -703,6 +796,59 @@ function callPico(tokens: CallTokens, price: ResolvedPrice): number {
 }
 
 /**
+ * The price of one image of `media`'s quality and size: listed, else the size's own (a model of one quality), else the
+ * dearest quality of the size (`auto`), else the row's dearest.
+ */
+function imagePico(prices: Readonly<Record<string, number>>, media: MediaUsage): number {
+  const size = media.imageSize ?? '';
+  const listed = prices[`${media.imageQuality ?? ''} ${size}`] ?? prices[size];
+  if (listed !== undefined) return listed;
+  const ofSize = Object.entries(prices).filter(([shape]) => shape.endsWith(` ${size}`));
+  return Math.max(...(ofSize.length > 0 ? ofSize.map(([, pico]) => pico) : Object.values(prices)));
+}
+
+const count = (value: number | undefined): number => Math.max(0, value ?? 0);
+
+/**
+ * The tokens a call's media hold (audio and image tokens, a transcript's bound), which token limits count beside its
+ * text tokens; seconds, characters and images are no tokens.
+ */
+export function mediaTokens(media: MediaUsage | undefined): number {
+  if (media === undefined) return 0;
+  return (
+    count(media.audioInputTokens) +
+    count(media.audioOutputTokens) +
+    count(media.imageInputTokens) +
+    count(media.imageOutputTokens) +
+    count(media.transcriptTokens)
+  );
+}
+
+/**
+ * Cost of a call's media in pico-USD: media tokens at their class (the text price of their direction where the row
+ * names none), and the units the model's row bills (seconds, characters, images); a unit it does not bill is free,
+ * as the provider reports the model's own unit.
+ */
+function mediaPico(media: MediaUsage | undefined, price: ResolvedPrice): number {
+  if (media === undefined) return 0;
+  const rates = price.media;
+  // Of the audio read, the part read from the prompt cache (Realtime's `cached_tokens_details.audio_tokens`).
+  const cachedAudio = Math.min(count(media.cachedAudioInputTokens), count(media.audioInputTokens));
+  let pico =
+    (count(media.audioInputTokens) - cachedAudio) * (rates?.audioInputMicro ?? price.inputMicro) +
+    cachedAudio * (rates?.cachedAudioInputMicro ?? price.cachedInputMicro) +
+    count(media.imageInputTokens) * (rates?.imageInputMicro ?? price.inputMicro) +
+    count(media.audioOutputTokens) * (rates?.audioOutputMicro ?? price.outputMicro) +
+    count(media.imageOutputTokens) * (rates?.imageOutputMicro ?? price.outputMicro) +
+    count(media.transcriptTokens) * price.outputMicro;
+  if (rates?.audioSecondPico !== undefined) pico += count(media.audioSeconds) * rates.audioSecondPico;
+  if (rates?.characterPico !== undefined) pico += count(media.characters) * rates.characterPico;
+  if (rates?.imagePico !== undefined && count(media.images) > 0)
+    pico += count(media.images) * imagePico(rates.imagePico, media);
+  return pico;
+}
+
+/**
  * Cost of a usage in nano-USD, rounded up once. Each token is priced once in its class: uncached input, cached input
  * (cache read), cache write, output (reasoning included), at the speed and region the answer says it ran at. A usage
  * made of several calls (`iterations`) is the sum of its calls, each at its own model's price (`priceOf`; a model
@@ -715,7 +861,9 @@ export function costNanoUsd(
 ): number {
   const iterations = usage.iterations;
   if (iterations === undefined || iterations.length === 0)
-    return Math.ceil(callPico(usage, priceAtCall(price, usage.inputTokens, usage)) / 1000);
+    return Math.ceil(
+      (callPico(usage, priceAtCall(price, usage.inputTokens, usage)) + mediaPico(usage.media, price)) / 1000,
+    );
   let pico = 0;
   for (const call of iterations) {
     const own = call.model === undefined ? price : (priceOf?.(call.model) ?? price);
@@ -728,7 +876,7 @@ export function costNanoUsd(
 /**
  * Upper bound of a request's cost before the call: every input token in its priciest class (a
  * cache write costs more than plain input at Anthropic), the whole output cap used, at the speed and
- * region the request asks for (`call`, see `priceAtCall`).
+ * region the request asks for (`call`, see `priceAtCall`), and the media it asks for (`call.media`) at their units.
  */
 export function maxCostNanoUsd(
   inputTokens: number,
@@ -738,7 +886,12 @@ export function maxCostNanoUsd(
 ): number {
   price = priceAtCall(price, inputTokens, call);
   const inputMicro = Math.max(price.inputMicro, price.cachedInputMicro, price.cacheWriteMicro, price.cacheWrite1hMicro);
-  return Math.ceil((Math.max(0, inputTokens) * inputMicro + Math.max(0, maxOutputTokens) * price.outputMicro) / 1000);
+  return Math.ceil(
+    (Math.max(0, inputTokens) * inputMicro +
+      Math.max(0, maxOutputTokens) * price.outputMicro +
+      mediaPico(call?.media, price)) /
+      1000,
+  );
 }
 
 /** The most output tokens `budgetNano` buys after paying for `inputTokens` (never negative), at the call's speed and region. */
@@ -749,7 +902,7 @@ export function affordableOutputTokens(
   call?: CallPricing,
 ): number {
   price = priceAtCall(price, inputTokens, call);
-  const inputNano = maxCostNanoUsd(inputTokens, 0, price);
+  const inputNano = maxCostNanoUsd(inputTokens, 0, price, call?.media ? { media: call.media } : undefined);
   if (price.outputMicro === 0) return Number.MAX_SAFE_INTEGER;
   const left = budgetNano - inputNano;
   if (left <= 0) return 0;

@@ -1,6 +1,6 @@
 // What a provider API is to the rest of the chain: its name, and the few body operations every guard needs.
 import type { ReportedUsage } from './context.js';
-import type { Provider } from './types.js';
+import type { MediaUsage, Provider } from './types.js';
 
 /**
  * The provider APIs tollgate meters. A route declares the one it speaks (never guessed from a
@@ -13,7 +13,10 @@ export type ProviderApi =
   | 'openai.compatible'
   | 'gemini.generate'
   | 'mistral.chat'
-  | 'openai.embeddings';
+  | 'openai.embeddings'
+  | 'openai.speech'
+  | 'openai.images'
+  | 'openai.transcriptions';
 
 export const PROVIDER_APIS: readonly ProviderApi[] = [
   'openai.chat',
@@ -23,6 +26,9 @@ export const PROVIDER_APIS: readonly ProviderApi[] = [
   'gemini.generate',
   'mistral.chat',
   'openai.embeddings',
+  'openai.speech',
+  'openai.images',
+  'openai.transcriptions',
 ];
 
 export function isProviderApi(value: unknown): value is ProviderApi {
@@ -44,6 +50,11 @@ export interface CallShape {
   speed?: string;
   /** Where inference is asked to run (Anthropic's `inference_geo`: `us`), which the reservation is priced at. Absent: none. */
   inferenceGeo?: string;
+  /**
+   * The media the request asks for at most (an image call's images, a speech call's characters, a transcription's
+   * audio bound), which the reservation is priced at (see `MediaUsage`). Absent: none.
+   */
+  media?: MediaUsage;
 }
 
 /** The parts of a request an adapter reads: the JSON body, and the route's params (Gemini names the model in its path). */

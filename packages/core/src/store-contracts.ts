@@ -6,6 +6,7 @@ export type {
   AtOnceCallOptions,
   FixedWindowAtOnce,
   FixedWindowCounter,
+  HeldAmount,
   KeyChange,
   KeyChangeOutcome,
   KeyStore,
@@ -19,6 +20,7 @@ export type {
   ScopeUsage,
   SettleResult,
   SettledRecord,
+  SpendCorrection,
   WindowCounter,
   WindowCounterAtOnce,
   WindowResult,
@@ -39,6 +41,7 @@ export type { AuthMethod } from './types.js';
 export {
   assertReserveNumbers,
   assertSettledRecords,
+  assertSpendCorrection,
   assertStoreAmount,
   assertStoreIncrease,
   assertStoreNumber,

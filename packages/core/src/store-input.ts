@@ -1,17 +1,12 @@
 // Guards at every store's door: NaN must never reach a window count or a scope's counters.
 
 /**
- * Throws a RangeError naming the first field that is NaN (or not a number at all). The stores
- * check their input with this before touching state: NaN, once added to a scope, poisons it for
+ * Throws a RangeError naming a field that is NaN (or not a number at all). The stores check
+ * their input with this before touching state: NaN, once added to a scope, poisons it for
  * its whole period (in memory every later reserve is granted; in Redis every one is refused), and
  * a NaN refund wipes a Redis window (Lua's max(0, NaN) is 0). Infinity is left alone: an
- * infinite cost is refused and an infinite limit or credit works as such.
+ * infinite cost is refused and an infinite limit or credit works as such; undefined passes.
  */
-export function assertStoreNumbers(operation: string, fields: Record<string, number | undefined>): void {
-  for (const name in fields) assertStoreNumber(operation, name, fields[name]);
-}
-
-/** One field of assertStoreNumbers, for hot paths that check fields without building an object. */
 export function assertStoreNumber(operation: string, name: string, value: number | undefined): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || Number.isNaN(value))
@@ -35,6 +30,13 @@ export function assertStoreAmount(operation: string, name: string, value: number
 export function assertStoreIncrease(operation: string, name: string, value: number): void {
   assertStoreAmount(operation, name, value);
   if (value < 0) throw new RangeError(`${operation}: ${name} must not be below zero; got ${String(value)}`);
+}
+
+/** A correction of a scope's spend (`ReservationLedger.correctSpent`): from a finite spend to one not below zero. */
+export function assertSpendCorrection(from: number, to: number, expiresAt: number): void {
+  assertStoreAmount('ledger.correctSpent', 'from', from);
+  assertStoreIncrease('ledger.correctSpent', 'to', to);
+  assertStoreNumber('ledger.correctSpent', 'expiresAt', expiresAt);
 }
 
 /**

@@ -143,6 +143,19 @@ export type ReserveResult =
       resetAt: number;
     };
 
+/** An amount live reservations hold in a scope until `expiresAt` (epoch ms); `id` where the store keeps each one. */
+export interface HeldAmount {
+  amount: number;
+  expiresAt: number;
+  id?: string;
+}
+
+/** What `ReservationLedger.correctSpent` found and left: the scope's spend before and after (the same when not moved). */
+export interface SpendCorrection {
+  before: number;
+  after: number;
+}
+
 export interface ScopeUsage {
   key: string;
   /** Settled spend in the period: what was spent, never lowered by a top-up. */
@@ -231,6 +244,20 @@ export interface ReservationLedger {
    */
   restoreSpent?(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean>;
   /**
+   * Sets a scope's spend for its period (ending at `expiresAt`) from `from` to `to` (0 or more) in one atomic step,
+   * only while it is still `from` (compare and set): an operator's repair of a counter that drifted from the usage
+   * ledger, decided on a reading that a settle landing since would make wrong. Resolves with the spend found and the
+   * spend left (the same when it was not `from`: read again and retry). Never touches the credit or what live
+   * reservations hold; nothing (both 0) once the period is over.
+   */
+  correctSpent?(scope: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection>;
+  /**
+   * What live reservations hold in a scope, after dropping (charging) the expired ones: one entry per reservation
+   * where the store keeps them one by one (memory, with its id), else per instant they expire at (Redis keeps a
+   * scope's holds by expiry bucket, their owners in the processes that made them). Soonest to expire first.
+   */
+  holds?(scope: ScopeRef): Promise<HeldAmount[]>;
+  /**
    * Raises a scope's top-up credit for its period (ending at `expiresAt`) to `credit`, what a durable credit journal
    * recorded for it: after a top-up was journaled, and when a store that lost its data is rebuilt. Never lowers a
    * credit, never touches its spend; raised to, never added, so a credit the store still holds is not counted twice.
@@ -248,7 +275,15 @@ export interface ReservationLedger {
 /** What a layer over a ledger (blocks, leases) hands to the ledger under it as it is: balances, operator calls. */
 export type LedgerPassThrough = Pick<
   ReservationLedger,
-  'usage' | 'adjustSpent' | 'addCredit' | 'resetScope' | 'restoreSpent' | 'restoreCredit' | 'rebuildGate'
+  | 'usage'
+  | 'adjustSpent'
+  | 'addCredit'
+  | 'resetScope'
+  | 'restoreSpent'
+  | 'correctSpent'
+  | 'holds'
+  | 'restoreCredit'
+  | 'rebuildGate'
 >;
 
 /** The operations of `ledger` a layer over it passes on unchanged (the optional ones only where `ledger` has them). */
@@ -261,6 +296,10 @@ export function passThroughLedger(ledger: ReservationLedger): LedgerPassThrough 
     ...(ledger.restoreSpent
       ? { restoreSpent: (scope, spent, expiresAt) => ledger.restoreSpent!(scope, spent, expiresAt) }
       : {}),
+    ...(ledger.correctSpent
+      ? { correctSpent: (scope, from, to, expiresAt) => ledger.correctSpent!(scope, from, to, expiresAt) }
+      : {}),
+    ...(ledger.holds ? { holds: (scope) => ledger.holds!(scope) } : {}),
     ...(ledger.restoreCredit
       ? { restoreCredit: (scope, credit, expiresAt) => ledger.restoreCredit!(scope, credit, expiresAt) }
       : {}),

@@ -85,6 +85,45 @@ export interface TokenUsage {
    * compaction, advisor and fallback calls besides the answer's own). The counts above are their sums. Absent = one call.
    */
   iterations?: UsageIteration[];
+  /**
+   * What an audio or image call used beyond the text tokens above (transcriptions, speech, image generation), each
+   * billed in the unit the model's row prices (see `MediaUsage`). Absent = none.
+   */
+  media?: MediaUsage;
+}
+
+/**
+ * The media of one call, beside its text tokens (`inputTokens`, `outputTokens` count text only when this is present):
+ * audio and image tokens, and the units some models are billed in instead of tokens. A model's row prices the units
+ * it bills (`ModelPrice.audioPerMinute`, `perMCharacters`, `perImage`); a unit its row does not price is not billed,
+ * except media tokens, which fall back to the text price of their direction. See docs/prices.md.
+ */
+export interface MediaUsage {
+  /** Audio tokens read (gpt-4o-transcribe's `input_token_details.audio_tokens`). */
+  audioInputTokens?: number;
+  /** Of `audioInputTokens`, those read from the prompt cache (Realtime), priced at the cached audio price. */
+  cachedAudioInputTokens?: number;
+  /** Audio tokens written (gpt-4o-mini-tts's output). */
+  audioOutputTokens?: number;
+  /** Image tokens read (an edit's input images). */
+  imageInputTokens?: number;
+  /** Image tokens written (gpt-image-1's `usage.output_tokens`). */
+  imageOutputTokens?: number;
+  /**
+   * A transcription request's bound on its transcript's text tokens, billed at the output price: what it reserves,
+   * since nothing caps a transcript (its answer's text tokens are its `outputTokens`).
+   */
+  transcriptTokens?: number;
+  /** Seconds of audio, for a model billed by the minute (whisper-1). */
+  audioSeconds?: number;
+  /** Characters of text, for a model billed per character (tts-1). */
+  characters?: number;
+  /** Images made, for a model billed per image (dall-e-3), at the price of `imageQuality` and `imageSize`. */
+  images?: number;
+  /** The size of the images (`1024x1024`). */
+  imageSize?: string;
+  /** The quality of the images (`standard`, `hd`). */
+  imageQuality?: string;
 }
 
 /** One model call of several behind one answer (see `TokenUsage.iterations`), counted by price class as `TokenUsage` is. */
@@ -121,6 +160,11 @@ export interface UsageEstimate {
    * the cost bound and `totalTokens` count all of them. Absent = 1.
    */
   outputChoices?: number;
+  /**
+   * The media the request asks for at most (images, characters, seconds or media tokens), priced at the model's
+   * units: the call cannot be capped below it, so a budget reserves all of it or refuses. Absent = none.
+   */
+  media?: MediaUsage;
   /** Upper bound of the cost in nano-USD: input at its priciest class (see core `maxCostNanoUsd`) + cap x choices at the output price. */
   costNanoUsd: number;
   /** Tokens reserved against token limits: input + output cap. */

@@ -27,14 +27,24 @@ describe('the shipped catalogue', () => {
   it('prices every class each provider bills for every model it knows', () => {
     const missing: string[] = [];
     for (const [id, row] of Object.entries(DEFAULT_PRICES)) {
-      const billed = ['inputPerMTok'];
-      if (row.kind !== 'embedding') billed.push('outputPerMTok');
+      // A model billed by the minute, the character or the image bills that unit, not tokens.
+      const unit = (['audioPerMinute', 'perMCharacters', 'perImage'] as const).find(
+        (field) => row[field] !== undefined,
+      );
+      const billed = unit ? [unit] : ['inputPerMTok'];
+      if (!unit && row.kind !== 'embedding') billed.push('outputPerMTok');
       // Anthropic bills cache reads and writes of every model since Claude 3.
       if (row.provider === 'anthropic' && !/claude-(2|v1|instant)/.test(id))
         billed.push('cachedInputPerMTok', 'cacheWritePerMTok');
       for (const field of billed) {
         const usd = (row as unknown as Record<string, unknown>)[field];
-        if (typeof usd !== 'number' || (field !== 'cachedInputPerMTok' && usd <= 0)) missing.push(`${id}.${field}`);
+        const priced =
+          field === 'perImage' ? Object.values(usd as Record<string, number>).every((each) => each > 0) : true;
+        if (
+          !priced ||
+          (field !== 'perImage' && (typeof usd !== 'number' || (field !== 'cachedInputPerMTok' && usd <= 0)))
+        )
+          missing.push(`${id}.${field}`);
       }
     }
     expect(missing).toEqual([]);
@@ -67,7 +77,8 @@ describe('the shipped catalogue', () => {
   it('ships batch, flex and priority tiers, and never bills priority at the standard price', () => {
     for (const id of Object.keys(DEFAULT_PRICES)) {
       const standard = pricing.get(id);
-      if (standard.provider !== 'openai' || standard.kind === 'embedding') continue;
+      // Tiers are the token models': embeddings and media (audio, images) have none.
+      if (standard.provider !== 'openai' || standard.kind !== 'generation') continue;
       expect(pricing.get(id, 'priority').outputMicro).toBeGreaterThan(standard.outputMicro);
       expect(pricing.get(id, 'batch').outputMicro).toBe(standard.outputMicro / 2);
     }

@@ -12,7 +12,9 @@ beforeEach(() => {
   clock = 1_000;
   jest.spyOn(performance, 'now').mockImplementation(() => clock);
 });
-afterEach(() => jest.restoreAllMocks());
+afterEach(() => {
+  jest.restoreAllMocks();
+});
 
 /**
  * Steps of 0.25 ms under a slice made now until it has paused `turns` times, `onTurn` run in each turn the work gives

@@ -36,12 +36,6 @@ export function sendPage<T>(req: Request, res: Response, data: T, render: (data:
   else res.type('html').send(render(data));
 }
 
-/** A write's answer: JSON for scripts, else back to a page (POST, redirect, GET: a reload sends nothing twice). */
-export function sendWriteResult(req: Request, res: Response, status: number, data: unknown, backTo: string): void {
-  if (wantsJson(req, res) || req.is('application/json')) res.status(status).json(data);
-  else res.redirect(303, backTo);
-}
-
 /**
  * Renders what the client got wrong (ApiError, unreadable bodies) as JSON or as a short page;
  * anything else goes on to the app's own error handler.

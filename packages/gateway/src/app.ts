@@ -19,19 +19,23 @@ import {
   toConfigKey,
 } from './config/index.js';
 import type { ConfigFileReload, KeyConfig, ProxyConfig } from './config/index.js';
-import { countModelAllowlist } from './count-tokens-route.js';
+import { countModelAllowlist, tierModelAllowlist } from './count-tokens-route.js';
 import { answerMethodNotAllowed, exchangePreparer, presetExpressFields, unexpectedErrorHandler } from './exchange.js';
 import type { ExpressHandle } from './exchange.js';
 import { fusedLimits, gatewayParts } from './gateway-parts.js';
 import type { BuiltParts, ProxyDeps } from './gateway-parts.js';
 import { createProxyGuardrails } from './guard-setup.js';
+import { providerFormBody } from './form-body.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { shadowMiddleware, tierPolicyMiddleware, toolCallLimitMiddleware } from './limits-setup.js';
 import { createProxyMcp } from './mcp-setup.js';
 import { mountOperatorRoutes } from './operator-routes.js';
 import { watchEventLoop } from './probes.js';
+import { CLIENT_SECRET_PATHS } from './realtime-secrets.js';
+import { realtimeSocketServer } from './realtime-socket.js';
 import { responsesSocketServer } from './responses-socket.js';
-import { gatewayRoutes, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
+import { gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
+import { socketUpgrades } from './socket-upgrade.js';
 import type { RouteParts } from './routes.js';
 
 export type { ProxyDeps } from './gateway-parts.js';
@@ -92,15 +96,16 @@ export interface Gateway extends Router, GatewayControls {
    */
   prepare(req: IncomingMessage, res: ServerResponse): void;
   /**
-   * Serves the Responses WebSocket mode on `server`'s upgrades to `/v1/responses` (docs/responses-websocket.md): `app`
-   * is the request listener the gateway is mounted in, which each `response.create` is sent through.
+   * Serves the WebSocket modes on `server`'s upgrades: the Responses API's on `/v1/responses`
+   * (docs/responses-websocket.md) and the Realtime API's on `/v1/realtime` (docs/realtime.md). `app` is the request
+   * listener the gateway is mounted in, which each `response.create` is sent through.
    */
   attachResponsesSocket(server: Server, app: RequestListener): void;
 }
 
 /** The gateway as an Express app of its own. */
 export interface ProxyApp extends Express, GatewayControls {
-  /** Serves the Responses WebSocket mode on `server`'s upgrades to `/v1/responses` (the server must run this app). */
+  /** Serves the WebSocket modes (`/v1/responses`, `/v1/realtime`) on `server`'s upgrades (the server must run this app). */
   attachResponsesSocket(server: Server): void;
 }
 
@@ -125,6 +130,7 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   // Bodies of provider routes are read only once the caller is identified (no memory pinned by callers without a key).
   const { bodyLimit } = options;
   const readProviderBody = providerJsonBody(bodyLimit);
+  const readUploadBody = providerFormBody(options.uploadLimit);
   const permissions = permissionMiddleware(options.auth);
   const attribution = attributionMiddleware(options.auth);
   // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-setup.ts).
@@ -151,7 +157,8 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per
   // request. Then the token counts (free: no token limit, budget or record). Each is a profile of the one stage list.
   const routeParts: RouteParts = {
-    ...{ guarding, identify, readProviderBody, permissions, attribution, requestLimits, limits, providers },
+    ...{ guarding, identify, readProviderBody, readUploadBody, permissions, attribution, requestLimits, limits },
+    providers,
     tierPolicy: tierPolicyMiddleware(options.limits.tierPolicy),
     countModels: (route) => countModelAllowlist(options.limits.tierPolicy, route),
     guardrails: createProxyGuardrails(options.guardrails, metrics, deps.guardrails),
@@ -162,10 +169,31 @@ function mountChain(router: Gateway, parts: BuiltParts) {
   const routes = gatewayRoutes(routeParts);
   // One route per path, so the metrics' route label (`req.route.path`) names the path a request came by.
   for (const { paths, handlers } of routes) for (const path of paths) router.post(path, ...handlers);
-  // The Responses WebSocket mode: its upgrade passes the handshake profile, each message the provider route above.
-  const sockets = responsesSocketServer({ bodyLimit, log });
+  // The WebSocket modes, one upgrade dispatcher by path. The Responses API's: its upgrade passes the handshake profile,
+  // each message the provider route above. Realtime's (docs/realtime.md): the same handshake and the tier's models,
+  // then each response its own route, held and billed through the meter's Realtime charge.
+  const responsesSocket = responsesSocketServer({ bodyLimit, log });
+  const realtime = realtimeSocketServer({
+    ...{ providers, pricing: parts.pricing, log },
+    charge: metering.chargeRealtimeResponse,
+  });
+  const sockets = socketUpgrades([responsesSocket, realtime]);
   const handshake = socketHandshakeRoute(routeParts);
   router.get(handshake.path, ...handshake.handlers, handshake.admit);
+  const realtimeHandshake = socketHandshakeRoute(routeParts, realtime.path);
+  const realtimeModels = tierModelAllowlist(options.limits.tierPolicy, (req) =>
+    typeof req.query.model === 'string' ? req.query.model : undefined,
+  );
+  router.get(
+    realtime.path,
+    ...realtimeHandshake.handlers,
+    realtimeModels,
+    realtime.checkModel,
+    realtimeHandshake.admit,
+  );
+  router.post(realtime.path, ...realtimeResponseRoute(routeParts, realtime.path, realtime.stages).handlers);
+  for (const path of CLIENT_SECRET_PATHS)
+    router.post(path, ...realtimeResponseRoute(routeParts, path, realtime.mintStages).handlers);
   // Its sockets close first: their responses in flight settle before the budget and the sinks close.
   parts.closers.unshift(() => sockets.close());
   if (mcp) router.use('/mcp', mcp.router);

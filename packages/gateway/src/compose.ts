@@ -31,6 +31,7 @@ import type { RouteParts } from './routes.js';
 import { noProxyGuard } from './guard-setup.js';
 import { cacheStages } from './cache-setup.js';
 import { answerMethodNotAllowed } from './exchange.js';
+import { DEFAULT_UPLOAD_LIMIT, providerFormBody } from './form-body.js';
 import { providerJsonBody } from './json-body.js';
 
 /** What `tollgate()` is built from: each part the options of the package that owns it, all but none required. */
@@ -63,6 +64,8 @@ export interface TollgateParts {
   providers?: Pick<Parameters<typeof createProviderRouter>[0], 'upstreams' | 'models'> & { env?: NodeJS.ProcessEnv };
   /** The largest request body. @default '1mb' */
   bodyLimit?: string | number;
+  /** The most bytes of a multipart upload (transcriptions), read whole before the call. @default '25mb' */
+  uploadLimit?: string | number;
 }
 
 /** What `tollgate()` returns: an Express router to mount, and the close of what it made. */
@@ -100,6 +103,7 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
     guarding: noProxyGuard(),
     identify: [apiKeyAuth({ keys: stores.keys, ...parts.auth }) as RequestHandler],
     readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
+    readUploadBody: providerFormBody(parts.uploadLimit ?? DEFAULT_UPLOAD_LIMIT),
     permissions: parts.scope ? [requireScope(parts.scope) as RequestHandler] : [],
     attribution: [attribution(parts.attribution ?? {}) as RequestHandler],
     tierPolicy: tierPolicy(policy),

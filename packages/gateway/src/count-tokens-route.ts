@@ -42,13 +42,20 @@ export function countModelAllowlist(
   policy: Pick<TierPolicyOptions, 'tiers' | 'defaultTier'>,
   route: CountRoute,
 ): RequestHandler {
-  const readModel = (req: unknown) => countedModel(route, req as Request);
-  if (!policy.tiers) return modelAllowlist({ readModel }) as RequestHandler;
-  // A tier without `models` may call any model.
+  return tierModelAllowlist(policy, (req) => countedModel(route, req));
+}
+
+/** The tier policy's model rule (a tier without `models` may call any) for a model `readModel` finds in a request. */
+export function tierModelAllowlist(
+  policy: Pick<TierPolicyOptions, 'tiers' | 'defaultTier'>,
+  readModel: (req: Request) => string | undefined,
+): RequestHandler {
+  const read = (req: unknown) => readModel(req as Request);
+  if (!policy.tiers) return modelAllowlist({ readModel: read }) as RequestHandler;
   const tiers = Object.fromEntries(Object.entries(policy.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
   const defaultTier = policy.defaultTier;
   const otherTiers = defaultTier !== undefined && Object.hasOwn(tiers, defaultTier) ? tiers[defaultTier] : [];
-  return modelAllowlist({ tiers, otherTiers, readModel }) as RequestHandler;
+  return modelAllowlist({ tiers, otherTiers, readModel: read }) as RequestHandler;
 }
 
 /**

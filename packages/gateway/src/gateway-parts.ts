@@ -54,6 +54,7 @@ import { createProviderRouter } from '@tollgate/router/upstreams';
 import { registerRoutingMetrics } from './routing-metrics.js';
 import { registerHealthMetrics } from './health-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
+import type { SpendKeeper } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
 
 export interface ProxyDeps {
@@ -327,6 +328,8 @@ function keepingParts(options: GatewayOptions, held: Held, watching: Watching, c
     },
     log,
   );
+  const drift = spend?.drift;
+  if (drift) watching.metrics?.watchDrift(() => drift.readings());
   return { ledgerServed, spend };
 }
 
@@ -407,6 +410,8 @@ export interface GatewayOptions {
   keys: readonly ConfigKeyEntry[];
   /** The largest provider request body. */
   bodyLimit: string | number;
+  /** The largest multipart upload (transcriptions). */
+  uploadLimit: string | number;
   operator: OperatorOptions;
 }
 
@@ -438,6 +443,8 @@ export interface GatewayParts {
   audit: AuditTrail;
   /** Who may use /admin and the dashboard: the admin key and OIDC sessions. */
   admission: OperatorAdmission;
+  /** Budget spend kept by the usage ledger (rebuilt, its drift read and repaired); undefined without a ledger. */
+  spend: SpendKeeper | undefined;
 }
 
 /** What the limits and the budget are built from. */

@@ -1,11 +1,19 @@
 // Metering: the estimate before the call, usage after it, the sinks (usage log, Prometheus, PostgreSQL) and the
 // spool before them.
 import type { Request, RequestHandler, Response } from 'express';
-import { jsonlSink, meter, openUsageSpool, toolMeter } from '@tollgate/metering';
+import { jsonlSink, meter, openUsageSpool, realtimeMeter, toolMeter } from '@tollgate/metering';
 import { openEmbeddedLedger, postgresSink } from '@tollgate/metering/postgres';
 import { prometheusSink } from '@tollgate/metering/prometheus';
 import { stripeMeterSink } from '@tollgate/metering/stripe';
-import type { MeteredToolCall, PricedToolCall, Queryable, SpoolReplay, UsageSink } from '@tollgate/metering';
+import type {
+  MeteredRealtimeResponse,
+  MeteredToolCall,
+  PricedToolCall,
+  RealtimeResponseAsk,
+  Queryable,
+  SpoolReplay,
+  UsageSink,
+} from '@tollgate/metering';
 import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import type { Pricing, UsageRecord } from '@tollgate/core';
@@ -30,6 +38,8 @@ export interface ProxyMetering {
   middleware: RequestHandler[];
   /** Meters an MCP tool call at its price: its record goes to the same sinks and usage feed as the meter's. */
   chargeToolCall(req: Request, res: Response, call: PricedToolCall): MeteredToolCall;
+  /** Meters a Realtime response at its worst case, then its `response.done` usage (docs/realtime.md). */
+  chargeRealtimeResponse(req: Request, res: Response, ask: RealtimeResponseAsk): MeteredRealtimeResponse;
   /** `GET /metrics`; undefined with metrics off. */
   metricsHandler: RequestHandler | undefined;
   /** The Prometheus registry the usage metrics are in, for the proxy's own; undefined with metrics off. */
@@ -99,6 +109,10 @@ export function createMetering(
   });
   return {
     chargeToolCall: toolMeter({ ...destination, ...(options.onUsage ? { onUsage: options.onUsage } : {}) }),
+    chargeRealtimeResponse: realtimeMeter(pricing, {
+      ...destination,
+      ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+    }),
     middleware: [usageMeter as RequestHandler],
     metricsHandler: prometheus?.handler as RequestHandler | undefined,
     registry: prometheus?.registry,

@@ -63,6 +63,11 @@ admin     POST    /budgets/global/top-up              operator
 admin     POST    /budgets/global/reset               operator
 admin     POST    /budgets/:scope/:id/top-up          operator
 admin     POST    /budgets/:scope/:id/reset           operator
+admin     GET     /budgets/drift                      viewer
+admin     GET     /budgets/:scope/:id/drift           viewer    tenant-budget
+admin     GET     /budgets/:scope/:id/holds           viewer    tenant-budget
+admin     POST    /budgets/global/repair              operator
+admin     POST    /budgets/:scope/:id/repair          operator
 admin     GET     /keys                               viewer    list
 admin     POST    /keys                               operator
 admin     PATCH   /keys/:id                           operator

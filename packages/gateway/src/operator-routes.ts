@@ -68,6 +68,7 @@ export type OperatorParts = Pick<
   | 'audit'
   | 'tenants'
   | 'admission'
+  | 'spend'
 > & {
   /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
   draining(): boolean;
@@ -162,7 +163,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     admin.use(authorizeOperator('admin', () => undefined));
     admin.use(sessionRoutes(admission));
     admin.get('/audit', auditListing(parts.audit));
-    admin.use('/budgets', budgetAdminRouter(budget));
+    admin.use('/budgets', budgetAdminRouter(budget, parts.spend?.drift ? { drift: parts.spend.drift } : {}));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
     // `:import` is part of the path (not a parameter): matched as it is written.
     admin.post(/^\/tenants:import$/, ...importTenantsRoute(options.tenants, parts.tenants));

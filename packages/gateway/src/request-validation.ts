@@ -62,12 +62,6 @@ function tooDeepField(body: Body): string | undefined {
   return undefined;
 }
 
-/** The first problem of a body for `api`, or undefined when it is well-formed enough to forward. */
-export function findRequestProblem(api: ProviderApi, body: unknown): ApiError | undefined {
-  const adapter = adapterFor(api);
-  return problemOf(adapter, body, (checked) => adapter.checkRequest?.(checked));
-}
-
 function problemOf(
   adapter: ProviderAdapter,
   body: unknown,
@@ -81,7 +75,9 @@ function problemOf(
     if (body.model.length > MAX_MODEL_LENGTH)
       return bad('model', `model must be at most ${MAX_MODEL_LENGTH} characters.`);
   }
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
+  // A form's fields are strings (`stream=true`): its adapter reads them.
+  const form = adapter.requestForm === 'multipart';
+  if (!form && body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
     return bad('stream', 'stream must be a boolean.');
   if (body.stream_options !== undefined && body.stream_options !== null && !isBody(body.stream_options))
     return bad('stream_options', 'stream_options must be an object.');

@@ -1,21 +1,20 @@
 // The Responses API's WebSocket mode on `/v1/responses` (docs/responses-websocket.md): the upgrade passes the chain's
 // handshake profile, and each `response.create` runs the provider route itself, as a POST sent to this server over an
 // in-process connection, its SSE answer sent on as JSON text frames.
-import { request as httpRequest, ServerResponse } from 'node:http';
-import type { IncomingHttpHeaders, IncomingMessage, RequestListener, Server } from 'node:http';
+import { request as httpRequest } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http';
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import type { NextFunction, Request, Response } from 'express';
 import bytes from 'bytes';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { continuedBody, finishedTurn, warmUp } from './responses-socket-turns.js';
 import type { LastTurn } from './responses-socket-turns.js';
+import { GOING_AWAY } from './socket-upgrade.js';
+import type { SocketMode } from './socket-upgrade.js';
 
 /** The path the mode is served at: the Responses route's own. */
 export const RESPONSES_SOCKET_PATH = '/v1/responses';
-/** The close code of a socket closed because the server is stopping (RFC 6455 "going away"). */
-const GOING_AWAY = 1001;
 /** Headers of the upgrade that are the WebSocket's or the connection's own, never sent on with a message's POST. */
 const UPGRADE_ONLY = new Set([
   'connection',
@@ -32,29 +31,6 @@ const UPGRADE_ONLY = new Set([
 /** What a refusal carries on to the client's error event of the HTTP answer's headers. */
 const REFUSAL_HEADERS = ['retry-after', 'x-should-retry', 'ratelimit', 'ratelimit-policy', 'www-authenticate'];
 
-/** Upgrades the handshake route admitted: the route passes every other request on (a GET there is a 405). */
-const admitted = new WeakMap<IncomingMessage, () => void>();
-
-/** The handshake route's `route` stage: only an upgrade this module handed to the app is its request. */
-export function matchSocketHandshake(req: Request, _res: Response, next: NextFunction): void {
-  next(admitted.has(req) ? undefined : 'route');
-}
-
-/** The handshake route's last handler: the chain admitted the upgrade (a refusal it answered itself). */
-export function admitSocketHandshake(req: Request): void {
-  admitted.get(req)?.();
-}
-
-/** The mode's server: attached to HTTP servers, drained and closed with the gateway. */
-export interface ResponsesSocketServer {
-  /** Serves the mode on `server`'s upgrades to `/v1/responses`; `app` is the request listener the gateway runs in. */
-  attach(server: Server, app: RequestListener): void;
-  /** Each socket closes with 1001 once its response in flight is done; new upgrades get 503. */
-  drain(): void;
-  /** Ends every socket and its response in flight (billed like an aborted stream). */
-  close(): Promise<void>;
-}
-
 /** A WebSocket error event in the API's shape (`{ type: 'error', status, error }`), sent as a text frame. */
 function errorEvent(status: number, code: string, message: string, param: string | null = null): string {
   return JSON.stringify({ type: 'error', status, error: { type: 'invalid_request_error', code, message, param } });
@@ -64,7 +40,9 @@ function errorEvent(status: number, code: string, message: string, param: string
  * Two connected in-memory duplex ends: what one writes the other reads; destroying one closes both. The server end
  * carries the client's address, so the chain sees the address it sees over HTTP.
  */
-function connectionPair(address: Pick<Socket, 'remoteAddress' | 'remotePort' | 'remoteFamily'>): [Duplex, Duplex] {
+export function connectionPair(
+  address: Pick<Socket, 'remoteAddress' | 'remotePort' | 'remoteFamily'>,
+): [Duplex, Duplex] {
   const ends: Duplex[] = [];
   const end = (other: () => Duplex) =>
     new Duplex({
@@ -96,7 +74,7 @@ function connectionPair(address: Pick<Socket, 'remoteAddress' | 'remotePort' | '
 }
 
 /** The upgrade's headers a message's POST carries (credentials, attribution, forwarding), less the socket's own. */
-function messageHeaders(upgrade: IncomingHttpHeaders, length: number): Record<string, string | string[]> {
+export function messageHeaders(upgrade: IncomingHttpHeaders, length: number): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(upgrade)) {
     if (value === undefined || UPGRADE_ONLY.has(name) || name.startsWith('sec-websocket-')) continue;
@@ -177,7 +155,7 @@ interface OpenSocket {
 export function responsesSocketServer(options: {
   bodyLimit: string | number;
   log: (line: string) => void;
-}): ResponsesSocketServer {
+}): SocketMode {
   const limit = typeof options.bodyLimit === 'number' ? options.bodyLimit : (bytes.parse(options.bodyLimit) ?? 1e6);
   // A frame over the JSON body limit is closed with 1009 by ws before it is read whole; the POST itself has the limit.
   const sockets = new WebSocketServer({ noServer: true, maxPayload: limit + 1024, perMessageDeflate: false });
@@ -298,51 +276,10 @@ export function responsesSocketServer(options: {
     if (draining) socket.close(GOING_AWAY, 'server stopping');
   }
 
-  /** An upgrade refused before the handshake ran (another path, a stopping server): an HTTP answer, then closed. */
-  const refuse = (socket: Duplex, status: number, code: string, message: string) => {
-    const body = JSON.stringify({ error: { message, type: 'invalid_request_error', code, param: null } });
-    socket.end(
-      `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Service Unavailable'}\r\nconnection: close\r\n` +
-        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  };
-
-  function handshake(server: Server, app: RequestListener, req: IncomingMessage, socket: Duplex, head: Buffer) {
-    socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== RESPONSES_SOCKET_PATH) {
-      // Another listener may serve that path; alone, this one answers it.
-      if (server.listenerCount('upgrade') === 1)
-        refuse(socket, 404, 'not_found', `No WebSocket at ${path?.slice(0, 200)}.`);
-      return;
-    }
-    if (draining) {
-      refuse(socket, 503, 'service_unavailable', 'The server is stopping: connect again (to another replica).');
-      return;
-    }
-    // The upgrade passes the handshake route (guard, auth, permissions); a refusal is its HTTP answer on the socket.
-    const res = new ServerResponse(req);
-    res.assignSocket(socket as Socket);
-    res.shouldKeepAlive = false;
-    res.once('finish', () => socket.end());
-    admitted.set(req, () => {
-      admitted.delete(req);
-      res.detachSocket(socket as Socket);
-      res.statusCode = 101;
-      sockets.handleUpgrade(req, socket, head, (ws) => {
-        res.emit('close');
-        accept(server, req, ws);
-      });
-    });
-    app(req, res);
-  }
-
   return {
-    attach(server, app) {
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-        handshake(server, app, req, socket, head),
-      );
-    },
+    path: RESPONSES_SOCKET_PATH,
+    sockets,
+    accept,
     drain() {
       if (draining) return;
       draining = true;

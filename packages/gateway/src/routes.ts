@@ -2,6 +2,7 @@
 // built once here from the gateway's parts, its variant by the route's kind where a count differs from a call.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Pricing, ProviderApi } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
 import { providerAdapters } from '@tollgate/providers/routes';
 import { combineLimits } from '@tollgate/ratelimit';
 import type { ProxyCache } from './cache-setup.js';
@@ -11,7 +12,8 @@ import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { validateCountRequest, validateProviderRequest } from './request-validation.js';
 import { providerRouteStages, routePaths } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';
-import { admitSocketHandshake, matchSocketHandshake, RESPONSES_SOCKET_PATH } from './responses-socket.js';
+import { RESPONSES_SOCKET_PATH } from './responses-socket.js';
+import { admitSocketHandshake, matchSocketHandshake } from './socket-upgrade.js';
 import { composeRoute, PROFILES } from './stages.js';
 import type { ComposedRoute, StageBuilders } from './stages.js';
 
@@ -42,6 +44,8 @@ export interface RouteParts {
   /** Auth and shadow mode. */
   identify: readonly RequestHandler[];
   readProviderBody: RequestHandler;
+  /** The body reader of a route whose API takes multipart uploads (`requestForm`). */
+  readUploadBody: RequestHandler;
   permissions: readonly RequestHandler[];
   attribution: readonly RequestHandler[];
   /** A call's tier rules (models and output cap). */
@@ -76,7 +80,10 @@ export function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
     route: (route) => (route.match ? [route.match] : none),
     'guard admit': () => guarding.beforeAuth,
     auth: (route) => (route.before ? [route.before, ...parts.identify] : parts.identify),
-    'body guard': () => guarding.afterAuth(parts.readProviderBody),
+    'body guard': (route) =>
+      guarding.afterAuth(
+        adapterFor(route.api).requestForm === 'multipart' ? parts.readUploadBody : parts.readProviderBody,
+      ),
     validate: (route) => [
       route.kind === 'count' ? validateCountRequest(route.api) : validateProviderRequest(route.api),
     ],
@@ -118,17 +125,43 @@ export function gatewayRoutes(parts: RouteParts): (ComposedRoute & Pick<RouteSpe
 }
 
 /**
- * The handshake of the Responses WebSocket mode, a profile of the same stage list: GET at the Responses path, served
- * only for an upgrade the mode handed to the app (every other GET there goes on to the 405).
+ * The handshake of a WebSocket mode at `path` (the Responses API's, Realtime's), a profile of the same stage list: GET
+ * there, served only for an upgrade the dispatcher handed to the app (every other GET there goes on to the 405). The
+ * caller's key is read as the OpenAI routes read it.
  */
 export function socketHandshakeRoute(
   parts: RouteParts,
+  path: string = RESPONSES_SOCKET_PATH,
 ): ComposedRoute & Pick<RouteSpec, 'path'> & { admit: RequestHandler } {
   const responses = PROVIDER_ROUTES.find((route) => route.path === RESPONSES_SOCKET_PATH);
   if (!responses) throw new Error(`tollgate: no provider route at ${RESPONSES_SOCKET_PATH}`);
   const composed = composeRoute(PROFILES.socketHandshake, routeStages(parts), {
     ...responses,
+    path,
+    paths: [path],
     match: matchSocketHandshake,
   });
-  return { ...composed, path: RESPONSES_SOCKET_PATH, admit: admitSocketHandshake as RequestHandler };
+  return { ...composed, path, admit: admitSocketHandshake as RequestHandler };
+}
+
+/** What a Realtime response's route adds to the shared stages: its own match, its meter's charge and its call. */
+export interface RealtimeResponseStages {
+  match: RequestHandler;
+  charge: RequestHandler;
+  call: RequestHandler;
+}
+
+/**
+ * The route each response of a Realtime session passes (POST at the Realtime path, sent in-process by the session):
+ * the `realtimeResponse` profile, the shared stages with the session's own match, charge and call.
+ */
+export function realtimeResponseRoute(parts: RouteParts, path: string, own: RealtimeResponseStages): ComposedRoute {
+  const responses = PROVIDER_ROUTES.find((route) => route.path === RESPONSES_SOCKET_PATH);
+  if (!responses) throw new Error(`tollgate: no provider route at ${RESPONSES_SOCKET_PATH}`);
+  const shared = routeStages(parts);
+  return composeRoute(
+    PROFILES.realtimeResponse,
+    { ...shared, meter: () => [own.charge], call: () => [own.call] },
+    { ...responses, path, paths: [path], match: own.match },
+  );
 }

@@ -1,7 +1,7 @@
 // Budget spend that outlives Redis: rebuilt from the SQL usage ledger before any reserve counts against a store that forgot it.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BudgetGuard, RebuildReport } from '@tollgate/budget';
+import type { BudgetGuard, RebuildReport, SpendDrift, SpendDriftOptions } from '@tollgate/budget';
 import type { TollgateStores } from '@tollgate/core';
 import { postgresSpendSource } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
@@ -11,6 +11,8 @@ export interface SpendOptions {
   ledgerTable: LedgerLocation;
   /** 0 without blocks: a rebuild after a loss waits this long (and a margin) for older blocks to settle. */
   blocksMaxAgeMs: number;
+  /** The drift of the counters from the ledger: its bound, how often it is sampled, how many scopes a time. */
+  drift?: Pick<SpendDriftOptions, 'alertNanoUsd' | 'intervalMs' | 'scopesPerTick'>;
 }
 
 /** How often each process checks that Redis still holds its data (one EXISTS). */
@@ -61,6 +63,8 @@ export async function rebuildFromLedger(
 export interface SpendKeeper {
   /** The first rebuild (before the proxy takes traffic). */
   ready: Promise<void>;
+  /** The counters' drift from the ledger (read, sampled once the first rebuild is done, repaired). */
+  drift: SpendDrift | undefined;
   close(): Promise<void>;
 }
 
@@ -168,9 +172,15 @@ export function keepSpend(
   const ready = confirm()
     .then((rebuilt) => (rebuilt ? undefined : run(false)))
     .catch((error: unknown) => log(`tollgate proxy: could not check budget spend: ${messageOf(error)}`));
+  const source = postgresSpendSource(ledger, options.ledgerTable);
+  const drift = options.drift && guard.watchDrift({ ...options.drift, source, flush: flushUsage });
+  // Sampled once the first rebuild raised what a store lost: before it, every such scope reads as drift.
+  void ready.then(() => drift?.start());
   return {
     ready,
+    drift,
     async close() {
+      await drift?.stop();
       clearInterval(timer);
       timer = undefined;
       unsubscribe();

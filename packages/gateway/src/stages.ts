@@ -57,7 +57,10 @@ const MCP_SKIPS: readonly Stage[] = ['validate', 'tier policy', 'guardrails', 'c
 
 /** Every route kind the gateway serves. */
 export const PROFILES: Readonly<
-  Record<'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake', Profile>
+  Record<
+    'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake' | 'realtimeResponse',
+    Profile
+  >
 > = {
   /** A provider call: every stage. */
   provider: { kind: 'provider call', skips: [] },
@@ -80,8 +83,17 @@ export const PROFILES: Readonly<
    * on it then runs the `provider` profile's stages as a POST of its own (responses-socket.ts).
    */
   socketHandshake: {
-    kind: 'Responses WebSocket handshake',
+    kind: 'WebSocket handshake',
     skips: allBut('route', 'guard admit', 'auth', 'permissions'),
+  },
+  /**
+   * One response of a Realtime session (GET /v1/realtime upgraded): the caller again (a revoked key stops here), its
+   * worst case metered and held against limits and budgets before it goes upstream (realtime-socket.ts). The session's
+   * frames are relayed as they are: no body checks, prompt guardrails or cache.
+   */
+  realtimeResponse: {
+    kind: 'Realtime response',
+    skips: ['validate', 'declare', 'tier policy', 'guardrails', 'cache lookup', 'cache around'],
   },
 };
 

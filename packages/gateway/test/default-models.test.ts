@@ -2,6 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
+import { createPricing } from '@tollgate/core';
+import { costNanoUsd } from '@tollgate/core/costs';
 import { MAINTAINED_ROWS } from '../../core/src/catalogue-maintained.js';
 import { createGateway } from '@tollgate/gateway';
 import { createDemoConfig } from '../src/config/demo.js';
@@ -9,6 +11,7 @@ import type { Gateway } from '../src/app.js';
 
 const { config, keys } = createDemoConfig();
 const pro = keys.find((key) => key.tenant === 'demo-pro')!.key;
+const pricing = createPricing();
 let gateway: Gateway;
 let app: express.Express;
 
@@ -25,6 +28,15 @@ function call(provider: string, model: string, kind?: string): request.Test {
   const auth = { authorization: `Bearer ${pro}` };
   const messages = [{ role: 'user', content: 'Hi' }];
   if (kind === 'embedding') return request(app).post('/v1/embeddings').set(auth).send({ model, input: 'Hi' });
+  if (kind === 'speech')
+    return request(app).post('/v1/audio/speech').set(auth).send({ model, input: 'Hi', voice: 'alloy' });
+  if (kind === 'image') return request(app).post('/v1/images/generations').set(auth).send({ model, prompt: 'Hi' });
+  if (kind === 'transcription')
+    return request(app)
+      .post('/v1/audio/transcriptions')
+      .set(auth)
+      .field('model', model)
+      .attach('file', Buffer.alloc(1500), { filename: 'hi.mp3', contentType: 'audio/mpeg' });
   if (provider === 'anthropic')
     return request(app).post('/v1/messages').set(auth).send({ model, max_tokens: 16, messages });
   if (provider === 'google')
@@ -50,6 +62,20 @@ describe('the demo gateway with no config', () => {
   it('prices every OpenAI, Anthropic, Google and Mistral model of the maintained source', async () => {
     const unpriced: string[] = [];
     for (const row of MAINTAINED_ROWS) {
+      // A Realtime model is served over a WebSocket to an upstream, which the demo's mock is not (test/e2e-realtime):
+      // its row must price a response.
+      if (row.kind === 'realtime') {
+        const media = { audioInputTokens: 100, audioOutputTokens: 100 };
+        const usage = {
+          inputTokens: 10,
+          cachedInputTokens: 0,
+          cacheWriteTokens: 0,
+          outputTokens: 10,
+          reasoningTokens: 0,
+        };
+        if (!(costNanoUsd({ ...usage, media }, pricing.get(row.id)) > 0)) unpriced.push(`${row.provider} ${row.id}`);
+        continue;
+      }
       const answer = await call(row.provider, row.id, row.kind);
       if (answer.status !== 200 || !(Number(answer.headers['x-tollgate-cost-usd']) > 0))
         unpriced.push(`${row.provider} ${row.id}: ${answer.status} ${JSON.stringify(answer.body).slice(0, 160)}`);

@@ -43,6 +43,7 @@ function everyPart(): RouteParts {
     guarding,
     identify: [named('auth')],
     readProviderBody: named('read body'),
+    readUploadBody: named('read upload'),
     permissions: [named('permissions')],
     attribution: [named('attribution')],
     tierPolicy: named('tier policy'),

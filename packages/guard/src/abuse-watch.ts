@@ -307,7 +307,7 @@ export class AbuseWatch {
     for (const subject of touched) {
       const tally = this.#tallies.peek(subject);
       if (tally?.dirty) deltas.push(tally.take(subject));
-      if ((++walked & 255) === 0) await slice.pause();
+      if ((++walked & 63) === 0) await slice.pause();
     }
     if (deltas.length === 0) return;
     const bucket = Math.floor(now / this.#config.bucketMs);
@@ -324,7 +324,7 @@ export class AbuseWatch {
       writeFeatures(rows, subjects.length * FEATURE_COUNT, tallies, row, this.#config.windowMs);
       requests[subjects.length] = sent;
       subjects.push(tallies.subjects[row]!);
-      if ((subjects.length & 255) === 0) await slice.pause();
+      if ((subjects.length & 63) === 0) await slice.pause();
     }
     // Rows past `count` are an earlier round's: the worker reads `count` rows only.
     return { subjects, requests, rows: { rows, requests, count: subjects.length } };

@@ -3,7 +3,7 @@ import type { Alerts } from './alerts.js';
 
 /** What `budgetGuard`'s `onEvent` hands over (`BudgetEvent` of @tollgate/budget). */
 export interface BudgetEventNotice {
-  type: 'budget.threshold' | 'budget.exhausted' | 'budget.forecast';
+  type: 'budget.threshold' | 'budget.exhausted' | 'budget.forecast' | 'budget.drift';
   scope: string;
   id: string | null;
   /** The tenant of an end user's or a model's budget. */
@@ -15,6 +15,10 @@ export interface BudgetEventNotice {
   threshold?: number;
   /** `budget.forecast`: the spend projected at the period's end. */
   forecastUsd?: number;
+  /** `budget.drift`: the store's counter less the usage ledger's figure beyond what holds explain, and its bound. */
+  driftNanoUsd?: number;
+  ledgerNanoUsd?: number;
+  boundNanoUsd?: number;
   spentUsd: number;
   limitUsd: number;
   resetAt: string;
@@ -26,7 +30,8 @@ export type SoftLimitNotice = BudgetEventNotice;
 
 /**
  * `budgetGuard({ onEvent: budgetAlerts(alerts) })`: a `budget.threshold` event per budget, threshold
- * and period, and a `budget.exhausted` and a `budget.forecast` event per budget and period.
+ * and period, a `budget.exhausted` and a `budget.forecast` event per budget and period, and a `budget.drift` event
+ * each time a scope's counter is read past the drift bound after a reading within it.
  */
 export function budgetAlerts(alerts: Alerts): (notice: BudgetEventNotice) => void {
   return function alertBudgetEvent(notice) {
@@ -38,7 +43,7 @@ export function budgetAlerts(alerts: Alerts): (notice: BudgetEventNotice) => voi
     const limit = `$${notice.limitUsd} this ${notice.period}`;
     alerts.emit({
       type,
-      id: `${type}:${notice.key}${threshold === undefined ? '' : `:${threshold}`}`,
+      id: `${type}:${notice.key}${threshold === undefined ? '' : `:${threshold}`}${type === 'budget.drift' ? `:${notice.timestamp ?? ''}` : ''}`,
       ...(notice.timestamp ? { at: notice.timestamp } : {}),
       ...(tenantId ? { tenantId } : {}),
       ...(scope === 'key' && id ? { keyId: id } : {}),
@@ -52,11 +57,20 @@ function budgetMessage(notice: BudgetEventNotice, who: string, limit: string, sp
   switch (notice.type) {
     case 'budget.threshold':
       return `${who} passed ${Math.round((notice.threshold ?? 0) * 100)}% of ${limit} (${spent}); it resets at ${notice.resetAt}.`;
+    case 'budget.drift':
+      return `${who}: its counter is ${nanoText(notice.driftNanoUsd ?? 0, true)} off the usage ledger (${nanoText(notice.ledgerNanoUsd ?? 0)} recorded there, ${notice.period}; bound ${nanoText(notice.boundNanoUsd ?? 0)}); POST /admin/budgets/.../repair sets it to the ledger.`;
     case 'budget.forecast':
       return `${who} is on course for $${(notice.forecastUsd ?? 0).toFixed(2)} by ${notice.resetAt}, over ${limit} (${spent} so far).`;
     default:
       return `${who} ran out: ${limit} (${spent}); it refuses calls until it resets at ${notice.resetAt}.`;
   }
+}
+
+/** Nano-USD as dollars to the nano-USD for a message: `$0.500000000`, signed `+$0.500000000`. */
+function nanoText(nano: number, signed = false): string {
+  const sign = nano < 0 ? '-' : nano > 0 && signed ? '+' : '';
+  const abs = Math.abs(nano);
+  return `${sign}$${Math.floor(abs / 1e9)}.${String(abs % 1e9).padStart(9, '0')}`;
 }
 
 /** `budgetAlerts` under its name from before `budget.exhausted` joined `budget.threshold`. */

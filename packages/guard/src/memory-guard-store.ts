@@ -199,7 +199,7 @@ export class MemoryGuardStore implements GuardStore {
     for (let i = 0; i < deltas.length; i++) {
       const delta = deltas[i]!;
       table.addDelta(table.seen(delta.subject, MAX_ABUSE_SUBJECTS), delta);
-      if ((i & 255) === 255) await slice.pause();
+      if ((i & 63) === 63) await slice.pause();
     }
   }
 
@@ -214,7 +214,7 @@ export class MemoryGuardStore implements GuardStore {
       const { table } = entry;
       for (let row = 0; row < table.size; row++) {
         merged.addRow(table, row);
-        if ((++merging & 255) === 0) await slice.pause();
+        if ((++merging & 63) === 0) await slice.pause();
       }
     }
     return merged;

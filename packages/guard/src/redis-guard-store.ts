@@ -280,7 +280,7 @@ export class RedisGuardStore implements GuardStore {
     for (const table of others) {
       for (let row = 0; row < table.size; row++) {
         merged.addRow(table, row);
-        if ((++merging & 255) === 0) await slice.pause();
+        if ((++merging & 63) === 0) await slice.pause();
       }
       table.release();
     }

@@ -352,13 +352,3 @@ export const addAbuseTallies = new LuaScript(
   `,
 );
 
-export const GUARD_SCRIPTS = [
-  observeSubject,
-  inspectSubject,
-  putMitigation,
-  deleteMitigation,
-  listMitigations,
-  pushAnomaly,
-  countAuthFailure,
-  addAbuseTallies,
-];

@@ -56,6 +56,7 @@ export type GuardEventType =
   | 'budget.threshold'
   | 'budget.exhausted'
   | 'budget.forecast'
+  | 'budget.drift'
   | 'anomaly'
   | 'suspended'
   | 'auth_flood'
@@ -68,6 +69,7 @@ export const GUARD_EVENT_TYPES: readonly GuardEventType[] = [
   'budget.threshold',
   'budget.exhausted',
   'budget.forecast',
+  'budget.drift',
   'anomaly',
   'suspended',
   'auth_flood',

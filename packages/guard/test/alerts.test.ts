@@ -169,6 +169,37 @@ describe('alerts', () => {
     );
   });
 
+  it('turn each budget.drift event into an alert of its own, the drift to the nano-USD', async () => {
+    const events: GuardEvent[] = [];
+    const alerts = createAlerts({ onEvent: (event) => void events.push(event) });
+    const notice = {
+      type: 'budget.drift' as const,
+      scope: 'key',
+      id: 'k1',
+      period: 'day',
+      key: 'budget:key:k1:day:2026-11-27',
+      limitUsd: 5,
+      spentUsd: 4.500000007,
+      driftNanoUsd: 500_000_007,
+      ledgerNanoUsd: 4_000_000_000,
+      boundNanoUsd: 100_000_000,
+      resetAt: '2026-11-28T00:00:00.000Z',
+      timestamp: '2026-11-27T04:00:00.000Z',
+    };
+    budgetAlerts(alerts)(notice);
+    // Repaired, then off again: a new alert, here below the ledger.
+    budgetAlerts(alerts)({ ...notice, driftNanoUsd: -2_000_000_000, timestamp: '2026-11-27T05:00:00.000Z' });
+    await alerts.close();
+    expect(events.map((e) => [e.type, e.keyId, e.details?.driftNanoUsd])).toEqual([
+      ['budget.drift', 'k1', 500_000_007],
+      ['budget.drift', 'k1', -2_000_000_000],
+    ]);
+    expect(events[0]!.message).toBe(
+      'The budget of key k1: its counter is +$0.500000007 off the usage ledger ($4.000000000 recorded there, day; bound $0.100000000); POST /admin/budgets/.../repair sets it to the ledger.',
+    );
+    expect(events[1]!.message).toContain('its counter is -$2.000000000 off the usage ledger');
+  });
+
   it('refuse a webhook whose secretEnv is not set, a bad URL and an unknown event type', () => {
     expect(() =>
       createAlerts({ webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'NOT_SET_ANYWHERE' }] }),

@@ -6,18 +6,22 @@ import { CallToolRequestSchema, isInitializeRequest, isJSONRPCRequest } from '@m
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError, chain, renderApiError } from '@tollgate/core';
 import { asyncRoute } from '@tollgate/core/checks';
+import type { MeteredToolCall } from '@tollgate/metering';
 import { speakJsonRpc } from './json-rpc-errors.js';
 import { resolveMcpOptions } from './options.js';
 import type { McpGatewayOptions, McpServerEntry, ToolCallMeter } from './options.js';
 import { McpSessions } from './sessions.js';
 import type { McpSession } from './sessions.js';
+import { StatelessExchanges } from './stateless.js';
+import { bodyMismatch, declaredRouting, speaksStatelessRevision } from './routing-headers.js';
+import type { RoutingHeaders } from './routing-headers.js';
 import { toolPolicy } from './tool-policy.js';
 import type { ToolPolicy } from './tool-policy.js';
 
 export interface McpGateway {
   /** Serves `/:server`: mount it where the servers live (the gateway mounts it at `/mcp`). */
   readonly router: Router;
-  /** Closes every session (and its session with the configured server). */
+  /** Closes every session (and its session with the configured server), and the stateless requests' clients. */
   close(): Promise<void>;
 }
 
@@ -31,10 +35,16 @@ function toolCallIn(body: unknown): { id: RequestId; name: string } | 'batched' 
   return call.success ? { id: body.id, name: call.data.params.name } : undefined;
 }
 
+/** Where an admitted call goes: the caller's session, or the stateless exchange; `holds` refuses an id in use. */
+interface ToolCallTarget {
+  holds?(id: RequestId): boolean;
+  forward(metered: MeteredToolCall): Promise<void>;
+}
+
 /**
  * Admits a tools/call: the tool must be allowed to the caller, then it is priced (the meter takes charge of its record)
  * and `limitAndReserve` runs (suspensions, then the limits and the budget reservation, all or nothing); only then does
- * the session's server handler forward it.
+ * `target` forward it to the server.
  */
 function toolCallAdmission(policy: ToolPolicy, meter: ToolCallMeter, limitAndReserve: RequestHandler) {
   return function admitToolCall(
@@ -42,19 +52,14 @@ function toolCallAdmission(policy: ToolPolicy, meter: ToolCallMeter, limitAndRes
     res: Response,
     next: NextFunction,
     entry: McpServerEntry,
-    session: McpSession,
     call: { id: RequestId; name: string },
+    target: ToolCallTarget,
   ): void {
     const ctx = req.tollgate;
     ctx.set('mcp.callId', call.id);
     const tool = `${entry.name}/${call.name}`;
-    if (!policy.allows(ctx.identity!, tool))
-      return renderApiError(
-        new ApiError('tool_not_allowed', `The tool "${tool}" is not available to this key.`, { param: 'name' }),
-        req,
-        res,
-      );
-    if (session.holds(call.id))
+    if (!policy.allows(ctx.identity!, tool)) return renderApiError(toolNotAllowed(tool), req, res);
+    if (target.holds?.(call.id))
       return renderApiError(
         new ApiError('invalid_request', `The request id ${JSON.stringify(call.id)} is already in use in this session.`),
         req,
@@ -63,14 +68,42 @@ function toolCallAdmission(policy: ToolPolicy, meter: ToolCallMeter, limitAndRes
     const metered = meter(req, res, { tool, costNanoUsd: policy.priceOf(entry.name, call.name) });
     limitAndReserve(req, res, (error?: unknown) => {
       if (error) return next(error);
-      session.admit(call.id, metered, res);
-      session.handle(req, res, req.body).catch(next);
+      target.forward(metered).catch(next);
     });
   };
 }
 
+function toolNotAllowed(tool: string): ApiError {
+  return new ApiError('tool_not_allowed', `The tool "${tool.slice(0, 200)}" is not available to this key.`, {
+    param: 'name',
+  });
+}
+
+/**
+ * On the stateless revision, before the body is read: the request must name its method (and tool) in `Mcp-Method` /
+ * `Mcp-Name`, and a tools/call of a tool the caller may not call is refused from the headers alone.
+ */
+function statelessScreen(entries: Map<string, McpServerEntry>, policy: ToolPolicy) {
+  return function screenStatelessRequest(req: Request, res: Response, next: NextFunction): void {
+    if (!speaksStatelessRevision(req.headers)) return next();
+    const routing = declaredRouting(req.headers);
+    if (routing instanceof ApiError) return renderApiError(routing, req, res);
+    req.tollgate.set('mcp.routing', routing);
+    const server = String(req.params.server);
+    const tool = `${server}/${routing.name}`;
+    if (routing.method === 'tools/call' && entries.has(server) && !policy.allows(req.tollgate.identity!, tool))
+      return renderApiError(toolNotAllowed(tool), req, res);
+    next();
+  };
+}
+
 /** The route's handlers after the stages: the server's lookup, a client's message, its other exchanges. */
-function mcpHandlers(entries: Map<string, McpServerEntry>, sessions: McpSessions, admitToolCall: ToolCallAdmission) {
+function mcpHandlers(
+  entries: Map<string, McpServerEntry>,
+  sessions: McpSessions,
+  stateless: StatelessExchanges,
+  admitToolCall: ToolCallAdmission,
+) {
   /** The server the path names (`findServer` answered 404 for any other). */
   const entryOf = (req: Request) => entries.get(String(req.params.server))!;
   /** The caller's session named in the request, or the SDK transport's 404 (to any other caller it does not exist). */
@@ -90,9 +123,37 @@ function mcpHandlers(entries: Map<string, McpServerEntry>, sessions: McpSessions
     renderApiError(new ApiError('not_found', `No MCP server "${name.slice(0, 64)}" here.`), req, res);
   };
 
-  const handleMessage = asyncRoute(async function handleMcpMessage(req: Request, res: Response, next: NextFunction) {
+  /** A 2026-07-28 request, its headers held to its body: answered on its own, a tools/call once admitted. */
+  const handleStatelessMessage = (req: Request, res: Response, next: NextFunction, routing: RoutingHeaders) => {
     const entry = entryOf(req);
     const body: unknown = req.body;
+    const mismatch = bodyMismatch(routing, body);
+    if (mismatch) return renderApiError(mismatch, req, res);
+    // A notification (or a response: the revision's servers ask clients nothing) needs no answer.
+    if (!isJSONRPCRequest(body)) return void res.status(202).end();
+    if (body.method !== 'tools/call') return stateless.answer(req, res, entry, body.id, body.method, body.params);
+    const parsed = CallToolRequestSchema.safeParse(body);
+    if (!parsed.success)
+      return renderApiError(new ApiError('invalid_request', 'tools/call needs params.name (a string).'), req, res);
+    return admitToolCall(
+      req,
+      res,
+      next,
+      entry,
+      { id: body.id, name: parsed.data.params.name },
+      {
+        forward: (metered) => stateless.callTool(res, entry, body.id, parsed.data, metered),
+      },
+    );
+  };
+
+  const handleMessage = asyncRoute(async function handleMcpMessage(req: Request, res: Response, next: NextFunction) {
+    const routing = req.tollgate.get('mcp.routing');
+    if (routing) return handleStatelessMessage(req, res, next, routing);
+    const entry = entryOf(req);
+    const body: unknown = req.body;
+    const mismatch = bodyMismatch(undefined, body);
+    if (mismatch) return renderApiError(mismatch, req, res);
     if (req.headers['mcp-session-id'] === undefined && isInitializeRequest(body)) {
       let session: McpSession;
       try {
@@ -118,11 +179,19 @@ function mcpHandlers(entries: Map<string, McpServerEntry>, sessions: McpSessions
         req,
         res,
       );
-    if (call) return admitToolCall(req, res, next, entry, session, call);
+    if (call)
+      return admitToolCall(req, res, next, entry, call, {
+        holds: (id) => session.holds(id),
+        forward: (metered) => {
+          session.admit(call.id, metered, res);
+          return session.handle(req, res, req.body);
+        },
+      });
     return session.handle(req, res, body);
   });
 
   const handleSessionRequest = function handleMcpSession(req: Request, res: Response, next: NextFunction) {
+    if (speaksStatelessRevision(req.headers)) return answerMethodNotAllowed(req, res, STATELESS_METHODS);
     const session = sessionOf(req, res);
     if (session) session.handle(req, res).catch(next);
   };
@@ -131,12 +200,16 @@ function mcpHandlers(entries: Map<string, McpServerEntry>, sessions: McpSessions
 
 type ToolCallAdmission = ReturnType<typeof toolCallAdmission>;
 
-function answerMethodNotAllowed(req: Request, res: Response): void {
+/** The HTTP methods each revision serves: the stateless one has no stream to GET and no session to DELETE. */
+const SESSION_METHODS = { allow: 'GET, POST, DELETE', use: 'POST, GET or DELETE' };
+const STATELESS_METHODS = { allow: 'POST', use: 'POST' };
+
+function answerMethodNotAllowed(req: Request, res: Response, methods = SESSION_METHODS): void {
   renderApiError(
     new ApiError(
       'method_not_allowed',
-      `${req.method} is not allowed on ${(req.baseUrl + req.path).slice(0, 200)}: use POST, GET or DELETE.`,
-      { headers: { allow: 'GET, POST, DELETE' } },
+      `${req.method} is not allowed on ${(req.baseUrl + req.path).slice(0, 200)}: use ${methods.use}.`,
+      { headers: { allow: methods.allow } },
     ),
     req,
     res,
@@ -151,15 +224,18 @@ export function createMcpGateway(options: McpGatewayOptions): McpGateway {
   const entries = resolveMcpOptions(options);
   const policy = toolPolicy(options.tools ?? {}, options.servers);
   const sessions = new McpSessions(policy);
+  const stateless = new StatelessExchanges(policy);
   const { admit, readBody, permissions = [], meter, limitAndReserve } = options.stages;
   const admitToolCall = toolCallAdmission(policy, meter, chain(...limitAndReserve) as RequestHandler);
-  const { findServer, handleMessage, handleSessionRequest } = mcpHandlers(entries, sessions, admitToolCall);
+  const { findServer, handleMessage, handleSessionRequest } = mcpHandlers(entries, sessions, stateless, admitToolCall);
+  const screen = statelessScreen(entries, policy);
 
-  // The chain's order (route, admission, body, the server as the call's declaration, permissions, the call).
+  // The chain's order (route, admission, a 2026-07-28 request's headers, body, the server as the call's declaration,
+  // permissions, the call).
   const router = express.Router({ caseSensitive: true, strict: true });
-  router.post('/:server', speakJsonRpc, ...admit, ...readBody, findServer, ...permissions, handleMessage);
+  router.post('/:server', speakJsonRpc, ...admit, screen, ...readBody, findServer, ...permissions, handleMessage);
   router.get('/:server', speakJsonRpc, ...admit, findServer, ...permissions, handleSessionRequest);
   router.delete('/:server', speakJsonRpc, ...admit, findServer, ...permissions, handleSessionRequest);
-  router.all('/:server', speakJsonRpc, answerMethodNotAllowed);
-  return { router, close: () => sessions.close() };
+  router.all('/:server', speakJsonRpc, (req, res) => answerMethodNotAllowed(req, res));
+  return { router, close: async () => void (await Promise.all([sessions.close(), stateless.close()])) };
 }

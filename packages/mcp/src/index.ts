@@ -2,5 +2,6 @@
 export { createMcpGateway } from './gateway.js';
 export type { McpGateway } from './gateway.js';
 export type { McpGatewayOptions, McpServerOptions, McpStages } from './options.js';
-export { TOOL_CALL_REFUSED } from './json-rpc-errors.js';
+export { HEADER_MISMATCH, TOOL_CALL_REFUSED } from './json-rpc-errors.js';
+export { STATELESS_PROTOCOL_VERSION } from './routing-headers.js';
 export { MAX_SESSIONS_PER_KEY } from './sessions.js';

@@ -3,7 +3,8 @@ import type { NextFunction, Request, Response } from 'express';
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { noteRefusal, setErrorHeaders } from '@tollgate/core/checks';
 import { getContext } from '@tollgate/core';
-import type { ErrorRenderer } from '@tollgate/core';
+import type { ApiError, ErrorRenderer } from '@tollgate/core';
+import { ROUTING_HEADERS } from './routing-headers.js';
 
 /**
  * The JSON-RPC code of a tools/call the gateway refused (not allowed, over a limit, past a budget, a store down):
@@ -12,6 +13,11 @@ import type { ErrorRenderer } from '@tollgate/core';
 export const TOOL_CALL_REFUSED = -32003;
 /** The code of the gateway's answers to a whole HTTP exchange (no session, bad body), as the SDK's transport gives them. */
 const EXCHANGE_ERROR = -32000;
+/**
+ * MCP 2026-07-28's HeaderMismatch (HTTP 400): the routing headers are missing or disagree with the body. -32020 is the
+ * revision's schema constant as the SDK (@modelcontextprotocol/client 2.x) emits it; SEP-2243's text said -32001.
+ */
+export const HEADER_MISMATCH = -32020;
 /** The SDK transport's code for a session it does not know (HTTP 404): the client starts a new one. */
 const SESSION_NOT_FOUND = -32001;
 
@@ -20,6 +26,14 @@ declare module '@tollgate/core' {
     /** The JSON-RPC id of the tools/call the MCP route is judging: its refusal answers that request. */
     'mcp.callId': RequestId;
   }
+}
+
+/** A refused tools/call (also one refused from its headers, before its id was read), a header mismatch, or another. */
+function jsonRpcCodeOf(error: ApiError, answersCall: boolean): number {
+  if (answersCall || error.code === 'tool_not_allowed') return TOOL_CALL_REFUSED;
+  if (error.code === 'invalid_request' && error.param !== null && ROUTING_HEADERS.has(error.param))
+    return HEADER_MISMATCH;
+  return error.code === 'not_found' ? SESSION_NOT_FOUND : EXCHANGE_ERROR;
 }
 
 /**
@@ -37,8 +51,7 @@ export const renderJsonRpcError: ErrorRenderer = function renderJsonRpcError(err
   setErrorHeaders(error, res);
   const callId = (req as Request).tollgate.get('mcp.callId');
   const retryAfter = Number(error.headers['Retry-After'] ?? error.headers['retry-after']);
-  const code =
-    callId !== undefined ? TOOL_CALL_REFUSED : error.code === 'not_found' ? SESSION_NOT_FOUND : EXCHANGE_ERROR;
+  const code = jsonRpcCodeOf(error, callId !== undefined);
   const body = JSON.stringify({
     jsonrpc: '2.0',
     id: callId ?? null,

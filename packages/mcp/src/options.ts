@@ -39,7 +39,9 @@ export type ToolCallMeter = (req: Request, res: Response, call: PricedToolCall) 
  * exchange, then `readBody` on a POST, then the server named in the path is looked up, then `permissions`; a
  * tools/call is then judged by
  * its tool grant, priced by `meter`, and passes `limitAndReserve` before its server sees it. The route's other
- * messages (initialize, tools/list, notifications) run no meter and no limit.
+ * messages (initialize, tools/list, notifications) run no meter and no limit. On MCP 2026-07-28 the route reads
+ * `Mcp-Method` / `Mcp-Name` between `admit` and `readBody` (a tool not granted is refused there) and holds them to the
+ * body once it is read.
  */
 export interface McpStages {
   /** Who is calling and whether they may: refusals before auth, auth, the required scope, the attribution. */

@@ -1,10 +1,8 @@
 // MCP sessions: each client session is an SDK Server on its own Streamable HTTP transport, serving the tools of an SDK
 // Client of the configured server: listed as the caller's grants allow, called only once the gateway admitted the call.
 import { randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { Request, Response } from 'express';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import {
@@ -17,11 +15,17 @@ import {
 import type { CallToolRequest, RequestId, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { Identity } from '@tollgate/core';
-import type { MeteredToolCall, ToolCallOutcome } from '@tollgate/metering';
+import type { MeteredToolCall } from '@tollgate/metering';
 import type { McpServerEntry } from './options.js';
 import type { ToolPolicy } from './tool-policy.js';
-
-const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+import {
+  callUpstreamTool,
+  connectUpstream,
+  endUpstream,
+  listUpstreamTools,
+  upstreamClient,
+  version,
+} from './upstream.js';
 
 /** Sessions one key may hold at once; opening one more closes its least recently used. */
 export const MAX_SESSIONS_PER_KEY = 32;
@@ -29,34 +33,9 @@ export const MAX_SESSIONS_PER_KEY = 32;
 type HandlerExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 /** Runs `then` once the exchange's response closed: at once when it has already (its client left). */
-function whenClosed(res: Response, then: () => void): void {
+export function whenClosed(res: Response, then: () => void): void {
   if (res.closed) then();
   else res.once('close', then);
-}
-
-/** Ends the session with the configured server (best effort: it may be gone already), then its client. */
-async function endUpstream(upstream: Client): Promise<void> {
-  const transport = upstream.transport;
-  if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession().catch(() => undefined);
-  await upstream.close().catch(() => undefined);
-}
-
-/** What an HTTP route would have answered for a call the server did not answer with a result. */
-function failedStatus(error: unknown): number {
-  if (!(error instanceof McpError)) return 502;
-  if (error.code === ErrorCode.RequestTimeout) return 504;
-  // The server refused the call as the client made it (an unknown tool, bad arguments).
-  if ([ErrorCode.InvalidParams, ErrorCode.InvalidRequest, ErrorCode.MethodNotFound].includes(error.code)) return 400;
-  return 502;
-}
-
-/** The server's own JSON-RPC errors reach the client as they are; a failure to reach it says so. */
-function upstreamFailure(error: unknown, server: string): McpError {
-  if (error instanceof McpError) return error;
-  const reason = error instanceof Error ? error.message : String(error);
-  return new McpError(ErrorCode.InternalError, `The MCP server "${server}" did not answer: ${reason}`, {
-    code: 'upstream_error',
-  });
 }
 
 /** One client session: the SDK server the client talks to, and the SDK client of the configured server. */
@@ -144,18 +123,8 @@ export class McpSession {
     await this.upstreamClosed;
   }
 
-  private async listTools(params: { cursor?: string } | undefined, extra: HandlerExtra) {
-    let listed;
-    try {
-      listed = await this.upstream.listTools(params, { signal: extra.signal, timeout: this.entry.callTimeoutMs });
-    } catch (error) {
-      throw upstreamFailure(error, this.entry.name);
-    }
-    const { name } = this.entry;
-    return {
-      ...listed,
-      tools: listed.tools.filter((tool) => this.policy.allows(this.identity, `${name}/${tool.name}`)),
-    };
+  private listTools(params: { cursor?: string } | undefined, extra: HandlerExtra) {
+    return listUpstreamTools(this.upstream, this.entry, this.policy, this.identity, params, extra.signal);
   }
 
   private async callTool(request: CallToolRequest, extra: HandlerExtra) {
@@ -167,32 +136,19 @@ export class McpSession {
       throw new McpError(ErrorCode.InvalidRequest, 'This tool call was not admitted by the gateway.', {
         code: 'invalid_request',
       });
-    const { name, arguments: args } = request.params;
     const progressToken = request.params._meta?.progressToken;
-    let outcome: ToolCallOutcome = { status: 502, billed: false };
-    try {
-      const result = await this.upstream.callTool({ name, ...(args ? { arguments: args } : {}) }, undefined, {
-        signal: extra.signal,
-        timeout: this.entry.callTimeoutMs,
-        // The client asked for progress: the server's reaches it under the client's own token.
-        ...(progressToken === undefined
-          ? {}
-          : {
-              onprogress: (progress) =>
-                void extra
-                  .sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } })
-                  .catch(() => undefined),
-            }),
-      });
-      // A result that is an error (the tool failed, or refused its arguments) costs nothing.
-      outcome = { status: 200, billed: result.isError !== true };
-      return result;
-    } catch (error) {
-      outcome = { status: failedStatus(error), billed: false };
-      throw upstreamFailure(error, this.entry.name);
-    } finally {
-      finish(outcome);
-    }
+    return callUpstreamTool(this.upstream, this.entry, request.params, finish, {
+      signal: extra.signal,
+      // The client asked for progress: the server's reaches it under the client's own token.
+      ...(progressToken === undefined
+        ? {}
+        : {
+            onprogress: (progress) =>
+              void extra
+                .sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } })
+                .catch(() => undefined),
+          }),
+    });
   }
 }
 
@@ -211,16 +167,14 @@ export class McpSessions {
    * kept once the SDK transport answers the client's initialize; closed when the exchange ends without that.
    */
   async open(entry: McpServerEntry, req: Request, res: Response): Promise<McpSession> {
-    const upstream = new Client({ name: 'tollgate', version });
+    const upstream = upstreamClient();
     let kept = false;
     // A client that leaves before its initialize is answered leaves no session open at the server (nor here: the
     // session is kept only once its initialize was answered).
     whenClosed(res, () => {
       if (!kept) void endUpstream(upstream);
     });
-    await upstream.connect(new StreamableHTTPClientTransport(entry.url, { requestInit: { headers: entry.headers } }), {
-      timeout: entry.callTimeoutMs,
-    });
+    await connectUpstream(upstream, entry);
     const session = new McpSession(
       entry,
       req.tollgate.identity!,

@@ -1,23 +1,20 @@
 // The MCP route runs the stages it is handed, in its profile's order: admit, then the body, then for a tools/call the
 // tool grant, the meter at the tool's price and limitAndReserve; a refusal by a stage is the call's JSON-RPC error.
-import { once } from 'node:events';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { ApiError, apiErrorHandler, getContext, renderApiError } from '@tollgate/core';
+import { ApiError, getContext, renderApiError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { toolMeter } from '@tollgate/metering';
-import { createMcpGateway, TOOL_CALL_REFUSED } from '@tollgate/mcp';
-import type { McpGateway } from '@tollgate/mcp';
+import { TOOL_CALL_REFUSED } from '@tollgate/mcp';
 import type { ToolCallMeter } from '../src/options.js';
-import { startMcpServer } from '../../../test/helpers/mcp-server.js';
 import type { RunningMcpServer } from '../../../test/helpers/mcp-server.js';
-import { closeServer, waitFor } from '../../../test/helpers/proxy.js';
+import { waitFor } from '../../../test/helpers/proxy.js';
+import { serveMcpGateway } from './helpers/served-gateway.js';
+import type { ServedGateway } from './helpers/served-gateway.js';
 
 /** What ran, in order, on every exchange of the test. */
 let ran: string[] = [];
@@ -47,14 +44,12 @@ function limitAndReserve(req: Request, res: Response, next: NextFunction): void 
 }
 
 let upstream: RunningMcpServer;
-let mcp: McpGateway;
-let server: Server;
+let gateway: ServedGateway;
 let base: string;
 
 beforeAll(async () => {
-  upstream = await startMcpServer();
-  mcp = createMcpGateway({
-    servers: { search: { url: upstream.url, nanoUsdPerCall: { web_search: 2_000_000 } } },
+  gateway = await serveMcpGateway((url) => ({
+    servers: { search: { url, nanoUsdPerCall: { web_search: 2_000_000 } } },
     tools: { tiers: { free: ['search/web_search', 'search/broken'] }, defaultTier: 'free' },
     stages: {
       admit: [admitByToken],
@@ -62,20 +57,12 @@ beforeAll(async () => {
       meter: meterInOrder,
       limitAndReserve: [limitAndReserve],
     },
-  });
-  const app = express();
-  app.use('/tools', mcp.router);
-  app.use(apiErrorHandler());
-  server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/tools`;
+  }));
+  upstream = gateway.upstream;
+  base = gateway.base;
 });
 
-afterAll(async () => {
-  await mcp.close();
-  await closeServer(server);
-  await upstream.close();
-});
+afterAll(() => gateway.close());
 
 beforeEach(() => {
   ran = [];

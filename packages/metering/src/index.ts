@@ -4,6 +4,8 @@ export { meter } from './meter.js';
 export type { MeterOptions } from './meter.js';
 export { toolMeter } from './tool-meter.js';
 export type { MeteredToolCall, PricedToolCall, ToolCallOutcome } from './tool-meter.js';
+export { realtimeMeter } from './realtime-meter.js';
+export type { MeteredRealtimeResponse, RealtimeOutcome, RealtimeResponseAsk } from './realtime-meter.js';
 export { METERING_TRACER_NAME } from './call-span.js';
 export type { UsageSink } from './sink.js';
 export { openUsageSpool } from './usage-spool.js';

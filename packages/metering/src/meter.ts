@@ -80,6 +80,7 @@ function boundRecord(ctx: TollgateContext, id: string, route: string, conversati
   record.outputTokens = estimate.maxOutputTokens * (estimate.outputChoices ?? 1);
   record.costNanoUsd = Math.max(held ?? 0, estimate.costNanoUsd);
   record.estimatedCostNanoUsd = estimate.costNanoUsd;
+  if (estimate.media !== undefined) record.media = estimate.media;
   record.stream = ctx.call?.stream ?? false;
   record.aborted = true;
   return record;
@@ -702,6 +703,7 @@ class MeteredRequest implements MeterCharge, CallBill {
     if (usage.speed !== undefined) record.speed = usage.speed;
     if (usage.inferenceGeo !== undefined) record.inferenceGeo = usage.inferenceGeo;
     if (usage.iterations !== undefined && usage.iterations.length > 0) record.iterations = usage.iterations;
+    if (usage.media !== undefined) record.media = usage.media;
     record.status = res.statusCode;
     // A JSON call answered from a stream is a JSON answer to its client.
     record.stream = (tap.streamed && !tap.assembled) || this.requestStreamed;
@@ -806,6 +808,7 @@ function reportedTokens(reported: ReportedUsage, estimate: UsageEstimate | undef
     ...(Array.isArray(reported.iterations) && reported.iterations.length > 0
       ? { iterations: reported.iterations }
       : {}),
+    ...(reported.media !== undefined ? { media: reported.media } : {}),
   };
 }
 

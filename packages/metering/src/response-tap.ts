@@ -661,7 +661,22 @@ export class UsageTap implements ResponseFilter {
       if (this.bill !== undefined) this.heldJson = [];
     } else {
       this.mode = 'other';
+      this.tellCostAhead();
     }
+  }
+
+  /**
+   * An answer of another type (audio) is passed on unread: its bill is what its reader knew before its first byte (what
+   * the request asked for), so a successful one's headers tell it as a JSON answer's do.
+   */
+  private tellCostAhead(): void {
+    const { res } = this;
+    if (this.bill === undefined || res.headersSent || res.statusCode >= 300) return;
+    const cost = this.bill.costNow(false);
+    if (cost === undefined) return;
+    res.setHeader(COST_HEADER, exactUsd(cost));
+    const remaining = budgetRemainingAfter(this.ctx, cost);
+    if (remaining !== undefined) res.setHeader(BUDGET_REMAINING_HEADER, exactUsd(remaining));
   }
 
   /** The response ended: the bytes still held (strip mode), if any. */

@@ -1,10 +1,11 @@
 // toolMeter(): meters calls priced per call (MCP tools): the estimate at the price before the call, one record after it.
 import { getContext } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
-import type { TollgateContext, UsageRecord } from '@tollgate/core';
-import type { MeterCharge } from '@tollgate/core/provider-call';
+import type { TollgateContext } from '@tollgate/core';
 import type { Request, Response } from 'express';
-import { conversationOf, newRecord, nextRecordId, routeOf, tellUsage, usageDeliverer } from './meter.js';
+import { HeldCharge } from './held-charge.js';
+import type { ChargeSettling } from './held-charge.js';
+import { newRecord, tellUsage, usageDeliverer } from './meter.js';
 import { invalidOption, resolveDestination } from './meter-options.js';
 import type { MeterOptions } from './meter-options.js';
 
@@ -51,7 +52,7 @@ export function toolMeter(options: ToolMeterOptions = {}) {
   const { sinks, spool } = resolveDestination(options, 'toolMeter()');
   if (options.onUsage !== undefined && typeof options.onUsage !== 'function')
     throw invalidOption('toolMeter() option onUsage must be a function (record, req) => void');
-  const settling: ToolSettling = { deliver: usageDeliverer(spool, sinks), onUsage: options.onUsage };
+  const settling: ChargeSettling = { deliver: usageDeliverer(spool, sinks), onUsage: options.onUsage };
 
   return function chargeToolCall(req: Request, res: Response, call: PricedToolCall): MeteredToolCall {
     const ctx = getContext(req, res);
@@ -73,46 +74,19 @@ export function toolMeter(options: ToolMeterOptions = {}) {
   };
 }
 
-interface ToolSettling {
-  deliver: (record: UsageRecord) => void;
-  onUsage: MeterOptions['onUsage'];
-}
-
-/** One tool call's charge: core's 'close' listener calls `responseClosed`, the route reports the outcome. */
-class ToolCallCharge implements MeterCharge, MeteredToolCall {
-  private outcome: ToolCallOutcome | undefined = undefined;
-  private readonly recordId = nextRecordId();
-  private readonly route: string;
-  private readonly conversationId: string | null;
-
+/** One tool call's charge: the route reports its outcome; its record bills the price when the server answered it. */
+class ToolCallCharge extends HeldCharge<ToolCallOutcome> implements MeteredToolCall {
   constructor(
-    private readonly settling: ToolSettling,
-    private readonly req: Request,
-    private readonly res: Response,
-    private readonly ctx: TollgateContext,
+    private readonly settling: ChargeSettling,
+    req: Request,
+    res: Response,
+    ctx: TollgateContext,
     private readonly call: PricedToolCall,
   ) {
-    this.route = routeOf(req);
-    this.conversationId = conversationOf(req);
+    super(req, res, ctx);
   }
 
-  start(): ((outcome: ToolCallOutcome) => void) | undefined {
-    if (this.ctx.settled) return undefined;
-    // The response may close (its client left) while the server still works: the record waits for the outcome.
-    const release = this.ctx.holdSettle();
-    return (outcome) => {
-      this.outcome ??= outcome;
-      release();
-    };
-  }
-
-  responseClosed(): void {
-    const held = this.ctx.settleHeld();
-    if (held) void held.then(() => this.settle());
-    else this.settle();
-  }
-
-  private settle(): void {
+  protected settle(): void {
     const { ctx, res, call, outcome } = this;
     const record = newRecord(ctx, this.recordId, this.route, this.conversationId, 'provider');
     record.kind = 'tool';

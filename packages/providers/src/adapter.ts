@@ -127,7 +127,23 @@ export interface ProviderAdapter extends CallAdapter {
    * @default not served
    */
   readonly countTokens?: TokenCounting;
+  /**
+   * How the built-in mock answers a call of this API when it has no wire family (audio, images): JSON, SSE events or
+   * bytes of a media type. @default the family's answer (an API of neither is not mocked)
+   */
+  mockAnswer?(body: Json): MockAnswer;
+  /**
+   * How the API's requests are sent: `json` bodies, or `multipart` forms (an upload): a gateway reads the form's
+   * fields into the body, each file described as an `UploadedFile`, and forwards the form as it came. @default 'json'
+   */
+  readonly requestForm?: 'json' | 'multipart';
 }
+
+/** A mock's answer to an API of no wire family (see `ProviderAdapter.mockAnswer`). */
+export type MockAnswer =
+  | { readonly json: Json }
+  | { readonly events: readonly { readonly event?: string; readonly data: unknown }[] }
+  | { readonly contentType: string; readonly bytes: Buffer };
 
 /** Families of wire formats (see `ProviderAdapter.family`). */
 export type WireFamily = 'chat' | 'responses' | 'messages' | 'generate' | 'embeddings';

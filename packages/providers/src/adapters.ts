@@ -9,7 +9,10 @@ import { mistralChat } from './mistral-chat/index.js';
 import { openAiChat } from './openai-chat/index.js';
 import { openAiCompatible } from './openai-compatible/index.js';
 import { openAiEmbeddings } from './openai-embeddings/index.js';
+import { openAiImages } from './openai-images/index.js';
 import { openAiResponses } from './openai-responses/index.js';
+import { openAiSpeech } from './openai-speech/index.js';
+import { openAiTranscriptions } from './openai-transcriptions/index.js';
 
 const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
   'openai.chat': openAiChat,
@@ -19,6 +22,9 @@ const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
   'gemini.generate': gemini,
   'mistral.chat': mistralChat,
   'openai.embeddings': openAiEmbeddings,
+  'openai.speech': openAiSpeech,
+  'openai.images': openAiImages,
+  'openai.transcriptions': openAiTranscriptions,
 });
 
 /** Every adapter, in the order of core's API list: what a gateway serves, configures and mocks is read from them. */

@@ -1,6 +1,6 @@
 // Token estimate of a provider request before the call, through its API's adapter: exact or approximate as the catalogue says.
 import { ApiError, createPricing } from '@tollgate/core';
-import { maxCostNanoUsd } from '@tollgate/core/costs';
+import { maxCostNanoUsd, mediaTokens } from '@tollgate/core/costs';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import type { ModelKind, ResolvedPrice, TokenizerFamily } from '@tollgate/core/costs';
 import type { ProviderAdapter } from './adapter.js';
@@ -202,6 +202,10 @@ function withTokenizer(
 const KIND_NAMES: Readonly<Record<ModelKind, string>> = {
   generation: 'a text-generation model',
   embedding: 'an embedding model',
+  transcription: 'a transcription model',
+  speech: 'a speech model',
+  image: 'an image model',
+  realtime: 'a Realtime model',
 };
 
 /** Where a model of `kind` is served: the route of an API of that kind, its provider's own first. */
@@ -279,10 +283,11 @@ function fullEstimate(
         ? estimate.tokens
         : inputBound(estimate, price),
     maxOutputTokens,
-    totalTokens: estimate.tokens + maxOutputTokens * outputChoices,
+    totalTokens: estimate.tokens + maxOutputTokens * outputChoices + mediaTokens(shape.media),
     // At the speed and region the request asks for: a fast or US-only call is reserved at what it may be billed.
     costNanoUsd: maxCostNanoUsd(estimate.tokens, maxOutputTokens * outputChoices, price, shape),
   };
   if (outputChoices > 1) result.outputChoices = outputChoices;
+  if (shape.media !== undefined) result.media = shape.media;
   return result;
 }

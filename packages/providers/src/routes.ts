@@ -6,3 +6,7 @@ export type { UpstreamKind } from './upstream-kinds.js';
 export type { ClientHeaders, ProviderAdapter, RouteMethods, UpstreamSettings, UpstreamWire } from './adapter.js';
 export type { RequestProblem } from './adapter.js';
 export { checkModelKind } from './estimate.js';
+export { isUploadForm, readUploadForm, UploadFormError, withFormFields } from './upload-form.js';
+export type { UploadForm } from './upload-form.js';
+export type { UploadedFile } from './openai-transcriptions/audio-length.js';
+export { realtimeAddedInput, realtimeOutputCap, realtimeUsage } from './openai-realtime/index.js';

@@ -33,6 +33,9 @@ describe('the kinds of upstream the adapters declare', () => {
       'gemini.generate': ['gemini'],
       'mistral.chat': ['mistral'],
       'openai.embeddings': ['openai'],
+      'openai.speech': ['openai'],
+      'openai.images': ['openai'],
+      'openai.transcriptions': ['openai'],
     });
   });
 

@@ -1,6 +1,6 @@
 // Rate limit headers: IETF RateLimit/RateLimit-Policy (draft-8) and OpenAI's x-ratelimit-*, most restrictive layer only.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError, contextOf, getContext, type ErrorRenderer } from '@tollgate/core';
+import { ApiError, getContext, type ErrorRenderer } from '@tollgate/core';
 
 export type QuotaKind = 'requests' | 'tokens';
 
@@ -214,11 +214,6 @@ export function batchLimitHeaders(res: ServerResponse, run: () => void): void {
     reports.batching = false;
     if (reports.changed && !res.headersSent) writeHeaders(res, reports);
   }
-}
-
-/** The report currently in the headers for `kind` (for tests and later middleware). */
-export function reportedLimit(res: ServerResponse, kind: QuotaKind): LimitReport | undefined {
-  return contextOf(res)?.get('ratelimit.reports')?.[kind];
 }
 
 /**

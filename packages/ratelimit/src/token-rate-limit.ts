@@ -2,6 +2,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, createMemoryStores, getContext, type TollgateStores, type UsageRecord } from '@tollgate/core';
 import { MemoryWindowCounter, unalteredMemoryStore } from '@tollgate/core/store-contracts';
+import { mediaTokens } from '@tollgate/core/costs';
 import type { LimitLayerOptions } from './limit-layers.js';
 import { resolveLimiterOptions, type ResolvedLimiterOptions } from './limiter-options.js';
 import {
@@ -49,11 +50,11 @@ function toReport(charge: Charge, denied: boolean): LimitReport {
   };
 }
 
-/** Real tokens of a settled request: the whole prompt (cached included) plus the output. */
+/** Real tokens of a settled request: the whole prompt (cached included) plus the output, and its media's tokens. */
 function tokensUsed(record: UsageRecord): number {
   // A response-cache hit reached no provider: it takes no tokens (its counts are the stored answer's).
   if (record.usageSource === 'cache') return 0;
-  return Math.max(0, record.inputTokens) + Math.max(0, record.outputTokens);
+  return Math.max(0, record.inputTokens) + Math.max(0, record.outputTokens) + mediaTokens(record.media);
 }
 
 /** The limiter's steps (the check protocol): reserve, settle to the real usage at the request's settle, refuse, give back. */

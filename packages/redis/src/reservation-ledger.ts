@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import {
   assertReserveNumbers,
   assertSettledRecords,
+  assertSpendCorrection,
   assertStoreAmount,
   assertStoreIncrease,
   assertStoreNumber,
@@ -19,6 +20,8 @@ import type {
   ScopeUsage,
   SettledRecord,
   SettleResult,
+  SpendCorrection,
+  HeldAmount,
 } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { SpendNotRebuiltError } from '@tollgate/core/store-contracts';
@@ -679,6 +682,13 @@ export class RedisReservationLedger implements ReservationLedger {
     return usageOfReply(keys, reply);
   }
 
+  async holds(scope: ScopeRef): Promise<HeldAmount[]> {
+    const reply = (await this.#run(scripts.ledgerHolds, [this.#scopeKey(scopeKeyOf(scope))], [])) as string[];
+    const held: HeldAmount[] = [];
+    for (let i = 0; i < reply.length; i += 2) held.push({ expiresAt: Number(reply[i]), amount: Number(reply[i + 1]) });
+    return held.filter((hold) => hold.amount > 0);
+  }
+
   async adjustSpent(scope: ScopeRef, delta: number, expiresAt: number): Promise<void> {
     assertStoreIncrease('ledger.adjustSpent', 'delta', delta);
     assertStoreNumber('ledger.adjustSpent', 'expiresAt', expiresAt);
@@ -710,6 +720,13 @@ export class RedisReservationLedger implements ReservationLedger {
     // Gated: in a slot not marked rebuilt, what lost settles charged meanwhile is weighed against the rebuild's cut.
     if (this.#gate?.required) keys.push(this.#cutKey, this.#gate.markOf(this.#tag));
     return (await this.#run(scripts.restoreSpent, keys, [spent, Math.ceil(expiresAt)])) === 1;
+  }
+
+  async correctSpent(scope: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection> {
+    assertSpendCorrection(from, to, expiresAt);
+    const keys = [this.#scopeKey(scopeKeyOf(scope))];
+    const reply = (await this.#run(scripts.correctSpent, keys, [from, to, Math.ceil(expiresAt)])) as [string, string];
+    return { before: Number(reply[0]), after: Number(reply[1]) };
   }
 
   async resetScope(scope: ScopeRef): Promise<void> {

@@ -568,6 +568,20 @@ export const ledgerUsage = new LuaScript(
   `,
 );
 
+/** KEYS: scope hash. Returns (expiry bucket, amount held) per live bucket, soonest first, expired buckets charged first. */
+export const ledgerHolds = new LuaScript(
+  'ledgerHolds',
+  `${PRELUDE}${LEDGER_HELPERS}
+  local st = roll(KEYS[1])
+  local out = {}
+  for t in string.gmatch(st.lb, '[^,]+') do
+    out[#out + 1] = t
+    out[#out + 1] = redis.call('HGET', KEYS[1], 'h' .. t) or '0'
+  end
+  return out
+  `,
+);
+
 /**
  * KEYS: scope hash. ARGV: field ('s' spent, 'cr' credit), amount (zero or more), expiresAt, and 'raise' to raise the
  * field to the amount instead of adding it. Adds the amount to the field for the scope's period: a charge past a
@@ -644,6 +658,28 @@ export const recordCut = new LuaScript(
   for k = 2, #ARGV do redis.call('HSET', KEYS[1], ARGV[k], '1') end
   redis.call('PEXPIRE', KEYS[1], 86400000)
   return 1
+  `,
+);
+
+/**
+ * KEYS: scope hash. ARGV: from, to, period end. Sets the spend to `to` only while it is `from` (compare and set: a
+ * settle landing since the caller's reading leaves it alone, to be read again); the credit and the holds stay. Returns
+ * {spend found, spend left}, both '0' once the period is over.
+ */
+export const correctSpent = new LuaScript(
+  'correctSpent',
+  `${PRELUDE}${LEDGER_HELPERS}
+  local at = tonumber(ARGV[3])
+  if at <= now then return {'0', '0'} end
+  local st = open(KEYS[1], at)
+  if st.s ~= tonumber(ARGV[1]) then return {fmt(st.s), fmt(st.s)} end
+  if st.pe == nil or at > st.pe then
+    redis.call('HSET', KEYS[1], 's', ARGV[2], 'pe', fmt(at))
+  else
+    redis.call('HSET', KEYS[1], 's', ARGV[2])
+  end
+  keep(KEYS[1], st, at, at)
+  return {fmt(st.s), ARGV[2]}
   `,
 );
 
@@ -780,8 +816,10 @@ export const SCRIPTS = {
   reserveReceipts,
   settleBatch,
   ledgerUsage,
+  ledgerHolds,
   addToScope,
   restoreSpent,
+  correctSpent,
   recordCut,
   resetScope,
   putKey,

@@ -11,6 +11,8 @@ import type {
   ScopeUsage,
   SettledRecord,
   SettleResult,
+  SpendCorrection,
+  HeldAmount,
 } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
@@ -291,6 +293,16 @@ export class ShardedReservationLedger implements ReservationLedger {
   restoreSpent(scope: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     const ledger = this.#ledgerOf(slotOf(scope));
     return this.#using([ledger], () => ledger.restoreSpent(scopeKeyOf(scope), spent, expiresAt));
+  }
+
+  correctSpent(scope: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection> {
+    const ledger = this.#ledgerOf(slotOf(scope));
+    return this.#using([ledger], () => ledger.correctSpent(scopeKeyOf(scope), from, to, expiresAt));
+  }
+
+  holds(scope: ScopeRef): Promise<HeldAmount[]> {
+    const ledger = this.#ledgerOf(slotOf(scope));
+    return this.#using([ledger], () => ledger.holds(scopeKeyOf(scope)));
   }
 
   restoreCredit(scope: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {

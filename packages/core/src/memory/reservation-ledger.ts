@@ -1,5 +1,11 @@
 // In-memory reservation ledger: all-or-nothing reserves across scopes, settle once, charged at expiry when never settled.
-import { assertReserveNumbers, assertStoreAmount, assertStoreIncrease, assertStoreNumber } from '../store-input.js';
+import {
+  assertReserveNumbers,
+  assertSpendCorrection,
+  assertStoreAmount,
+  assertStoreIncrease,
+  assertStoreNumber,
+} from '../store-input.js';
 import { scopeKeyOf, scopeRemaining, SpendNotRebuiltError } from '../stores.js';
 import type {
   RebuildGate,
@@ -13,6 +19,8 @@ import type {
   ScopeRef,
   ScopeUsage,
   SettleResult,
+  SpendCorrection,
+  HeldAmount,
 } from '../stores.js';
 
 interface ScopeState {
@@ -320,6 +328,26 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
 
   async restoreSpent(ref: ScopeRef, spent: number, expiresAt: number): Promise<boolean> {
     return this.#raise('spent', ref, spent, expiresAt);
+  }
+
+  async correctSpent(ref: ScopeRef, from: number, to: number, expiresAt: number): Promise<SpendCorrection> {
+    assertSpendCorrection(from, to, expiresAt);
+    const now = this.#clock();
+    if (expiresAt <= now) return { before: 0, after: 0 };
+    this.#expire(now);
+    const scope = this.#scope(scopeKeyOf(ref), expiresAt, now);
+    const before = scope.spent;
+    if (before === from) scope.spent = to;
+    return { before, after: scope.spent };
+  }
+
+  async holds(ref: ScopeRef): Promise<HeldAmount[]> {
+    this.#expire(this.#clock());
+    const key = scopeKeyOf(ref);
+    const held: HeldAmount[] = [];
+    for (const [id, { amount, expiresAt, scopes }] of this.#reservations)
+      if (scopes.some((scope) => scope.key === key)) held.push({ id, amount, expiresAt });
+    return held.sort((a, b) => a.expiresAt - b.expiresAt);
   }
 
   async restoreCredit(ref: ScopeRef, credit: number, expiresAt: number): Promise<boolean> {

@@ -1,7 +1,8 @@
 // The one boundary between the config and the gateway's parts: each section turned into its owning part's options.
 import { join } from 'node:path';
-import { parseDuration } from '@tollgate/core';
+import { parseDuration, usdToNano } from '@tollgate/core';
 import { blockAgeOf } from '../outage-setup.js';
+import { DEFAULT_UPLOAD_LIMIT } from '../form-body.js';
 import type { GatewayOptions } from '../gateway-parts.js';
 import { defaultUpstreamKind, httpUpstreams } from './upstream-schema.js';
 import { keyNamesOf } from './key-names.js';
@@ -55,6 +56,10 @@ function operatorSignIn(config: ProxyConfig, env: NodeJS.ProcessEnv): Pick<Opera
 
 /** How often a price source is read again when the config says not. */
 const DEFAULT_PRICE_REFRESH = '1h';
+/** The drift sampler's defaults (`budgetDrift`): past $1 either way is worth a person's look; 20 scopes every 30 s. */
+const DEFAULT_DRIFT_ALERT_USD = 1;
+const DEFAULT_DRIFT_INTERVAL = '30s';
+const DEFAULT_DRIFT_SCOPES_PER_TICK = 20;
 
 /** The config's upstreams, models and routes as the provider router takes them: each upstream's kind resolved. */
 function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
@@ -90,7 +95,15 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
     cache: cacheOptions(config),
     storeOutage: config.storeOutage,
     blocks: config.redis?.blocks,
-    spend: { ledgerTable: budget.ledgerTable, blocksMaxAgeMs: blockAgeOf(config.redis?.blocks) },
+    spend: {
+      ledgerTable: budget.ledgerTable,
+      blocksMaxAgeMs: blockAgeOf(config.redis?.blocks),
+      drift: {
+        alertNanoUsd: usdToNano(config.budgetDrift?.alertUsd ?? DEFAULT_DRIFT_ALERT_USD),
+        intervalMs: parseDuration(config.budgetDrift?.interval ?? DEFAULT_DRIFT_INTERVAL),
+        scopesPerTick: config.budgetDrift?.scopesPerTick ?? DEFAULT_DRIFT_SCOPES_PER_TICK,
+      },
+    },
     log: config.log,
     models: {
       configured: Object.keys(config.models ?? {}),
@@ -112,6 +125,7 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
     keyNames: keyNamesOf(config),
     keys: config.keys ?? [],
     bodyLimit: config.bodyLimit ?? '1mb',
+    uploadLimit: config.uploadLimit ?? DEFAULT_UPLOAD_LIMIT,
     operator: {
       ...(config.adminKeySha256 ? { adminKeySha256: config.adminKeySha256 } : {}),
       ...operatorSignIn(config, env),

@@ -30,6 +30,15 @@ const SPOOL = 'must be a directory path, or false to turn the spool off';
 const COUNT_CACHE = 'must be a whole number of characters, 0 or more';
 const BODY_LIMIT = 'must be a positive number of bytes or a size like "1mb"';
 const PORT = 'must be an integer from 0 to 65535';
+/** A size in bytes: a positive integer, or a string like "1mb" (as express.json reads it). */
+const sizeLimit = () =>
+  z.union(
+    [
+      z.int(BODY_LIMIT).positive(BODY_LIMIT),
+      z.string(BODY_LIMIT).regex(/^\s*\d+(\.\d+)?\s*([kKmMgG]?[bB])?\s*$/, BODY_LIMIT),
+    ],
+    BODY_LIMIT,
+  );
 const SQL_IDENTIFIER = 'must be a plain SQL identifier (letters, digits, _)';
 const sqlIdentifier = nonEmptyString().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, SQL_IDENTIFIER);
 
@@ -107,16 +116,14 @@ export const configSchema = fields({
     .describe(
       '`/metrics` names tenants and their spend: it needs the admin key, or `{ "public": true }` to serve it to anyone. Default: behind the admin key.',
     ),
-  bodyLimit: z
-    .union(
-      [
-        z.int(BODY_LIMIT).positive(BODY_LIMIT),
-        z.string(BODY_LIMIT).regex(/^\s*\d+(\.\d+)?\s*([kKmMgG]?[bB])?\s*$/, BODY_LIMIT),
-      ],
-      BODY_LIMIT,
-    )
+  bodyLimit: sizeLimit()
     .optional()
     .describe('Largest accepted JSON body: bytes, or a string like "1mb". Default: "1mb".'),
+  uploadLimit: sizeLimit()
+    .optional()
+    .describe(
+      'Largest accepted multipart upload (/v1/audio/transcriptions), read whole before the call: bytes, or a string like "25mb". Default: "25mb".',
+    ),
   countCacheChars: z
     .int(COUNT_CACHE)
     .min(0, COUNT_CACHE)
@@ -259,6 +266,25 @@ export const configSchema = fields({
       'Active health checks of every upstream and routing target: `failAfter` failed rounds take a target out of ' +
         'routing, `passAfter` passed ones put it back; reported on /healthz (details behind the admin key), in the ' +
         'metrics and on the dashboard.',
+    ),
+  budgetDrift: fields({
+    alertUsd: z
+      .number('must be a number of USD, 0 or more')
+      .min(0, 'must be a number of USD, 0 or more')
+      .optional()
+      .describe(
+        'A budget scope whose counter is this far from the usage ledger (either way) fires `budget.drift`. Default: 1.',
+      ),
+    interval: duration
+      .optional()
+      .describe('Between two readings of the drift sampler ("0s": no sampler). Default: "30s".'),
+    scopesPerTick: positiveInteger.optional().describe('Budget scopes compared per reading, in turn. Default: 20.'),
+  })
+    .optional()
+    .describe(
+      "With a usage ledger (`postgresUrl` or `dataDir`): each budget scope's counter in the store set against what the " +
+        'ledger holds for it (`tollgate_budget_drift_nano_usd`, `GET /admin/budgets/.../drift`), repaired with ' +
+        '`POST /admin/budgets/.../repair`.',
     ),
   shutdown: fields({
     drainDelay: duration

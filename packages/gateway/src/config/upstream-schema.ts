@@ -199,11 +199,31 @@ export const modelSchema = fields({
       "Multipliers of every price by where inference ran, by the name the answers give it (Anthropic's " +
         '`usage.inference_geo`: `{ "us": 1.1 }`). Default: none.',
     ),
-  kind: choice(['generation', 'embedding'], 'must be "generation" or "embedding"')
+  kind: choice(
+    ['generation', 'embedding', 'transcription', 'speech', 'image'],
+    'must be "generation", "embedding", "transcription", "speech" or "image"',
+  )
     .optional()
     .describe(
-      'What the model does: "embedding" models are served on /v1/embeddings only (priced on input), "generation" ' +
+      'What the model does: "embedding" models are served on /v1/embeddings only (priced on input), "transcription" on ' +
+        '/v1/audio/transcriptions, "speech" on /v1/audio/speech, "image" on /v1/images/generations, "generation" ' +
         'models on the other provider routes. Default: "generation".',
+    ),
+  audioInputPerMTok: pricePerMTok.optional().describe('USD per million audio tokens read. Default: inputPerMTok.'),
+  audioOutputPerMTok: pricePerMTok.optional().describe('USD per million audio tokens written. Default: outputPerMTok.'),
+  imageInputPerMTok: pricePerMTok.optional().describe('USD per million image tokens read. Default: inputPerMTok.'),
+  imageOutputPerMTok: pricePerMTok.optional().describe('USD per million image tokens written. Default: outputPerMTok.'),
+  audioPerMinute: pricePerMTok
+    .optional()
+    .describe('USD per minute of audio, billed to the second (whisper-1: 0.006). Default: not billed by the minute.'),
+  perMCharacters: pricePerMTok
+    .optional()
+    .describe('USD per million characters of text (tts-1: 15). Default: not billed per character.'),
+  perImage: recordOf(pricePerMTok)
+    .optional()
+    .describe(
+      'USD per image by `"<quality> <size>"` or `"<size>"` (dall-e-3: `{ "hd 1024x1792": 0.12 }`); an image of another ' +
+        'quality or size is billed at the dearest. Default: not billed per image.',
     ),
 });
 

@@ -52,16 +52,9 @@ interface BudgetRow {
  */
 function boundedBudgets(statuses: readonly BudgetFigures[]): BudgetRow[] {
   const rows = new Map<string, BudgetRow>();
-  const idsPerScope = new Map<string, Set<string>>();
+  const idOf = budgetIdLabeller();
   for (const status of statuses) {
-    let seen = idsPerScope.get(status.scope);
-    if (seen === undefined) idsPerScope.set(status.scope, (seen = new Set()));
-    // A tenant's model (or end user) budget is that tenant's: `acme/gpt-4o`, apart from another tenant's.
-    let id = status.tenantId === null ? (status.id ?? 'global') : `${status.tenantId}/${status.id}`;
-    if (status.id !== null && !seen.has(id)) {
-      if (seen.size < MAX_LABEL_VALUES) seen.add(id);
-      else id = OVERFLOW_LABEL;
-    }
+    const id = idOf(status);
     const key = `${status.scope} ${id} ${status.period}`;
     let row = rows.get(key);
     if (row === undefined) {
@@ -86,6 +79,30 @@ function boundedBudgets(statuses: readonly BudgetFigures[]): BudgetRow[] {
   return [...rows.values()];
 }
 
+/** A budget's `id` label: per scope the first ids as they are, later ones `__other__`; a tenant's own `acme/gpt-4o`. */
+function budgetIdLabeller(): (budget: Pick<BudgetFigures, 'scope' | 'id' | 'tenantId'>) => string {
+  const idsPerScope = new Map<string, Set<string>>();
+  return (budget) => {
+    let seen = idsPerScope.get(budget.scope);
+    if (seen === undefined) idsPerScope.set(budget.scope, (seen = new Set()));
+    let id = budget.tenantId === null ? (budget.id ?? 'global') : `${budget.tenantId}/${budget.id}`;
+    if (budget.id !== null && !seen.has(id)) {
+      if (seen.size < MAX_LABEL_VALUES) seen.add(id);
+      else id = OVERFLOW_LABEL;
+    }
+    return id;
+  };
+}
+
+/** One scope's drift reading (the budget package's `DriftReading`): its counter less the usage ledger's figure. */
+export interface DriftFigures {
+  scope: string;
+  id: string | null;
+  tenantId: string | null;
+  period: string;
+  driftNanoUsd: number;
+}
+
 /** What the gauges read at each scrape, given once the gateway has it. */
 export interface GaugeWatchers {
   watchBudgets(budget: BudgetReader): void;
@@ -94,6 +111,7 @@ export interface GaugeWatchers {
   watchConfigFiles(list: () => readonly { path: string; status: string }[]): void;
   watchPrices(read: () => PriceReading): void;
   watchStoreOutage(read: () => boolean): void;
+  watchDrift(read: () => readonly DriftFigures[]): void;
 }
 
 /** One subject of the abuse model's latest scoring: what its score does (in shadow, would do), and until when. */
@@ -166,6 +184,26 @@ export function registerGauges(registers: Registry[], report: (error: unknown) =
 /** The mitigations and config-file gauges. */
 function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'> {
   const { Gauge } = promClient();
+  let drift: (() => readonly DriftFigures[]) | undefined;
+  new Gauge({
+    name: 'tollgate_budget_drift_nano_usd',
+    help: "Each budget's store counter less what the usage ledger holds for it, beyond what live holds explain (nano-USD; the scope of the budget furthest off, from its last reading): 0 when they agree.",
+    labelNames: ['scope', 'id', 'period'],
+    registers,
+    collect() {
+      this.reset();
+      const rows = new Map<string, { labels: { scope: string; id: string; period: string }; value: number }>();
+      const idOf = budgetIdLabeller();
+      for (const reading of drift?.() ?? []) {
+        const labels = { scope: reading.scope, id: idOf(reading), period: reading.period };
+        const key = `${labels.scope} ${labels.id} ${labels.period}`;
+        const row = rows.get(key);
+        if (!row || Math.abs(reading.driftNanoUsd) > Math.abs(row.value))
+          rows.set(key, { labels, value: reading.driftNanoUsd });
+      }
+      for (const { labels, value } of rows.values()) this.set(labels, value);
+    },
+  });
   let mitigations: (() => readonly { kind: string; anomalyId?: string }[]) | undefined;
   new Gauge({
     name: 'tollgate_guard_mitigations',
@@ -214,6 +252,7 @@ function otherGauges(registers: Registry[]): Omit<GaugeWatchers, 'watchBudgets'>
     watchMitigations: (list) => (mitigations = list),
     watchAbuseActions: (list) => (abuseActions = list),
     watchConfigFiles: (list) => (configFiles = list),
+    watchDrift: (read) => (drift = read),
     ...priceGauges(registers),
     ...storeOutageGauge(registers),
   };

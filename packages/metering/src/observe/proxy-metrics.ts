@@ -2,7 +2,7 @@
 import type { Request, Response } from 'express';
 import type { Registry } from 'prom-client';
 import { MITIGATION_KINDS, promClient, registerGauges } from './proxy-gauges.js';
-import type { AbuseAction, BudgetReader, PriceReading } from './proxy-gauges.js';
+import type { AbuseAction, BudgetReader, DriftFigures, PriceReading } from './proxy-gauges.js';
 import type { TollgateStores } from '@tollgate/core';
 import type { UpstreamOutcome } from '@tollgate/core/provider-call';
 import { timedStores } from './timed-stores.js';
@@ -47,6 +47,8 @@ export interface ProxyMetrics {
   watchPrices(read: () => PriceReading): void;
   /** The gauge of a store outage served through (leases or failOpen): `read` says whether the store is out now. */
   watchStoreOutage(read: () => boolean): void;
+  /** The gauge of each budget's drift from the usage ledger (its scopes' last readings), read at each scrape. */
+  watchDrift(read: () => readonly DriftFigures[]): void;
   /** `count` pieces of personal data of one kind masked in a prompt (the guardrails). */
   guardrailMasked(kind: string, count: number): void;
   /** A prompt or an answer refused by a guardrail, by its rule (a bounded set: see promptGuardrails' `onRefused`). */

@@ -15,6 +15,8 @@ const TIMED: Readonly<Record<string, readonly string[]>> = {
     'addCredit',
     'resetScope',
     'restoreSpent',
+    'correctSpent',
+    'holds',
     'restoreCredit',
   ],
   keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'change'],

@@ -1,10 +1,11 @@
 // The built-in mock provider: every API a gateway serves (by its adapter's wire family: chat, Responses, messages,
-// Gemini, embeddings), JSON and SSE, with deterministic usage and failure knobs.
+// Gemini, embeddings; or the API's own mock answer: audio, images), JSON and SSE, with deterministic usage and failure
+// knobs.
 import type { IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import type { Express, Request, Response } from 'express';
 import type { ProviderApi } from '@tollgate/core';
-import type { ProviderAdapter, WireFamily } from '../adapter.js';
+import type { MockAnswer, ProviderAdapter, WireFamily } from '../adapter.js';
 import { providerAdapters } from '../adapters.js';
 import { anthropicAnswer, anthropicEvents } from '../anthropic-messages/answer.js';
 import type { SseMessage } from '../answer-types.js';
@@ -13,6 +14,8 @@ import { isObject } from '../json.js';
 import type { Json } from '../json.js';
 import { chatAnswer, chatEvents } from '../openai-chat/answer.js';
 import { responsesAnswer, responsesEvents } from '../openai-responses/answer.js';
+import { readUploadForm } from '../upload-form.js';
+import type { UploadFormError } from '../upload-form.js';
 import { sseEvent } from '../usage.js';
 import { DEFAULT_REPLY_TOKENS, mockReply } from './reply.js';
 import {
@@ -191,6 +194,13 @@ async function failAsTold(
   return true;
 }
 
+/** An API's own mock answer (audio, images: see `ProviderAdapter.mockAnswer`): JSON, events or media bytes. */
+async function sendMockAnswer(res: Response, mock: MockAnswer, delayMs: number): Promise<void> {
+  if ('json' in mock) sendJson(res, 200, mock.json);
+  else if ('events' in mock) await writeEvents(res, [...mock.events], delayMs);
+  else if (!res.headersSent && !res.destroyed) res.status(200).set('content-type', mock.contentType).end(mock.bytes);
+}
+
 /** The answer to a request that does not fail: JSON, or the family's stream (cut after its first event on `hangMidStream`). */
 async function answer(
   behavior: MockBehavior,
@@ -203,6 +213,10 @@ async function answer(
   if (!isObject(body)) throw new MockBadRequest('body', 'The request body must be a JSON object.');
   if (adapter.family === 'embeddings') {
     sendJson(res, 200, embeddingsReply(adapter, body));
+    return;
+  }
+  if (adapter.mockAnswer) {
+    await sendMockAnswer(res, adapter.mockAnswer(body), behavior.chunkDelayMs ?? 0);
     return;
   }
   const replyTokens = behavior.replyTokens ?? DEFAULT_REPLY_TOKENS;
@@ -228,6 +242,23 @@ function refuse(error: unknown, adapter: ProviderAdapter, req: Request, res: Res
   else sendError(res, adapter, 500, 'server_error', 'mock provider bug');
 }
 
+/** A multipart upload's fields as the body, as a gateway reads them (its files described, not stored). */
+function mockUploadBody(req: Request, res: Response, next: () => void): void {
+  readUploadForm(req, MOCK_UPLOAD_LIMIT).then(
+    (form) => {
+      req.body = form.fields;
+      next();
+    },
+    (error: UploadFormError) =>
+      sendJson(res, error.status, {
+        error: { message: error.message, type: 'invalid_request_error', param: 'file', code: null },
+      }),
+  );
+}
+
+/** The largest upload the mock reads: OpenAI's audio limit. */
+const MOCK_UPLOAD_LIMIT = 25 * 1024 * 1024;
+
 /** The mock as an app of its own: each API at its provider's paths (with and without `/v1`), and what is not found. */
 function mockApp(handlers: Record<MockApi, MockHandler>, served: readonly ProviderAdapter[]): Express {
   const app = express();
@@ -243,7 +274,12 @@ function mockApp(handlers: Record<MockApi, MockHandler>, served: readonly Provid
   // An API whose adapter declares its own upstream is served at its gateway path: an upstream entry whose base URL
   // and path make that path reaches it (`/acme/v1/chat/completions`: base URL `http://mock/acme/v1`).
   for (const adapter of served)
-    if (adapter.upstream && adapter.route) app.post(adapter.route.path, handlers[adapter.api as MockApi]);
+    if (adapter.upstream && adapter.route)
+      app.post(
+        adapter.route.path,
+        ...(adapter.requestForm === 'multipart' ? [mockUploadBody] : []),
+        handlers[adapter.api as MockApi],
+      );
   app.use(function mockNotFound(_req: Request, res: Response) {
     sendJson(res, 404, {
       error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' },

@@ -6,7 +6,7 @@ import { adapterFor, providerCall } from '@tollgate/providers';
 import { kindsSpeaking, upstreamKinds } from '@tollgate/providers/routes';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { MockProvider } from '@tollgate/providers/mock';
-import type { RoutingOptions } from './routing-config.js';
+import type { RoutingOptions, UpstreamOptions } from './routing-config.js';
 import { createUpstream, resolveUpstreamKey } from './upstream.js';
 import type { Upstream } from './upstream.js';
 import type { UpstreamObserver } from './upstream-outcome.js';
@@ -29,6 +29,11 @@ export interface ProviderRouter {
    * none is (the mock, another provider's kind), and the caller answers from its own count.
    */
   forwardCount(api: ProviderApi, model: string, req: Request, res: Response, next: NextFunction): boolean;
+  /**
+   * Where a WebSocket session of OpenAI's Realtime API for `model` goes: the `openai` upstream of the model's provider,
+   * its base URL as `ws(s)://.../realtime?model=`, with its own key. Undefined: none serves it (the mock, another kind).
+   */
+  realtimeUpstream(model: string): RealtimeUpstream | undefined;
   /** Names of the upstreams, or ["mock"]. */
   readonly names: string[];
   /** The model groups and request classes, when the config has any. */
@@ -39,6 +44,35 @@ export interface ProviderRouter {
    */
   unavailable(): { upstreams: string[]; modelGroups: string[] };
   close(): Promise<void>;
+}
+
+/** An upstream's Realtime WebSocket: its name, URL and the headers that carry its key (never the caller's). */
+export interface RealtimeUpstream {
+  readonly name: string;
+  /** Its base URL as configured (`https://api.openai.com/v1`), for its HTTP calls (client secrets). */
+  readonly baseUrl: string;
+  /** Its Realtime WebSocket for the model. */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** The Realtime WebSocket of an `openai` upstream serving `model`, from its base URL (`https://api.openai.com/v1`). */
+function realtimeUpstreamOf(
+  name: string,
+  upstream: UpstreamOptions,
+  model: string,
+  env: NodeJS.ProcessEnv | undefined,
+): RealtimeUpstream | undefined {
+  if (upstream.api !== 'openai') return undefined;
+  const baseUrl = upstream.baseUrl.replace(/\/+$/, '');
+  const base = baseUrl.replace(/^http/, 'ws');
+  const key = resolveUpstreamKey(upstream, env);
+  return {
+    name,
+    baseUrl,
+    url: `${base}/realtime?model=${encodeURIComponent(model)}`,
+    headers: key ? { authorization: `Bearer ${key}` } : {},
+  };
 }
 
 /** The provider a model belongs to: the config's `models` entry, else the catalogue's, else the API's. */
@@ -104,6 +138,7 @@ function mockRouter(mock: MockProvider, declareCall: ProviderRouter['declareCall
     unavailable: () => ({ upstreams: [], modelGroups: [] }),
     declareCall,
     forwardCount: () => false,
+    realtimeUpstream: () => undefined,
     handler: (api) => {
       const serve = (mock.handlers as Partial<Record<ProviderApi, (req: Request, res: Response) => void>>)[api];
       if (!serve) throw new Error(`createProviderRouter: the mock provider does not serve ${api}`);
@@ -191,6 +226,11 @@ export function createProviderRouter(config: RoutingOptions, options: ProviderRo
       if (!upstream || !kindsSpeaking(api).includes(upstream.api)) return false;
       upstream.forwardCount(api, model, req, res, next);
       return true;
+    },
+    realtimeUpstream(model) {
+      const provider = providerOfModel(model, 'openai.responses', config, options.pricing);
+      const upstream = config.upstreams?.[provider];
+      return upstream && realtimeUpstreamOf(provider, upstream, model, options.env);
     },
     handler: (api) =>
       function callUpstream(req: Request, res: Response, next: NextFunction) {

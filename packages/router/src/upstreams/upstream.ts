@@ -4,6 +4,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import { answerFormsOf } from '@tollgate/providers/answers';
+import { withFormFields } from '@tollgate/providers/routes';
 import type { UpstreamOptions } from './routing-config.js';
 import { secretRedactor } from './redact.js';
 import { UpstreamAnswer } from './upstream-answer.js';
@@ -81,6 +82,25 @@ function upstreamBody(
   return call.jsonFromStream ? { body: streamRequest!(body), stream: true } : { body, stream: false };
 }
 
+/**
+ * What goes upstream for a call of `api` run with `model`: its JSON body, or for an API that takes uploads the form
+ * the client sent, byte for byte, but for the text fields the chain changed (a downgrade's model, a masked prompt).
+ */
+function wirePayload(
+  req: Request,
+  api: ProviderApi,
+  model: string,
+  body: Record<string, unknown>,
+  headers: Readonly<Record<string, string>>,
+): { body: string | Buffer; headers: Readonly<Record<string, string>> } {
+  const form = adapterFor(api).requestForm === 'multipart' ? req.tollgate.get('providers.uploadForm') : undefined;
+  if (form === undefined) return { body: JSON.stringify(body), headers };
+  const fields: Record<string, string> = {};
+  for (const [name, value] of Object.entries(body)) if (typeof value === 'string') fields[name] = value;
+  fields.model = model;
+  return { body: withFormFields(form, fields), headers: { ...headers, 'content-type': form.contentType } };
+}
+
 /** The upstream's key: its environment variable wins over the config value; read once at start. */
 export function resolveUpstreamKey(config: UpstreamOptions, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const fromEnv = config.apiKeyEnv ? env[config.apiKeyEnv] : undefined;
@@ -127,16 +147,8 @@ export function createUpstream(
       call.countOutputTokens = counts?.of(providerApi, call.model!);
       // From here on the provider may bill the call: noted first (the usage spool), so that a crash still charges it.
       req.tollgate.markSending();
-      dispatcher.dispatch(
-        {
-          origin,
-          path,
-          method: 'POST',
-          headers: requests.headers(req.headers, stream),
-          body: JSON.stringify(body),
-        },
-        answer,
-      );
+      const payload = wirePayload(req, providerApi, call.model!, body, requests.headers(req.headers, stream));
+      dispatcher.dispatch({ origin, path, method: 'POST', ...payload }, answer);
     },
     send(targetApi, model, translated, req, res, next, routed) {
       const call = req.tollgate.call!;
@@ -155,10 +167,8 @@ export function createUpstream(
       // Set on each try: a routed request's next target may not count.
       call.countOutputTokens = counts?.of(targetApi, model);
       req.tollgate.markSending();
-      dispatcher.dispatch(
-        { origin, path, method: 'POST', headers: requests.headers(req.headers, stream), body: JSON.stringify(body) },
-        answer,
-      );
+      const payload = wirePayload(req, targetApi, model, body, requests.headers(req.headers, stream));
+      dispatcher.dispatch({ origin, path, method: 'POST', ...payload }, answer);
     },
     forwardCount(countApi, model, req, res, next) {
       const { origin, path } = requests.countDestination(countApi, model);
