@@ -99,6 +99,22 @@ export async function operatorOf(
   return { who: { actor: oidcActor(session), session, ...(session.tenants ? { tenants: session.tenants } : {}) } };
 }
 
+/**
+ * Says who a request is when it carries the admin key or a live session, and lets every request on: for the
+ * dashboard, which signs in its own sessions and refuses the rest itself.
+ */
+export function identifyOperator(admission: OperatorAdmission): RequestHandler {
+  return function identifyKeyOrSession(req: Request, res: Response, next: NextFunction): void {
+    void operatorOf(admission, req).then((found) => {
+      if (found !== undefined && found !== 'invalid') {
+        getContext(req, res).set('operator.signedIn', found.who);
+        setAuditActor(req, res, found.who.actor);
+      }
+      next();
+    }, next);
+  };
+}
+
 const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**

@@ -1,16 +1,15 @@
-// The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key the
-// admin API (budgets, keys, the guard) and the dashboard.
+// The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key or an
+// operator's sign-in (docs/operators.md) the admin API (budgets, keys, tenants, the guard) and the dashboard.
 import express from 'express';
 import type { Request, RequestHandler, Response, Router } from 'express';
-import { getContext } from '@tollgate/core';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
-import { ADMIN_KEY_ACTOR, setAuditActor } from '@tollgate/core/audit';
+import { ADMIN_KEY_ACTOR } from '@tollgate/core/audit';
 import type { AuditRole } from '@tollgate/core/audit';
-import { adminKeyAuth, adminKeyVerdict, operatorOf, refuseAdminKey, requireOperator } from './admin-auth.js';
+import { adminKeyAuth, adminKeyVerdict, identifyOperator, refuseAdminKey, requireOperator } from './admin-auth.js';
 import { operatorSignInOption, sessionRoutes } from './operator-session-routes.js';
 import { authorizeOperator } from './operator-access.js';
 import { oidcSignInRoutes } from './oidc-sign-in.js';
@@ -159,7 +158,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     admin.use(requireOperator(admission, guarding.beforeAuth));
     // Every write below (and any route added later) is recorded before it runs, a refused one too: docs/audit.md.
     admin.use(parts.audit.record);
-    // The least role of every route (docs/operators.md): a route the table does not name is refused to everyone.
+    // The least role of every route (docs/operators.md): a route the table does not name answers 404 to everyone.
     admin.use(authorizeOperator('admin', () => undefined));
     admin.use(sessionRoutes(admission));
     admin.get('/audit', auditListing(parts.audit));
@@ -179,15 +178,7 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     const keyOperator = { actor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole, via: 'dashboard-session' } };
     router.use(
       '/dashboard',
-      function readOperator(req: Request, res: Response, next) {
-        void operatorOf(admission, req).then((found) => {
-          if (found !== undefined && found !== 'invalid') {
-            getContext(req, res).set('operator.signedIn', found.who);
-            setAuditActor(req, res, found.who.actor);
-          }
-          next();
-        }, next);
-      },
+      identifyOperator(admission),
       authorizeOperator('dashboard', () => keyOperator, parts.audit.record as RequestHandler),
       dashboard({
         ...(operator.adminKeySha256 ? { adminKeySha256: operator.adminKeySha256 } : { authorize: () => false }),
