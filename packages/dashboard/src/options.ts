@@ -180,6 +180,12 @@ export interface DashboardOptions {
   operatorSignIn?: OperatorSignIn;
   /** How the audit trail names the admin key's holder (the app's role for the key). @default ADMIN_KEY_ACTOR */
   keyActor?: AuditActor;
+  /**
+   * The app's check of what the signed-in operator may do (the gateway's roles table): a middleware run after sign-in
+   * and the audit trail, before every page and action; its refusal (`next(error)`) is shown as the dashboard's
+   * errors are. @default every signed-in operator may do everything
+   */
+  authorizeAction?: RequestHandler;
   /** Clock, for tests. @default Date.now */
   now?: () => number;
 }
@@ -208,6 +214,7 @@ const OPTION_NAMES = [
   'beforeAuth',
   'operatorSignIn',
   'keyActor',
+  'authorizeAction',
   'now',
 ] as const satisfies readonly (keyof DashboardOptions)[];
 
@@ -236,6 +243,7 @@ export interface DashboardConfig {
   beforeAuth: RequestHandler | undefined;
   operatorSignIn: OperatorSignIn | undefined;
   keyActor: AuditActor;
+  authorizeAction: RequestHandler | undefined;
   now: () => number;
 }
 
@@ -318,6 +326,8 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     !(typeof operatorSignIn.label === 'string' && hasMethods(operatorSignIn, ['href', 'session', 'signOut']))
   )
     throw invalid('operatorSignIn must hold label, href(), session() and signOut()');
+  if (options.authorizeAction !== undefined && typeof options.authorizeAction !== 'function')
+    throw invalid('authorizeAction must be a middleware function');
   const { keyActor } = options;
   if (keyActor !== undefined && !(typeof keyActor?.actor === 'string' && typeof keyActor.role === 'string'))
     throw invalid('keyActor must be an audit actor ({ actor, role, via })');
@@ -353,6 +363,7 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     beforeAuth: beforeAuth?.length ? express.Router().use(...beforeAuth) : undefined,
     operatorSignIn,
     keyActor: options.keyActor ?? ADMIN_KEY_ACTOR,
+    authorizeAction: options.authorizeAction,
     now: options.now ?? Date.now,
   };
 }

@@ -197,27 +197,22 @@ export function visibleTenants(res: Response): readonly string[] | undefined {
 export function authorizeOperator(
   area: AccessRule['area'],
   whoIsUnknown: (req: Request) => SignedInOperator | undefined,
-  /** Records the refused write of a signed-in operator (the audit trail), where no recorder ran before. */
-  recordRefusal?: RequestHandler,
 ): RequestHandler {
   return function requireOperatorRole(req: Request, res: Response, next: NextFunction): void {
-    const signedIn = contextOf(res)?.get('operator.signedIn');
-    const who = signedIn ?? whoIsUnknown(req);
+    const who = contextOf(res)?.get('operator.signedIn') ?? whoIsUnknown(req);
     if (who === undefined) {
       next(new ApiError('insufficient_scope', 'No operator is signed in.', { status: 403 }));
       return;
     }
     const verdict = accessVerdict(who, area, req.method, req.path);
     if (verdict === 'allow') return next();
-    const refusal =
-      verdict === 'hidden'
-        ? new ApiError('not_found', `Not found: ${req.path.slice(0, 200)}.`)
-        : new ApiError(
-            'insufficient_scope',
-            `The ${who.actor.role} role may not ${req.method} ${req.baseUrl}${req.path.slice(0, 200)}.`,
-            { status: 403 },
-          );
-    if (signedIn === undefined || recordRefusal === undefined) return next(refusal);
-    recordRefusal(req, res, (error?: unknown) => next(error ?? refusal));
+    if (verdict === 'hidden') return next(new ApiError('not_found', `Not found: ${req.path.slice(0, 200)}.`));
+    next(
+      new ApiError(
+        'insufficient_scope',
+        `The ${who.actor.role} role may not ${req.method} ${req.baseUrl}${req.path.slice(0, 200)}.`,
+        { status: 403 },
+      ),
+    );
   };
 }

@@ -1,7 +1,7 @@
 // The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key or an
 // operator's sign-in (docs/operators.md) the admin API (budgets, keys, tenants, the guard) and the dashboard.
 import express from 'express';
-import type { Request, RequestHandler, Response, Router } from 'express';
+import type { Request, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
@@ -174,13 +174,14 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
     if (guarding.abuseRouter) admin.use('/abuse', guarding.abuseRouter);
     router.use('/admin', admin);
-    // The dashboard's sessions are its own (the key's form) or an OIDC sign-in's: the same table gives their role.
+    // The dashboard's sessions are its own (the key's form) or an OIDC sign-in's: the same table gives their role,
+    // checked behind its sign-in and audit trail.
     const keyOperator = { actor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole, via: 'dashboard-session' } };
     router.use(
       '/dashboard',
       identifyOperator(admission),
-      authorizeOperator('dashboard', () => keyOperator, parts.audit.record as RequestHandler),
       dashboard({
+        authorizeAction: authorizeOperator('dashboard', () => keyOperator),
         ...(operator.adminKeySha256 ? { adminKeySha256: operator.adminKeySha256 } : { authorize: () => false }),
         ...(admission.sessions ? { operatorSignIn: operatorSignInOption(admission.sessions) } : {}),
         keyActor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole },
