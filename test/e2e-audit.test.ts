@@ -12,7 +12,9 @@ import { memoryAuditStore } from '@tollgate/core/audit';
 import type { AuditEntry, AuditPage, AuditStore } from '@tollgate/core/audit';
 import { auditTableName, postgresAuditStore } from '@tollgate/metering';
 import { openEmbeddedLedger } from '@tollgate/metering/postgres';
-import { MOCK_UPSTREAMS, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { answerOf, MOCK_UPSTREAMS, newApiKey, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
+import { appRoutes } from './helpers/app-routes.js';
+import type { Layer } from './helpers/app-routes.js';
 import type { RunningProxy } from './helpers/proxy.js';
 import { priceFile, readPrices } from './helpers/price-source.js';
 import { startWebhookReceiver } from './helpers/webhook-receiver.js';
@@ -56,14 +58,7 @@ async function admin(
     },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
-  const text = await response.text();
-  let parsed: Record<string, unknown> = {};
-  try {
-    parsed = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    parsed = { text };
-  }
-  return { status: response.status, body: parsed };
+  return answerOf(response);
 }
 
 async function audit(proxy: RunningProxy, query = ''): Promise<AuditPage> {
@@ -397,35 +392,9 @@ const NOT_ADMIN_WRITES: Record<string, string> = {
   'POST /dashboard/logout': 'signing out of the browser session: changes nothing of the gateway',
 };
 
-type Layer = {
-  rawPath?: string | string[];
-  route?: { path: string | RegExp | (string | RegExp)[]; methods: Record<string, boolean> };
-  handle?: { stack?: Layer[] };
-};
-
-/** Every route of a router with its mount path, as `METHOD /path` (the dashboard's `/api` twin folded in). */
-function mutatingRoutes(stack: readonly Layer[], prefix = ''): Set<string> {
-  const found = new Set<string>();
-  const join = (path: string) => (path === '/' ? prefix : `${prefix}${path}`);
-  for (const layer of stack) {
-    if (layer.route) {
-      // A path written as a pattern (`/^\/tenants:import$/`) is named by what it matches.
-      const paths = [layer.route.path]
-        .flat()
-        .map((path: string | RegExp) =>
-          typeof path === 'string' ? path : path.source.replace(/^\^|\$$/g, '').replace(/\\\//g, '/'),
-        );
-      for (const method of Object.keys(layer.route.methods)) {
-        if (['get', 'head', 'options', '_all'].includes(method)) continue;
-        for (const path of paths)
-          found.add(`${method.toUpperCase()} ${join(path)}`.replace('/dashboard/api/', '/dashboard/'));
-      }
-    } else if (Array.isArray(layer.handle?.stack)) {
-      const mounts = layer.rawPath === undefined ? ['/'] : [layer.rawPath].flat();
-      for (const mount of mounts) for (const route of mutatingRoutes(layer.handle.stack, join(mount))) found.add(route);
-    }
-  }
-  return found;
+/** Every write route of a router with its mount path, as `METHOD /path`. */
+function mutatingRoutes(stack: readonly Layer[]): Set<string> {
+  return new Set([...appRoutes(stack)].filter((route) => !route.startsWith('GET ')));
 }
 
 /** Where a gateway keeps its ledger and so its trail; `db` reads the trail's table from outside, where it can. */

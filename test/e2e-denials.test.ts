@@ -246,7 +246,7 @@ describe('400 and 404', () => {
   });
 
   it('unknown routes are 404 in the same error shape', async () => {
-    const response = await fetch(`${proxy.url}/v1/images/generations`, {
+    const response = await fetch(`${proxy.url}/v1/fine_tuning/jobs`, {
       method: 'POST',
       headers: { authorization: `Bearer ${keys.free}` },
     });

@@ -29,7 +29,7 @@ export const newApiKey = generateApiKey;
 /** SHA-256 hex of a key, as the config's `keys[].sha256` and `adminKeySha256` hold it. */
 export const sha256Hex = hashApiKey;
 
-async function listen(server: Server): Promise<string> {
+export async function listen(server: Server): Promise<string> {
   if (!server.listening) await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   return `http://127.0.0.1:${port}`;
@@ -358,4 +358,14 @@ export async function startFakeUpstream(
   server.listen(0, '127.0.0.1');
   const url = await listen(server);
   return { url, requests, close: () => closeServer(server) };
+}
+
+/** A response's status and its JSON body (a body that is not JSON as `{ text }`). */
+export async function answerOf(response: Response): Promise<{ status: number; body: Record<string, unknown> }> {
+  const text = await response.text();
+  try {
+    return { status: response.status, body: JSON.parse(text) as Record<string, unknown> };
+  } catch {
+    return { status: response.status, body: { text } };
+  }
 }

@@ -3,7 +3,7 @@ import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { parseCookie } from 'cookie';
 import { ApiError, contextOf, getContext, renderApiError } from '@tollgate/core';
-import { ADMIN_KEY_ACTOR, setAuditActor } from '@tollgate/core/audit';
+import { setAuditActor } from '@tollgate/core/audit';
 import { presentedCredential } from './admin-key.js';
 import { AdminSessions, isMaskedToken, randomToken, tokensEqual } from './admin-sessions.js';
 import type { AdminSession } from './admin-sessions.js';
@@ -106,18 +106,26 @@ export function requireAdmin(config: DashboardConfig, sessions: AdminSessions): 
         (await config.authorize(credential.key))
       ) {
         context.set('dashboard.admin', { via: 'key' });
-        setAuditActor(req, res, ADMIN_KEY_ACTOR);
+        setAuditActor(req, res, config.keyActor);
         next();
         return;
       }
       refuseAfterChecks(config, req, res, next, () => refuseCredential(req, res, true));
       return;
     }
+    const operator = await config.operatorSignIn?.session(req);
+    if (operator) {
+      const session = sessions.adopt(operator);
+      context.set('dashboard.admin', { via: 'session', id: `operator:${operator.id}`, session });
+      setAuditActor(req, res, operator.actor);
+      next();
+      return;
+    }
     const id = cookies(req)[SESSION_COOKIE];
     const session = sessions.find(id);
     if (session && id !== undefined) {
       context.set('dashboard.admin', { via: 'session', id, session });
-      setAuditActor(req, res, session.actor ?? { ...ADMIN_KEY_ACTOR, via: 'dashboard-session' });
+      setAuditActor(req, res, session.actor ?? { ...config.keyActor, via: 'dashboard-session' });
       next();
       return;
     }
@@ -166,7 +174,18 @@ export function signInRoutes(config: DashboardConfig, sessions: AdminSessions): 
     res
       .status(status)
       .type('html')
-      .send(renderSignIn({ base: req.baseUrl, title: config.title, formToken, next, error }));
+      .send(
+        renderSignIn({
+          base: req.baseUrl,
+          title: config.title,
+          formToken,
+          next,
+          error,
+          ...(config.operatorSignIn
+            ? { operatorSignIn: { label: config.operatorSignIn.label, href: config.operatorSignIn.href(req) } }
+            : {}),
+        }),
+      );
   };
 
   router.get('/login', function showSignIn(req: Request, res: Response) {
@@ -217,12 +236,13 @@ export function signInRoutes(config: DashboardConfig, sessions: AdminSessions): 
     form,
     requireAdmin(config, sessions),
     requireCsrf,
-    function signOut(req: Request, res: Response) {
+    asyncRoute(async function signOut(req: Request, res: Response) {
       const admin = adminOf(res);
       if (admin.via === 'session') sessions.close(admin.id);
+      await config.operatorSignIn?.signOut(req, res);
       res.clearCookie(SESSION_COOKIE, { path: cookiePath(req) });
       res.redirect(303, `${req.baseUrl}/login`);
-    },
+    }),
   );
 
   return router;

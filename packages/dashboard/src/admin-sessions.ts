@@ -72,6 +72,21 @@ export class AdminSessions {
     return { id, session };
   }
 
+  /**
+   * The session kept here for one the app signed in (OIDC): its flash messages live in this process, its life and its
+   * CSRF token are the app's.
+   */
+  adopt(view: { id: string; csrfToken: string; expiresAt: number; actor: AuditActor }): AdminSession {
+    const key = digest(`operator:${view.id}`);
+    const kept = this.#sessions.get(key);
+    if (kept && kept.csrfToken === view.csrfToken) return kept;
+    this.#sweep();
+    while (this.#sessions.size >= this.maxSessions) this.#sessions.delete(this.#sessions.keys().next().value!);
+    const session: AdminSession = { csrfToken: view.csrfToken, expiresAt: view.expiresAt, actor: view.actor };
+    this.#sessions.set(key, session);
+    return session;
+  }
+
   /** The live session of a cookie value, if any. */
   find(id: string | undefined): AdminSession | undefined {
     if (id === undefined || id.length === 0 || id.length > 100) return undefined;

@@ -349,8 +349,9 @@ export function dashboard(options: DashboardOptions): Router {
   router.use(securityHeaders);
   router.get('/assets/:name', assetHandler());
   router.use(signInRoutes(config, sessions));
-  router.use('/api', answerInJson, admin, ...audited, pages);
-  router.use(admin, ...audited, pages);
+  const authorized = config.authorizeAction ? [config.authorizeAction] : [];
+  router.use('/api', answerInJson, admin, ...audited, ...authorized, pages);
+  router.use(admin, ...audited, ...authorized, pages);
   router.use(dashboardErrors);
   return router;
 }

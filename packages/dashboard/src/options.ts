@@ -2,8 +2,9 @@
 import { parseDuration, TollgateError } from '@tollgate/core';
 import { assertKnownOptions, CALENDAR_PERIODS, timeZoneProblem } from '@tollgate/core/options';
 import express from 'express';
-import type { RequestHandler } from 'express';
-import type { AuditTrail } from '@tollgate/core/audit';
+import type { Request, RequestHandler, Response } from 'express';
+import { ADMIN_KEY_ACTOR } from '@tollgate/core/audit';
+import type { AuditActor, AuditTrail } from '@tollgate/core/audit';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
 import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetSelector, BudgetStatus } from '@tollgate/budget';
@@ -78,6 +79,30 @@ export type DashboardAudit = Pick<AuditTrail, 'record' | 'list'>;
 
 type ListSource = readonly string[] | (() => readonly string[]);
 
+/** A session the app signed an operator in with (OpenID Connect), as the dashboard uses it. */
+export interface OperatorSessionView {
+  /** The session's id: its flash messages are kept under it. */
+  id: string;
+  /** Who signed in, as the audit trail names them. */
+  actor: AuditActor;
+  /** The token every write from its pages must carry (base64url of 32 random bytes or more). */
+  csrfToken: string;
+  /** Epoch ms it ends. */
+  expiresAt: number;
+}
+
+/** Sign-in beside the admin key, run by the app (the gateway's `/admin/login` with OIDC). */
+export interface OperatorSignIn {
+  /** The sign-in page's link text. */
+  label: string;
+  /** Where the link goes (`?next=` is added). */
+  href: (req: Request) => string;
+  /** The live session a request holds, if any. */
+  session: (req: Request) => Promise<OperatorSessionView | undefined>;
+  /** Ends the request's session (the dashboard's sign-out). */
+  signOut: (req: Request, res: Response) => Promise<void>;
+}
+
 export interface DashboardOptions {
   /**
    * SHA-256 hex of the admin key (the proxy config's `adminKeySha256`). A browser signs in with the
@@ -148,6 +173,19 @@ export interface DashboardOptions {
    * app's own routes; a request with the admin key or a live session never meets them. @default none
    */
   beforeAuth?: readonly RequestHandler[];
+  /**
+   * Sign-in run by the app beside the admin key (the gateway's OIDC sign-in): a link on the sign-in page, and its
+   * sessions let in as the dashboard's own, with their CSRF token and their actor in the audit trail. @default none
+   */
+  operatorSignIn?: OperatorSignIn;
+  /** How the audit trail names the admin key's holder (the app's role for the key). @default ADMIN_KEY_ACTOR */
+  keyActor?: AuditActor;
+  /**
+   * The app's check of what the signed-in operator may do (the gateway's roles table): a middleware run after sign-in
+   * and the audit trail, before every page and action; its refusal (`next(error)`) is shown as the dashboard's
+   * errors are. @default every signed-in operator may do everything
+   */
+  authorizeAction?: RequestHandler;
   /** Clock, for tests. @default Date.now */
   now?: () => number;
 }
@@ -174,6 +212,9 @@ const OPTION_NAMES = [
   'maxSessions',
   'secureCookie',
   'beforeAuth',
+  'operatorSignIn',
+  'keyActor',
+  'authorizeAction',
   'now',
 ] as const satisfies readonly (keyof DashboardOptions)[];
 
@@ -200,6 +241,9 @@ export interface DashboardConfig {
   secureCookie: boolean | 'auto';
   /** `beforeAuth` as one handler (none when not given). */
   beforeAuth: RequestHandler | undefined;
+  operatorSignIn: OperatorSignIn | undefined;
+  keyActor: AuditActor;
+  authorizeAction: RequestHandler | undefined;
   now: () => number;
 }
 
@@ -276,6 +320,17 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     !(Array.isArray(beforeAuth) && beforeAuth.every((item) => typeof item === 'function'))
   )
     throw invalid('beforeAuth must be an array of middleware functions');
+  const { operatorSignIn } = options;
+  if (
+    operatorSignIn !== undefined &&
+    !(typeof operatorSignIn.label === 'string' && hasMethods(operatorSignIn, ['href', 'session', 'signOut']))
+  )
+    throw invalid('operatorSignIn must hold label, href(), session() and signOut()');
+  if (options.authorizeAction !== undefined && typeof options.authorizeAction !== 'function')
+    throw invalid('authorizeAction must be a middleware function');
+  const { keyActor } = options;
+  if (keyActor !== undefined && !(typeof keyActor?.actor === 'string' && typeof keyActor.role === 'string'))
+    throw invalid('keyActor must be an audit actor ({ actor, role, via })');
   if (options.now !== undefined && typeof options.now !== 'function')
     throw invalid('now must be a function returning epoch ms');
   let sessionTtlMs: number;
@@ -306,6 +361,9 @@ export function resolveOptions(options: DashboardOptions): DashboardConfig {
     secureCookie,
     // A router runs them in their order, as the app would have.
     beforeAuth: beforeAuth?.length ? express.Router().use(...beforeAuth) : undefined,
+    operatorSignIn,
+    keyActor: options.keyActor ?? ADMIN_KEY_ACTOR,
+    authorizeAction: options.authorizeAction,
     now: options.now ?? Date.now,
   };
 }

@@ -10,11 +10,17 @@ export interface SignInView {
   /** Where to go after signing in. */
   next?: string;
   error?: string;
+  /** The app's own sign-in (OIDC), offered beside the key. */
+  operatorSignIn?: { label: string; href: string };
 }
 
 export function renderSignIn(view: SignInView): string {
   const error: SafeHtml | string = view.error
     ? html`<p class="error" role="alert" id="sign-in-error">${view.error}</p>`
+    : '';
+  const single = view.operatorSignIn;
+  const singleSignOn: SafeHtml | string = single
+    ? html`<p class="card"><a class="button" id="single-sign-on" href="${single.href}?next=${encodeURIComponent(view.next ?? `${view.base}/`)}">${single.label}</a></p>`
     : '';
   return html`<!doctype html>
 <html lang="en">
@@ -29,6 +35,7 @@ export function renderSignIn(view: SignInView): string {
 <body class="sign-in">
 <main id="main">
 <h1>${view.title}</h1>
+${singleSignOn}
 <form method="post" action="${view.base}/login" class="card">
   <h2>Sign in</h2>
   ${error}

@@ -12,6 +12,7 @@ import {
 } from '@tollgate/auth';
 import { ApiError } from '@tollgate/core';
 import { noteAudit } from '@tollgate/core/audit';
+import { visibleTenants } from './operator-access.js';
 import { asyncRoute } from '@tollgate/core/checks';
 import { changeKey } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord, KeyStore } from '@tollgate/core/store-contracts';
@@ -66,10 +67,16 @@ export function adminKeysRouter(
     '/',
     asyncRoute(async function listKeys(_req: Request, res: Response) {
       const stored = await store.list();
+      // A tenant-scoped operator sees its own tenants' keys only (docs/operators.md).
+      const visible = visibleTenants(res);
+      const shown = (record: ApiKeyRecord) =>
+        visible === undefined || (record.tenantId !== undefined && visible.includes(record.tenantId));
       res.json({
         keys: [
-          ...configRecords().map((record) => publicRecord(record, 'config')),
-          ...stored.map((record) => publicRecord(record, 'store')),
+          ...configRecords()
+            .filter(shown)
+            .map((record) => publicRecord(record, 'config')),
+          ...stored.filter(shown).map((record) => publicRecord(record, 'store')),
         ],
       });
     }),

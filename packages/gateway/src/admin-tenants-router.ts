@@ -5,6 +5,7 @@ import { ApiError } from '@tollgate/core';
 import { noteAudit } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import type { TenantConfig } from './config/schema.js';
+import { visibleTenants } from './operator-access.js';
 import type { ServedTenant, TenantDirectory } from './tenant-directory.js';
 
 /** A problem of a tenant's input, naming its field. */
@@ -162,7 +163,12 @@ export function adminTenantsRouter(options: TenantOptions, directory: TenantDire
 
   router.get('/', function listTenants(req: Request, res: Response) {
     const { cursor, limit, q } = pageOf(req);
-    const matching = directory.all().filter((tenant) => tenant.id > cursor && tenant.id.toLowerCase().includes(q));
+    // A tenant-scoped operator sees its own tenants only (docs/operators.md).
+    const visible = visibleTenants(res);
+    const matching = directory
+      .all()
+      .filter((tenant) => tenant.id > cursor && tenant.id.toLowerCase().includes(q))
+      .filter((tenant) => visible === undefined || visible.includes(tenant.id));
     const page = matching.slice(0, limit);
     res.json({
       tenants: page.map(shown),

@@ -1,7 +1,7 @@
 // The gateway's parts, made once from each part's options in the order their dependencies ask (stores, the guard, the
 // meter, the upstreams, the budget), and what closes them, in the order their work drains.
 import { resolve } from 'node:path';
-import type { Request, RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Tracer } from '@opentelemetry/api';
 import type { createClient } from '@redis/client';
@@ -22,7 +22,8 @@ import { createProxyMetrics } from '@tollgate/metering/prometheus';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { combineLimits } from '@tollgate/ratelimit';
-import { adminKeyVerdict } from './admin-auth.js';
+import { createOperatorAdmission, isOperatorRequest } from './admin-auth.js';
+import type { OperatorAdmission } from './admin-auth.js';
 import { createAuditTrail, priceLoadChange } from './audit-setup.js';
 import type { TenantOptions } from './admin-tenants-router.js';
 import { TenantDirectory } from './tenant-directory.js';
@@ -161,12 +162,11 @@ type Held = ReturnType<typeof heldParts>;
 function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
   const { stores, log, logger, logging, configFiles } = held;
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
-  const { adminKeySha256 } = options.operator;
-  const judgeAdminKey = adminKeySha256 === undefined ? undefined : adminKeyVerdict(adminKeySha256);
+  const admission = createOperatorAdmission(options.operator, stores);
   const guarding = createProxyGuard(options.guard, {
     stores,
     log,
-    ...(judgeAdminKey ? { isOperator: (req: Request) => judgeAdminKey(req) === 'admin' } : {}),
+    ...(admission.judgeKey || admission.sessions ? { isOperator: isOperatorRequest(admission) } : {}),
   });
   const pricing = createPricing(options.pricing);
   const metering = createMetering(options.metering, pricing, {
@@ -206,7 +206,7 @@ function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
       layer,
       storeFailureReporter(logger, layer, metrics ? metrics.storeFailure : () => undefined),
     );
-  return { guarding, pricing, prices, metering, audit, metrics: metrics || undefined, storeFailures };
+  return { guarding, pricing, prices, metering, audit, metrics: metrics || undefined, storeFailures, admission };
 }
 
 type Watching = ReturnType<typeof watchingParts>;
@@ -446,6 +446,8 @@ export interface GatewayParts {
   limits: RequestHandler;
   /** The audit trail every admin write goes through. */
   audit: AuditTrail;
+  /** Who may use /admin and the dashboard: the admin key and OIDC sessions. */
+  admission: OperatorAdmission;
   /** Budget spend kept by the usage ledger (rebuilt, its drift read and repaired); undefined without a ledger. */
   spend: SpendKeeper | undefined;
 }

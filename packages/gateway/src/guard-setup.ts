@@ -1,6 +1,6 @@
 // The guard (its checks, alerts, prompt guardrails): its pieces in the proxy's chain, and budget and store events in
 // its alert stream.
-import type { Request, RequestHandler, Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import type { createClient } from '@redis/client';
 import type { ProxyMetrics } from '@tollgate/metering/prometheus';
 import { refusalRenderer } from '@tollgate/core';
@@ -103,9 +103,10 @@ export interface ProxyGuardDeps {
   /**
    * Whether a request carries the operator's valid credential (the admin key): such a request is never refused by an
    * address block, an abuse action or an auth-failure limit, so the operator can always reach the routes that clear
-   * them. Every other request, a wrong admin key included, meets them as before. @default nobody
+   * them (an operator's OIDC session too, which is read asynchronously). Every other request, a wrong admin key
+   * included, meets them as before. @default nobody
    */
-  isOperator?: ((req: Request) => boolean) | undefined;
+  isOperator?: ((req: Request) => boolean | Promise<boolean>) | undefined;
 }
 
 /**
@@ -121,17 +122,24 @@ function admitOperatorFirst(
   if (checks.length === 0 || isOperator === undefined) return checks;
   return [
     function tollgateGuardAdmit(req, res, next) {
-      if (mayRefuse() && isOperator(req)) return next();
-      let index = 0;
-      const step = (error?: unknown): void => {
-        if (error !== undefined) return next(error);
-        const check = checks[index++];
-        if (check === undefined) return next();
-        check(req, res, step);
-      };
-      step();
+      if (!mayRefuse()) return runChecks(checks, req, res, next);
+      const operator = isOperator(req);
+      if (operator === true) return next();
+      if (operator === false) return runChecks(checks, req, res, next);
+      operator.then((admitted) => (admitted ? next() : runChecks(checks, req, res, next)), next);
     },
   ];
+}
+
+function runChecks(checks: RequestHandler[], req: Request, res: Response, next: NextFunction): void {
+  let index = 0;
+  const step = (error?: unknown): void => {
+    if (error !== undefined) return next(error);
+    const check = checks[index++];
+    if (check === undefined) return next();
+    check(req, res, step);
+  };
+  step();
 }
 
 /** Renders the budget's refusals as before; a ledger that failed also becomes an event (a spent budget is the budget's own event). */

@@ -1,5 +1,5 @@
-// The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key the
-// admin API (budgets, keys, the guard) and the dashboard.
+// The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key or an
+// operator's sign-in (docs/operators.md) the admin API (budgets, keys, tenants, the guard) and the dashboard.
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
@@ -7,7 +7,13 @@ import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
 import { dashboard } from '@tollgate/dashboard';
 import { preloadTokenizers } from '@tollgate/providers';
-import { adminKeyAuth, adminKeyVerdict, refuseAdminKey } from './admin-auth.js';
+import { ADMIN_KEY_ACTOR } from '@tollgate/core/audit';
+import type { AuditRole } from '@tollgate/core/audit';
+import { adminKeyAuth, adminKeyVerdict, identifyOperator, refuseAdminKey, requireOperator } from './admin-auth.js';
+import { operatorSignInOption, sessionRoutes } from './operator-session-routes.js';
+import { authorizeOperator } from './operator-access.js';
+import { oidcSignInRoutes } from './oidc-sign-in.js';
+import type { OidcSignInOptions } from './oidc-sign-in.js';
 import { adminKeysRouter } from './admin-keys-router.js';
 import { adminTenantsRouter, importTenantsRoute } from './admin-tenants-router.js';
 import type { GatewayParts } from './gateway-parts.js';
@@ -31,6 +37,14 @@ export interface OperatorOptions {
   timezone?: string;
   /** Where the dashboard reads the ledger. @default the ledger's default table */
   ledgerTable?: { table?: string; schema?: string };
+  /** The admin key's role (`operators.keyRole`). @default 'admin' */
+  keyRole: AuditRole;
+  /** Operator sign-in with OIDC (`operators.oidc`), its secrets read. @default none */
+  oidc?: OidcSignInOptions & {
+    sessionTtlMs: number;
+    /** Signs sessions; @default a random secret per process */
+    sessionSecret?: Uint8Array;
+  };
 }
 
 /** What the operator routes are built from. */
@@ -52,6 +66,7 @@ export type OperatorParts = Pick<
   | 'configFiles'
   | 'audit'
   | 'tenants'
+  | 'admission'
   | 'spend'
 > & {
   /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
@@ -136,11 +151,16 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     }),
   );
 
-  if (operator.adminKeySha256) {
+  const { admission } = parts;
+  if (operator.adminKeySha256 || admission.sessions) {
     const admin = express.Router();
-    admin.use(...adminOnly);
-    // Every write below (and any route added later) is recorded before it runs: docs/audit.md.
+    if (operator.oidc && admission.sessions) admin.use(oidcSignInRoutes(operator.oidc, admission.sessions));
+    admin.use(requireOperator(admission, guarding.beforeAuth));
+    // Every write below (and any route added later) is recorded before it runs, a refused one too: docs/audit.md.
     admin.use(parts.audit.record);
+    // The least role of every route (docs/operators.md): a route the table does not name answers 404 to everyone.
+    admin.use(authorizeOperator('admin', () => undefined));
+    admin.use(sessionRoutes(admission));
     admin.get('/audit', auditListing(parts.audit));
     admin.use('/budgets', budgetAdminRouter(budget, parts.spend?.drift ? { drift: parts.spend.drift } : {}));
     admin.use('/keys', adminKeysRouter(options.auth.keyProblems, configKeys, observedStores.keys));
@@ -154,10 +174,17 @@ export function mountOperatorRoutes(router: Router, parts: OperatorParts): void 
     if (guarding.adminRouter) admin.use('/guard', guarding.adminRouter);
     if (guarding.abuseRouter) admin.use('/abuse', guarding.abuseRouter);
     router.use('/admin', admin);
+    // The dashboard's sessions are its own (the key's form) or an OIDC sign-in's: the same table gives their role,
+    // checked behind its sign-in and audit trail.
+    const keyOperator = { actor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole, via: 'dashboard-session' } };
     router.use(
       '/dashboard',
+      identifyOperator(admission),
       dashboard({
-        adminKeySha256: operator.adminKeySha256,
+        authorizeAction: authorizeOperator('dashboard', () => keyOperator),
+        ...(operator.adminKeySha256 ? { adminKeySha256: operator.adminKeySha256 } : { authorize: () => false }),
+        ...(admission.sessions ? { operatorSignIn: operatorSignInOption(admission.sessions) } : {}),
+        keyActor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole },
         // A wrong key in the sign-in form meets the address blocks and the one auth-failure count /admin meets.
         beforeAuth: guarding.beforeAuth,
         budgets: budget,

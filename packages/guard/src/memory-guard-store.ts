@@ -203,7 +203,10 @@ export class MemoryGuardStore implements GuardStore {
     }
   }
 
-  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS)): Promise<AbuseTallyTable> {
+  async abuseTallies(
+    buckets: readonly number[],
+    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+  ): Promise<AbuseTallyTable> {
     const now = this.#clock();
     const merged = new AbuseTallyTable();
     let merging = 0;

@@ -270,7 +270,10 @@ export class RedisGuardStore implements GuardStore {
     await Promise.all(calls);
   }
 
-  async abuseTallies(buckets: readonly number[], slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS)): Promise<AbuseTallyTable> {
+  async abuseTallies(
+    buckets: readonly number[],
+    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+  ): Promise<AbuseTallyTable> {
     // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop turn.
     const [merged = new AbuseTallyTable(), ...others] = await Promise.all(
       buckets.map((bucket) => this.#scanTallies(bucket, slice)),

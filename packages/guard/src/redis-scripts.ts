@@ -351,4 +351,3 @@ export const addAbuseTallies = new LuaScript(
   return 1
   `,
 );
-

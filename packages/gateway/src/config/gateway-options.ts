@@ -15,6 +15,44 @@ import { meteringOptions, spoolDirectory } from './metering-options.js';
 import { mcpOptions } from './mcp-options.js';
 import { tenantOptions } from './tenant-options.js';
 import type { ProxyConfig } from './schema.js';
+import { ConfigError } from './error.js';
+import type { OperatorOptions } from '../operator-routes.js';
+
+/** The admin key's role and OIDC sign-in (`operators`), their secrets read from `env`. */
+function operatorSignIn(config: ProxyConfig, env: NodeJS.ProcessEnv): Pick<OperatorOptions, 'keyRole' | 'oidc'> {
+  const keyRole = config.operators?.keyRole ?? 'admin';
+  const oidc = config.operators?.oidc;
+  if (oidc === undefined) return { keyRole };
+  const unset: string[] = [];
+  const secretOf = (field: 'clientSecretEnv' | 'sessionSecretEnv', least: number) => {
+    const name = oidc[field];
+    if (name === undefined) return undefined;
+    const value = env[name];
+    if (!value || value.length < least)
+      unset.push(
+        `operators.oidc.${field} names ${name}, which is not set in the environment${least > 1 ? ` to ${least}+ characters` : ''}`,
+      );
+    return value;
+  };
+  const clientSecret = secretOf('clientSecretEnv', 1);
+  const sessionSecret = secretOf('sessionSecretEnv', 32);
+  if (unset.length > 0) throw new ConfigError(unset);
+  return {
+    keyRole,
+    oidc: {
+      issuer: oidc.issuer,
+      clientId: oidc.clientId,
+      scopes: oidc.scopes ?? ['openid', 'email', 'profile'],
+      rolesClaim: oidc.rolesClaim ?? 'roles',
+      sessionTtlMs: parseDuration(oidc.sessionTtl ?? '1h'),
+      ...(clientSecret ? { clientSecret } : {}),
+      ...(sessionSecret ? { sessionSecret: new TextEncoder().encode(sessionSecret) } : {}),
+      ...(oidc.redirectUrl ? { redirectUrl: oidc.redirectUrl } : {}),
+      ...(oidc.roleMap ? { roleMap: { ...oidc.roleMap } } : {}),
+      ...(oidc.tenantClaim ? { tenantClaim: oidc.tenantClaim } : {}),
+    },
+  };
+}
 
 /** How often a price source is read again when the config says not. */
 const DEFAULT_PRICE_REFRESH = '1h';
@@ -90,6 +128,7 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
     uploadLimit: config.uploadLimit ?? DEFAULT_UPLOAD_LIMIT,
     operator: {
       ...(config.adminKeySha256 ? { adminKeySha256: config.adminKeySha256 } : {}),
+      ...operatorSignIn(config, env),
       metricsPublic: config.metrics?.public === true,
       tenants: Object.keys(config.tenants ?? {}),
       tiers: Object.keys(config.tiers ?? {}),

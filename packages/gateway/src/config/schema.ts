@@ -18,6 +18,7 @@ import {
 import { budgetSchema, budgetsSchema, featureSchema, globalSchema, tenantSchema } from './budget-schema.js';
 import { attributionSchema, jwtSchema, keySchema, sessionsSchema } from './identity-schema.js';
 import { guardrailsSchema, guardSchema, sheddingSchema, webhookSchema } from './guard-schema.js';
+import { operatorsSchema } from './operators-schema.js';
 import { logSchema, redisSchema, storeOutageSchema } from './store-schema.js';
 import { cacheSchema, tierSchema } from './tier-schema.js';
 import { defaultUpstreamKind, mcpServerSchema, modelSchema, pricesSchema, upstreamSchema } from './upstream-schema.js';
@@ -105,7 +106,11 @@ export const configSchema = fields({
     ),
   adminKeySha256: sha256Hex
     .optional()
-    .describe('SHA-256 hex of the admin key that opens `/admin/*`. Without it the admin routes answer 404.'),
+    .describe(
+      'SHA-256 hex of the admin key that opens `/admin/*`. Without it (and without `operators.oidc`) the admin ' +
+        'routes answer 404.',
+    ),
+  operators: operatorsSchema.optional(),
   metrics: fields({ public: trueOrFalse.describe('true serves `/metrics` to anyone.') })
     .optional()
     .describe(
