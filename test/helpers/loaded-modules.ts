@@ -15,6 +15,7 @@ export const ON_DEMAND = [
   'rate-limit-redis',
   'pg',
   'jose',
+  'openid-client',
   'passport',
   'passport-http-bearer',
   'csv-stringify',

@@ -40,9 +40,10 @@ describe.each(stores)('%s store', (_name, open) => {
 
   it('forgets an entry once its lifetime passed', async () => {
     const store = await open();
-    await store.set('short', 'value', 40);
+    // Long enough for the read that follows on a busy machine (40 ms was not), short enough to wait out.
+    await store.set('short', 'value', 500);
     expect(await store.get('short')).toBe('value');
-    await sleep(80);
+    await sleep(700);
     expect(await store.get('short')).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 // Operator sign-in with OpenID Connect: authorization code with PKCE, state and nonce, the issuer found by discovery.
 import express from 'express';
 import type { Request, Response, Router } from 'express';
-import * as oidc from 'openid-client';
+import type * as OpenIdClient from 'openid-client';
 import { parseCookie } from 'cookie';
 import { ApiError } from '@tollgate/core';
 import type { AuditRole } from '@tollgate/core/audit';
@@ -22,6 +22,10 @@ export interface OidcSignInOptions {
 
 /** The cookie of a signed-in operator: every path of the gateway (both /admin and /dashboard read it). */
 export const OPERATOR_COOKIE = 'tg_operator_session';
+/** openid-client (and the jose it reads tokens with), loaded at the first sign-in: a gateway without OIDC never does. */
+let openIdClient: Promise<typeof OpenIdClient> | undefined;
+const oidcClient = () => (openIdClient ??= import('openid-client'));
+
 /** The cookie of a sign-in under way, sent back only to the callback. */
 const SIGN_IN_COOKIE = 'tg_operator_sign_in';
 const SIGN_IN_TTL_MS = 600_000;
@@ -75,16 +79,18 @@ function rootOf(req: Request): string {
  */
 export function oidcSignInRoutes(options: OidcSignInOptions, sessions: OperatorSessions): Router {
   const router = express.Router();
-  let discovered: Promise<oidc.Configuration> | undefined;
-  const configuration = (): Promise<oidc.Configuration> => {
+  let discovered: Promise<OpenIdClient.Configuration> | undefined;
+  const configuration = (): Promise<OpenIdClient.Configuration> => {
     // A failed discovery is tried again at the next sign-in, not kept.
-    discovered ??= oidc
-      .discovery(
-        new URL(options.issuer),
-        options.clientId,
-        options.clientSecret,
-        options.clientSecret === undefined ? oidc.None() : undefined,
-        new URL(options.issuer).protocol === 'http:' ? { execute: [oidc.allowInsecureRequests] } : undefined,
+    discovered ??= oidcClient()
+      .then((oidc) =>
+        oidc.discovery(
+          new URL(options.issuer),
+          options.clientId,
+          options.clientSecret,
+          options.clientSecret === undefined ? oidc.None() : undefined,
+          new URL(options.issuer).protocol === 'http:' ? { execute: [oidc.allowInsecureRequests] } : undefined,
+        ),
       )
       .catch((error: unknown) => {
         discovered = undefined;
@@ -102,6 +108,7 @@ export function oidcSignInRoutes(options: OidcSignInOptions, sessions: OperatorS
     '/login',
     asyncRoute(async function startSignIn(req: Request, res: Response) {
       const config = await configuration();
+      const oidc = await oidcClient();
       const verifier = oidc.randomPKCECodeVerifier();
       const state = oidc.randomState();
       const nonce = oidc.randomNonce();
@@ -131,6 +138,7 @@ export function oidcSignInRoutes(options: OidcSignInOptions, sessions: OperatorS
           status: 400,
         });
       const config = await configuration();
+      const oidc = await oidcClient();
       const current = new URL(redirectUrl(req));
       current.search = new URL(req.originalUrl, 'http://local').search;
       let claims: Record<string, unknown>;

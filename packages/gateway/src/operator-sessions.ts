@@ -1,8 +1,11 @@
 // Operator sessions after an OIDC sign-in: a short-lived signed JWT in a cookie, refused once revoked (docs/operators.md).
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { jwtVerify, SignJWT } from 'jose';
 import { ApiError } from '@tollgate/core';
 import type { AuditRole } from '@tollgate/core/audit';
+
+/** jose, loaded at the first session read or made: a gateway nobody signs in to never loads it (lean-start test). */
+let joseModule: Promise<typeof import('jose')> | undefined;
+const jose = () => (joseModule ??= import('jose'));
 
 /** Who signed in, as a session carries it. */
 export interface OperatorSession {
@@ -123,6 +126,7 @@ export class OperatorSessions {
   ): Promise<{ token: string; session: OperatorSession }> {
     const openedAt = this.#now();
     const session: OperatorSession = { ...who, id: randomUUID(), openedAt, expiresAt: openedAt + this.ttlMs };
+    const { SignJWT } = await jose();
     const token = await new SignJWT({
       role: session.role,
       idp: session.issuer,
@@ -144,6 +148,7 @@ export class OperatorSessions {
   /** The live session a cookie holds: undefined when it is forged, altered, expired or revoked. */
   async read(token: string | undefined): Promise<OperatorSession | undefined> {
     if (token === undefined || token.length === 0 || token.length > 8192) return undefined;
+    const { jwtVerify } = await jose();
     let payload;
     try {
       ({ payload } = await jwtVerify(token, this.#secret, {
@@ -203,6 +208,7 @@ export class OperatorSessions {
   /** Seals a sign-in under way (state, nonce, PKCE verifier, where to go) for a cookie of `ttlMs`. */
   async seal(value: Record<string, string>, ttlMs: number): Promise<string> {
     const now = this.#now();
+    const { SignJWT } = await jose();
     return new SignJWT({ ...value })
       .setProtectedHeader({ alg: 'HS256' })
       .setAudience(`${AUDIENCE}:sign-in`)
@@ -213,6 +219,7 @@ export class OperatorSessions {
 
   async unseal(token: string | undefined): Promise<Record<string, unknown> | undefined> {
     if (token === undefined || token.length > 8192) return undefined;
+    const { jwtVerify } = await jose();
     try {
       const { payload } = await jwtVerify(token, this.#secret, {
         algorithms: ['HS256'],
