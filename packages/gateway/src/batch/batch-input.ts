@@ -3,13 +3,17 @@
 import { ApiError } from '@tollgate/core';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { maxCostNanoUsd } from '@tollgate/core/costs';
+import { providerAdapters } from '@tollgate/providers/routes';
 
-/** The endpoints a Batch line may name, and the API each speaks. */
-export const BATCH_ENDPOINTS: Readonly<Record<string, ProviderApi>> = {
-  '/v1/chat/completions': 'openai.chat',
-  '/v1/responses': 'openai.responses',
-  '/v1/embeddings': 'openai.embeddings',
-};
+/** The endpoints the Batch API takes (a line's `url`). */
+const BATCH_PATHS: readonly string[] = ['/v1/chat/completions', '/v1/responses', '/v1/embeddings'];
+
+/** The endpoints a Batch line may name, and the API each speaks: the adapter that serves the path (the registry's). */
+export const BATCH_ENDPOINTS: Readonly<Record<string, ProviderApi>> = Object.fromEntries(
+  providerAdapters().flatMap((adapter) =>
+    adapter.route && BATCH_PATHS.includes(adapter.route.path) ? [[adapter.route.path, adapter.api]] : [],
+  ),
+);
 
 /** The service tier whose prices a batch is billed at (the catalogue's `batch` rows: half the standard prices). */
 export const BATCH_TIER = 'batch';

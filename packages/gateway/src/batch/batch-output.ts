@@ -1,15 +1,15 @@
 // A finished Batch job's output file read into usage records, each line at batch prices (docs/batch.md).
 import { costNanoUsd } from '@tollgate/core/costs';
-import type { Pricing, ProviderApi, UsageRecord } from '@tollgate/core';
+import type { Pricing, UsageRecord } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import type { BatchJob } from './batch-book.js';
-import { BATCH_TIER } from './batch-input.js';
+import { BATCH_ENDPOINTS, BATCH_TIER } from './batch-input.js';
 
-/** The API of an output line's answer, by its `object`. */
-const API_OF_OBJECT: Readonly<Record<string, ProviderApi>> = {
-  'chat.completion': 'openai.chat',
-  response: 'openai.responses',
-  list: 'openai.embeddings',
+/** The endpoint whose answer an output line holds, by the answer's `object`; its API is the endpoint's. */
+const ENDPOINT_OF_OBJECT: Readonly<Record<string, string>> = {
+  'chat.completion': '/v1/chat/completions',
+  response: '/v1/responses',
+  list: '/v1/embeddings',
 };
 
 /** Output counted at its bytes where an answer reports no usage: never under the tokens it holds. */
@@ -29,7 +29,8 @@ function lineRecord(
   const response = line.response;
   if (!isObject(response) || !isObject(response.body)) return undefined;
   const body = response.body;
-  const api = typeof body.object === 'string' ? API_OF_OBJECT[body.object] : undefined;
+  const endpoint = typeof body.object === 'string' ? ENDPOINT_OF_OBJECT[body.object] : undefined;
+  const api = endpoint === undefined ? undefined : BATCH_ENDPOINTS[endpoint];
   if (api === undefined || typeof body.model !== 'string') return undefined;
   const reader = adapterFor(api).createReader();
   reader.onJson(body);
