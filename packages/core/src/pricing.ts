@@ -3,6 +3,7 @@ import { TollgateError } from './errors.js';
 import { MAX_USD_PER_MILLION_TOKENS, usdAmountProblem } from './money.js';
 import { createHash } from 'node:crypto';
 import { DEFAULT_MATCHERS, DEFAULT_PRICES } from './catalogue.js';
+import { MEDIA_PRICE_FIELDS } from './catalogue-rows.js';
 import { readSourcePrices } from './price-source.js';
 import type { SourcePrices } from './price-source.js';
 import { startPriceRefresh } from './price-refresh.js';
@@ -366,16 +367,8 @@ function resolvePrice(model: string, price: ModelPrice): ResolvedPrice {
   return resolved;
 }
 
-const MEDIA_FIELDS = [
-  'audioInputPerMTok',
-  'cachedAudioInputPerMTok',
-  'audioOutputPerMTok',
-  'imageInputPerMTok',
-  'imageOutputPerMTok',
-  'audioPerMinute',
-  'perMCharacters',
-  'perImage',
-] as const;
+/** Every media price a row may name: the maintained source's, and the units only our rows price. */
+const MEDIA_FIELDS = [...MEDIA_PRICE_FIELDS, 'perMCharacters', 'perImage'] as const;
 
 /** USD per unit as pico-USD per unit, rounded up: a unit is never billed under its price. */
 function picoPerUnit(usd: unknown, field: string, model: string): number {
