@@ -1,9 +1,8 @@
 // Benchmark: behavioural abuse detection: labelled synthetic traffic replayed on a fake clock (precision, recall, time
 // to detection, false actions per 1,000 subject-hours; tuned on some seeds, reported on others), the hot path's cost.
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createMemoryStores } from '@tollgate/core';
-import { chatCompletionsAdapter } from '@tollgate/providers';
+import { createMemoryStores, getContext } from '@tollgate/core';
+import { adapterFor } from '@tollgate/providers';
 import { createGuard, createAlerts } from '@tollgate/guard';
 import {
   FEATURE_NAMES,
@@ -15,10 +14,18 @@ import {
 import type { AbuseModel } from '../packages/guard/src/abuse-model.js';
 import { isolationScore } from '../packages/guard/src/isolation-forest.js';
 import { BUCKETS_PER_WINDOW, resolveAbuseOptions } from '../packages/guard/src/abuse-options.js';
-import { AbuseWatch, isAbuseMitigation } from '../packages/guard/src/abuse-watch.js';
+import { isAbuseMitigation } from '../packages/guard/src/abuse-actions.js';
+import { AbuseWatch } from '../packages/guard/src/abuse-watch.js';
 import { MemoryGuardStore } from '../packages/guard/src/memory-guard-store.js';
 import { MitigationRegistry } from '../packages/guard/src/mitigation-registry.js';
-import { verdictMark, type BenchContext, type SectionResult, type TargetVerdict } from './lib/section.js';
+import {
+  aloneContext,
+  runAlone,
+  sectionText,
+  type BenchContext,
+  type SectionResult,
+  type TargetVerdict,
+} from './lib/section.js';
 import { fmtNumber, median, quantile, table } from './lib/stats.js';
 
 /** The documented example config (the guard README): what a deployment gets with `"abuse": {}` but for the subjects (tenants too here). */
@@ -477,7 +484,7 @@ async function hotPathCost(iterations: number): Promise<{ on: number; off: numbe
         { role: 'user', content: 'Write a short reply to the customer who asked about invoice 4411 and its due date.' },
       ],
     };
-    const call = { adapter: chatCompletionsAdapter, body, requestedModel: 'gpt-4o-mini' };
+    const adapter = adapterFor('openai.chat');
     let listener: (() => void) | undefined;
     const run = (i: number) => {
       const req = {
@@ -485,16 +492,21 @@ async function hotPathCost(iterations: number): Promise<{ on: number; off: numbe
         url: '/v1/chat/completions',
         socket: {},
         headers: { 'user-agent': 'OpenAI/Python 1.54.0' },
-        tollgate: { identity: { keyId: `k${i % 500}`, tenantId: `t${i % 20}` }, call, refusal: undefined },
       };
       const res = {
         statusCode: 200,
+        headersSent: true,
         req,
-        on(_event: string, handler: () => void) {
-          listener = handler;
+        on(event: string, handler: () => void) {
+          // The guard's 'finish' listener runs below; the context's own 'close' (its settle) is not the guard's.
+          if (event === 'finish') listener = handler;
           return res;
         },
       };
+      // The request's context as auth and the meter leave it: an identity, the declared call.
+      const context = getContext(req as never, res as never);
+      context.identity = { keyId: `k${i % 500}`, tenantId: `t${i % 20}` } as never;
+      context.declareCall(adapter, { body });
       const next = () => undefined;
       (guard.abuseBeforeAuth as (q: unknown, s: unknown, n: () => void) => void)(req, res, next);
       (guard.abuseAfterAuth as (q: unknown, s: unknown, n: () => void) => void)(req, res, next);
@@ -589,7 +601,7 @@ export async function runAbuseBenchmark(context: BenchContext): Promise<SectionR
 // `tsx bench/abuse.ts [--quick]`: prints the section, writes no file. `--seeds 1,2 [--explain]`: replays those seeds
 // alone (for tuning) and prints their figures, with `--explain` each key of an instance at its highest score and each
 // false action, with their features.
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (runAlone(import.meta.url)) {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -598,7 +610,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     },
   });
   const quick = values.quick ?? false;
-  const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+  const { log } = aloneContext('abuse', quick);
   if (values.seeds !== undefined) {
     const plan = quick ? QUICK : FULL;
     const outcomes: Outcome[] = [];
@@ -613,11 +625,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
         `detection median ${s.detectionSeconds.length ? fmtNumber(median(s.detectionSeconds)) : '-'} s`,
     );
   } else {
-    const context: BenchContext = { quick, runId: 'abuse', redisPrefix: 'tg-bench:abuse:', log };
-    const section = await runAbuseBenchmark(context);
-    const rows = section.targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures]);
-    console.log(
-      [`## ${section.title}`, '', section.body, '', table(['target', 'verdict', 'figures'], rows)].join('\n'),
-    );
+    console.log(sectionText(await runAbuseBenchmark(aloneContext('abuse', quick))));
   }
 }

@@ -4,7 +4,7 @@ import { forkAsking, startServer, type AskingChild } from './lib/child.js';
 import { CACHE_CASES } from './lib/cache-child.js';
 import type { CacheBlockCost, CacheCase, PairCosts } from './lib/cache-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
-import { fmtBytes, fmtNumber, median, quantile, table } from './lib/stats.js';
+import { fmtBytes, fmtNumber, median, quantile, table, withQuartiles } from './lib/stats.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/cache-child.ts', import.meta.url));
 /** The targets of issue 18. */
@@ -48,8 +48,6 @@ function verdictOf(pair: PairCosts): PairVerdict {
 }
 
 const signed = (us: number) => `${us >= 0 ? '+' : ''}${fmtNumber(us, 1)} µs`;
-const withQuartiles = (values: readonly number[]) =>
-  `${fmtNumber(median(values), 1)} (${fmtNumber(quantile(values, 0.25), 1)}, ${fmtNumber(quantile(values, 0.75), 1)})`;
 
 /** A pair's table: each case's typical request and block mean, what it allocates and the collection of that, and their differences. */
 function pairTable(pair: PairCosts, verdict: PairVerdict, names: [string, string]): string {

@@ -1,8 +1,9 @@
 // Benchmark 1: the middleware chain with a handler that answers at once, tollgate against bare Express and the peers.
-import { startServer, type BenchChild, type ServerSpec } from './lib/child.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startEach, startServer, type ServerSpec } from './lib/child.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH } from './lib/fixtures.js';
 import { alternateRounds, runLoad, type CaseSummary, type LoadResult } from './lib/load.js';
-import { costPerRequest, PrivateRedis, type CostPerRequest, type RedisCost } from './lib/private-redis.js';
+import { CostLedger, costPerRequest, PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, table } from './lib/stats.js';
 
@@ -62,45 +63,6 @@ function chainCases(context: BenchContext, redisUrl: string | undefined): ChainC
   ];
 }
 
-/** Redis cost per case, summed over its measured rounds (warm-up excluded). */
-class CostLedger {
-  readonly #spent = new Map<string, { before: RedisCost; after: RedisCost; requests: number }[]>();
-
-  constructor(private readonly redis: PrivateRedis) {}
-
-  /** Runs one measured round of a case between two readings of Redis's counters. */
-  async around(name: string, run: () => Promise<LoadResult>): Promise<LoadResult> {
-    const before = await this.redis.cost();
-    const result = await run();
-    // Settles still in flight after the last answer (budget settles wait a few ms) belong to this round.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const after = await this.redis.cost();
-    const list = this.#spent.get(name) ?? [];
-    list.push({ before, after, requests: result.requests });
-    this.#spent.set(name, list);
-    return result;
-  }
-
-  /** Per request over every measured round of the case. */
-  perRequest(name: string): CostPerRequest | undefined {
-    const rounds = this.#spent.get(name);
-    if (!rounds || rounds.length === 0) return undefined;
-    const total: CostPerRequest = { calls: 0, commandUs: 0, processCpuUs: 0, byCommand: new Map() };
-    const requests = rounds.reduce((sum, r) => sum + r.requests, 0);
-    for (const round of rounds) {
-      const cost = costPerRequest(round.before, round.after, requests);
-      total.calls += cost.calls;
-      total.commandUs += cost.commandUs;
-      total.processCpuUs += cost.processCpuUs;
-      for (const [command, value] of cost.byCommand) {
-        const sum = total.byCommand.get(command) ?? { calls: 0, usec: 0 };
-        total.byCommand.set(command, { calls: sum.calls + value.calls, usec: sum.usec + value.usec });
-      }
-    }
-    return total;
-  }
-}
-
 export async function runChainBenchmark(context: BenchContext): Promise<SectionResult> {
   const rounds = context.quick ? 2 : 4;
   const durationS = context.quick ? 2 : 4;
@@ -119,19 +81,25 @@ export async function runChainBenchmark(context: BenchContext): Promise<SectionR
       targets: [],
     };
   }
-  const costs = new CostLedger(redis);
+  const costs = new CostLedger();
+  /** One measured round of a case between two readings of Redis's counters. */
+  const around = async (name: string, run: () => Promise<LoadResult>): Promise<LoadResult> => {
+    const before = await redis.cost();
+    const result = await run();
+    // Settles still in flight after the last answer (budget settles wait a few ms) belong to this round.
+    await sleep(100);
+    costs.add(name, costPerRequest(before, await redis.cost(), result.requests), result.requests);
+    return result;
+  };
   const cases = chainCases(context, redis.url);
-  const servers = new Map<string, BenchChild>();
   const missing: string[] = [];
+  const servers = await startEach(
+    cases,
+    (c) => startServer(c.spec),
+    missing,
+    (m) => context.log(`chain: ${m}`),
+  );
   try {
-    for (const benchCase of cases) {
-      try {
-        servers.set(benchCase.name, await startServer(benchCase.spec));
-      } catch (error) {
-        missing.push(`${benchCase.name}: ${error instanceof Error ? error.message : String(error)}`);
-        context.log(`chain: ${benchCase.name} unavailable (${String(error)})`);
-      }
-    }
     const running = cases.filter((c) => servers.has(c.name));
     const load = (name: string, seconds: number) => () =>
       runLoad({
@@ -145,7 +113,7 @@ export async function runChainBenchmark(context: BenchContext): Promise<SectionR
     // Warm up every side (JIT, connections, Lua scripts loaded) before anything is measured.
     for (const benchCase of running) await load(benchCase.name, 1)();
     const summaries = await alternateRounds(
-      running.map((c) => ({ name: c.name, run: () => costs.around(c.name, load(c.name, durationS)) })),
+      running.map((c) => ({ name: c.name, run: () => around(c.name, load(c.name, durationS)) })),
       rounds,
       (round, name, result) =>
         context.log(`chain round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),

@@ -5,9 +5,8 @@
 // threads (V8's collector and compiler helpers, libuv's pool) are read apart from /proc.
 import { fileURLToPath } from 'node:url';
 import { askBenchChild, startServer, type BenchChild } from './lib/child.js';
-import { deploymentProxyConfig, rotatingLoad } from './lib/deployment-config.js';
-import { CHAT_PATH } from './lib/fixtures.js';
-import { runLoad } from './lib/load.js';
+import { deploymentProxyConfig } from './lib/deployment-config.js';
+import { CONNECTIONS, deploymentLoad, MODE_LABEL, MODES } from './lib/deployment-load.js';
 import { threadCpuUs } from './lib/process-cpu.js';
 import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
@@ -17,7 +16,6 @@ import { fmtNumber, table } from './lib/stats.js';
 const IN_PROCESS_ENTRY = fileURLToPath(new URL('./lib/store-layers-child.ts', import.meta.url));
 const REQUESTS_PER_BLOCK = 2_000;
 
-const CONNECTIONS = 32;
 const WARM_UP_LOADS = 6;
 /** serveGateway's own V8 flag (docs/performance.md, "What a request's garbage cost"): the bench child is no bin. */
 const AS_DEPLOYED = ['--no-allocation-site-pretenuring'];
@@ -53,7 +51,7 @@ export async function runDeploymentLayersBenchmark(context: BenchContext): Promi
   const upstream = await startServer({ app: 'mock-upstream' });
   const tallies = new Map<string, Tally>();
   try {
-    for (const mode of ['json', 'stream'] as const) {
+    for (const mode of MODES) {
       const servers = new Map<string, BenchChild>();
       try {
         for (const c of cases)
@@ -72,14 +70,7 @@ export async function runDeploymentLayersBenchmark(context: BenchContext): Promi
               { execArgv: AS_DEPLOYED },
             ),
           );
-        const load = (server: BenchChild) =>
-          runLoad({
-            url: server.url,
-            path: CHAT_PATH,
-            ...rotatingLoad(mode),
-            connections: CONNECTIONS,
-            durationS: 1,
-          });
+        const load = (server: BenchChild) => deploymentLoad(server.url, mode, 1);
         for (let i = 0; i < WARM_UP_LOADS; i++) for (const c of cases) await load(servers.get(c.name)!);
         for (let i = 0; i < loads; i++) {
           for (const c of cases) {
@@ -158,7 +149,7 @@ function describe(
   const rows: string[][] = [];
   const findings: string[] = [];
   const inProcessRows: string[][] = [];
-  for (const mode of ['json', 'stream'] as const) {
+  for (const mode of MODES) {
     const samples = inProcess[mode];
     for (const layer of ['memory', 'blocks', 'redis'] as const) {
       const list = samples[layer];
@@ -166,7 +157,7 @@ function describe(
       const over = layer === 'memory' ? undefined : trimmedDifference(list, samples.memory);
       inProcessRows.push([
         LAYER_NAMES[layer],
-        mode === 'json' ? 'JSON' : 'SSE stream',
+        MODE_LABEL[mode],
         fmtNumber(list.reduce((sum, v) => sum + v, 0) / list.length, 1),
         over
           ? `${over.mean >= 0 ? '+' : ''}${fmtNumber(over.mean, 1)} (${fmtNumber(over.mean - over.half, 1)} to ${fmtNumber(over.mean + over.half, 1)})`
@@ -179,7 +170,7 @@ function describe(
         );
     }
   }
-  for (const mode of ['json', 'stream'] as const) {
+  for (const mode of MODES) {
     const base = tallies.get(`${MEMORY}\u0000${mode}`);
     const perRequest = (t: Tally) => (t.main + t.helpers) / t.requests;
     for (const c of cases) {
@@ -188,7 +179,7 @@ function describe(
       const total = perRequest(t);
       rows.push([
         c.name,
-        mode === 'json' ? 'JSON' : 'SSE stream',
+        MODE_LABEL[mode],
         fmtNumber(t.requests),
         fmtNumber(total),
         fmtNumber(t.main / t.requests),

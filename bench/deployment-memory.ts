@@ -1,17 +1,16 @@
 // Benchmark: the example proxy's resident memory under a steady realistic load (1,000 tenants, memory stores, 200 req/s
 // half streamed), as peers report it: the most over the last minute of ten, and the peak, start included.
-import { readFile } from 'node:fs/promises';
 import { startServer } from './lib/child.js';
 import { startCompiledProxy, type RunningProxy } from './lib/compiled-proxy.js';
-import { DEPLOYMENT, deployedProxyConfig, rotatingLoad } from './lib/deployment-config.js';
+import { DEPLOYMENT, deployedProxyConfig } from './lib/deployment-config.js';
+import { CONNECTIONS, deploymentLoad } from './lib/deployment-load.js';
 import { makeMemoryCgroup, manifestMemoryLimit, type MemoryCgroup } from './lib/memory-limit.js';
-import { CHAT_PATH } from './lib/fixtures.js';
-import { runLoad, type LoadResult } from './lib/load.js';
+import type { LoadResult } from './lib/load.js';
+import { processMemory } from './lib/process-cpu.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtBytes, fmtMs, fmtNumber, quantile, table } from './lib/stats.js';
+import { fmtBytes, fmtMs, fmtNumber, non2xx as non2xxOf, quantile, table } from './lib/stats.js';
 
 const RATE = 200;
-const CONNECTIONS = 32;
 const SAMPLE_EVERY_MS = 10_000;
 const MIB = 1024 * 1024;
 /** Issue 47: the most RSS over the last minute of ten, and the peak (the kernel's high-water mark, start included). */
@@ -30,13 +29,7 @@ interface RssSample {
 }
 
 async function sample(proxy: RunningProxy, started: number): Promise<RssSample> {
-  const status = await readFile(`/proc/${proxy.pid}/status`, 'utf8');
-  const kib = (field: string) => {
-    const value = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1];
-    if (value === undefined) throw new Error(`no ${field} in /proc/${proxy.pid}/status`);
-    return Number(value) * 1024;
-  };
-  return { seconds: (performance.now() - started) / 1000, rss: kib('VmRSS'), peak: kib('VmHWM') };
+  return { seconds: (performance.now() - started) / 1000, ...(await processMemory(proxy.pid)) };
 }
 
 /** One proxy of the run: how it is placed, what its samples and its load gave. */
@@ -85,16 +78,7 @@ export async function runDeploymentMemoryBenchmark(context: BenchContext): Promi
     }, SAMPLE_EVERY_MS);
     try {
       const results = await Promise.all(
-        placements.map((placement) =>
-          runLoad({
-            url: placement.proxy!.url,
-            path: CHAT_PATH,
-            ...rotatingLoad('mixed'),
-            connections: CONNECTIONS,
-            durationS,
-            overallRate: RATE,
-          }),
-        ),
+        placements.map((placement) => deploymentLoad(placement.proxy!.url, 'mixed', durationS, RATE)),
       );
       placements.forEach((placement, i) => (placement.result = results[i]));
     } finally {
@@ -129,9 +113,7 @@ function summarise(samples: readonly RssSample[], result: LoadResult): Summary {
     if (!shown.includes(nearest)) shown.push(nearest);
   }
   shown.push(last);
-  const non2xx = Object.entries(result.statuses)
-    .filter(([code]) => !code.startsWith('2'))
-    .reduce((sum, [, n]) => sum + n, 0);
+  const non2xx = non2xxOf(result.statuses);
   const peak = samples.reduce((most, s) => Math.max(most, s.peak), 0);
   const steady = Math.max(...samples.filter((s) => s.seconds >= last.seconds - 60).map((s) => s.rss));
   // Flat: the last five minutes' samples, least squares, in bytes a minute.

@@ -5,20 +5,20 @@
 import { startServer } from './lib/child.js';
 import { checkedOutTree } from './lib/build-trees.js';
 import { startCompiledProxy } from './lib/compiled-proxy.js';
+import { DEPLOYMENT, DEPLOYMENT_CASE, deployedProxyConfig } from './lib/deployment-config.js';
 import {
-  DEPLOYMENT,
-  DEPLOYMENT_CASE,
-  deployedProxyConfig,
-  rotatingLoad,
-  type DeploymentMode,
-} from './lib/deployment-config.js';
-import { CHAT_PATH } from './lib/fixtures.js';
-import { runLoad, type LoadResult } from './lib/load.js';
-import { processCpuUs } from './lib/process-cpu.js';
+  CONNECTIONS,
+  deploymentLoad,
+  measuredLoad,
+  MODE_LABEL,
+  MODES,
+  type LoadMode as Mode,
+} from './lib/deployment-load.js';
+import type { LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
-import { costPerRequest, PrivateRedis, type CostPerRequest } from './lib/private-redis.js';
+import { PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
+import { fmtMs, fmtNumber, fmtRatio, median, medianInterval, non2xx, quantile, table } from './lib/stats.js';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -31,16 +31,20 @@ const PASSTHROUGH_AGAIN = 'bare passthrough, a second process (the method itself
 /** The first passthrough's rounds beside its second process: the control's base. */
 const CONTROL_BASE = 'bare passthrough, in the control rounds';
 
-const CONNECTIONS = 32;
 const ROUND_S = 4;
 const WARM_UP_S = 2;
-/** The least ratio to the passthrough in every round, by case (issue 47). */
-const TARGETS: Record<string, number> = { [PROXY_MEMORY]: 0.95, [PROXY_REDIS]: 0.92 };
-/** Tollgate's p99 over the passthrough's in the same round, at most. */
-const P99_TARGET = 1.3;
-
-type Mode = Exclude<DeploymentMode, 'mixed'>;
-const MODES: readonly Mode[] = ['json', 'stream'];
+/**
+ * Issue 65's targets, judged on medians of the rounds (a least of every round was the machine's noise, issue 47): the
+ * throughput ratio to the passthrough at least, and the CPU per request ratio (the redis-server's counted) at most.
+ */
+const TARGETS: Record<string, { least: number; cpu: number }> = {
+  [PROXY_MEMORY]: { least: 0.97, cpu: 0.95 },
+  [PROXY_REDIS]: { least: 0.95, cpu: 1.0 },
+};
+/** Tollgate's p99 over the passthrough's in the same round, median of the rounds, at most. */
+const P99_TARGET = 1.2;
+/** The rounds a verdict needs (issue 65: at least 24). */
+const JUDGED_ROUNDS = 24;
 
 interface ShortCase {
   name: string;
@@ -75,20 +79,17 @@ interface Round {
 }
 
 function roundOf(result: LoadResult, cpuUs: number | undefined): Round {
-  const non2xx = Object.entries(result.statuses)
-    .filter(([code]) => !code.startsWith('2'))
-    .reduce((sum, [, n]) => sum + n, 0);
   return {
     rps: result.rps,
     p99: quantile(result.latencies, 0.99),
-    non2xx,
+    non2xx: non2xx(result.statuses),
     errors: result.errors,
     ...(cpuUs === undefined ? {} : { cpuUs }),
   };
 }
 
 export async function runDeploymentShortBenchmark(context: BenchContext): Promise<SectionResult> {
-  const rounds = context.quick ? 3 : Number(process.env.BENCH_SHORT_ROUNDS ?? 8);
+  const rounds = context.quick ? 3 : Number(process.env.BENCH_SHORT_ROUNDS ?? JUDGED_ROUNDS);
   const started = await PrivateRedis.startOrNone(context.log, 'deployment-short');
   const redis = started ?? new PrivateRedis();
   const redisUrl = started?.url;
@@ -110,21 +111,14 @@ export async function runDeploymentShortBenchmark(context: BenchContext): Promis
               ? await startCompiledProxy(c.config(upstream.url, redisUrl, `${context.redisPrefix}short:${mode}:`))
               : await startServer({ app: 'passthrough', options: { upstream: upstream.url } }),
           );
-        const load = (c: ShortCase, seconds: number) =>
-          runLoad({
-            url: servers.get(c.name)!.url,
-            path: CHAT_PATH,
-            ...rotatingLoad(mode),
-            connections: CONNECTIONS,
-            durationS: seconds,
-          });
+        const load = (c: ShortCase, seconds: number) => deploymentLoad(servers.get(c.name)!.url, mode, seconds);
         /** One round of `c`, kept under `key` (its case, or the control's base). */
         const measureRound = async (c: ShortCase, key: string, round: number) => {
           const {
             result: answered,
             cpuUs,
             cost,
-          } = await measureLoad(servers.get(c.name)!, mode, ROUND_S, c.redis ? redis : undefined);
+          } = await measuredLoad(servers.get(c.name)!, mode, ROUND_S, c.redis ? redis : undefined);
           // The Redis case's CPU is its process's and its redis-server's together.
           const result = roundOf(answered, cpuUs === undefined ? undefined : cpuUs + (cost?.processCpuUs ?? 0));
           const at = `${key}\u0000${mode}`;
@@ -190,39 +184,9 @@ interface Measured {
   pid: number;
 }
 
-/**
- * `durationS` of `mode` load on `server`: what it served, the server process's CPU per request over it, and on Redis
- * what the scripts cost it (per request).
- */
-async function measureLoad(
-  server: Measured,
-  mode: Mode,
-  durationS: number,
-  redis: PrivateRedis | undefined,
-): Promise<{ result: LoadResult; cpuUs?: number; cost?: CostPerRequest }> {
-  const before = redis ? await redis.cost() : undefined;
-  const cpuBefore = await processCpuUs(server.pid);
-  const result = await runLoad({
-    url: server.url,
-    path: CHAT_PATH,
-    ...rotatingLoad(mode),
-    connections: CONNECTIONS,
-    durationS,
-  });
-  const cpuAfter = await processCpuUs(server.pid);
-  const cost = before ? costPerRequest(before, await redis!.cost(), result.requests) : undefined;
-  return {
-    result,
-    ...(cpuBefore !== undefined && cpuAfter !== undefined && result.requests > 0
-      ? { cpuUs: (cpuAfter - cpuBefore) / result.requests }
-      : {}),
-    ...(cost ? { cost } : {}),
-  };
-}
-
 /** One second of JSON load on `server`, as the cold-start and idle-gap tables record it. */
 async function measureSecond(server: Measured, redis: PrivateRedis | undefined): Promise<ColdSecond> {
-  const { result, cpuUs, cost } = await measureLoad(server, 'json', 1, redis);
+  const { result, cpuUs, cost } = await measuredLoad(server, 'json', 1, redis);
   return {
     rps: result.rps,
     p99: quantile(result.latencies, 0.99),
@@ -325,7 +289,7 @@ async function acrossTheMinute(
     // The first minute that leaves MINUTE_WARM_S of load before its last MINUTE_SIDE_S seconds.
     const firstRecorded = Date.now() + MINUTE_WARM_S * 1000;
     const minuteAt = Math.ceil((firstRecorded + MINUTE_SIDE_S * 1000) / 60_000) * 60_000;
-    while (Date.now() < minuteAt - MINUTE_SIDE_S * 1000) await measureLoad(server, 'json', 1, undefined);
+    while (Date.now() < minuteAt - MINUTE_SIDE_S * 1000) await deploymentLoad(server.url, 'json', 1);
     while (clock.length < 2 * MINUTE_SIDE_S) {
       clock.push(`:${String(Math.floor((Date.now() % 60_000) / 1000)).padStart(2, '0')}`);
       seconds.push(await measureSecond(server, redis));
@@ -413,7 +377,7 @@ function describe(
   const noise: string[] = [];
   const beside: string[][] = [];
   for (const mode of MODES) {
-    const label = mode === 'json' ? 'JSON' : 'SSE stream';
+    const label = MODE_LABEL[mode];
     // The same server against itself: how often its rounds fall under each level the targets name.
     const controlBase = of(CONTROL_BASE, mode);
     const control = of(PASSTHROUGH_AGAIN, mode).map((r, i) => ({
@@ -447,18 +411,32 @@ function describe(
             `${fmtRatio(median(ratios))} (each round ${ratios.map((r) => fmtRatio(r)).join(' · ')}), p99 most ` +
             `${fmtRatio(Math.max(...p99Ratios))}`,
         );
-      const least = TARGETS[c.name];
-      if (least === undefined) continue;
-      const valid = list.every((r) => r.non2xx === 0 && r.errors === 0) && list.length === rounds;
+      const target = TARGETS[c.name];
+      if (target === undefined) continue;
+      const { least } = target;
+      const valid =
+        list.every((r) => r.non2xx === 0 && r.errors === 0) && list.length === rounds && rounds >= JUDGED_ROUNDS;
+      const interval = (values: number[]) =>
+        `${medianInterval(values)
+          .map((x) => fmtRatio(x))
+          .join(' – ')} (95%, ${values.length} rounds)`;
       targets.push({
-        target: `Deployment, short rounds: ${c.name}, ${label}, at least ${least}× the passthrough in every round`,
-        holds: valid ? Math.min(...ratios) >= least : undefined,
-        figures: `least ${fmtRatio(Math.min(...ratios))}, median ${fmtRatio(median(ratios))} over ${list.length} rounds`,
+        target: `Deployment, short rounds: ${c.name}, ${label}, median at least ${least}× the passthrough`,
+        holds: valid ? median(ratios) >= least : undefined,
+        figures: `median ${fmtRatio(median(ratios))}, least ${fmtRatio(Math.min(...ratios))}`,
+        interval: interval(ratios),
       });
       targets.push({
-        target: `Deployment, short rounds: ${c.name}, ${label}, p99 at most ${P99_TARGET}× the passthrough's in every round`,
-        holds: valid ? Math.max(...p99Ratios) <= P99_TARGET : undefined,
-        figures: `most ${fmtRatio(Math.max(...p99Ratios))}, median ${fmtRatio(median(p99Ratios))}`,
+        target: `Deployment, short rounds: ${c.name}, ${label}, median p99 at most ${P99_TARGET}× the passthrough's`,
+        holds: valid ? median(p99Ratios) <= P99_TARGET : undefined,
+        figures: `median ${fmtRatio(median(p99Ratios))}, most ${fmtRatio(Math.max(...p99Ratios))}`,
+        interval: interval(p99Ratios),
+      });
+      targets.push({
+        target: `Deployment, short rounds: ${c.name}, ${label}, CPU per request (with the redis-server's) at most ${target.cpu}× the passthrough's (median)`,
+        holds: valid && cpuRatios.length === rounds ? median(cpuRatios) <= target.cpu : undefined,
+        figures: cpuRatios.length > 0 ? `median ${fmtRatio(median(cpuRatios))}` : 'no CPU figures',
+        ...(cpuRatios.length > 0 ? { interval: interval(cpuRatios) } : {}),
       });
       if (control.length > 0) {
         const under = (values: number[]) => values.filter((r) => r < least).length;
@@ -490,7 +468,7 @@ function describe(
       'passthrough, memory, Redis; then as many rounds of the passthrough against a second process of its own (the ' +
       "method's noise, apart so that the judged cases keep their rhythm). " +
       `Upstream: the zero-latency mock (JSON at once, or ${STREAM_CONTENT_CHUNKS + 3} SSE events). ` +
-      'Every round is listed; the targets ask for the least, not the median.',
+      'Every round is listed; the targets are judged on the medians of the rounds, with their 95% intervals.',
     '',
     `Machine load (1 min) at the start of each round: ${loads.join(', ')}.`,
     '',

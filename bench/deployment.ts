@@ -1,19 +1,19 @@
 // Benchmark: a realistic deployment (1,000 tenants, each key used in turn, real limits and budgets) through the example
 // proxy on memory and on Redis, and through the peer stack a user would assemble from well-known libraries.
-import { startServer, type BenchChild, type ServerSpec } from './lib/child.js';
+import { startEach, startServer, type BenchChild, type ServerSpec } from './lib/child.js';
+import { DEPLOYMENT, DEPLOYMENT_CASE, deploymentProxyConfig } from './lib/deployment-config.js';
 import {
-  DEPLOYMENT,
-  DEPLOYMENT_CASE,
-  deploymentProxyConfig,
-  rotatingLoad,
-  type DeploymentMode,
-} from './lib/deployment-config.js';
-import { CHAT_PATH } from './lib/fixtures.js';
-import { alternateRounds, runLoad, type CaseSummary, type LoadResult } from './lib/load.js';
+  CONNECTIONS,
+  deploymentLoad,
+  measuredLoad,
+  MODE_LABEL,
+  MODES,
+  type LoadMode as Mode,
+} from './lib/deployment-load.js';
+import { alternateRounds, type CaseSummary, type LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
-import { costPerRequest, PrivateRedis } from './lib/private-redis.js';
-import { processCpuUs } from './lib/process-cpu.js';
-import { countRoundTrips, type CaseCount } from './round-trips.js';
+import { CostLedger, PrivateRedis } from './lib/private-redis.js';
+import { countRoundTrips, countsTable, type CaseCount } from './round-trips.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, table } from './lib/stats.js';
 
@@ -21,7 +21,6 @@ const { passthrough: PASSTHROUGH, memory: PROXY_MEMORY, redis: PROXY_REDIS } = D
 const PROXY_UNBLOCKED = 'tollgate proxy (Redis, blocks: false)';
 const PEER = 'peer stack (Redis)';
 
-const CONNECTIONS = 32;
 const REDIS_CPU_TARGET_US = 15;
 const CHAIN_OVER_PEER_TARGET = 1.5;
 /** blockStores' default maxAgeMs: a block is taken again (or given back) once per this long. */
@@ -34,9 +33,6 @@ const BLOCK_AGE_S = 10;
  */
 const SETTLE_WAIT_MS = 250;
 
-type Mode = Exclude<DeploymentMode, 'mixed'>;
-const MODES: readonly Mode[] = ['json', 'stream'];
-
 interface DeploymentCase {
   name: string;
   what: string;
@@ -47,17 +43,6 @@ interface DeploymentCase {
   targetRatio?: number;
   /** Seconds of the same load before each measured round, when the case carries state that takes longer than the rest to settle. */
   warmUpS?: number;
-}
-
-/** Redis figures of one case and mode, summed over its measured rounds. */
-interface RedisSpend {
-  requests: number;
-  /** Script commands (EVAL, EVALSHA) sent, and their time in INFO commandstats. */
-  calls: number;
-  scriptUs: number;
-  processCpuUs: number;
-  /** Every command INFO commandstats lists (those scripts run counted too, inside their script's time). */
-  byCommand: Map<string, { calls: number; usec: number }>;
 }
 
 /** The server process's CPU over one case's and mode's measured rounds (/proc), and the requests it served in them. */
@@ -144,58 +129,39 @@ function deploymentCases(
   return cases;
 }
 
-async function startPrivateRedis(context: BenchContext, name: string): Promise<PrivateRedis | undefined> {
-  const redis = new PrivateRedis();
-  try {
-    await redis.start();
-    return redis;
-  } catch (error) {
-    context.log(`deployment: no redis-server of its own for ${name} (${String(error)})`);
-    await redis.stop();
-    return undefined;
-  }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export async function runDeploymentBenchmark(context: BenchContext): Promise<SectionResult> {
   const rounds = context.quick ? 2 : 5;
   // A measured window is one block lifetime: the blocks' renewals fall in it once per tenant, whatever their phase.
   const durationS = context.quick ? 2 : BLOCK_AGE_S;
   const roundWarmUpS = context.quick ? 1 : 2;
-  const tollgateRedis = await startPrivateRedis(context, PROXY_REDIS);
-  const unblockedRedis = await startPrivateRedis(context, PROXY_UNBLOCKED);
-  const peerRedis = await startPrivateRedis(context, PEER);
+  const tollgateRedis = await PrivateRedis.startOrNone(context.log, `deployment, ${PROXY_REDIS}`);
+  const unblockedRedis = await PrivateRedis.startOrNone(context.log, `deployment, ${PROXY_UNBLOCKED}`);
+  const peerRedis = await PrivateRedis.startOrNone(context.log, `deployment, ${PEER}`);
   const cases = deploymentCases(context, { tollgate: tollgateRedis, unblocked: unblockedRedis, peer: peerRedis });
-  const servers = new Map<string, BenchChild>();
+  let servers = new Map<string, BenchChild>();
   const missing: string[] = [];
   if (!tollgateRedis) missing.push(`${PROXY_REDIS}: no redis-server of its own`);
   if (!peerRedis) missing.push(`${PEER}: no redis-server of its own`);
   const upstream = await startServer({ app: 'mock-upstream' });
   const runs = new Map<string, RunRecord[]>(cases.map((c) => [c.name, []]));
-  const spend = new Map<string, RedisSpend>();
+  const spend = new CostLedger();
   const serverSpend = new Map<string, ServerSpend>();
   try {
-    for (const benchCase of cases) {
-      try {
-        servers.set(benchCase.name, await startServer(benchCase.spec(upstream.url)));
-      } catch (error) {
-        missing.push(`${benchCase.name}: ${error instanceof Error ? error.message : String(error)}`);
-        context.log(`deployment: ${benchCase.name} unavailable (${String(error)})`);
-      }
-    }
+    servers = await startEach(
+      cases,
+      (c) => startServer(c.spec(upstream.url)),
+      missing,
+      (m) => context.log(`deployment: ${m}`),
+    );
     const running = cases.filter((c) => servers.has(c.name));
-    const load = async (c: DeploymentCase, mode: Mode, seconds: number): Promise<LoadResult> => {
+    const load = async (c: DeploymentCase, mode: Mode, seconds: number, measure?: { redis?: PrivateRedis }) => {
       const startedAt = Date.now();
-      const result = await runLoad({
-        url: servers.get(c.name)!.url,
-        path: CHAT_PATH,
-        ...rotatingLoad(mode),
-        connections: CONNECTIONS,
-        durationS: seconds,
-      });
-      runs.get(c.name)!.push({ startedAt, endedAt: Date.now(), requests: result.requests });
-      return result;
+      const server = servers.get(c.name)!;
+      const taken = measure
+        ? await measuredLoad(server, mode, seconds, measure.redis, SETTLE_WAIT_MS)
+        : { result: await deploymentLoad(server.url, mode, seconds) };
+      runs.get(c.name)!.push({ startedAt, endedAt: Date.now(), requests: taken.result.requests });
+      return taken;
     };
     /** A measured round; on a Redis case, between CONFIG RESETSTAT and a reading once its settles and blocks went back. */
     const measured = (c: DeploymentCase, mode: Mode) => async (): Promise<LoadResult> => {
@@ -204,34 +170,15 @@ export async function runDeploymentBenchmark(context: BenchContext): Promise<Sec
       // blocks given back meanwhile).
       await load(c, mode, context.quick ? roundWarmUpS : (c.warmUpS ?? roundWarmUpS));
       const key = `${c.name}\u0000${mode}`;
-      const pid = servers.get(c.name)!.pid;
-      /** The server's CPU over the measured load: what it costs per request whatever else the machine runs. */
-      const serverLoad = async (): Promise<LoadResult> => {
-        const cpuBefore = await processCpuUs(pid);
-        const result = await load(c, mode, durationS);
-        const cpuAfter = await processCpuUs(pid);
-        if (cpuBefore !== undefined && cpuAfter !== undefined) {
-          const sum = serverSpend.get(key) ?? { requests: 0, cpuUs: 0 };
-          serverSpend.set(key, { requests: sum.requests + result.requests, cpuUs: sum.cpuUs + cpuAfter - cpuBefore });
-        }
-        return result;
-      };
-      if (!c.redis) return serverLoad();
-      await c.redis.resetStats();
-      const before = await c.redis.cost();
-      const result = await serverLoad();
-      await sleep(SETTLE_WAIT_MS);
-      const cost = costPerRequest(before, await c.redis.cost(), 1);
-      const sum = spend.get(key) ?? { requests: 0, calls: 0, scriptUs: 0, processCpuUs: 0, byCommand: new Map() };
-      sum.requests += result.requests;
-      sum.calls += cost.calls;
-      sum.scriptUs += cost.commandUs;
-      sum.processCpuUs += cost.processCpuUs;
-      for (const [command, value] of cost.byCommand) {
-        const total = sum.byCommand.get(command) ?? { calls: 0, usec: 0 };
-        sum.byCommand.set(command, { calls: total.calls + value.calls, usec: total.usec + value.usec });
+      await c.redis?.resetStats();
+      // The server's CPU over the measured load: what it costs per request whatever else the machine runs.
+      const { result, cpuUs, cost } = await load(c, mode, durationS, { redis: c.redis });
+      const n = result.requests;
+      if (cpuUs !== undefined) {
+        const sum = serverSpend.get(key) ?? { requests: 0, cpuUs: 0 };
+        serverSpend.set(key, { requests: sum.requests + n, cpuUs: sum.cpuUs + cpuUs * n });
       }
-      spend.set(key, sum);
+      if (cost) spend.add(key, cost, n);
       return result;
     };
     const summaries: Record<Mode, CaseSummary[]> = { json: [], stream: [] };
@@ -298,19 +245,6 @@ function busiestMinutePerTenant(records: RunRecord[]): number {
   return Math.ceil(most / DEPLOYMENT.tenants);
 }
 
-/** The commands a case sent on the wire, by name, per request: what INFO commandstats counts beside what scripts run. */
-function sentCommands(count: CaseCount): string {
-  const byName = new Map<string, number>();
-  for (const [label, n] of count.breakdown) {
-    const name = label.split(' ')[0]!;
-    byName.set(name, (byName.get(name) ?? 0) + n.before + n.after);
-  }
-  return [...byName.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .map(([name, n]) => `${name} ${fmtNumber(n / count.requests, 2)}`)
-    .join(', ');
-}
-
 /** Per round, case A's req/s over case B's in the same round; the median over rounds. */
 function roundRatio(summaries: CaseSummary[], a: string, b: string): number {
   const first = summaries.find((s) => s.name === a);
@@ -322,14 +256,14 @@ function roundRatio(summaries: CaseSummary[], a: string, b: string): number {
 function describe(
   cases: DeploymentCase[],
   summaries: Record<Mode, CaseSummary[]>,
-  spend: Map<string, RedisSpend>,
+  spend: CostLedger,
   serverSpend: Map<string, ServerSpend>,
   runs: Map<string, RunRecord[]>,
   counts: CaseCount[],
   missing: string[],
   setup: { rounds: number; durationS: number; roundWarmUpS: number },
 ): SectionResult {
-  const spendOf = (name: string, mode: Mode) => spend.get(`${name}\u0000${mode}`);
+  const spendOf = (name: string, mode: Mode) => spend.totals(`${name}\u0000${mode}`);
   const usPer = (value: number, requests: number) => fmtNumber(value / requests, 1);
   /** The server's CPU per request over its measured rounds, and with its redis-server's added. */
   const costOf = (name: string, mode: Mode): { server: number; total: number } | undefined => {
@@ -343,7 +277,7 @@ function describe(
   for (const mode of MODES) {
     for (const c of cases) {
       const s = summaries[mode].find((x) => x.name === c.name);
-      const label = mode === 'json' ? 'JSON' : 'SSE stream';
+      const label = MODE_LABEL[mode];
       if (!s) {
         rows.push([c.name, label, 'not available', '', '', '', '', '', '', '', '']);
         continue;
@@ -358,7 +292,7 @@ function describe(
         fmtMs(s.p50),
         fmtMs(s.p99),
         `${s.non2xx}/${s.errors}`,
-        redis ? usPer(redis.scriptUs, redis.requests) : '—',
+        redis ? usPer(redis.commandUs, redis.requests) : '—',
         redis ? usPer(redis.processCpuUs, redis.requests) : '—',
         cost ? fmtNumber(cost.server, 0) : '—',
         cost ? fmtNumber(cost.total, 0) : '—',
@@ -391,10 +325,10 @@ function describe(
           .join(', ');
         return [
           c.name,
-          mode === 'json' ? 'JSON' : 'SSE stream',
+          MODE_LABEL[mode],
           fmtNumber(redis.requests),
           fmtNumber(redis.calls / redis.requests, 3),
-          usPer(redis.scriptUs, redis.requests),
+          usPer(redis.commandUs, redis.requests),
           usPer(redis.processCpuUs, redis.requests),
           commands,
         ];
@@ -402,16 +336,6 @@ function describe(
     );
 
   const perRequest = (n: number, requests: number) => fmtNumber(n / requests, 2);
-  const countRows = counts.map((c) => [
-    c.name,
-    perRequest(c.commandsBefore, c.requests),
-    perRequest(c.tripsBefore, c.requests),
-    perRequest(c.commandsAfter, c.requests),
-    perRequest(c.tripsAfter, c.requests),
-    sentCommands(c),
-    String(c.failures),
-  ]);
-
   const body = [
     'What users run, rather than one key with limits of 1e9: the example proxy configured for ' +
       `${fmtNumber(DEPLOYMENT.tenants)} tenants with one API key each, every request taking the next key (round-robin over the ` +
@@ -506,18 +430,7 @@ function describe(
       'all with the first key, after 20 warm-up requests; "before" is until the whole answer arrived, "after" until Redis was quiet for 20 ms. ' +
       'One key at a time is not the rotating load above: its blocks fill from one tenant.',
     '',
-    table(
-      [
-        'case',
-        'commands/req before answer',
-        'round trips/req before answer',
-        'commands/req after',
-        'round trips/req after',
-        'commands sent (per request)',
-        'non-200',
-      ],
-      countRows,
-    ),
+    countsTable(counts, 'sent'),
     ...(missing.length > 0 ? ['', 'Not measured:', ...missing.map((m) => `- ${m}`)] : []),
   ].join('\n');
 
@@ -570,10 +483,10 @@ function describe(
   const cpuTarget = `Deployment: the example proxy on Redis spends at most ${REDIS_CPU_TARGET_US} µs of Redis time per request (INFO commandstats)`;
   const tollgateSpend = MODES.map((mode) => spendOf(PROXY_REDIS, mode));
   if (tollgateSpend.every((s) => s && s.requests > 0)) {
-    const perReq = tollgateSpend.map((s) => s!.scriptUs / s!.requests);
+    const perReq = tollgateSpend.map((s) => s!.commandUs / s!.requests);
     const peerSpend = MODES.map((mode) => spendOf(PEER, mode));
     const peerFigures = peerSpend.every((s) => s && s.requests > 0)
-      ? `; the peer stack ${MODES.map((mode, i) => `${mode} ${usPer(peerSpend[i]!.scriptUs, peerSpend[i]!.requests)} µs`).join(', ')}` +
+      ? `; the peer stack ${MODES.map((mode, i) => `${mode} ${usPer(peerSpend[i]!.commandUs, peerSpend[i]!.requests)} µs`).join(', ')}` +
         ` (process CPU ${MODES.map((mode, i) => `${usPer(peerSpend[i]!.processCpuUs, peerSpend[i]!.requests)}`).join(' / ')} µs)`
       : '';
     const invalid = validity([PROXY_REDIS]);

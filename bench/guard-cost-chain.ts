@@ -1,11 +1,12 @@
 // The chain the guard's cost benchmark measures, with and without the guard, and its in-process driver (shared by the parent and its children).
+import type { RequestListener } from 'node:http';
 import express, { type Express, type RequestHandler } from 'express';
 import type { TollgateStores } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { Guard } from '@tollgate/guard';
 import { answerAtOnce } from './lib/app-base.js';
 import { benchKey, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
-import { inject } from './lib/inject.js';
+import { cpuPerRequest } from './lib/inject.js';
 
 export const KEYS = 100;
 const HUGE = { requests: 1_000_000_000, tokens: 1_000_000_000_000, budget: { usd: 1_000_000, period: 'day' as const } };
@@ -106,28 +107,12 @@ export async function buildChain(
   return { app, guard, close: async () => guard?.close() };
 }
 
-/** Sends `requests` requests through `app` in-process, `concurrency` at a time; resolves with the CPU µs per request and the statuses. */
-export async function driveCpu(
-  app: Express,
-  requests: number,
-  offset: number,
-): Promise<{ cpuUs: number; statuses: Record<string, number> }> {
-  const statuses: Record<string, number> = {};
-  let sent = 0;
-  const started = process.cpuUsage();
-  const worker = async () => {
-    while (sent < requests) {
-      const index = offset + sent++;
-      const status = await inject(app, {
-        method: 'POST',
-        url: CHAT_PATH,
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${benchKey(index % KEYS)}` },
-        body: Buffer.from(chatBody(index)),
-      });
-      statuses[status] = (statuses[status] ?? 0) + 1;
-    }
-  };
-  await Promise.all(Array.from({ length: 32 }, worker));
-  const cpu = process.cpuUsage(started);
-  return { cpuUs: (cpu.user + cpu.system) / requests, statuses };
+/** Sends `requests` requests through `app` in-process, 32 at a time; resolves with the CPU µs per request and the statuses. */
+export function driveCpu(app: Express, requests: number, offset: number) {
+  return cpuPerRequest(app as unknown as RequestListener, requests, 32, (index) => ({
+    method: 'POST',
+    url: CHAT_PATH,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${benchKey((offset + index) % KEYS)}` },
+    body: Buffer.from(chatBody(offset + index)),
+  }));
 }

@@ -4,21 +4,13 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { buildChain, chatBody, KEYS, STEPS } from './guard-cost-chain.js';
-import { forkBench } from './lib/child.js';
+import type { GuardCostMessage } from './guard-cost-child.js';
+import { forkAsking } from './lib/child.js';
 import { benchKey, CHAT_PATH, REDIS_URL } from './lib/fixtures.js';
 import { RedisCommandCounter } from './lib/redis-counter.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtNumber, median, table } from './lib/stats.js';
 import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
-
-/** Waits until the relay has seen nothing for `quietMs`. */
-async function quiesce(counter: RedisCommandCounter, quietMs: number): Promise<void> {
-  for (let waited = 0; waited < 1000; waited += quietMs) {
-    const last = counter.commands.at(-1)?.at ?? 0;
-    if (performance.now() - last >= quietMs) return;
-    await new Promise((resolve) => setTimeout(resolve, quietMs));
-  }
-}
 
 /** The guard's own work per request, each piece called directly (no Express around it), in ns; a block, a suspension and a throttle of others are in force. */
 async function pieceCosts(iterations: number): Promise<{ piece: string; ns: number }[]> {
@@ -107,9 +99,7 @@ interface Trips {
 
 /** One request at a time through the chain on Redis behind the counting relay: commands and flights before and after each answer. */
 async function countTrips(context: BenchContext, withGuard: boolean, requests: number): Promise<Trips> {
-  const target = new URL(REDIS_URL);
-  const counter = new RedisCommandCounter({ host: target.hostname, port: Number(target.port || 6379) });
-  const relayUrl = await counter.start();
+  const { counter, relayUrl } = await RedisCommandCounter.inFrontOf();
   const { createRedisStores } = await import('@tollgate/redis');
   const stores = createRedisStores({
     url: relayUrl,
@@ -132,7 +122,7 @@ async function countTrips(context: BenchContext, withGuard: boolean, requests: n
     // Warm-up over every key: key-cache misses and script loads are not per-request costs.
     for (let i = 0; i < KEYS + 20; i++) await timedRequest(url, chatBody(i), headers(i));
     await chain.guard?.flush();
-    await quiesce(counter, 50);
+    await counter.quiet(50, 1000);
     const trips: Trips = {
       commandsBefore: 0,
       tripsBefore: 0,
@@ -143,25 +133,18 @@ async function countTrips(context: BenchContext, withGuard: boolean, requests: n
       failures: 0,
     };
     for (let i = 0; i < requests; i++) {
-      const commands = counter.commands.length;
-      const flights = counter.roundTrips;
-      const response = await timedRequest(url, chatBody(1_000 + i), headers(i));
-      if (response.status !== 200) trips.failures++;
-      const answeredCommands = counter.commands.length;
-      const answeredFlights = counter.roundTrips;
-      await quiesce(counter, 20);
-      trips.commandsBefore += answeredCommands - commands;
-      trips.tripsBefore += answeredFlights - flights;
-      trips.commandsAfter += counter.commands.length - answeredCommands;
-      trips.tripsAfter += counter.roundTrips - answeredFlights;
+      const trip = await counter.trip(async () => {
+        if ((await timedRequest(url, chatBody(1_000 + i), headers(i))).status !== 200) trips.failures++;
+      }, 1000);
+      trips.commandsBefore += trip.before.length;
+      trips.tripsBefore += trip.tripsBefore;
+      trips.commandsAfter += trip.after.length;
+      trips.tripsAfter += trip.tripsAfter;
     }
     // One flush of the detector after all of them: what a process sends per second, however many requests it served.
-    const commands = counter.commands.length;
-    const flights = counter.roundTrips;
-    await chain.guard?.flush();
-    await quiesce(counter, 20);
-    trips.flushCommands = counter.commands.length - commands;
-    trips.flushTrips = counter.roundTrips - flights;
+    const flush = await counter.trip(async () => chain.guard?.flush(), 1000);
+    trips.flushCommands = flush.before.length + flush.after.length;
+    trips.flushTrips = flush.tripsBefore + flush.tripsAfter;
     return trips;
   } finally {
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -174,31 +157,13 @@ async function countTrips(context: BenchContext, withGuard: boolean, requests: n
 
 /** A child process that builds one chain and drives it on request: each chain gets a heap and a garbage collector of its own. */
 async function chainChild(withGuard: boolean) {
-  const child = forkBench(fileURLToPath(new URL('./guard-cost-child.ts', import.meta.url)));
-  let nextId = 1;
-  const waiting = new Map<number, (reply: { ok: boolean; value?: unknown; error?: string }) => void>();
-  child.on('message', (reply: { id: number; ok: boolean; value?: unknown; error?: string }) =>
-    waiting.get(reply.id)?.(reply),
-  );
-  const call = <T>(type: string, payload: Record<string, unknown> = {}) =>
-    new Promise<T>((resolve, reject) => {
-      const id = nextId++;
-      waiting.set(id, (reply) => {
-        waiting.delete(id);
-        if (reply.ok) resolve(reply.value as T);
-        else reject(new Error(reply.error));
-      });
-      child.send({ id, type, ...payload });
-    });
-  await call('build', { withGuard });
+  const child = forkAsking(fileURLToPath(new URL('./guard-cost-child.ts', import.meta.url)), 'guard cost');
+  const ask = <T>(message: GuardCostMessage) => child.ask<T>(message);
+  await ask({ type: 'build', withGuard });
   return {
     drive: (requests: number, offset: number) =>
-      call<{ cpuUs: number; statuses: Record<string, number> }>('drive', { requests, offset }),
-    async close() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.send({ id: 0, type: 'exit' });
-      await exited;
-    },
+      ask<{ cpuUs: number; statuses: Record<string, number> }>({ type: 'drive', requests, offset }),
+    close: () => child.kill(),
   };
 }
 
@@ -316,6 +281,6 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
     ];
     return { title: '9. Guard: cost per request on the hot path', body, targets };
   } finally {
-    await Promise.all(children.map((child) => child.close()));
+    for (const child of children) child.close();
   }
 }

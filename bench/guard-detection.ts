@@ -1,5 +1,4 @@
 // Benchmark: the guard's detectors on days of replayed synthetic traffic with injected runaways, on a fake clock (no sleeping).
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createMemoryStores } from '@tollgate/core';
 import { MemoryGuardStore } from '@tollgate/guard';
@@ -8,7 +7,14 @@ import { SpendAnomalyDetector } from '../packages/guard/src/spend-anomaly.js';
 import { requestFingerprint } from '../packages/guard/src/request-fingerprint.js';
 import { resolveSpendAnomalyOptions } from '../packages/guard/src/spend-anomaly-options.js';
 import type { SubjectFinding } from '../packages/guard/src/spend-anomaly.js';
-import { verdictMark, type BenchContext, type SectionResult, type TargetVerdict } from './lib/section.js';
+import {
+  aloneContext,
+  runAlone,
+  sectionText,
+  type BenchContext,
+  type SectionResult,
+  type TargetVerdict,
+} from './lib/section.js';
 import { fmtNumber, median, quantile, table } from './lib/stats.js';
 
 /** The proxy contract's values (DESIGN.md), so the figures are those a deployment gets by default. */
@@ -736,7 +742,7 @@ export async function runGuardDetectionBenchmark(
 }
 
 // `tsx bench/guard-detection.ts [--quick] [--tuning 17] [--held-out 1001,1002]`: prints the section, writes no file.
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (runAlone(import.meta.url)) {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -747,15 +753,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const list = (value: string | undefined) => value?.split(',').map((seed) => Number(seed.trim()));
   const tuning = list(values.tuning);
   const heldOut = list(values['held-out']);
-  const context: BenchContext = {
-    quick: values.quick ?? false,
-    runId: 'guard-detection',
-    redisPrefix: 'tg-bench:guard-detection:',
-    log: (message) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`),
-  };
   const seeds = { ...(tuning ? { tuning } : {}), ...(heldOut ? { heldOut } : {}) };
-  const section = await runGuardDetectionBenchmark(context, seeds);
-  const rows = section.targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures]);
-  const verdicts = table(['target', 'verdict', 'figures'], rows);
-  console.log([`## ${section.title}`, '', section.body, '', verdicts].join('\n'));
+  console.log(
+    sectionText(await runGuardDetectionBenchmark(aloneContext('guard-detection', values.quick ?? false), seeds)),
+  );
 }

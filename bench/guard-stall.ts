@@ -6,7 +6,14 @@ import { forkAsking } from './lib/child.js';
 import type { LoopStats, StallMessage, StallMode } from './lib/guard-stall-child.js';
 import { CHAT_BODY } from './lib/guard-stall-child.js';
 import { runLoad, type LoadResult } from './lib/load.js';
-import { verdictMark, type BenchContext, type SectionResult, type TargetVerdict } from './lib/section.js';
+import {
+  aloneContext,
+  runAlone,
+  verdictMark,
+  type BenchContext,
+  type SectionResult,
+  type TargetVerdict,
+} from './lib/section.js';
 import { fmtNumber, median, quantile, table } from './lib/stats.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/guard-stall-child.ts', import.meta.url));
@@ -191,16 +198,10 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
   return { title: `Guard: the event loop with ${fmtNumber(SUBJECTS)} abuse subjects (issue 58)`, body, targets };
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes('--background')) {
+if (runAlone(import.meta.url) && process.argv.includes('--background')) {
   process.stdout.write(`${await backgroundStalls((line) => process.stderr.write(`${line}\n`))}\n`);
   process.exit(0);
-} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const quick = process.argv.includes('--quick');
-  const result = await runGuardStallBenchmark({
-    quick,
-    runId: 'guard-stall',
-    redisPrefix: 'tg-bench:guard-stall:',
-    log: (line) => process.stderr.write(`${line}\n`),
-  });
+} else if (runAlone(import.meta.url)) {
+  const result = await runGuardStallBenchmark(aloneContext('guard-stall', process.argv.includes('--quick')));
   process.stdout.write(`## ${result.title}\n\n${result.body}\n`);
 }

@@ -5,6 +5,10 @@ import { fileURLToPath } from 'node:url';
 import type { ProviderApi, TollgateContext } from '@tollgate/core';
 import type { ResolvedPrice } from '@tollgate/core/costs';
 import type { OutputCounter, ProviderAdapter } from '@tollgate/providers';
+import { anthropicAnswer, anthropicEvents } from '../packages/providers/src/anthropic-messages/answer.js';
+import { chatAnswer, chatEvents } from '../packages/providers/src/openai-chat/answer.js';
+import { responsesAnswer, responsesEvents } from '../packages/providers/src/openai-responses/answer.js';
+import { sseEvent } from '../packages/providers/src/usage.js';
 import { DiscardSocket } from './lib/inject.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtNumber, median, table } from './lib/stats.js';
@@ -48,163 +52,20 @@ interface StreamFormat {
   events: Buffer[];
 }
 
-function sse(data: unknown, event?: string): Buffer {
-  return Buffer.from(
-    `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`,
-  );
-}
-
-/** Chat Completions with `stream_options.include_usage` asked by the client (the meter adds and strips nothing). */
-function chatStream(model: string, outputTokens: number): Buffer[] {
-  const base = {
-    id: 'chatcmpl-bench',
-    object: 'chat.completion.chunk',
-    created: 1_700_000_000,
-    model,
-    system_fingerprint: 'fp_bench',
-  };
-  const chunk = (delta: Record<string, unknown>, finish: string | null) =>
-    sse(
-      Object.assign({}, base, { choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], usage: null }),
-    );
-  return [
-    chunk({ role: 'assistant', content: '', refusal: null }, null),
-    ...PIECES.map((piece) => chunk({ content: piece }, null)),
-    chunk({}, 'stop'),
-    sse(
-      Object.assign({}, base, {
-        choices: [],
-        usage: {
-          prompt_tokens: INPUT_TOKENS,
-          completion_tokens: outputTokens,
-          total_tokens: INPUT_TOKENS + outputTokens,
-        },
-      }),
-    ),
-    sse('[DONE]'),
-  ];
-}
-
-/** Responses API events as OpenAI sends them (examples/proxy's mock and the providers' fixture). */
-function responsesStream(model: string, outputTokens: number): Buffer[] {
-  const events: Buffer[] = [];
-  const push = (type: string, data: Record<string, unknown>) =>
-    events.push(sse(Object.assign({ type, sequence_number: events.length }, data), type));
-  const response = (status: string, output: unknown[], usage: unknown) => ({
-    id: 'resp_bench',
-    object: 'response',
-    created_at: 1_700_000_000,
-    status,
-    error: null,
-    incomplete_details: null,
-    instructions: null,
-    max_output_tokens: FAR_GRANT,
-    model,
-    output,
-    parallel_tool_calls: true,
-    previous_response_id: null,
-    reasoning: { effort: null, summary: null },
-    store: false,
-    temperature: 1,
-    text: { format: { type: 'text' } },
-    tool_choice: 'auto',
-    tools: [],
-    top_p: 1,
-    truncation: 'disabled',
-    usage,
-    user: null,
-    metadata: {},
-  });
-  const message = (status: string, text?: string) => ({
-    type: 'message',
-    id: 'msg_bench',
-    status,
-    role: 'assistant',
-    content: text === undefined ? [] : [{ type: 'output_text', text, annotations: [], logprobs: [] }],
-  });
-  push('response.created', { response: response('in_progress', [], null) });
-  push('response.in_progress', { response: response('in_progress', [], null) });
-  push('response.output_item.added', { output_index: 0, item: message('in_progress') });
-  push('response.content_part.added', {
-    item_id: 'msg_bench',
-    output_index: 0,
-    content_index: 0,
-    part: { type: 'output_text', text: '', annotations: [], logprobs: [] },
-  });
-  for (const piece of PIECES)
-    push('response.output_text.delta', {
-      item_id: 'msg_bench',
-      output_index: 0,
-      content_index: 0,
-      delta: piece,
-      logprobs: [],
-    });
-  push('response.output_text.done', {
-    item_id: 'msg_bench',
-    output_index: 0,
-    content_index: 0,
-    text: REPLY,
-    logprobs: [],
-  });
-  push('response.content_part.done', {
-    item_id: 'msg_bench',
-    output_index: 0,
-    content_index: 0,
-    part: { type: 'output_text', text: REPLY, annotations: [], logprobs: [] },
-  });
-  push('response.output_item.done', { output_index: 0, item: message('completed', REPLY) });
-  const usage = {
-    input_tokens: INPUT_TOKENS,
-    input_tokens_details: { cached_tokens: 0 },
-    output_tokens: outputTokens,
-    output_tokens_details: { reasoning_tokens: 0 },
-    total_tokens: INPUT_TOKENS + outputTokens,
-  };
-  push('response.completed', { response: response('completed', [message('completed', REPLY)], usage) });
-  return events;
-}
-
-/** Anthropic Messages events, ping included. */
-function messagesStream(model: string, outputTokens: number): Buffer[] {
-  const usage = (output: number) => ({
-    input_tokens: INPUT_TOKENS,
-    cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
-    output_tokens: output,
-  });
-  return [
-    sse(
-      {
-        type: 'message_start',
-        message: {
-          id: 'msg_bench',
-          type: 'message',
-          role: 'assistant',
-          model,
-          content: [],
-          stop_reason: null,
-          stop_sequence: null,
-          usage: usage(1),
-        },
-      },
-      'message_start',
-    ),
-    sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
-    sse({ type: 'ping' }, 'ping'),
-    ...PIECES.map((piece) =>
-      sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } }, 'content_block_delta'),
-    ),
-    sse({ type: 'content_block_stop', index: 0 }, 'content_block_stop'),
-    sse(
-      {
-        type: 'message_delta',
-        delta: { stop_reason: 'end_turn', stop_sequence: null },
-        usage: { output_tokens: outputTokens },
-      },
-      'message_delta',
-    ),
-    sse({ type: 'message_stop' }, 'message_stop'),
-  ];
+/**
+ * The answer as `api` streams it, one word a delta, written by the providers' own answer forms (what their mock
+ * provider streams): Chat Completions with the usage chunk the client asked for, Responses and Messages events.
+ */
+function streamOf(api: StreamApi, model: string, request: Record<string, unknown>, outputTokens: number): Buffer[] {
+  const plain = { model, text: REPLY, inputTokens: INPUT_TOKENS, outputTokens, truncated: false };
+  const deltas = () => PIECES;
+  const events =
+    api === 'openai.chat'
+      ? chatEvents({ ...chatAnswer(plain), system_fingerprint: 'fp_bench' }, { deltas, announceUsage: true })
+      : api === 'openai.responses'
+        ? responsesEvents(responsesAnswer(plain, request), { deltas })
+        : anthropicEvents(anthropicAnswer(plain), { deltas });
+  return events.map((event) => Buffer.from(sseEvent(event.data, event.event)));
 }
 
 /**
@@ -414,12 +275,7 @@ async function prepareFormats(): Promise<{ harness: Harness; prepared: Prepared[
         : (text) =>
             providers.countTextTokens(text, tokenizer, new providers.CountBudget(providers.SYNC_ESTIMATE_MS), 'lower');
     const outputTokens = count(REPLY);
-    const events =
-      base.api === 'openai.chat'
-        ? chatStream(base.model, outputTokens)
-        : base.api === 'openai.responses'
-          ? responsesStream(base.model, outputTokens)
-          : messagesStream(base.model, outputTokens);
+    const events = streamOf(base.api, base.model, base.body, outputTokens);
     const item: Prepared = {
       format: { ...base, events },
       adapter: providers.adapterFor(base.api),

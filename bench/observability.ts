@@ -1,7 +1,6 @@
 // Benchmark 14: what the proxy's access log, metrics and tracing cost per request, turned on one at a time (in-process, memory stores).
-import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startServer } from './lib/child.js';
+import { askBenchChild, startServer } from './lib/child.js';
 import { MEASURED_FROM } from './lib/observability-child.js';
 import type { OBSERVED_CASES, ObservabilityRun } from './lib/observability-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
@@ -32,18 +31,7 @@ const NAMES: Record<ObservedCase, string> = {
  * so a block's CPU less the pauses inside it is the requests' own work, and the collection is charged apart.
  */
 function runChild(message: Record<string, unknown>): Promise<ObservabilityRun> {
-  const child = fork(ENTRY, [], {
-    execArgv: [...process.execArgv, '--single-threaded-gc'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise<ObservabilityRun>((resolve, reject) => {
-    child.once('message', (reply: { ok: boolean; value?: ObservabilityRun; error?: string }) => {
-      if (reply.ok) resolve(reply.value!);
-      else reject(new Error(reply.error ?? 'the observability child failed'));
-    });
-    child.once('exit', (code, signal) => reject(new Error(`the observability child exited (${code ?? signal})`)));
-    child.send({ type: 'run', ...message });
-  }).finally(() => child.kill());
+  return askBenchChild(ENTRY, { type: 'run', ...message }, 'observability', { execArgv: ['--single-threaded-gc'] });
 }
 
 export async function runObservabilityBenchmark(context: BenchContext): Promise<SectionResult> {

@@ -1,6 +1,6 @@
 // Benchmark 2: the example proxy against a bare Express + undici passthrough, the Node floor under it and the Portkey
 // gateway, all in front of the same zero-latency upstream.
-import { startServer, type BenchChild } from './lib/child.js';
+import { startEach, startServer, type BenchChild } from './lib/child.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './lib/fixtures.js';
 import { alternateRounds, runLoad, type CaseSummary } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
@@ -123,23 +123,24 @@ export async function runProxyBenchmark(context: BenchContext): Promise<SectionR
   const durationS = context.quick ? 2 : 3;
   const connections = 32;
   const cases = proxyCases(context);
-  const running: RunningCase[] = [];
   const missing: string[] = [];
   const upstream = await startServer({ app: 'mock-upstream' });
+  let running: RunningCase[] = [];
   try {
-    for (const benchCase of cases) {
-      try {
-        running.push({
-          benchCase,
-          server: await benchCase.start(upstream.url),
-          headers: { ...authHeaders(), ...benchCase.headers?.(upstream.url) },
-          bodies: { json: CHAT_BODY, stream: benchCase.streamBody ?? STREAM_CHAT_BODY },
-        });
-      } catch (error) {
-        missing.push(`${benchCase.name}: ${error instanceof Error ? error.message : String(error)}`);
-        context.log(`proxy: ${benchCase.name} unavailable (${String(error)})`);
-      }
-    }
+    const servers = await startEach(
+      cases,
+      (c) => c.start(upstream.url),
+      missing,
+      (m) => context.log(`proxy: ${m}`),
+    );
+    running = cases
+      .filter((c) => servers.has(c.name))
+      .map((benchCase) => ({
+        benchCase,
+        server: servers.get(benchCase.name)!,
+        headers: { ...authHeaders(), ...benchCase.headers?.(upstream.url) },
+        bodies: { json: CHAT_BODY, stream: benchCase.streamBody ?? STREAM_CHAT_BODY },
+      }));
     const load = (c: RunningCase, mode: 'json' | 'stream', seconds: number) => () =>
       runLoad({
         url: c.server.url,

@@ -1,6 +1,6 @@
 // Benchmark 4: Redis commands and round trips per request, counted by a relay between the app and Redis.
 import { startServer, type ServerSpec } from './lib/child.js';
-import { authHeaders, CHAT_BODY, CHAT_PATH, REDIS_URL } from './lib/fixtures.js';
+import { authHeaders, CHAT_BODY, CHAT_PATH } from './lib/fixtures.js';
 import { RedisCommandCounter, type SeenCommand } from './lib/redis-counter.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtNumber, table } from './lib/stats.js';
@@ -37,19 +37,6 @@ export interface CaseCount {
   failures: number;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Waits until the relay has seen no command for `quietMs` (settles after the response are done). */
-async function quiesce(counter: RedisCommandCounter, quietMs: number, maxMs: number): Promise<void> {
-  const deadline = performance.now() + maxMs;
-  while (performance.now() < deadline) {
-    const last = counter.commands.at(-1)?.at ?? 0;
-    const quietFor = performance.now() - last;
-    if (quietFor >= quietMs) return;
-    await sleep(quietMs - quietFor + 1);
-  }
-}
-
 function keyPattern(key: string | undefined, prefix: string): string {
   if (key === undefined) return '';
   return key
@@ -64,9 +51,7 @@ export async function countRoundTrips(
   benchCase: CountCase,
   requests: number,
 ): Promise<CaseCount> {
-  const target = new URL(REDIS_URL);
-  const counter = new RedisCommandCounter({ host: target.hostname, port: Number(target.port || 6379) });
-  const relayUrl = await counter.start();
+  const { counter, relayUrl } = await RedisCommandCounter.inFrontOf();
   const upstream = benchCase.needsUpstream ? await startServer({ app: 'mock-upstream' }) : undefined;
   const server = await startServer(benchCase.spec(relayUrl, upstream?.url ?? '')).catch(async (error: unknown) => {
     await upstream?.close();
@@ -77,46 +62,37 @@ export async function countRoundTrips(
     const url = `${server.url}${CHAT_PATH}`;
     // Warm-up: connection handshakes, script loads and first-use lookups are not per-request costs.
     for (let i = 0; i < 20; i++) await timedRequest(url, CHAT_BODY, authHeaders());
-    await quiesce(counter, 50, 1000);
-    const breakdown = new Map<string, { before: number; after: number }>();
+    await counter.quiet(50, 1000);
+    const count: CaseCount = {
+      name: benchCase.name,
+      requests,
+      commandsBefore: 0,
+      commandsAfter: 0,
+      tripsBefore: 0,
+      tripsAfter: 0,
+      breakdown: new Map(),
+      failures: 0,
+    };
     const add = (seen: SeenCommand[], phase: 'before' | 'after') => {
       for (const command of seen) {
         const label = `${command.name} ${keyPattern(command.key, context.redisPrefix)}`.trim();
-        const entry = breakdown.get(label) ?? { before: 0, after: 0 };
+        const entry = count.breakdown.get(label) ?? { before: 0, after: 0 };
         entry[phase]++;
-        breakdown.set(label, entry);
+        count.breakdown.set(label, entry);
       }
     };
-    let commandsBefore = 0;
-    let commandsAfter = 0;
-    let tripsBefore = 0;
-    let tripsAfter = 0;
-    let failures = 0;
     for (let i = 0; i < requests; i++) {
-      const startIndex = counter.commands.length;
-      const startTrips = counter.roundTrips;
-      const response = await timedRequest(url, CHAT_BODY, authHeaders());
-      if (response.status !== 200) failures++;
-      const answeredIndex = counter.commands.length;
-      const answeredTrips = counter.roundTrips;
-      await quiesce(counter, 20, 500);
-      add(counter.commands.slice(startIndex, answeredIndex), 'before');
-      add(counter.commands.slice(answeredIndex), 'after');
-      commandsBefore += answeredIndex - startIndex;
-      commandsAfter += counter.commands.length - answeredIndex;
-      tripsBefore += answeredTrips - startTrips;
-      tripsAfter += counter.roundTrips - answeredTrips;
+      const trip = await counter.trip(async () => {
+        if ((await timedRequest(url, CHAT_BODY, authHeaders())).status !== 200) count.failures++;
+      });
+      add(trip.before, 'before');
+      add(trip.after, 'after');
+      count.commandsBefore += trip.before.length;
+      count.commandsAfter += trip.after.length;
+      count.tripsBefore += trip.tripsBefore;
+      count.tripsAfter += trip.tripsAfter;
     }
-    return {
-      name: benchCase.name,
-      requests,
-      commandsBefore,
-      commandsAfter,
-      tripsBefore,
-      tripsAfter,
-      breakdown,
-      failures,
-    };
+    return count;
   } finally {
     await server.close();
     await upstream?.close();
@@ -182,8 +158,24 @@ export async function runRoundTripBenchmark(context: BenchContext): Promise<Sect
 
 const per = (n: number, requests: number) => fmtNumber(n / requests, 2);
 
-/** The counts of each case as a table: commands and round trips per request, before the answer and after. */
-export function countsTable(counts: CaseCount[]): string {
+/** The commands a case sent on the wire, by name, per request: what INFO commandstats counts beside what scripts run. */
+function sentCommands(count: CaseCount): string {
+  const byName = new Map<string, number>();
+  for (const [label, n] of count.breakdown) {
+    const name = label.split(' ')[0]!;
+    byName.set(name, (byName.get(name) ?? 0) + n.before + n.after);
+  }
+  return [...byName.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, n]) => `${name} ${per(n, count.requests)}`)
+    .join(', ');
+}
+
+/**
+ * The counts of each case as a table: commands and round trips per request, before the answer and after, then the
+ * total round trips (or, with `sent`, the commands sent by name).
+ */
+export function countsTable(counts: CaseCount[], last: 'total' | 'sent' = 'total'): string {
   return table(
     [
       'case',
@@ -191,7 +183,7 @@ export function countsTable(counts: CaseCount[]): string {
       'round trips/req before answer',
       'commands/req after',
       'round trips/req after',
-      'total round trips/req',
+      last === 'total' ? 'total round trips/req' : 'commands sent (per request)',
       'non-200',
     ],
     counts.map((c) => [
@@ -200,7 +192,7 @@ export function countsTable(counts: CaseCount[]): string {
       per(c.tripsBefore, c.requests),
       per(c.commandsAfter, c.requests),
       per(c.tripsAfter, c.requests),
-      per(c.tripsBefore + c.tripsAfter, c.requests),
+      last === 'total' ? per(c.tripsBefore + c.tripsAfter, c.requests) : sentCommands(c),
       String(c.failures),
     ]),
   );

@@ -1,5 +1,6 @@
 // `pnpm bench`: runs every benchmark in one go and writes bench/RESULTS.md (machine, date, command, figures, verdicts).
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -12,6 +13,7 @@ import { runChainBenchmark } from './chain.js';
 import { runChainCostBenchmark } from './chain-cost.js';
 import { runDeploymentBenchmark } from './deployment.js';
 import { runDeploymentMemoryBenchmark } from './deployment-memory.js';
+import { runScaleBenchmark } from './scale.js';
 import { runDeploymentLayersBenchmark } from './deployment-layers.js';
 import { runDeploymentMinuteBenchmark, runDeploymentShortBenchmark } from './deployment-short.js';
 import { runEstimationBenchmark } from './estimate.js';
@@ -30,8 +32,7 @@ import { runScopesBenchmark } from './scopes.js';
 import { runStoreCostBenchmark } from './store-cost.js';
 import { REDIS_URL } from './lib/fixtures.js';
 import { describeMachine } from './lib/machine.js';
-import { verdictMark, type BenchContext, type SectionResult } from './lib/section.js';
-import { table } from './lib/stats.js';
+import { targetsTable, type BenchContext, type SectionResult } from './lib/section.js';
 
 const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResult>> = {
   chain: runChainBenchmark,
@@ -59,16 +60,24 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   'deployment-minute': runDeploymentMinuteBenchmark,
   'deployment-layers': runDeploymentLayersBenchmark,
   builds: runBuildsBenchmark,
+  scale: runScaleBenchmark,
 };
 
-/** Run only when named in --only: `builds` checks out and builds another commit (see README.md). */
-const ON_REQUEST = new Set(['builds']);
+/**
+ * `pnpm bench:targets` (`--targets`): the sections whose verdicts are the performance issue's (65): the short rounds'
+ * medians and CPU against the passthrough, the peer stack, the bare-host memory, observability, the stores' cost.
+ */
+const TARGET_SECTIONS = ['deployment-short', 'deployment', 'deployment-memory', 'observability', 'store-cost'];
+
+/** Run only when named in --only: `builds` checks out and builds another commit, `scale` fills a store of 100,000 keys (see README.md). */
+const ON_REQUEST = new Set(['builds', 'scale']);
 
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     out: { type: 'string' },
+    targets: { type: 'boolean', default: false },
   },
 });
 
@@ -104,9 +113,11 @@ async function removeRunKeys(prefix: string): Promise<number> {
 
 async function main(): Promise<void> {
   const quick = values.quick ?? false;
-  const selected = values.only
-    ? values.only.split(',').map((name) => name.trim())
-    : Object.keys(BENCHMARKS).filter((name) => !ON_REQUEST.has(name));
+  const selected = values.targets
+    ? TARGET_SECTIONS
+    : values.only
+      ? values.only.split(',').map((name) => name.trim())
+      : Object.keys(BENCHMARKS).filter((name) => !ON_REQUEST.has(name));
   for (const name of selected)
     if (!BENCHMARKS[name])
       throw new Error(`unknown benchmark "${name}" (known: ${Object.keys(BENCHMARKS).join(', ')})`);
@@ -122,7 +133,8 @@ async function main(): Promise<void> {
   const redis = await redisVersion();
   const sections: SectionResult[] = [];
   const command = `pnpm bench${process.argv.slice(2).length > 0 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
-  const out = values.out ?? fileURLToPath(new URL(quick ? './RESULTS.quick.md' : './RESULTS.md', import.meta.url));
+  const defaultOut = quick ? './RESULTS.quick.md' : values.targets ? './RESULTS.targets.md' : './RESULTS.md';
+  const out = values.out ?? fileURLToPath(new URL(defaultOut, import.meta.url));
 
   // Written after every benchmark, so a run stopped half-way still leaves what it measured.
   const writeReport = async (pending: string[]) => {
@@ -146,10 +158,7 @@ async function main(): Promise<void> {
       '',
       '## Targets',
       '',
-      table(
-        ['target', 'verdict', 'figures'],
-        targets.map((t) => [t.target, `**${verdictMark(t.holds)}**`, t.figures]),
-      ),
+      targetsTable(targets),
       '',
       ...(findings.length > 0
         ? ['### Where the time and the round trips go', '', ...findings.map((f) => `- ${f}`), '']
@@ -162,7 +171,9 @@ async function main(): Promise<void> {
   for (const [index, name] of selected.entries()) {
     context.log(`${name}: start`);
     try {
-      sections.push(await BENCHMARKS[name]!(context));
+      const section = await BENCHMARKS[name]!(context);
+      const [load] = os.loadavg();
+      sections.push({ ...section, targets: section.targets.map((target) => ({ ...target, load })) });
     } catch (error) {
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
       context.log(`${name}: failed\n${message}`);
@@ -173,6 +184,7 @@ async function main(): Promise<void> {
   context.log(`removed ${await removeRunKeys(context.redisPrefix)} Redis keys of this run`);
   await writeReport([]);
   context.log(`wrote ${out}`);
+  if (values.targets) console.log(`\n${targetsTable(sections.flatMap((s) => s.targets))}`);
 }
 
 main().then(

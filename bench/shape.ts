@@ -1,5 +1,7 @@
 // The code's shape in figures: what each door of each package names, the longest functions, the gateway package's
-// size and who imports its config, run-time import cycles, lines over 120 characters and the example proxy's own size. `pnpm exec tsx bench/shape.ts` prints a Markdown report.
+// size and who imports its config, functions over 80 lines of their own, classes over 450 lines, import cycles (run-time
+// ones, and counting type-only imports), lines over 120 characters and the example proxy's own size.
+// `pnpm exec tsx bench/shape.ts` prints a Markdown report.
 import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,33 +77,51 @@ function functionLengths(files: string[]): { where: string; lines: number }[] {
   return found.sort((a, b) => b.lines - a.lines);
 }
 
-/** Relative imports and re-exports that load at run time (`import type` and type-only names left out). */
-function valueImports(file: string): string[] {
+/** The file a relative specifier names, if it is one of ours. */
+function resolveRelative(file: string, specifier: string): string | undefined {
+  const base = join(file, '..', specifier).replace(/\.js$/, '');
+  return [`${base}.ts`, `${base}.tsx`, join(base, 'index.ts')].find((candidate) => existsSync(candidate));
+}
+
+/**
+ * Relative imports and re-exports of a file: those that load at run time, or with `types` also `import type`,
+ * type-only names and `import('…')` type references.
+ */
+function relativeImports(file: string, types: boolean): string[] {
   const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
   const targets: string[] = [];
+  const add = (specifier: ts.Node | undefined): void => {
+    if (!specifier || !ts.isStringLiteral(specifier) || !specifier.text.startsWith('.')) return;
+    const target = resolveRelative(file, specifier.text);
+    if (target) targets.push(target);
+  };
   for (const statement of source.statements) {
-    let specifier: ts.Expression | undefined;
     if (ts.isImportDeclaration(statement)) {
       const clause = statement.importClause;
-      if (clause?.isTypeOnly) continue;
       const bindings = clause?.namedBindings;
-      if (clause && !clause.name && bindings && ts.isNamedImports(bindings)) {
-        if (bindings.elements.length > 0 && bindings.elements.every((element) => element.isTypeOnly)) continue;
-      }
-      specifier = statement.moduleSpecifier;
-    } else if (ts.isExportDeclaration(statement) && !statement.isTypeOnly) {
+      const typeOnly =
+        clause?.isTypeOnly === true ||
+        (clause !== undefined &&
+          !clause.name &&
+          bindings !== undefined &&
+          ts.isNamedImports(bindings) &&
+          bindings.elements.length > 0 &&
+          bindings.elements.every((element) => element.isTypeOnly));
+      if (types || !typeOnly) add(statement.moduleSpecifier);
+    } else if (ts.isExportDeclaration(statement)) {
       const clause = statement.exportClause;
-      if (clause && ts.isNamedExports(clause) && clause.elements.every((element) => element.isTypeOnly)) continue;
-      specifier = statement.moduleSpecifier;
+      const typeOnly =
+        statement.isTypeOnly ||
+        (clause !== undefined && ts.isNamedExports(clause) && clause.elements.every((element) => element.isTypeOnly));
+      if (types || !typeOnly) add(statement.moduleSpecifier);
     }
-    if (!specifier || !ts.isStringLiteral(specifier) || !specifier.text.startsWith('.')) continue;
-    const base = join(file, '..', specifier.text).replace(/\.js$/, '');
-    for (const candidate of [`${base}.ts`, `${base}.tsx`, join(base, 'index.ts')]) {
-      if (existsSync(candidate)) {
-        targets.push(candidate);
-        break;
-      }
-    }
+  }
+  if (types) {
+    const visit = (node: ts.Node): void => {
+      if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) add(node.argument.literal);
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
   }
   return targets;
 }
@@ -118,9 +138,9 @@ function valueOrTypeImports(file: string): string[] {
   return targets;
 }
 
-/** Cycles among files' run-time imports: the strongly connected groups of more than one file. */
-function importCycles(files: string[]): string[][] {
-  const edges = new Map(files.map((file) => [file, valueImports(file)]));
+/** Cycles among files' imports (run-time ones, or with `types` all): the strongly connected groups of more than one file. */
+function importCycles(files: string[], types: boolean): string[][] {
+  const edges = new Map(files.map((file) => [file, relativeImports(file, types)]));
   const index = new Map<string, number>();
   const low = new Map<string, number>();
   const stack: string[] = [];
@@ -189,6 +209,26 @@ function longFunctions(files: string[], limit: number): { where: string; own: nu
   return long.sort((a, b) => b.own - a.own);
 }
 
+/** Classes (declarations and expressions) longer than `limit` lines, longest first. */
+function longClasses(files: string[], limit: number): { where: string; lines: number }[] {
+  const long: { where: string; lines: number }[] = [];
+  for (const file of files) {
+    const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+    const lineOf = (position: number): number => source.getLineAndCharacterOfPosition(position).line;
+    const visit = (node: ts.Node): void => {
+      if (ts.isClassLike(node)) {
+        const lines = lineOf(node.getEnd()) - lineOf(node.getStart()) + 1;
+        const name = node.name?.getText() ?? '(anonymous)';
+        if (lines > limit)
+          long.push({ where: `${relative(root, file)}:${lineOf(node.getStart()) + 1} ${name}`, lines });
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return long.sort((a, b) => b.lines - a.lines);
+}
+
 function linesOver(files: string[], width: number): number {
   let count = 0;
   for (const file of files) for (const line of readFileSync(file, 'utf8').split('\n')) if (line.length > width) count++;
@@ -216,7 +256,8 @@ for (const pkg of packages) {
     rows.push(`| ${door.name} | ${names.values + names.types} | ${names.values} | ${names.types} |`);
   }
 }
-const long = longFunctions(packageSources, 100);
+const long = longFunctions(packageSources, 80);
+const classes = longClasses(packageSources, 450);
 const lengths = functionLengths(packageSources);
 const proxyLines = proxySources.reduce((sum, file) => sum + readFileSync(file, 'utf8').split('\n').length - 1, 0);
 const lineCount = (file: string): number => readFileSync(file, 'utf8').split('\n').length - 1;
@@ -230,7 +271,8 @@ const configModules = new Set(
 const configImporters = gatewaySources.filter(
   (file) => !configModules.has(file) && valueOrTypeImports(file).some((target) => configModules.has(target)),
 );
-const cycles = importCycles(packageSources);
+const cycles = importCycles(packageSources, false);
+const typeCycles = importCycles(packageSources, true);
 
 console.log(`# Code shape\n`);
 console.log(
@@ -241,8 +283,14 @@ console.log(
 );
 console.log(`${lengths.filter(({ lines }) => lines > 100).length} over 100 lines`);
 for (const { where, lines } of lengths.filter(({ lines }) => lines > 100)) console.log(`- ${where}: ${lines}`);
-console.log(`\nFunctions over 100 lines of their own (nested functions not counted) in packages/*/src: ${long.length}`);
+const over100 = long.filter(({ own }) => own > 100).length;
+console.log(
+  `\nFunctions over 80 lines of their own (nested functions not counted) in packages/*/src: ${long.length}, ` +
+    `${over100} of them over 100`,
+);
 for (const { where, own, lines } of long) console.log(`- ${where}: ${own} lines of its own, ${lines} in all`);
+console.log(`\nClasses over 450 lines in packages/*/src: ${classes.length}`);
+for (const { where, lines } of classes) console.log(`- ${where}: ${lines}`);
 console.log(
   `\npackages/gateway/src: ${gatewayLines} lines in ${gatewaySources.length} files; the largest: ${largest
     .map((file) => `${relative(root, file)} (${lineCount(file)})`)
@@ -252,6 +300,8 @@ console.log(`Files importing the gateway's config module outside its folder: ${c
 for (const file of configImporters) console.log(`- ${relative(root, file)}`);
 console.log(`\nRun-time import cycles among packages/*/src files: ${cycles.length}`);
 for (const group of cycles) console.log(`- ${group.join(' ↔ ')}`);
+console.log(`\nImport cycles among packages/*/src files, type-only imports counted: ${typeCycles.length}`);
+for (const group of typeCycles) console.log(`- ${group.join(' ↔ ')}`);
 console.log(`\nLines over 120 characters (packages, proxy, tests, bench): ${linesOver(everything, 120)}`);
 console.log(
   `\nThe example proxy's own source (examples/proxy/src): ${proxyLines} lines in ${proxySources.length} files`,

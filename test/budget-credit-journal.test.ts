@@ -19,7 +19,9 @@ const opened: TollgateStores[] = [];
 
 afterAll(async () => {
   await Promise.all(opened.map((stores) => stores.close()));
-  await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits"`);
+  await db.query(
+    `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits"`,
+  );
   await db.end();
 });
 

@@ -37,7 +37,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await redis.stop();
   await cluster.stop();
-  for (const table of tables) await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
+  for (const table of tables) {
+    await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
+    await pool.query(`DROP FUNCTION IF EXISTS "${table}_add_to_rollups"`);
+  }
   await pool.end();
 });
 

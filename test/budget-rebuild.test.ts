@@ -33,7 +33,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const close of closers.reverse()) await close().catch(() => undefined);
   await redis.stop();
-  await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
+  await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
+  await pool.query(`DROP FUNCTION IF EXISTS "${table}_add_to_rollups"`);
   await pool.end();
 });
 

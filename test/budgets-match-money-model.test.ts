@@ -52,7 +52,29 @@ const CALLERS: Caller[] = [
   // One session of acme from two keys: one budget, beside each key's calls without a session.
   { keyId: 'k1', tenantId: 'acme', userId: 'alice', sessionId: 's1' },
   { keyId: 'k2', tenantId: 'acme', sessionId: 's1' },
+  // Teams of acme, stacked on the tenant: alice is exempt from research's template, bob and dave get it, key k4
+  // (calling without an end user) has an entry of its own; ops has a template only, and a month budget.
+  { keyId: 'k1', tenantId: 'acme', userId: 'alice', team: 'research' },
+  { keyId: 'k4', tenantId: 'acme', userId: 'bob', team: 'research' },
+  { keyId: 'k4', tenantId: 'acme', team: 'research' },
+  { keyId: 'k5', tenantId: 'acme', userId: 'dave', team: 'research' },
+  { keyId: 'k5', tenantId: 'acme', team: 'ops' },
 ];
+
+/** A budget of team `team` of acme, or of its member `member` (`user:<id>`, `key:<id>`). */
+const teamBudget = (team: string, period: Period, limit: number, member?: string): BudgetDef => ({
+  name: member === undefined ? `team ${team} of acme` : `member ${member} of team ${team} of acme`,
+  selector:
+    member === undefined
+      ? { scope: 'team', id: team, tenant: 'acme' }
+      : { scope: 'member', id: member, tenant: 'acme', team },
+  period,
+  limit,
+  applies: (c) =>
+    c.tenantId === 'acme' &&
+    c.team === team &&
+    (member === undefined || member === (c.userId === undefined ? `key:${c.keyId}` : `user:${c.userId}`)),
+});
 
 /** A tenant's budget of `period`. */
 const tenantBudget = (id: string, period: Period, limit: number): BudgetDef => ({
@@ -76,7 +98,7 @@ const BUDGETS: BudgetDef[] = [
     limit: 6e6,
     applies: (c) => c.keyId === 'k1',
   },
-  ...['alice', 'bob'].map((user): BudgetDef => ({
+  ...['alice', 'bob', 'dave'].map((user): BudgetDef => ({
     name: `end user ${user} of acme`,
     selector: { scope: 'user', id: user, tenant: 'acme' },
     period: 'day',
@@ -97,6 +119,12 @@ const BUDGETS: BudgetDef[] = [
     limit: 7e6,
     applies: (c, model) => c.tenantId === 'acme' && model === 'm-big',
   },
+  teamBudget('research', 'day', 4e6),
+  teamBudget('ops', 'month', 6e6),
+  teamBudget('research', 'day', 3e6, 'user:bob'),
+  teamBudget('research', 'day', 3e6, 'user:dave'),
+  teamBudget('research', 'hour', 2e6, 'key:k4'),
+  teamBudget('ops', 'hour', 2e6, 'key:k5'),
 ];
 
 /** The budgets the selector of `budget` names: every budget of its scope (a tenant's day and month budgets alike). */
@@ -120,6 +148,22 @@ const BUDGET_OPTIONS = {
   tenantUsers: { acme: { usd: usd(4e6), period: 'day' } },
   modelBudgets: { acme: { 'm-big': { usd: usd(7e6), period: 'day' } } },
   sessionBudgets: { tenants: { acme: { usd: usd(5e6), period: 'day' } } },
+  teamBudgets: {
+    acme: {
+      research: {
+        budget: { usd: usd(4e6), period: 'day' },
+        members: {
+          each: { budget: { usd: usd(3e6), period: 'day' } },
+          'user:alice': { exempt: true },
+          'key:k4': { budget: { usd: usd(2e6), period: 'hour' } },
+        },
+      },
+      ops: {
+        budget: { usd: usd(6e6), period: 'month' },
+        members: { each: { budget: { usd: usd(2e6), period: 'hour' } } },
+      },
+    },
+  },
 } as const;
 
 type Step =
@@ -317,6 +361,7 @@ function spendSourceOf(model: MoneyModel): SpendSource {
     feature: null,
     model: record.model,
     session: record.caller.sessionId ?? null,
+    team: record.caller.team ?? null,
     spentNanoUsd: record.cost,
   });
   // As the PostgreSQL source reads it: sums of the records finished before the cut, the later ones one by one.
@@ -816,6 +861,9 @@ const REACHED = [
   'JSON call whole',
 ];
 
+/** Budgets that stack (a team, its members, the tenant) each refused some reserve: the blocks without resets reach it. */
+const STACKED = ['reserve refused by team', 'reserve refused by member'];
+
 /** `block`: the steps and the run of a block of this test (the common ones without). */
 async function checkAgainstModel(
   backend: Backend,
@@ -844,11 +892,11 @@ describe('the money engine matches its reference model', () => {
   });
 
   it('on memory stores (fake clock; a crash loses the store with its process)', async () => {
-    await checkAgainstModel(memory, ['settle above (charged)', 'settle at (charged)']);
+    await checkAgainstModel(memory, ['settle above (charged)', 'settle at (charged)', ...STACKED]);
   }, 120_000);
 
   it('on Redis (two processes; data losses, crashes)', async () => {
-    const lost = ['settle above (lost)', 'settle below (lost)', 'expiry of a dead process'];
+    const lost = ['settle above (lost)', 'settle below (lost)', 'expiry of a dead process', ...STACKED];
     await checkAgainstModel(
       redisBackend(() => redis),
       lost,
@@ -858,13 +906,13 @@ describe('the money engine matches its reference model', () => {
   // Keys that carry their budget (the block above the reached events): the same steps and rotations and budgets given
   // at run time among them.
   it('on memory stores, with keys rotated and given budgets at run time', async () => {
-    await checkAgainstModel(memory, KEY_EVENTS, { steps: KEY_STEPS });
+    await checkAgainstModel(memory, [...KEY_EVENTS, ...STACKED], { steps: KEY_STEPS });
   }, 120_000);
 
   it('on Redis, with keys rotated and given budgets at run time', async () => {
     await checkAgainstModel(
       redisBackend(() => redis),
-      KEY_EVENTS,
+      [...KEY_EVENTS, ...STACKED],
       { steps: KEY_STEPS },
     );
   }, 120_000);

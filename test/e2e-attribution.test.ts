@@ -16,7 +16,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
-import { runReportCommand } from '@tollgate/metering';
+import { runReportCommand } from '@tollgate/cli';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
@@ -33,7 +33,8 @@ const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-attribution-'));
 const db = new pg.Pool({ connectionString: POSTGRES_URL, max: 1 });
 const tables: string[] = [];
 afterAll(async () => {
-  for (const table of tables) await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
+  for (const table of tables)
+    await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
   await db.end();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -29,7 +29,9 @@ afterAll(async () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
   await redis?.stop();
   for (const table of tables) {
-    await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits", "${table}_audit"`);
+    await pool.query(
+      `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits", "${table}_audit"`,
+    );
     await pool.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
   }
   await pool.end();

@@ -76,7 +76,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();
-  for (const table of tables) await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
+  for (const table of tables)
+    await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
   await client.end();
 });
 

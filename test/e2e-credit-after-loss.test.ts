@@ -218,7 +218,9 @@ describe('credit after Redis loses its data', () => {
   afterAll(async () => {
     await proxy?.stop();
     await redis?.stop();
-    await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits", "${table}_audit"`);
+    await pool.query(
+      `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits", "${table}_audit"`,
+    );
     await pool.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
     await pool.end();
   });

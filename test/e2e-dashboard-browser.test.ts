@@ -472,7 +472,9 @@ describe.each([
   afterAll(async () => {
     await proxy?.close();
     await backend.close();
-    await pool.query(`DROP TABLE IF EXISTS "${table}_outcomes", "${table}_audit", "${table}"`);
+    await pool.query(
+      `DROP TABLE IF EXISTS "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_audit", "${table}"`,
+    );
     await pool.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
     await pool.end();
     jest.useRealTimers();
@@ -481,6 +483,7 @@ describe.each([
   const tenantPath = `/dashboard/tenants/${encodeURIComponent(TENANT)}?range=30d`;
   const pages = [
     ['overview', '/dashboard/', 'daily-spend'],
+    ['tenants', '/dashboard/tenants', undefined],
     ['tenant', tenantPath, 'tenant-spend'],
     ['keys', '/dashboard/keys', undefined],
     ['requests', '/dashboard/requests', undefined],

@@ -55,7 +55,7 @@ function postgres(): Ledger {
     db: pool,
     location: { table },
     async drop() {
-      await pool.query(`DROP TABLE IF EXISTS "${table}_outcomes"`);
+      await pool.query(`DROP TABLE IF EXISTS "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
       await pool.query(`DROP TABLE IF EXISTS "${table}"`);
       await pool.end();
     },

@@ -47,7 +47,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(proxies.map((proxy) => proxy.stop()));
   await redis?.stop();
-  await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits", "${table}_audit"`);
+  await pool.query(
+    `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits", "${table}_audit"`,
+  );
   await pool.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
   await pool.end();
   rmSync(dir, { recursive: true, force: true });

@@ -164,7 +164,9 @@ describe('a reset survives Redis losing its data, with PostgreSQL', () => {
   afterAll(async () => {
     await Promise.all(running.map((proxy) => proxy.stop()));
     await redis?.stop();
-    await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits", "${table}_audit"`);
+    await pool.query(
+      `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits", "${table}_audit"`,
+    );
     await pool.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
     await pool.end();
   });

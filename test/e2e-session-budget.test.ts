@@ -11,7 +11,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { createMemoryStores } from '@tollgate/core';
-import { runReportCommand } from '@tollgate/metering';
+import { runReportCommand } from '@tollgate/cli';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
 import {
@@ -197,7 +197,9 @@ describe.each(memoryAndRedisStores('session-budget'))('session budgets on %s sto
   afterAll(async () => {
     await proxy.close();
     await owned.release();
-    await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits"`);
+    await db.query(
+      `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits"`,
+    );
   });
 
   it("refuses a session at its budget's end in Anthropic's shape; the key's other sessions and unsessioned calls go on", async () => {
@@ -388,7 +390,9 @@ describe('a session budget shared by two processes on one Redis', () => {
   afterAll(async () => {
     await shared.close();
     await owned.release();
-    await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits"`);
+    await db.query(
+      `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits"`,
+    );
   });
 
   it('caps the session across both: calls alternate between them until both refuse it', async () => {

@@ -70,7 +70,9 @@ describe.each(memoryAndRedisStores('sessions'))('coding agents through the gatew
   afterAll(async () => {
     await proxy.close();
     await owned.release();
-    await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_credits", "${table}_audit"`);
+    await db.query(
+      `DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily", "${table}_credits", "${table}_audit"`,
+    );
     await db.query(`DROP FUNCTION IF EXISTS "${table}_audit_append_only"()`);
   });
 

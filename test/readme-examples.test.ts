@@ -474,7 +474,7 @@ describe('packages/core/examples/refusals.ts', () => {
   }, 60_000);
 });
 
-describe('packages/metering/examples/usage-sinks.ts and report.ts', () => {
+describe('packages/metering/examples/usage-sinks.ts and packages/cli/examples/report.ts', () => {
   it('meters both routes into Prometheus and PostgreSQL, and the report reads them back', async () => {
     const openai = await fakeOpenAi();
     const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-readme-'));
@@ -514,7 +514,7 @@ describe('packages/metering/examples/usage-sinks.ts and report.ts', () => {
           '--import',
           'tsx',
           '--conditions=source',
-          'packages/metering/examples/report.ts',
+          'packages/cli/examples/report.ts',
           '--by',
           'tenant',
           '--since',
@@ -533,7 +533,7 @@ describe('packages/metering/examples/usage-sinks.ts and report.ts', () => {
       rmSync(dir, { recursive: true, force: true });
       const client = new pg.Client({ connectionString: postgresUrl });
       await client.connect();
-      await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
+      await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
       await client.end();
     }
   }, 60_000);

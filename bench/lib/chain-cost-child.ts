@@ -1,7 +1,7 @@
 // Child entry for benchmark 1b: every step of the chain built in this one process and driven in turn, block by block.
 import type { RequestListener } from 'node:http';
 import { authHeaders, benchKey, CHAT_PATH, chatBody } from './fixtures.js';
-import { inject } from './inject.js';
+import { cpuPerRequest } from './inject.js';
 import { buildTollgateChain } from './tollgate-apps.js';
 import { answerParent } from './child-answers.js';
 
@@ -23,29 +23,11 @@ export interface ChainCostSamples {
 /** Numbers every request's user message across all apps and blocks. */
 let nextMessage = 1;
 
-async function block(
-  app: RequestListener,
-  requests: number,
-  concurrency: number,
-  statuses: Record<string, number>,
-): Promise<number> {
+/** A block of requests through `app`, each a user message never sent before (the system prompt repeats, as in real traffic). */
+async function block(app: RequestListener, requests: number, concurrency: number, statuses: Record<string, number>) {
   const headers = authHeaders(benchKey(0));
-  let sent = 0;
-  const started = process.cpuUsage();
-  const worker = async () => {
-    while (sent < requests) {
-      sent++;
-      // A user message never sent before (the system prompt repeats), as in real traffic: its tokens are counted.
-      const body = Buffer.from(chatBody(nextMessage++));
-      const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers, body });
-      statuses[status] = (statuses[status] ?? 0) + 1;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  // What runs after the answers (settles) belongs to the block; the event loop turns, as a server's does between reads.
-  await new Promise((resolve) => setImmediate(resolve));
-  const used = process.cpuUsage(started);
-  return (used.user + used.system) / requests;
+  const request = () => ({ method: 'POST', url: CHAT_PATH, headers, body: Buffer.from(chatBody(nextMessage++)) });
+  return (await cpuPerRequest(app, requests, concurrency, request, statuses)).cpuUs;
 }
 
 async function measure(request: ChainCostRequest): Promise<ChainCostSamples> {

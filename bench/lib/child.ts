@@ -68,8 +68,13 @@ export function forkBench(entry: string, options: ForkOptions = {}): ChildProces
  * Forks `entry`, sends it `request` and resolves with what it answers once (`{ ok: true, value }`),
  * or rejects with its error (`{ ok: false, error }`) or when it exits first. The child is killed after.
  */
-export async function askBenchChild<Value>(entry: string, request: unknown, name: string): Promise<Value> {
-  const child = forkBench(entry);
+export async function askBenchChild<Value>(
+  entry: string,
+  request: unknown,
+  name: string,
+  options: ForkOptions = {},
+): Promise<Value> {
+  const child = forkBench(entry, options);
   try {
     return await new Promise<Value>((resolve, reject) => {
       child.once('exit', (code, signal) => reject(new Error(`the ${name} child exited (${code ?? signal})`)));
@@ -166,14 +171,24 @@ export async function startServer(
   }
 }
 
-/** Starts several servers, closing the ones already started if one fails. */
-export async function startServers(specs: ServerSpec[], options: { exposeGc?: boolean } = {}): Promise<BenchChild[]> {
-  const started: BenchChild[] = [];
-  try {
-    for (const spec of specs) started.push(await startServer(spec, options));
-    return started;
-  } catch (error) {
-    await Promise.all(started.map((child) => child.close()));
-    throw error;
+/**
+ * Starts each case's server in turn, by name. A case that cannot start is left out: its reason goes to `missing` (the
+ * section lists it under "Not measured") and to the log.
+ */
+export async function startEach<Case extends { name: string }, Server>(
+  cases: readonly Case[],
+  start: (benchCase: Case) => Promise<Server>,
+  missing: string[],
+  log: (message: string) => void,
+): Promise<Map<string, Server>> {
+  const servers = new Map<string, Server>();
+  for (const benchCase of cases) {
+    try {
+      servers.set(benchCase.name, await start(benchCase));
+    } catch (error) {
+      missing.push(`${benchCase.name}: ${error instanceof Error ? error.message : String(error)}`);
+      log(`${benchCase.name} unavailable (${String(error)})`);
+    }
   }
+  return servers;
 }

@@ -71,3 +71,41 @@ export function inject(app: RequestListener, request: InjectRequest): Promise<nu
     }
   });
 }
+
+/** Sends `count` requests through the app in-process, `concurrency` at a time; resolves with their statuses. */
+export async function sendAll(
+  app: RequestListener,
+  count: number,
+  concurrency: number,
+  request: (index: number) => InjectRequest,
+  statuses: Record<string, number> = {},
+): Promise<Record<string, number>> {
+  let sent = 0;
+  const worker = async () => {
+    while (sent < count) {
+      const status = await inject(app, request(sent++));
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return statuses;
+}
+
+/**
+ * A block of requests as sendAll sends them, and this process's CPU (user + system, every thread) over it, µs per
+ * request. What runs after the answers within a turn of the event loop (settles) belongs to the block, as a server's
+ * loop turns between reads.
+ */
+export async function cpuPerRequest(
+  app: RequestListener,
+  count: number,
+  concurrency: number,
+  request: (index: number) => InjectRequest,
+  statuses: Record<string, number> = {},
+): Promise<{ cpuUs: number; statuses: Record<string, number> }> {
+  const started = process.cpuUsage();
+  await sendAll(app, count, concurrency, request, statuses);
+  await new Promise((resolve) => setImmediate(resolve));
+  const used = process.cpuUsage(started);
+  return { cpuUs: (used.user + used.system) / count, statuses };
+}

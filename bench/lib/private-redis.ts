@@ -145,3 +145,52 @@ export function costPerRequest(before: RedisCost, after: RedisCost, requests: nu
   }
   return { calls, commandUs: usec, processCpuUs: (after.processCpuUs - before.processCpuUs) / requests, byCommand };
 }
+
+/** What one case spent in Redis over its measured rounds, summed, and the requests they served. */
+export interface RedisSpend extends CostPerRequest {
+  requests: number;
+}
+
+/** Redis cost per case, summed over its measured rounds (warm-ups left out). */
+export class CostLedger {
+  readonly #totals = new Map<string, RedisSpend>();
+
+  /** Adds a round's cost (per request, as costPerRequest gives it) over `requests` to `name`'s. */
+  add(name: string, cost: CostPerRequest, requests: number): void {
+    const sum = this.#totals.get(name) ?? {
+      requests: 0,
+      calls: 0,
+      commandUs: 0,
+      processCpuUs: 0,
+      byCommand: new Map(),
+    };
+    sum.requests += requests;
+    sum.calls += cost.calls * requests;
+    sum.commandUs += cost.commandUs * requests;
+    sum.processCpuUs += cost.processCpuUs * requests;
+    for (const [command, value] of cost.byCommand) {
+      const total = sum.byCommand.get(command) ?? { calls: 0, usec: 0 };
+      sum.byCommand.set(command, {
+        calls: total.calls + value.calls * requests,
+        usec: total.usec + value.usec * requests,
+      });
+    }
+    this.#totals.set(name, sum);
+  }
+
+  /** The sums over every measured round of `name`. */
+  totals(name: string): RedisSpend | undefined {
+    return this.#totals.get(name);
+  }
+
+  /** Per request over every measured round of `name`. */
+  perRequest(name: string): CostPerRequest | undefined {
+    const sum = this.#totals.get(name);
+    if (!sum || sum.requests === 0) return undefined;
+    const per = (value: number) => value / sum.requests;
+    const byCommand = new Map(
+      [...sum.byCommand].map(([command, v]) => [command, { calls: per(v.calls), usec: per(v.usec) }]),
+    );
+    return { calls: per(sum.calls), commandUs: per(sum.commandUs), processCpuUs: per(sum.processCpuUs), byCommand };
+  }
+}

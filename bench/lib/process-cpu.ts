@@ -1,4 +1,4 @@
-// A process's CPU so far, read from /proc: what a bench server spent per request, apart from the load generator.
+// A process's CPU so far and its memory, read from /proc: what a bench server spent, apart from the load generator.
 import { readdir, readFile } from 'node:fs/promises';
 
 /** user + system CPU of a /proc `stat` file (a process's or one thread's), in µs; undefined when it cannot be read. */
@@ -30,4 +30,15 @@ export async function threadCpuUs(pid: number): Promise<{ main: number; helpers:
     else helpers += us;
   }
   return { main, helpers };
+}
+
+/** The process's resident set now (VmRSS) and the most it was resident since it started (VmHWM), in bytes (Linux). */
+export async function processMemory(pid: number): Promise<{ rss: number; peak: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => {
+    const value = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1];
+    if (value === undefined) throw new Error(`no ${field} in /proc/${pid}/status`);
+    return Number(value) * 1024;
+  };
+  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
 }

@@ -1,8 +1,10 @@
 // A counting TCP relay in front of Redis: every command a bench app sends, and every round trip it waits for.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ScriptBundle } from '../../packages/redis/src/script-bundle.js';
 import { SCRIPTS } from '../../packages/redis/src/scripts.js';
+import { REDIS_URL } from './fixtures.js';
 
 export interface SeenCommand {
   /** Upper-case command name, e.g. EVALSHA; EVALSHA(bundle) for @tollgate/redis's script bundle. */
@@ -82,6 +84,14 @@ function describeCommand(args: string[], at: number): SeenCommand {
   return { name, key: args[1], at };
 }
 
+/** The commands and flights (round trips) of one call, before it resolved and after it. */
+export interface Trip {
+  before: SeenCommand[];
+  after: SeenCommand[];
+  tripsBefore: number;
+  tripsAfter: number;
+}
+
 export class RedisCommandCounter {
   readonly commands: SeenCommand[] = [];
   /** Client flights: times a client sent after it had last heard from Redis (its own sequential waits). */
@@ -90,6 +100,13 @@ export class RedisCommandCounter {
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly target: { host: string; port: number }) {}
+
+  /** A relay in front of the Redis at `url` (the shared one by default), started; its URL is `relayUrl`. */
+  static async inFrontOf(url = REDIS_URL): Promise<{ counter: RedisCommandCounter; relayUrl: string }> {
+    const target = new URL(url);
+    const counter = new RedisCommandCounter({ host: target.hostname, port: Number(target.port || 6379) });
+    return { counter, relayUrl: await counter.start() };
+  }
 
   async start(): Promise<string> {
     this.server = createServer((client) => this.relay(client));
@@ -126,6 +143,32 @@ export class RedisCommandCounter {
     };
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
+  }
+
+  /** Waits until the relay has seen no command for `quietMs` (the settles after an answer are done), at most `maxMs`. */
+  async quiet(quietMs: number, maxMs: number): Promise<void> {
+    const deadline = performance.now() + maxMs;
+    while (performance.now() < deadline) {
+      const quietFor = performance.now() - (this.commands.at(-1)?.at ?? 0);
+      if (quietFor >= quietMs) return;
+      await sleep(quietMs - quietFor + 1);
+    }
+  }
+
+  /** What `send` sent until it resolved ("before"), and after it until the relay was quiet for 20 ms ("after"). */
+  async trip(send: () => Promise<unknown>, maxQuietMs = 500): Promise<Trip> {
+    const start = this.commands.length;
+    const startTrips = this.roundTrips;
+    await send();
+    const answered = this.commands.length;
+    const answeredTrips = this.roundTrips;
+    await this.quiet(20, maxQuietMs);
+    return {
+      before: this.commands.slice(start, answered),
+      after: this.commands.slice(answered),
+      tripsBefore: answeredTrips - startTrips,
+      tripsAfter: this.roundTrips - answeredTrips,
+    };
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,8 @@ import { GCProfiler } from 'node:v8';
 import type { BuiltApp } from './app-base.js';
 import { buildApp } from './apps.js';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './fixtures.js';
-import { inject, type InjectRequest } from './inject.js';
+import { cpuPerRequest, sendAll } from './inject.js';
+import { non2xx } from './stats.js';
 import type { ServerSpec } from './child.js';
 
 interface Message {
@@ -73,12 +74,13 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
     const cpuStarted = process.cpuUsage();
     const batchEnd = Math.min(options.requests, (Math.floor(done / every) + 1) * every);
     const first = done;
-    await sendAll(app, batchEnd - first, options.concurrency, statuses, (i) => ({
-      method: 'POST',
-      url: CHAT_PATH,
-      headers: authHeaders(benchKey((first + i) % options.keys)),
-      body,
-    }));
+    await sendAll(
+      app,
+      batchEnd - first,
+      options.concurrency,
+      (i) => ({ method: 'POST', url: CHAT_PATH, headers: authHeaders(benchKey((first + i) % options.keys)), body }),
+      statuses,
+    );
     done = batchEnd;
     busy += performance.now() - batchStarted;
     const cpu = process.cpuUsage(cpuStarted);
@@ -89,24 +91,6 @@ async function drive(options: DriveOptions): Promise<DriveResult> {
     if (options.maxSeconds !== undefined && (performance.now() - started) / 1000 > options.maxSeconds) break;
   }
   return { checkpoints, statuses, busySeconds: busy / 1000, cpuSeconds: cpuMicros / 1e6 };
-}
-
-/** Sends `count` requests through the app in-process, `concurrency` at a time, counting their statuses. */
-async function sendAll(
-  app: RequestListener,
-  count: number,
-  concurrency: number,
-  statuses: Record<string, number>,
-  request: (index: number) => InjectRequest,
-): Promise<void> {
-  let sent = 0;
-  const worker = async () => {
-    while (sent < count) {
-      const status = await inject(app, request(sent++));
-      statuses[status] = (statuses[status] ?? 0) + 1;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
 export interface BlockOptions {
@@ -139,28 +123,21 @@ let blockRequests = 0;
 async function block(options: BlockOptions): Promise<BlockCost> {
   const body = Buffer.from(options.stream ? STREAM_CHAT_BODY : CHAT_BODY);
   const headers = Array.from({ length: options.keys }, (_, index) => authHeaders(benchKey(index)));
-  const statuses: Record<string, number> = {};
   const first = blockRequests;
   blockRequests += options.requests;
   // Every collection in the block, as it happens (a `gc` observer's entries arrive a turn of the loop later).
   const collections = new GCProfiler();
   collections.start();
   const wall = performance.now();
-  const cpu = process.cpuUsage();
-  await sendAll(built!.app, options.requests, options.concurrency, statuses, (i) => ({
+  const { cpuUs, statuses } = await cpuPerRequest(built!.app, options.requests, options.concurrency, (i) => ({
     method: 'POST',
     url: CHAT_PATH,
     headers: headers[(first + i) % options.keys]!,
     body,
   }));
-  await new Promise((resolve) => setImmediate(resolve));
-  const used = process.cpuUsage(cpu);
   const wallUs = (performance.now() - wall) * 1000;
   const gcUs = collections.stop().statistics.reduce((sum, entry) => sum + entry.cost, 0);
-  const non2xx = Object.entries(statuses)
-    .filter(([code]) => !code.startsWith('2'))
-    .reduce((sum, [, n]) => sum + n, 0);
-  return { requests: options.requests, cpuUs: used.user + used.system, gcUs, wallUs, non2xx };
+  return { requests: options.requests, cpuUs: cpuUs * options.requests, gcUs, wallUs, non2xx: non2xx(statuses) };
 }
 
 let built: BuiltApp<RequestListener> | undefined;

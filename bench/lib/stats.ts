@@ -15,6 +15,18 @@ export function median(samples: ArrayLike<number>): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+/**
+ * A distribution-free 95% interval of the median: the order statistics k and n - k + 1 with k = ⌊(n − 1.96√n) / 2⌋
+ * (the sign test's bounds); with fewer than 6 samples, their whole range.
+ */
+export function medianInterval(samples: ArrayLike<number>): [low: number, high: number] {
+  if (samples.length === 0) return [Number.NaN, Number.NaN];
+  const sorted = Float64Array.from(samples).sort();
+  const n = sorted.length;
+  const k = Math.max(1, Math.floor((n - 1.96 * Math.sqrt(n)) / 2));
+  return n < 6 ? [sorted[0]!, sorted[n - 1]!] : [sorted[k - 1]!, sorted[n - k]!];
+}
+
 /** Grows without copying on every push: latency samples can reach a few hundred thousand per case. */
 export class SampleBuffer {
   private data = new Float64Array(4096);
@@ -101,4 +113,11 @@ export function bootstrapInterval(values: readonly number[]): [number, number] {
 /** Median and quartiles of a list, formatted: `m (q1, q3)`. */
 export function withQuartiles(values: number[], digits = 1): string {
   return `${fmtNumber(median(values), digits)} (${fmtNumber(quantile(values, 0.25), digits)}, ${fmtNumber(quantile(values, 0.75), digits)})`;
+}
+
+/** The answers outside 2xx among statuses counted by code. */
+export function non2xx(statuses: Record<string, number>): number {
+  let sum = 0;
+  for (const [code, n] of Object.entries(statuses)) if (!code.startsWith('2')) sum += n;
+  return sum;
 }

@@ -5,7 +5,7 @@ import type { RequestListener } from 'node:http';
 import { createClient } from 'redis';
 import { deploymentKey, deploymentProxyConfig } from './deployment-config.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './fixtures.js';
-import { inject } from './inject.js';
+import { cpuPerRequest } from './inject.js';
 import { redisProcessCpuUs } from './private-redis.js';
 import { buildProxy } from './tollgate-apps.js';
 import { answerParent } from './child-answers.js';
@@ -51,24 +51,17 @@ async function measure(request: StoreLayersRequest): Promise<StoreLayersSamples>
   const headers = Array.from({ length: 1_000 }, (_, index) => authHeaders(deploymentKey(index)));
   let next = 0;
   const block = async (layer: StoreLayer, body: Buffer, requests: number): Promise<number> => {
-    const app = built[layer]!.app as RequestListener;
-    let sent = 0;
-    const statuses: Record<string, number> = {};
-    const started = process.cpuUsage();
-    const worker = async () => {
-      while (sent < requests) {
-        sent++;
-        // Each request takes the next tenant's key, as the deployment's load does.
-        const status = await inject(app, { method: 'POST', url: CHAT_PATH, headers: headers[next++ % 1_000]!, body });
-        statuses[status] = (statuses[status] ?? 0) + 1;
-      }
-    };
-    await Promise.all(Array.from({ length: request.concurrency }, worker));
-    await new Promise((resolve) => setImmediate(resolve));
-    const used = process.cpuUsage(started);
+    // Each request takes the next tenant's key, as the deployment's load does.
+    const one = () => ({ method: 'POST', url: CHAT_PATH, headers: headers[next++ % 1_000]!, body });
+    const { cpuUs, statuses } = await cpuPerRequest(
+      built[layer]!.app as RequestListener,
+      requests,
+      request.concurrency,
+      one,
+    );
     if (Object.keys(statuses).some((status) => status !== '200'))
       throw new Error(`${layer} answered ${JSON.stringify(statuses)}`);
-    return (used.user + used.system) / requests;
+    return cpuUs;
   };
   const empty = () => ({ memory: [], blocks: [], redis: [] }) as Record<StoreLayer, number[]>;
   const samples: StoreLayersSamples = { json: empty(), stream: empty(), redisServerUs: { json: 0, stream: 0 } };

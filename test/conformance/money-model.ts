@@ -21,6 +21,8 @@ export interface Caller {
   userId?: string;
   /** The agent session its calls name (a session budget's scope within the tenant). */
   sessionId?: string;
+  /** The team of its tenant its calls are charged to (team and member budgets within the tenant). */
+  team?: string;
 }
 
 /** One budget of the test's configuration, as the model and the guard's status name it. */
@@ -40,6 +42,8 @@ interface Reservation {
   /** The store's data generation it was made in: a loss since means the store no longer holds it. */
   generation: number;
   charged: boolean;
+  /** Budgets reset after its expiry charged them: the reset forgot that charge (a late settle charges it in full). */
+  forgotten?: Set<string>;
 }
 
 export interface ModelHold {
@@ -130,10 +134,10 @@ export class MoneyModel {
   }
 
   /** Applies `change` to each budget of the hold still in the period it was reserved in (ended ones are not shown). */
-  #apply(hold: ModelHold, now: number, change: (figures: Figures) => void): void {
+  #apply(hold: ModelHold, now: number, change: (figures: Figures, budget: BudgetDef) => void): void {
     for (const { budget, start } of hold.budgets) {
       const figures = this.figures(budget, now);
-      if (figures.start === start) change(figures);
+      if (figures.start === start) change(figures, budget);
     }
   }
 
@@ -151,6 +155,9 @@ export class MoneyModel {
     const grant = this.#grant(budgets, request.amount, request.minAmount, now);
     if (grant === undefined) {
       this.note('reserve refused');
+      // Which scopes could not afford it (a run that never has a team or a member refuse proves nothing of them).
+      const short = budgets.filter((b) => this.remaining(b, now) < Math.min(request.amount, request.minAmount));
+      for (const scope of new Set(short.map((b) => b.selector.scope))) this.note(`reserve refused by ${scope}`);
       return { kind: 'refused' };
     }
     this.note(grant < request.amount ? 'reserve clamped' : 'reserve granted');
@@ -214,8 +221,11 @@ export class MoneyModel {
       // The store lost it: what was spent is charged, nothing given back (no credit from a loss).
       this.#apply(hold, now, (figures) => (figures.spent += actual));
     } else if (reservation.charged) {
-      // Charged its amount at expiry: corrected to the actual amount.
-      this.#apply(hold, now, (figures) => (figures.spent += actual - amount));
+      // Charged its amount at expiry: corrected to the actual amount; after a reset that forgot that charge, the call
+      // (finished now) is charged in full, as a rebuild counts the calls finished from the reset on.
+      this.#apply(hold, now, (figures, budget) => {
+        figures.spent += reservation.forgotten?.has(budget.name) ? actual : actual - amount;
+      });
     } else {
       this.#apply(hold, now, (figures) => {
         figures.held -= amount;
@@ -289,6 +299,11 @@ export class MoneyModel {
     if (!this.options.journal) throw new Error('the model journals resets only with a credit journal');
     const figures = this.figures(budget, now);
     Object.assign(figures, { spent: 0, credit: 0, journaled: 0, resetAt: now });
+    // What expiries charged this budget is forgotten with the rest: their late settles charge in full.
+    for (const hold of this.holds)
+      if (hold.budgets.some((charged) => charged.budget.name === budget.name))
+        for (const reservation of [hold.first, ...hold.extensions])
+          if (reservation.charged) (reservation.forgotten ??= new Set()).add(budget.name);
     this.note('reset');
   }
 

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores } from '@tollgate/core';
-import { windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
+import { budgetedKeys, changeKey, windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord, LedgerScope } from '@tollgate/core/store-contracts';
 
 /** A store under test plus control over the time it sees. */
@@ -454,6 +454,27 @@ export function describeStoreConformance(
         expect(await spentAndReserved(a, b)).toEqual([
           [25, 0],
           [25, 0],
+        ]);
+      });
+
+      it('charges a late settle in full after a reset forgot its expiry charge: never below zero', async () => {
+        const [a, b] = [await scope('a', 100), await scope('b', 100)];
+        const [released, settled] = [unique('r'), unique('r')];
+        await stores.ledger.reserve({ id: released, amount: 30, scopes: [a, b], ttlMs: TTL });
+        await stores.ledger.reserve({ id: settled, amount: 20, scopes: [a, b], ttlMs: TTL });
+        await harness.advance(TTL + 100);
+        // Both charged at expiry (50); `a` reset, which forgets that; `b` kept.
+        await stores.ledger.resetScope(a.key);
+        expect(await spentAndReserved(a, b)).toEqual([
+          [0, 0],
+          [50, 0],
+        ]);
+        expect(await stores.ledger.release(released)).toMatchObject({ settled: true });
+        expect(await stores.ledger.settle(settled, 12)).toMatchObject({ settled: true });
+        // `a`: the calls finished after its reset, charged what they cost (0 and 12); `b`: corrected to 0 + 12.
+        expect(await spentAndReserved(a, b)).toEqual([
+          [12, 0],
+          [12, 0],
         ]);
       });
 
@@ -1176,6 +1197,36 @@ export function describeStoreConformance(
         for (const r of made) expect(ids).toContain(r.id);
         expect(listed.find((r) => r.id === made[0]!.id)?.disabled).toBe(true);
         expect(listed.find((r) => r.id === made[1]!.id)).toEqual(made[1]);
+      });
+
+      it('lists the keys that carry a budget, through puts, changes, a rotation and a delete', async () => {
+        const budget = { usd: 5, period: 'day' as const };
+        const plain = record();
+        const budgeted = record({ budget });
+        const later = record();
+        for (const r of [plain, budgeted, later]) await stores.keys.put(r);
+        const ids = async () => (await budgetedKeys(stores.keys)).map((r) => r.id);
+        expect(await ids()).toContain(budgeted.id);
+        expect(await ids()).not.toContain(plain.id);
+        // A budget given by a put, and one given and taken away by changes.
+        await stores.keys.put({ ...plain, budget });
+        expect(await changeKey(stores.keys, later.id, (r) => ({ record: { ...r, budget } }))).toBe('done');
+        expect(await ids()).toEqual(expect.arrayContaining([plain.id, budgeted.id, later.id]));
+        const { budget: _taken, ...withoutBudget } = budgeted;
+        expect(await changeKey(stores.keys, budgeted.id, () => ({ record: withoutBudget }))).toBe('done');
+        expect(await ids()).not.toContain(budgeted.id);
+        // A rotation's successor carries the budget it is given; a revoked key with a budget is still listed.
+        const successor = record({ budget: { usd: 1, period: 'month' } });
+        expect(
+          await changeKey(stores.keys, plain.id, (r) => ({ record: { ...r, disabled: true }, add: successor })),
+        ).toBe('done');
+        const listed = await budgetedKeys(stores.keys);
+        expect(listed.find((r) => r.id === successor.id)?.budget).toEqual({ usd: 1, period: 'month' });
+        expect(listed.find((r) => r.id === plain.id)?.disabled).toBe(true);
+        expect(listed.every((r) => r.budget !== undefined)).toBe(true);
+        // Deleted: gone from the list.
+        expect(await stores.keys.delete(later.id)).toBe(true);
+        expect(await ids()).not.toContain(later.id);
       });
     });
   });

@@ -44,6 +44,19 @@ export interface AttributionOptions {
    */
   sessionHeaders?: readonly string[] | false;
   /**
+   * The header naming the team of its tenant a request is charged to (team and member budgets), when its key names
+   * none; `false` reads none. A key's team is kept: a header naming another is 403 `insufficient_scope`. A team no
+   * `isTeam` knows is 400 `invalid_request`, as is any team of a caller without a tenant.
+   * @default 'x-tollgate-team'
+   */
+  teamHeader?: string | false;
+  /**
+   * Whether `team` is a team of tenant `tenantId` (the gateway: the tenant's `teams`): a team header naming another is
+   * refused.
+   * @default none: no team is known, every team header is refused
+   */
+  isTeam?: (tenantId: string, team: string) => boolean;
+  /**
    * The fields a request must end up with: without one it is refused with 400 `attribution_required` (before
    * anything after this middleware runs: no limit counted, no reservation, no provider call).
    * @default []
@@ -72,6 +85,8 @@ const KNOWN_OPTIONS = [
   'tagsHeader',
   'bodyUser',
   'sessionHeaders',
+  'teamHeader',
+  'isTeam',
   'require',
   'maxLength',
   'maxTags',
@@ -101,6 +116,8 @@ interface Attribution {
   tagsHeader: string | undefined;
   bodyUser: boolean;
   sessionHeaders: readonly string[];
+  teamHeader: string | undefined;
+  isTeam: (tenantId: string, team: string) => boolean;
   require: readonly AttributionField[];
   maxLength: number;
   maxTags: number;
@@ -120,6 +137,13 @@ function sessionHeadersOption(value: unknown): readonly string[] {
   if (!Array.isArray(value) || value.some((name) => typeof name !== 'string' || !HEADER_NAME.test(name.toLowerCase())))
     throw new TollgateError(CODE_INVALID, 'attribution(): sessionHeaders must be a list of header names or false');
   return [...new Set(value.map((name: string) => name.toLowerCase()))];
+}
+
+function teamCheckOption(value: unknown): (tenantId: string, team: string) => boolean {
+  if (value === undefined) return () => false;
+  if (typeof value !== 'function')
+    throw new TollgateError(CODE_INVALID, 'attribution(): isTeam must be a function (tenantId, team) => boolean');
+  return value as (tenantId: string, team: string) => boolean;
 }
 
 function countOption(value: unknown, name: string, fallback: number, most: number): number {
@@ -142,14 +166,21 @@ function resolveAttribution(options: AttributionOptions): Attribution {
     tagsHeader: headerOption(options.tagsHeader, 'tagsHeader', 'x-tollgate-tags'),
     bodyUser: options.bodyUser ?? true,
     sessionHeaders: sessionHeadersOption(options.sessionHeaders),
+    teamHeader: headerOption(options.teamHeader, 'teamHeader', 'x-tollgate-team'),
+    isTeam: teamCheckOption(options.isTeam),
     require: [...new Set(require)],
     maxLength: countOption(options.maxLength, 'maxLength', 128, 1024),
     maxTags: countOption(options.maxTags, 'maxTags', 16, 256),
   };
-  const headers = [resolved.userHeader, resolved.featureHeader, resolved.tagsHeader].filter(Boolean);
+  const headers = [resolved.userHeader, resolved.featureHeader, resolved.tagsHeader, resolved.teamHeader].filter(
+    Boolean,
+  );
   if (new Set(headers).size !== headers.length)
-    throw new TollgateError(CODE_INVALID, 'attribution(): userHeader, featureHeader and tagsHeader must differ');
-  if (resolved.sessionHeaders.some((header) => headers.includes(header)))
+    throw new TollgateError(
+      CODE_INVALID,
+      'attribution(): userHeader, featureHeader, tagsHeader and teamHeader must differ',
+    );
+  if (resolved.sessionHeaders.some((header) => headers.includes(header!)))
     throw new TollgateError(CODE_INVALID, 'attribution(): sessionHeaders must differ from the other headers');
   return resolved;
 }
@@ -289,6 +320,45 @@ function readTags(
   return [...new Set([...held, ...sent])];
 }
 
+/**
+ * The team a request is charged to: its identity's (a key's `team`), which a header may only repeat (another is 403),
+ * else the header's when it names a team of the caller's tenant (another, or any without a tenant, is 400).
+ */
+function readTeam(req: IncomingMessage, identity: Identity, options: Attribution): Reading {
+  // A key's team was checked when the key was written; a token's is the issuer's word: it must be a team of its tenant.
+  if (identity.team !== undefined && identity.authMethod === 'jwt') {
+    const tenantId = identity.tenantId;
+    if (tenantId === undefined || !options.isTeam(tenantId, identity.team))
+      return new ApiError(
+        'insufficient_scope',
+        tenantId === undefined
+          ? `The token names team "${identity.team}" but no tenant.`
+          : `The token names team "${identity.team}", which is no team of tenant "${tenantId}".`,
+        { layer: 'attribution' },
+      );
+  }
+  const header = options.teamHeader;
+  const sent = header ? readHeaderValue(req, header, options.maxLength) : undefined;
+  if (sent === undefined || sent instanceof ApiError) return sent ?? identity.team;
+  if (identity.team !== undefined) {
+    if (sent === identity.team) return sent;
+    return new ApiError(
+      'insufficient_scope',
+      `This key is charged to team "${identity.team}": the ${header} header cannot name another team.`,
+      { param: header, layer: 'attribution' },
+    );
+  }
+  const tenantId = identity.tenantId;
+  if (tenantId === undefined || !options.isTeam(tenantId, sent))
+    return malformed(
+      header!,
+      tenantId === undefined
+        ? `The ${header} header names a team, but this key belongs to no tenant.`
+        : `The ${header} header names "${sent}", which is no team of tenant "${tenantId}".`,
+    );
+  return sent;
+}
+
 /** Why a request lacking `field` is refused, and how the client names it: its header, or the body field of its API. */
 function missingMessage(field: AttributionField, options: Attribution, call: ProviderCall | undefined): string {
   const header = { user: options.userHeader, feature: options.featureHeader, tags: options.tagsHeader }[field];
@@ -306,7 +376,7 @@ function missingMessage(field: AttributionField, options: Attribution, call: Pro
  * body end-user value that cannot be a user id (past `maxLength`, unprintable) is served and kept as `clientUserId`
  * (not a user: no user budget or limit counts it), and only one that is not a string is 400 naming the field; a field listed in `require` that the request does not end up with is 400 `attribution_required`.
  * The session id (`sessionId`) comes from the first of `sessionHeaders` sent, else from the body's end-user field
- * (see `sessionHeaders`).
+ * (see `sessionHeaders`); the team (`team`) from the key, else from `teamHeader` (see it).
  * Every later piece reads the identity: limits by user, budgets per user and feature, the usage record.
  */
 export function attribution(options: AttributionOptions = {}) {
@@ -337,6 +407,8 @@ export function attribution(options: AttributionOptions = {}) {
     if (sessionId === undefined) sessionId = readSessionHeader(req, sessionHeaders);
     if (sessionId instanceof ApiError) return renderError(sessionId, req, res);
     if (sessionId === undefined && sessionHeaders.length > 0) sessionId = readBodySession(ctx.call);
+    const team = readTeam(req, identity, resolved);
+    if (team instanceof ApiError) return renderError(team, req, res);
     let feature: Reading = identity.feature;
     if (feature === undefined && featureHeader) feature = readHeaderValue(req, featureHeader, maxLength);
     if (feature instanceof ApiError) return renderError(feature, req, res);
@@ -357,6 +429,7 @@ export function attribution(options: AttributionOptions = {}) {
       userId !== identity.userId ||
       clientUserId !== identity.clientUserId ||
       sessionId !== identity.sessionId ||
+      team !== identity.team ||
       feature !== identity.feature ||
       tags !== identity.tags
     ) {
@@ -365,6 +438,7 @@ export function attribution(options: AttributionOptions = {}) {
       if (userId !== undefined) attributed.userId = userId;
       if (clientUserId !== undefined) attributed.clientUserId = clientUserId;
       if (sessionId !== undefined) attributed.sessionId = sessionId;
+      if (team !== undefined) attributed.team = team;
       if (feature !== undefined) attributed.feature = feature;
       if (tags !== undefined) attributed.tags = tags;
       ctx.identity = attributed;

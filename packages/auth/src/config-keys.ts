@@ -12,6 +12,8 @@ export interface ConfigKeyEntry {
   user?: string;
   tier?: string;
   feature?: string;
+  /** The team of its tenant the key's calls are charged to. */
+  team?: string;
   /** Tags every request of the key carries. */
   tags?: string[];
   scopes?: string[];
@@ -37,6 +39,7 @@ const ENTRY_FIELDS = [
   'user',
   'tier',
   'feature',
+  'team',
   'tags',
   'scopes',
   'models',
@@ -117,6 +120,9 @@ export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKey
     const userId = optionalString(entry, 'user', at);
     const tier = optionalString(entry, 'tier', at);
     const feature = optionalString(entry, 'feature', at);
+    const team = optionalString(entry, 'team', at);
+    if (team !== undefined && tenantId === undefined)
+      throw invalid(`${at}.team`, "needs the key's tenant: a team is a tenant's");
     const models = optionalStringList(entry, 'models', at);
     const tools = optionalStringList(entry, 'tools', at);
     const tags = optionalStringList(entry, 'tags', at);
@@ -125,6 +131,7 @@ export function keyRecordsFromConfig(configKeys: unknown, path = 'keys'): ApiKey
     if (userId !== undefined) record.userId = userId;
     if (tier !== undefined) record.tier = tier;
     if (feature !== undefined) record.feature = feature;
+    if (team !== undefined) record.team = team;
     if (models !== undefined) record.models = models;
     if (tools !== undefined) record.tools = tools;
     if (tags !== undefined) record.tags = tags;
@@ -147,6 +154,7 @@ export function configKeyFromRecord(record: ApiKeyRecord): ConfigKeyEntry {
   if (record.userId !== undefined) entry.user = record.userId;
   if (record.tier !== undefined) entry.tier = record.tier;
   if (record.feature !== undefined) entry.feature = record.feature;
+  if (record.team !== undefined) entry.team = record.team;
   entry.scopes = [...record.scopes];
   if (record.models !== undefined) entry.models = [...record.models];
   if (record.tools !== undefined) entry.tools = [...record.tools];

@@ -1,4 +1,4 @@
-// @tollgate/auth: who is calling. API keys, passport bearer, JWTs, scopes, model allowlists, key management.
+// @tollgate/auth: who is calling. API keys, passport bearer, JWTs, scopes, model allowlists, the key records' files.
 export { apiKeyAuth } from './api-key-auth.js';
 export type { ApiKeyAuthOptions } from './api-key-auth.js';
 export { bearerAuth, createBearerStrategy } from './bearer-auth.js';
@@ -11,7 +11,15 @@ export { identityFromRecord, judgeKeyRecord } from './key-source.js';
 export { keyRecordsFromConfig, configKeyFromRecord, adminKeyRecord, isValidKeyId } from './config-keys.js';
 export type { ConfigKeyEntry } from './config-keys.js';
 export { fileKeyStore } from './file-key-store.js';
-export { forgetKeyFileReader, keysWithRemovals, noteKeyFileTaken } from './key-file-readers.js';
+export { editConfigKeys, readConfigKeys } from './config-file.js';
+export {
+  forgetKeyFileReader,
+  keysWithRemovals,
+  noteKeyFileTaken,
+  readersFolder,
+  waitForKeyFileReaders,
+} from './key-file-readers.js';
+export type { ReadersVerdict } from './key-file-readers.js';
 export type { FileKeyStore } from './file-key-store.js';
 export {
   expiryAfterGrace,
@@ -25,6 +33,5 @@ export {
 } from './key-terms.js';
 export { rotateApiKey } from './key-rotation.js';
 export type { ChangeOneKey, Rotation, RotationTerms } from './key-rotation.js';
-export { runKeysCommand } from './keys-command.js';
 export { attribution } from './attribution.js';
 export type { AttributionOptions } from './attribution.js';

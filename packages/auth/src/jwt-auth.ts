@@ -72,6 +72,12 @@ export interface JwtAuthOptions {
    */
   modelsClaim?: string;
   /**
+   * Claim naming the team of its tenant the caller is charged to (team and member budgets); the attribution stage
+   * refuses a token whose team its tenant does not have (403). Absent: tokens name no team.
+   * @default none
+   */
+  teamClaim?: string;
+  /**
    * Let requests without a JWT through with an anonymous identity (a bearer token that is
    * not a JWT counts as no JWT, so an API-key middleware can come next). A JWT that fails is still refused.
    * @default false
@@ -123,6 +129,17 @@ const loadJose = (): Promise<Jose> => (jose ??= import('jose'));
 /** The options that say how a token is verified; `realm`, `optional` and `renderError` belong to the middleware. */
 export type JwtVerifyOptions = Omit<JwtAuthOptions, 'realm' | 'optional' | 'renderError'>;
 
+/** The options naming the claim each part of the identity is read from. */
+const CLAIM_OPTIONS = [
+  'tenantClaim',
+  'tierClaim',
+  'scopeClaim',
+  'userClaim',
+  'featureClaim',
+  'modelsClaim',
+  'teamClaim',
+] as const;
+
 /** The names of JwtVerifyOptions, for apiKeyAuth's `jwt` option. */
 export const JWT_VERIFY_OPTIONS = [
   'jwks',
@@ -131,12 +148,7 @@ export const JWT_VERIFY_OPTIONS = [
   'audience',
   'algorithms',
   'clockTolerance',
-  'tenantClaim',
-  'tierClaim',
-  'scopeClaim',
-  'userClaim',
-  'featureClaim',
-  'modelsClaim',
+  ...CLAIM_OPTIONS,
   'mapIdentity',
   'jwksCacheMaxAge',
   'jwksCooldown',
@@ -342,10 +354,11 @@ interface ClaimNames {
   user: string;
   feature: string;
   models: string | undefined;
+  team: string | undefined;
 }
 
 function claimNames(options: JwtVerifyOptions, factory: string): ClaimNames {
-  for (const name of ['tenantClaim', 'tierClaim', 'scopeClaim', 'userClaim', 'featureClaim', 'modelsClaim'] as const) {
+  for (const name of CLAIM_OPTIONS) {
     const value = options[name];
     if (value !== undefined && (typeof value !== 'string' || value === ''))
       throw invalidOption(factory, `${name} must be a non-empty string`);
@@ -357,6 +370,7 @@ function claimNames(options: JwtVerifyOptions, factory: string): ClaimNames {
     user: options.userClaim ?? 'sub',
     feature: options.featureClaim ?? 'feature',
     models: options.modelsClaim,
+    team: options.teamClaim,
   };
 }
 
@@ -371,11 +385,13 @@ function identityFromPayload(payload: JWTPayload, claims: ClaimNames): Identity 
   const tier = stringClaim(payload, claims.tier);
   const feature = stringClaim(payload, claims.feature);
   const models = listClaim(payload, claims.models);
+  const team = stringClaim(payload, claims.team);
   if (tenantId !== undefined) identity.tenantId = tenantId;
   if (userId !== undefined) identity.userId = userId;
   if (tier !== undefined) identity.tier = tier;
   if (feature !== undefined) identity.feature = feature;
   if (models !== undefined) identity.models = models;
+  if (team !== undefined) identity.team = team;
   return identity;
 }
 

@@ -99,6 +99,7 @@ export function identityFromRecord(record: ApiKeyRecord, authMethod: AuthMethod)
   if (record.userId !== undefined) identity.userId = record.userId;
   if (record.tier !== undefined) identity.tier = record.tier;
   if (record.feature !== undefined) identity.feature = record.feature;
+  if (record.team !== undefined) identity.team = record.team;
   if (record.tags !== undefined && record.tags.length > 0) identity.tags = [...record.tags];
   if (record.models !== undefined) identity.models = [...record.models];
   if (record.tools !== undefined) identity.tools = [...record.tools];

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { fileKeyStore, hashApiKey, runKeysCommand } from '@tollgate/auth';
+import { editConfigKeys, fileKeyStore, generateApiKey, hashApiKey } from '@tollgate/auth';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-file-keys-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,27 +38,22 @@ describe('fileKeyStore', () => {
     expect(await store.list()).toEqual([]);
   });
 
-  it('keeps the other fields of the file, and sees keys the `keys` command adds', async () => {
+  it('keeps the other fields of the file, and sees keys another writer adds under its lock', async () => {
     const file = path.join(dir, 'shared.json');
     writeFileSync(file, JSON.stringify({ adminKeySha256: 'f'.repeat(64), keys: [] }));
     const store = fileKeyStore(file, { watchIntervalMs: 20 });
     try {
-      const out: string[] = [];
-      const io = {
-        stdout: { write: (text: string) => out.push(text) },
-        stderr: { write: (text: string) => out.push(text) },
-      };
-      const code = await runKeysCommand(
-        ['create', '--config', file, '--tenant', 'acme', '--user', 'bo', '--scopes', 'chat', '--id', 'cli-made'],
-        io,
-      );
-      expect(code).toBe(0);
-      const key = /tgk_\w+/.exec(out.join(''))?.[0];
-      expect(key).toBeDefined();
+      // Another process's write, as `tollgate keys create --config` makes it: under the lock, the file rewritten.
+      const key = generateApiKey();
+      await editConfigKeys(file, (records) => ({
+        changed: true,
+        records: [...records, { ...record('cli-made', key), userId: 'bo' }],
+        result: undefined,
+      }));
       // Seen by polling: no call to reload.
-      for (let i = 0; i < 200 && !store.findByHashSync!(hashApiKey(key!)); i++)
+      for (let i = 0; i < 200 && !store.findByHashSync!(hashApiKey(key)); i++)
         await new Promise((r) => setTimeout(r, 10));
-      expect(store.findByHashSync!(hashApiKey(key!))?.id).toBe('cli-made');
+      expect(store.findByHashSync!(hashApiKey(key))?.id).toBe('cli-made');
       await store.put(record('b', 'tgk_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'));
       const written = JSON.parse(readFileSync(file, 'utf8')) as { adminKeySha256: string; keys: { id: string }[] };
       expect(written.adminKeySha256).toBe('f'.repeat(64));

@@ -3,7 +3,7 @@ import express from 'express';
 import type { Express, RequestHandler } from 'express';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import { apiErrorHandler, getContext } from '@tollgate/core';
-import { generateApiKey, hashApiKey, runKeysCommand } from '../src/index.js';
+import { generateApiKey, hashApiKey } from '../src/index.js';
 
 /** An app that runs `middleware` then echoes `req.tollgate.identity` as JSON. */
 export function createServer(...middleware: RequestHandler[]): Express {
@@ -33,15 +33,4 @@ export function makeKey(overrides: Partial<ApiKeyRecord> = {}): { key: string; r
       ...overrides,
     },
   };
-}
-
-/** Runs `tollgate keys ...` in process and captures what it prints. */
-export async function runKeys(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runKeysCommand(argv, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-  });
-  return { code, stdout, stderr };
 }

@@ -26,8 +26,25 @@ export interface BudgetAdminRouterOptions {
 
 const OPTION_NAMES = ['renderError', 'drift'] as const satisfies readonly (keyof BudgetAdminRouterOptions)[];
 
-/** The scopes of the admin paths: those with ids of their own, a tenant's models (`/model/gpt-4o?tenant=acme`), sessions. */
-const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model', 'session'];
+/**
+ * The scopes of the admin paths: those with ids of their own, a tenant's models (`/model/gpt-4o?tenant=acme`), sessions,
+ * teams (`/team/research?tenant=acme`) and their members (`/member/user:bob?tenant=acme&team=research`).
+ */
+const ADMIN_SCOPES: readonly BudgetScope[] = [...BUDGET_SCOPES, 'model', 'session', 'team', 'member'];
+
+/** A team or a member's budget names its tenant (and a member its team): `?tenant=acme&team=research`. */
+function teamPartOf(req: Request, scope: string, tenant: string | undefined): { team?: string } {
+  if (scope !== 'team' && scope !== 'member') return {};
+  const member = scope === 'member';
+  const path = member ? '/member/<user:id|key:id>?tenant=<tenant>&team=<team>' : '/team/<team>?tenant=<tenant>';
+  if (tenant === undefined)
+    throw new ApiError('invalid_request', `A ${scope} budget belongs to a tenant: ${path}.`, { param: 'tenant' });
+  if (!member) return {};
+  const team = req.query.team;
+  if (typeof team !== 'string' || team.length === 0)
+    throw new ApiError('invalid_request', `A member budget belongs to a team: ${path}.`, { param: 'team' });
+  return { team };
+}
 
 function selectorOf(req: Request): BudgetSelector {
   const scope = req.params.scope as string;
@@ -55,11 +72,13 @@ function selectorOf(req: Request): BudgetSelector {
       'A session budget belongs to a tenant, or to a key without one: /session/<id>?tenant=<tenant> or ?key=<key>.',
       { param: 'tenant' },
     );
+  const teamPart = teamPartOf(req, scope, tenant);
   if (scope === 'global') return { scope };
   return {
     scope: scope as BudgetScope,
     id: id!,
     ...(tenant === undefined ? {} : { tenant }),
+    ...teamPart,
     ...(scope === 'session' && tenant === undefined ? { key: key as string } : {}),
   };
 }
@@ -67,7 +86,8 @@ function selectorOf(req: Request): BudgetSelector {
 /** A budget as the audit trail names it: `budget:global`, `budget:tenant:acme`, `budget:user:acme/alice`. */
 export function budgetAuditTarget(selector: BudgetSelector): string {
   if (selector.scope === 'global' || selector.id === undefined) return `budget:${selector.scope}`;
-  return `budget:${selector.scope}:${selector.tenant === undefined ? '' : `${selector.tenant}/`}${selector.id}`;
+  const team = selector.team === undefined ? '' : `${selector.team}/`;
+  return `budget:${selector.scope}:${selector.tenant === undefined ? '' : `${selector.tenant}/`}${team}${selector.id}`;
 }
 
 function notFound(selector: BudgetSelector): ApiError {

@@ -4,7 +4,7 @@ import { GLOBAL_SLOT } from '@tollgate/core/store-contracts';
 import { isCalendarPeriod, usdAmountProblem } from '@tollgate/core/options';
 import type { BudgetPeriod, BudgetScope } from './types.js';
 
-export const LIMIT_FIELDS = ['usd', 'period', 'window', 'buckets', 'softLimit', 'downgrade'];
+export const LIMIT_FIELDS = ['usd', 'period', 'window', 'buckets', 'softLimit', 'downgrade', 'validFrom', 'validUntil'];
 const MAX_BUCKETS = 100;
 
 /** A limit with its defaults applied, not yet bound to a scope id. */
@@ -22,6 +22,10 @@ export interface ResolvedLimit {
   windowMs: number;
   bucketMs: number;
   buckets: number;
+  /** Epoch ms the budget holds from (`validFrom`; -Infinity: always). */
+  validFrom: number;
+  /** Epoch ms the budget holds until, exclusive (`validUntil`; Infinity: always). */
+  validUntil: number;
 }
 
 /** The defaults a guard gives every budget without its own. */
@@ -33,6 +37,8 @@ export interface ResolvedBudget extends ResolvedLimit {
   id: string | null;
   /** The tenant whose end user or model this budget is (`tenantUsers`, `modelBudgets`); null otherwise. */
   tenantId: string | null;
+  /** The team of a member's budget (`teamBudgets`); absent otherwise. */
+  teamId?: string;
   /** For messages: `tenant acme`, `global`, `user bob of tenant acme`, `model gpt-4o of tenant acme`. */
   label: string;
   /** Ledger key without the period part: `budget:tenant:acme:month`. */
@@ -77,6 +83,30 @@ export function checkDowngrade(value: unknown, where: string): ReadonlyMap<strin
     map.set(from, to);
   }
   return map;
+}
+
+/** ISO 8601 date-time with a date and a time (and its zone): what `validFrom` and `validUntil` take. */
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** `validFrom` / `validUntil` as epoch ms (absent: -Infinity / Infinity), the first before the second. */
+function checkValidity(limit: Record<string, unknown>, where: string): { validFrom: number; validUntil: number } {
+  const instant = (name: 'validFrom' | 'validUntil', fallback: number) => {
+    const value = limit[name];
+    if (value === undefined) return fallback;
+    const at = typeof value === 'string' && ISO_INSTANT.test(value) ? Date.parse(value) : NaN;
+    if (!Number.isFinite(at))
+      throw invalid(where, `${name} must be an ISO 8601 date-time with its zone; got ${JSON.stringify(value)}`);
+    return at;
+  };
+  const validFrom = instant('validFrom', -Infinity);
+  const validUntil = instant('validUntil', Infinity);
+  if (validFrom >= validUntil) throw invalid(where, 'validFrom must be before validUntil');
+  return { validFrom, validUntil };
+}
+
+/** True when the budget holds at `now` (within `validFrom` .. `validUntil`): outside, it is neither enforced nor reserved. */
+export function inForceAt(limit: ResolvedLimit, now: number): boolean {
+  return now >= limit.validFrom && now < limit.validUntil;
 }
 
 function resolveLimit(
@@ -131,11 +161,12 @@ function resolveLimit(
     windowMs,
     bucketMs,
     buckets,
+    ...checkValidity(limit, where),
   };
 }
 
 /** The ledger key part that names a limit's period: two budgets of one scope and id differ in it. */
-function periodPart(limit: ResolvedLimit): string {
+export function periodPart(limit: ResolvedLimit): string {
   return limit.period === 'rolling' ? `rolling:${limit.windowMs}ms:${limit.buckets}` : limit.period;
 }
 
@@ -176,8 +207,20 @@ export function bind(
   let slot = id === null ? GLOBAL_SLOT : `${scope}:${id}`;
   if (tenantId !== null) slot = `tenant:${tenantId}`;
   const label = id === null ? scope : `${scope} ${id}${tenantId === null ? '' : ` of tenant ${tenantId}`}`;
+  // Every field named, in one order: a spread of `limit` gave each bound budget a hidden class of its own in V8 (10,000
+  // tenants: 10,000 classes, about 5 MB; bench/scale.ts heap snapshots), where one literal's objects share one.
   return {
-    ...limit,
+    period: limit.period,
+    timezone: limit.timezone,
+    limitNano: limit.limitNano,
+    softLimit: limit.softLimit,
+    thresholds: limit.thresholds,
+    downgrade: limit.downgrade,
+    windowMs: limit.windowMs,
+    bucketMs: limit.bucketMs,
+    buckets: limit.buckets,
+    validFrom: limit.validFrom,
+    validUntil: limit.validUntil,
     scope,
     id,
     tenantId,

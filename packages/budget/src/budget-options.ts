@@ -108,6 +108,7 @@ const OPTION_NAMES = [
   'modelBudgets',
   'modelDowngrades',
   'sessionBudgets',
+  'teamBudgets',
   'global',
   'timezone',
   'budgets',

@@ -7,6 +7,7 @@ import {
   bind,
   checkDowngrade,
   checkSoftLimit,
+  inForceAt,
   invalid,
   isRecord,
   LIMIT_FIELDS,
@@ -17,6 +18,8 @@ import { ModelBudgets } from './model-budgets.js';
 import type { ModelBudgetOptions } from './model-budgets.js';
 import { SessionBudgets } from './session-budgets.js';
 import type { SessionBudgetOptions } from './session-budgets.js';
+import { memberIdOf, TeamBudgets } from './team-budgets.js';
+import type { TeamBudgetOptions } from './team-budgets.js';
 import type { BudgetLimits, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
 
 export type { ResolvedBudget } from './budget-limits.js';
@@ -52,7 +55,7 @@ export interface BudgetWindow {
 }
 
 /** The budget options of `budgetGuard()` (see its options for the rest). */
-export interface BudgetPlanOptions extends ModelBudgetOptions, SessionBudgetOptions {
+export interface BudgetPlanOptions extends ModelBudgetOptions, SessionBudgetOptions, TeamBudgetOptions {
   /** Budgets per API key id (one or a list each). `'*'` applies to every key without its own entry. */
   keys?: Record<string, BudgetLimits>;
   /**
@@ -99,7 +102,7 @@ export interface BudgetPlanOptions extends ModelBudgetOptions, SessionBudgetOpti
   downgrade?: Record<string, string>;
 }
 
-type IdScope = Exclude<BudgetScope, 'global' | 'model' | 'session'>;
+type IdScope = Exclude<BudgetScope, 'global' | 'model' | 'session' | 'team' | 'member'>;
 const MAP_OPTION: Record<IdScope, 'keys' | 'users' | 'tenants' | 'features'> = {
   key: 'keys',
   user: 'users',
@@ -185,6 +188,7 @@ export class BudgetPlan {
   readonly #global: readonly ResolvedBudget[];
   readonly models: ModelBudgets;
   readonly sessions: SessionBudgets;
+  readonly teams: TeamBudgets;
   readonly #dynamic: BudgetPlanOptions['budgets'];
   readonly #defaults: LimitDefaults;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
@@ -202,6 +206,7 @@ export class BudgetPlan {
   /** Budgets keys carry, bound: by their limits object (a record's, kept while the record is), then by their text. */
   readonly #keyBudgetsByObject = new WeakMap<object, { keyId: string; budgets: readonly ResolvedBudget[] }>();
   readonly #keyBudgetsByText = new Map<string, readonly ResolvedBudget[]>();
+  #followsCallers = true;
 
   constructor(options: BudgetPlanOptions) {
     const thresholds = checkSoftLimit(options.softLimit, 'budgetGuard() option softLimit') ?? [];
@@ -224,6 +229,7 @@ export class BudgetPlan {
         : resolveLimits(options.global, 'global', this.#defaults).map((limit) => bind(limit, 'global', null));
     this.models = new ModelBudgets(options, this.#defaults);
     this.sessions = new SessionBudgets(options, this.#defaults);
+    this.teams = new TeamBudgets(options, this.#defaults);
     if (options.budgets !== undefined && typeof options.budgets !== 'function')
       throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
     this.#dynamic = options.budgets;
@@ -273,6 +279,7 @@ export class BudgetPlan {
       for (const list of map.values()) yield* list;
     yield* this.models.limits();
     yield* this.sessions.limits();
+    yield* this.teams.limits();
   }
 
   /** The IANA zone that cuts this plan's calendar periods. */
@@ -349,8 +356,9 @@ export class BudgetPlan {
     if (!identity || !dynamic) return list;
     try {
       const specs = dynamic(identity);
-      if (!Array.isArray(specs)) return Promise.resolve(specs).then((answered) => this.#withDynamic(list, answered));
-      return specs.length === 0 ? list : this.#withDynamic(list, specs);
+      if (!Array.isArray(specs))
+        return Promise.resolve(specs).then((answered) => this.#withDynamic(list, answered, identity));
+      return specs.length === 0 ? list : this.#withDynamic(list, specs, identity);
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
@@ -360,11 +368,16 @@ export class BudgetPlan {
   #staticList(identity: Identity | undefined): readonly ResolvedBudget[] {
     const tenantId = identity?.tenantId;
     const userId = identity?.userId;
+    // A team of the caller's tenant stacks its member's budget and its own between the caller's and the tenant's.
+    const team = identity?.team !== undefined && this.teams.has(tenantId, identity.team) ? identity.team : undefined;
+    const memberId = team === undefined ? undefined : memberIdOf(userId, identity!.keyId);
     const found = [
       identity ? this.sessions.forSession(identity.sessionId, identity.keyId, tenantId) : NO_BUDGETS,
+      memberId === undefined ? NO_BUDGETS : this.teams.forMember(tenantId!, team!, memberId),
       identity?.keyBudget ? this.#carried(identity.keyBudget) : this.#staticOf(identity, 'key'),
       this.#staticOf(identity, 'user'),
       tenantId !== undefined && userId !== undefined ? this.#tenantUserFor(tenantId, userId) : NO_BUDGETS,
+      team === undefined ? NO_BUDGETS : this.teams.forTeam(tenantId!, team),
       this.#staticOf(identity, 'tenant'),
       this.#staticOf(identity, 'feature'),
       this.#global,
@@ -384,12 +397,25 @@ export class BudgetPlan {
   }
 
   /** The static budgets and those the `budgets` function gave; static budgets of different scopes never share a key. */
-  #withDynamic(list: readonly ResolvedBudget[], specs: unknown): ResolvedBudget[] {
+  #withDynamic(list: readonly ResolvedBudget[], specs: unknown, identity: Identity): ResolvedBudget[] {
     if (!Array.isArray(specs))
       throw invalid('budgetGuard() option budgets', 'the function must return an array of budget specs');
     const found = [...list];
-    specs.forEach((spec: BudgetSpec, i) => found.push(this.#fromSpec(spec, `budgets(identity)[${i}]`)));
+    specs.forEach((spec: BudgetSpec, i) => {
+      const budget = this.#fromSpec(spec, `budgets(identity)[${i}]`);
+      if (this.#followsCallers && !chargedByOwnCaller(budget, identity)) this.#followsCallers = false;
+      found.push(budget);
+    });
     return dedupe(found);
+  }
+
+  /**
+   * True while every tenant's budgets (its own, its end users', models', teams') were charged only by that tenant's
+   * callers and every key's only by that key's: a read of a few scopes may then keep to their callers (a drift sample,
+   * spend-drift.ts). Static budgets always are; a `budgets` function that names another's turns it false for good.
+   */
+  get followsCallers(): boolean {
+    return this.#followsCallers;
   }
 
   /**
@@ -409,7 +435,7 @@ export class BudgetPlan {
     for (const [scope, map] of this.#static) {
       for (const [id, limits] of map) if (id !== '*') out.push(...limits.map((limit) => bind(limit, scope, id)));
     }
-    out.push(...this.#global, ...this.models.configured());
+    out.push(...this.#global, ...this.models.configured(), ...this.teams.configured());
     return out;
   }
 
@@ -421,7 +447,7 @@ export class BudgetPlan {
 
   /** The budgets of one scope and id: a static entry, the wildcard, or dynamic ones asked with an identity that has only that id. */
   async select(selector: BudgetSelector): Promise<ResolvedBudget[]> {
-    const { scope, id, tenant, key } = selector;
+    const { scope, id, tenant, key, team } = selector;
     if (scope === 'global') return [...this.#global];
     if (typeof id !== 'string' || id.length === 0) return [];
     // A session of a caller without a tenant: the key's.
@@ -432,9 +458,11 @@ export class BudgetPlan {
       if (scope === 'user') return [...this.#tenantUserFor(tenant, id)];
       if (scope === 'model') return [...this.models.forModel(tenant, id)];
       if (scope === 'session') return [...this.sessions.forSession(id, '', tenant)];
+      if (scope === 'team') return [...this.teams.forTeam(tenant, id)];
+      if (scope === 'member' && team !== undefined) return [...this.teams.forMember(tenant, team, id)];
       return [];
     }
-    if (scope === 'model' || scope === 'session') return [];
+    if (scope === 'model' || scope === 'session' || scope === 'team' || scope === 'member') return [];
     const found: ResolvedBudget[] = [...(scope === 'key' ? await this.#keyBudgetsOf(id) : this.#staticFor(scope, id))];
     if (this.#dynamic) {
       const identity: Identity = { keyId: scope === 'key' ? id : '', scopes: [], authMethod: 'anonymous' };
@@ -451,6 +479,14 @@ export class BudgetPlan {
     }
     return dedupe(found);
   }
+}
+
+/** Whether `budget`, given for `identity`, is its own tenant's or key's (or of a scope no read narrows by). */
+function chargedByOwnCaller(budget: ResolvedBudget, identity: Identity): boolean {
+  if (budget.tenantId !== null) return budget.tenantId === identity.tenantId;
+  if (budget.scope === 'tenant') return budget.id === identity.tenantId;
+  if (budget.scope === 'key') return budget.id === identity.keyId;
+  return true;
 }
 
 /** True when `list` holds the budgets of `found`, in order. */
@@ -472,6 +508,12 @@ function dedupe(budgets: ResolvedBudget[]): ResolvedBudget[] {
     if (!seen || budget.limitNano < seen.limitNano) byBase.set(budget.base, budget);
   }
   return [...byBase.values()];
+}
+
+/** How a status or an event names its budget: scope, id, tenant, period, and the ledger key it read. */
+export function budgetNames(budget: ResolvedBudget, head: LedgerScope) {
+  const { scope, id, tenantId, teamId, period } = budget;
+  return { scope, id, tenantId, ...(teamId === undefined ? {} : { teamId }), period, key: head.key };
 }
 
 /**
@@ -514,9 +556,9 @@ export interface BudgetWindows {
   scopes: LedgerScope[];
 }
 
-/** The windows of `budgets` at `now`, made for this call. */
+/** The windows of `budgets` in force at `now` (see `validFrom`), made for this call. */
 export function budgetWindowsAt(budgets: readonly ResolvedBudget[], now: number): BudgetWindows {
-  const made = budgets.map((budget) => budgetWindow(budget, now));
+  const made = budgets.filter((budget) => inForceAt(budget, now)).map((budget) => budgetWindow(budget, now));
   return { windows: made, scopes: made.flatMap((window) => window.scopes) };
 }
 
@@ -529,12 +571,18 @@ export function listWindowsAt(list: readonly ResolvedBudget[], now: number): Bud
   if (cached && now >= cached.from && now < cached.until) return cached;
   let from = -Infinity;
   let until = Infinity;
-  const made = list.map((budget) => {
-    const held = currentWindow(budget, now);
-    from = Math.max(from, held.from);
-    until = Math.min(until, held.until);
-    return held.window;
-  });
+  const made: BudgetWindow[] = [];
+  for (const budget of list) {
+    // A budget outside its validity has no window: the list's windows change where it opens or closes.
+    if (now < budget.validFrom) until = Math.min(until, budget.validFrom);
+    else if (now >= budget.validUntil) from = Math.max(from, budget.validUntil);
+    else {
+      const held = currentWindow(budget, now);
+      from = Math.max(from, held.from, budget.validFrom);
+      until = Math.min(until, held.until, budget.validUntil);
+      made.push(held.window);
+    }
+  }
   const kept = { windows: made, scopes: made.flatMap((window) => window.scopes), from, until };
   listWindows.set(list, kept);
   return kept;
@@ -554,17 +602,16 @@ function eventMarkers(budget: ResolvedBudget, base: string, expiresAt: number) {
   };
 }
 
-function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
+/**
+ * The ledger scopes `budget` charges at `now`: its calendar period, or each bucket of its rolling window. Made anew on
+ * each call (a rebuild of 100,000 scopes asks this, not `budgetWindow`: no event markers, nothing kept on the budget).
+ */
+export function ledgerScopesAt(budget: ResolvedBudget, now: number): LedgerScope[] {
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now, budget.timezone);
-    const head = {
-      key: `${budget.base}:${period.suffix}`,
-      limit: budget.limitNano,
-      expiresAt: period.end,
-      slot: budget.slot,
-    };
-    const window = { budget, scopes: [head], head, ...eventMarkers(budget, head.key, period.end) };
-    return { window, from: period.start, until: period.end };
+    return [
+      { key: `${budget.base}:${period.suffix}`, limit: budget.limitNano, expiresAt: period.end, slot: budget.slot },
+    ];
   }
   const bucket = Math.floor(now / budget.bucketMs);
   const scopes: LedgerScope[] = [];
@@ -576,12 +623,24 @@ function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
       slot: budget.slot,
     });
   }
+  return scopes;
+}
+
+function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
+  const scopes = ledgerScopesAt(budget, now);
+  const head = scopes[0]!;
+  if (budget.period !== 'rolling') {
+    const period = periodWindow(budget.period, now, budget.timezone);
+    const window = { budget, scopes, head, ...eventMarkers(budget, head.key, period.end) };
+    return { window, from: period.start, until: period.end };
+  }
+  const bucket = Math.floor(now / budget.bucketMs);
   // Once per window length, on a grid every process agrees on.
   const epoch = Math.floor(now / budget.windowMs);
   const window = {
     budget,
     scopes,
-    head: scopes[0]!,
+    head,
     ...eventMarkers(budget, `${budget.base}:epoch:${epoch}`, (epoch + 1) * budget.windowMs),
   };
   // Holds while both the bucket and the window-length epoch stay the same.

@@ -1,8 +1,9 @@
 // The operator's side of budgets: what each scope spent, holds and has left, plus top-up and reset.
 import { nanoToUsd, periodWindow, usdToNano } from '@tollgate/core';
 import { scopeRemaining, spentBeyondCredit, withTimeout } from '@tollgate/core/store-contracts';
-import type { LedgerScope, ReservationLedger } from '@tollgate/core/store-contracts';
-import { budgetWindow, softLimitThreshold } from './budget-plan.js';
+import type { ReservationLedger } from '@tollgate/core/store-contracts';
+import { inForceAt } from './budget-limits.js';
+import { budgetNames, budgetWindow, softLimitThreshold } from './budget-plan.js';
 import type { BudgetPlan, BudgetWindow, EventMarker, ResolvedBudget } from './budget-plan.js';
 import { giveJournaledCredit, journalReset } from './credit-journal.js';
 import type { CreditJournal } from './credit-journal.js';
@@ -43,12 +44,6 @@ export async function rollingFreeAt(
   return undefined;
 }
 
-/** How a status or an event names its budget: scope, id, tenant, period, and the ledger key it read. */
-export function budgetNames(budget: ResolvedBudget, head: LedgerScope) {
-  const { scope, id, tenantId, period } = budget;
-  return { scope, id, tenantId, period, key: head.key };
-}
-
 export async function readBudgetStatus(book: BudgetBook, budgets: readonly ResolvedBudget[]): Promise<BudgetStatus[]> {
   if (budgets.length === 0) return [];
   const now = book.now();
@@ -86,6 +81,9 @@ export async function readBudgetStatus(book: BudgetBook, budgets: readonly Resol
       softLimitReached: threshold !== undefined && beyondCredit > 0 && beyondCredit >= threshold,
       forecastNanoUsd: forecast,
       forecastUsd: forecast === null ? null : nanoToUsd(forecast),
+      inForce: inForceAt(budget, now),
+      ...(Number.isFinite(budget.validFrom) ? { validFrom: new Date(budget.validFrom).toISOString() } : {}),
+      ...(Number.isFinite(budget.validUntil) ? { validUntil: new Date(budget.validUntil).toISOString() } : {}),
     };
   });
 }

@@ -2,8 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { ApiError } from '@tollgate/core';
 import { withTimeout } from '@tollgate/core/store-contracts';
-import type { LedgerScope } from '@tollgate/core/store-contracts';
-import type { BudgetBook } from './budget-status.js';
+import type { LedgerScope, ReservationLedger } from '@tollgate/core/store-contracts';
 
 /** A budget scope of one period (or rolling bucket) as the journal keeps it: the store's scope key and its slot. */
 export interface CreditScope {
@@ -53,10 +52,17 @@ export interface CreditJournal {
   credits(now: number, keys?: readonly string[]): Promise<ScopeCredit[]>;
 }
 
+/** What the journal's calls need of a guard's book (budget-status's BudgetBook): its ledger, deadline and clock. */
+export interface CreditBook {
+  ledger: ReservationLedger;
+  storeTimeoutMs: number;
+  now: () => number;
+}
+
 /** Raised to a journal's figure: what a store does with credit when a journal keeps it. */
 type CreditRaiser = (scope: CreditScope, credit: number) => Promise<boolean>;
 
-function raiserOf(book: BudgetBook): CreditRaiser {
+function raiserOf(book: CreditBook): CreditRaiser {
   const { ledger } = book;
   if (typeof ledger.restoreCredit !== 'function')
     throw new TypeError(
@@ -79,7 +85,7 @@ function scopeOf(scope: LedgerScope | CreditScope): CreditScope {
  * id per scope, so the journal's figure includes it and two processes carrying it at once record it once.
  */
 async function carryUnjournaled(
-  book: BudgetBook,
+  book: CreditBook,
   journal: CreditJournal,
   scopes: readonly LedgerScope[],
   now: number,
@@ -110,7 +116,7 @@ async function raiseToJournal(raise: CreditRaiser, journal: CreditJournal, keys:
  * nowhere (unless the store applied a raise whose answer was lost: then the store holds it, as it shows).
  */
 export async function giveJournaledCredit(
-  book: BudgetBook,
+  book: CreditBook,
   journal: CreditJournal,
   scopes: readonly LedgerScope[],
   amount: number,
@@ -147,7 +153,7 @@ function unavailable(message: string, cause?: unknown): ApiError {
  * A reset with a journal: recorded first, so a rebuild after it neither gives back the credit the reset forgot nor
  * counts the spend it forgot (a rebuild counts the calls that finished from the reset's time on).
  */
-export async function journalReset(book: BudgetBook, journal: CreditJournal, scopes: readonly LedgerScope[]) {
+export async function journalReset(book: CreditBook, journal: CreditJournal, scopes: readonly LedgerScope[]) {
   const entries = scopes.map((scope) => ({ ...scopeOf(scope), nanoUsd: 0 }));
   try {
     await journal.record({ id: randomUUID(), kind: 'reset', at: book.now(), entries });
@@ -161,7 +167,7 @@ export async function journalReset(book: BudgetBook, journal: CreditJournal, sco
  * `journal.credits(now)` read it) raised to the journal's. Raised to, never added: a credit the store still holds is
  * not counted twice. Resolves with the scopes raised.
  */
-export async function restoreCredits(book: BudgetBook, credits: readonly ScopeCredit[]): Promise<ScopeCredit[]> {
+export async function restoreCredits(book: CreditBook, credits: readonly ScopeCredit[]): Promise<ScopeCredit[]> {
   const raise = raiserOf(book);
   const restored: ScopeCredit[] = [];
   for (const credit of credits) {

@@ -4,13 +4,14 @@ import type { Identity } from '@tollgate/core';
 import { isCalendarPeriod } from '@tollgate/core/options';
 import { BESIDE_REQUESTS, TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
-import { budgetWindow } from './budget-plan.js';
+import { inForceAt } from './budget-limits.js';
+import { ledgerScopesAt } from './budget-plan.js';
 import type { ResolvedBudget } from './budget-plan.js';
 import type { BudgetBook } from './budget-status.js';
 import { restoreCredits } from './credit-journal.js';
 import type { ScopeCredit } from './credit-journal.js';
 
-/** What the usage ledger recorded for one caller: the records of one key, end user, tenant, feature, model and session. */
+/** What the usage ledger recorded for one caller: the records of one key, end user, tenant, feature, model, session, team. */
 export interface CallerSpend {
   keyId: string | null;
   userId: string | null;
@@ -22,6 +23,8 @@ export interface CallerSpend {
   tags?: readonly string[] | null;
   /** The agent session the calls belong to (a session budget is charged by it); absent or null: none. */
   session?: string | null;
+  /** The team of the tenant the calls were charged to (team and member budgets); absent or null: none. */
+  team?: string | null;
   spentNanoUsd: number;
 }
 
@@ -36,19 +39,41 @@ export interface RecordSpend extends CallerSpend {
 }
 
 /** Where spend is recorded durably (`postgresSpendSource` from @tollgate/metering is one). */
+/**
+ * The callers a read may keep to: those of one of `tenantIds` or with one of `keyIds` (a drift sample of a few
+ * scopes). A source may answer more callers than that, never fewer.
+ */
+export interface CallerFilter {
+  tenantIds: readonly string[];
+  keyIds: readonly string[];
+}
+
 export interface SpendSource {
   /**
    * Nano-USD recorded per caller with records started in [since, until) (epoch ms; callers with nothing recorded may
    * be left out); with `finishedBefore`, only the records whose call finished before it (timestamp + latency); with
-   * `finishedFrom`, only those whose call finished at or after it (a scope's last reset: what it forgot is left out).
+   * `finishedFrom`, only those whose call finished at or after it (a scope's last reset: what it forgot is left out);
+   * with `only`, the callers it names at least.
    */
-  spentByCaller(since: number, until: number, finishedBefore?: number, finishedFrom?: number): Promise<CallerSpend[]>;
+  spentByCaller(
+    since: number,
+    until: number,
+    finishedBefore?: number,
+    finishedFrom?: number,
+    only?: CallerFilter,
+  ): Promise<CallerSpend[]>;
   /**
-   * The records with spend started in [since, until) whose call finished at or after `finishedFrom`, in one read.
+   * The records with spend started in [since, until) whose call finished at or after `finishedFrom`, in one read
+   * (with `only`, those of the callers it names at least).
    * A source that has it lets a rebuild record what it read (a cut), so a settle of a reservation the store lost does
    * not charge a call the rebuild already counted (see the budget README, "After Redis loses its data").
    */
-  recordsFinishedSince?(since: number, until: number, finishedFrom: number): Promise<RecordSpend[]>;
+  recordsFinishedSince?(
+    since: number,
+    until: number,
+    finishedFrom: number,
+    only?: CallerFilter,
+  ): Promise<RecordSpend[]>;
 }
 
 /**
@@ -72,10 +97,15 @@ export interface RebuildReport {
   slots: (string | undefined)[];
 }
 
-/** When spend for the scope's window started counting: its calendar period's start, or its rolling window's. */
+/**
+ * When spend for the scope's window started counting: its calendar period's start, or its rolling window's; not before
+ * the budget's `validFrom` (nothing was reserved against it before).
+ */
 function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number {
-  if (isCalendarPeriod(budget.period)) return periodWindow(budget.period, now, budget.timezone).start;
-  return expiresAt - budget.windowMs;
+  const start = isCalendarPeriod(budget.period)
+    ? periodWindow(budget.period, now, budget.timezone).start
+    : expiresAt - budget.windowMs;
+  return Math.max(start, budget.validFrom);
 }
 
 /**
@@ -89,8 +119,25 @@ const KEPT_FIELDS: ReadonlySet<string> = new Set([
   'feature',
   'tags',
   'sessionId',
+  'team',
   'keyBudget',
 ]);
+
+/** Lets a `budgets` function read what a usage record keeps of its caller, and refuses the rest (see identityOf). */
+const KEPT_ONLY: ProxyHandler<Identity> = {
+  get(target, field, receiver) {
+    // Symbols, `then` (an async function's result is checked for it) and what every object has (toJSON, toString)
+    // read nothing of a caller.
+    if (typeof field === 'symbol' || field === 'then' || field === 'toJSON' || field in Object.prototype)
+      return Reflect.get(target, field, receiver) as unknown;
+    if (KEPT_FIELDS.has(field)) return Reflect.get(target, field, receiver) as unknown;
+    throw new TollgateError(
+      'ERR_TG_BUDGET_NOT_REBUILDABLE',
+      `the budgets function read identity.${field}, which the usage ledger does not keep: spend of its budgets ` +
+        `cannot be rebuilt after the store lost it; decide budgets by ${[...KEPT_FIELDS].join(', ')}`,
+    );
+  },
+};
 
 /**
  * The identity a usage record's caller had, as far as the record tells: a `budgets` function that reads any other
@@ -106,20 +153,8 @@ function identityOf(caller: CallerSpend): Identity {
   if (caller.feature !== null) identity.feature = caller.feature;
   if (caller.tags) identity.tags = [...caller.tags];
   if (caller.session !== undefined && caller.session !== null) identity.sessionId = caller.session;
-  return new Proxy(identity, {
-    get(target, field, receiver) {
-      // Symbols, `then` (an async function's result is checked for it) and what every object has (toJSON, toString)
-      // read nothing of a caller.
-      if (typeof field === 'symbol' || field === 'then' || field === 'toJSON' || field in Object.prototype)
-        return Reflect.get(target, field, receiver) as unknown;
-      if (KEPT_FIELDS.has(field)) return Reflect.get(target, field, receiver) as unknown;
-      throw new TollgateError(
-        'ERR_TG_BUDGET_NOT_REBUILDABLE',
-        `the budgets function read identity.${field}, which the usage ledger does not keep: spend of its budgets ` +
-          `cannot be rebuilt after the store lost it; decide budgets by ${[...KEPT_FIELDS].join(', ')}`,
-      );
-    },
-  });
+  if (caller.team !== undefined && caller.team !== null) identity.team = caller.team;
+  return new Proxy(identity, KEPT_ONLY);
 }
 
 /**
@@ -137,8 +172,8 @@ async function probeBudgets(book: BudgetBook): Promise<void> {
 }
 
 function callerKey(caller: CallerSpend): string {
-  const { keyId, userId, tenantId, feature, model, tags, session } = caller;
-  return JSON.stringify([keyId, userId, tenantId, feature, model, tags ?? null, session ?? null]);
+  const { keyId, userId, tenantId, feature, model, tags, session, team } = caller;
+  return JSON.stringify([keyId, userId, tenantId, feature, model, tags ?? null, session ?? null, team ?? null]);
 }
 
 /** One ledger scope to rebuild: what the usage ledger holds for it is the sum over the callers charged to it. */
@@ -149,8 +184,36 @@ interface ScopeToRebuild {
   since: number;
   /** The scope's last reset (the credit journal's): only calls that finished from it on count. */
   resetAt: number | undefined;
-  callers: Set<string>;
+  /** The callers charged to it, by their index in `Callers.list`. */
+  callers: number[];
 }
+
+/**
+ * The distinct callers of a read (a caller's sums and its recent records are one caller), each known by its index:
+ * at 100,000 callers and scopes a rebuild holds arrays of numbers, not a Set of strings per scope, so the collections
+ * that run while it works have little to copy (bench/guard-stall.ts `--background`).
+ */
+interface Callers {
+  /** One record of each caller: what the plan is asked about (its spend is read per scope, by index). */
+  list: CallerSpend[];
+  index: Map<string, number>;
+}
+
+async function distinctCallers(rows: readonly CallerSpend[], slice: TimeSlice): Promise<Callers> {
+  const list: CallerSpend[] = [];
+  const index = new Map<string, number>();
+  for (const row of rows) {
+    const key = callerKey(row);
+    if (!index.has(key)) {
+      index.set(key, list.length);
+      list.push(row);
+    }
+    await slice.pause();
+  }
+  return { list, index };
+}
+
+const NO_SLOTS: readonly (string | undefined)[] = Object.freeze([]);
 
 /**
  * Every ledger scope the recorded calls were charged to, found the way a reserve finds them: each caller with spend
@@ -159,37 +222,39 @@ interface ScopeToRebuild {
  */
 async function scopesOfCallers(
   book: BudgetBook,
-  callers: readonly CallerSpend[],
+  callers: Callers,
   resets: ReadonlyMap<string, number>,
   now: number,
   slice: TimeSlice,
 ) {
   const scopes = new Map<string, ScopeToRebuild>();
   const slots = new Set<string | undefined>([undefined]);
-  /** The slots each caller's scopes are in: a record's id goes to those of the rebuild's cut. */
-  const slotsOf = new Map<string, Set<string | undefined>>();
-  const add = (budget: ResolvedBudget, caller: string | undefined) => {
+  /** The slots each caller's scopes are in (by caller index): a record's id goes to those of the rebuild's cut. */
+  const slotsOf: (readonly (string | undefined)[])[] = [];
+  const add = (budget: ResolvedBudget, caller: number | undefined) => {
+    // A budget out of force is charged nothing: its counter has nothing to hold.
+    if (!inForceAt(budget, now)) return;
     slots.add(budget.slot);
     if (caller !== undefined) {
-      const own = slotsOf.get(caller) ?? new Set<string | undefined>();
-      own.add(budget.slot);
-      slotsOf.set(caller, own);
+      const own = slotsOf[caller] ?? NO_SLOTS;
+      if (!own.includes(budget.slot)) slotsOf[caller] = [...own, budget.slot];
     }
-    for (const scope of budgetWindow(budget, now).scopes) {
+    for (const scope of ledgerScopesAt(budget, now)) {
       let entry = scopes.get(scope.key);
       if (!entry) {
         const since = sinceOf(budget, scope.expiresAt, now);
-        entry = { scope, budget, since, resetAt: resets.get(scope.key), callers: new Set() };
+        entry = { scope, budget, since, resetAt: resets.get(scope.key), callers: [] };
         scopes.set(scope.key, entry);
       }
-      if (caller !== undefined) entry.callers.add(caller);
+      // Callers are asked one after another: one already charged to this scope is its last (two budgets, one scope).
+      if (caller !== undefined && entry.callers[entry.callers.length - 1] !== caller) entry.callers.push(caller);
     }
   };
   // Budgets with a fixed id are checked even without spend: their slots are rebuilt as well.
   for (const budget of await book.plan.configuredWithKeys()) add(budget, undefined);
-  for (const caller of callers) {
-    for (const budget of await book.plan.forCall(identityOf(caller), caller.model ?? undefined))
-      add(budget, callerKey(caller));
+  for (let caller = 0; caller < callers.list.length; caller++) {
+    const spender = callers.list[caller]!;
+    for (const budget of await book.plan.forCall(identityOf(spender), spender.model ?? undefined)) add(budget, caller);
     await slice.pause();
   }
   return { scopes: [...scopes.values()], slots: [...slots], slotsOf };
@@ -205,13 +270,15 @@ const NO_IDS: readonly string[] = Object.freeze([]);
  */
 async function cutIds(
   recent: readonly RecordSpend[],
-  slotsOf: ReadonlyMap<string, ReadonlySet<string | undefined>>,
+  callers: Callers,
+  slotsOf: readonly (readonly (string | undefined)[] | undefined)[],
   slots: readonly (string | undefined)[],
   slice: TimeSlice,
 ): Promise<Map<string | undefined, readonly string[]>> {
   const lists = new Map<string | undefined, string[]>();
   for (const row of recent) {
-    for (const slot of slotsOf.get(callerKey(row)) ?? []) {
+    const caller = callers.index.get(callerKey(row));
+    for (const slot of (caller === undefined ? undefined : slotsOf[caller]) ?? NO_SLOTS) {
       const list = lists.get(slot) ?? [];
       list.push(row.id);
       lists.set(slot, list);
@@ -230,7 +297,7 @@ async function cutIds(
 function earliestStart(book: BudgetBook, now: number): number {
   let earliest = periodWindow('quarter', now, book.plan.timezone).start;
   for (const budget of book.plan.configured())
-    for (const scope of budgetWindow(budget, now).scopes)
+    for (const scope of ledgerScopesAt(budget, now))
       earliest = Math.min(earliest, sinceOf(budget, scope.expiresAt, now));
   return earliest;
 }
@@ -255,7 +322,7 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
   const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
   const read = await readUsageLedger(book, source, slice);
   const { scopes, slots, slotsOf, recent, cut } = read;
-  await ledger.rebuildGate?.recordCut?.(cut, await cutIds(recent, slotsOf, slots, slice));
+  await ledger.rebuildGate?.recordCut?.(cut, await cutIds(recent, read.callers, slotsOf, slots, slice));
   const report: RebuildReport = { checked: 0, restored: [], credited: [], slots };
   for (const entry of scopes) {
     report.checked++;
@@ -286,9 +353,10 @@ export async function ledgerSpendOfScopes(
   book: BudgetBook,
   source: SpendSource,
   keys?: ReadonlySet<string>,
+  only?: CallerFilter,
 ): Promise<Map<string, LedgerScopeSpend>> {
   const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
-  const read = await readUsageLedger(book, source, slice);
+  const read = await readUsageLedger(book, source, slice, only);
   const found = new Map<string, LedgerScopeSpend>();
   for (const entry of read.scopes) {
     if (keys && !keys.has(entry.scope.key)) continue;
@@ -303,7 +371,7 @@ export async function ledgerSpendOfScopes(
  * counts), then the records, summed before the cut and one by one since (see rebuildSpend), and every ledger scope
  * their callers were charged to, with what the ledger holds for each.
  */
-async function readUsageLedger(book: BudgetBook, source: SpendSource, slice: TimeSlice) {
+async function readUsageLedger(book: BudgetBook, source: SpendSource, slice: TimeSlice, only?: CallerFilter) {
   await probeBudgets(book);
   // Tens of thousands of callers and scopes are walked in slices (`slice`, the caller's): the requests being served
   // meanwhile wait a slice.
@@ -318,20 +386,23 @@ async function readUsageLedger(book: BudgetBook, source: SpendSource, slice: Tim
   // is read whole, and its cut is the read itself: a lost settle of a call that finished before it is counted once (by
   // the ledger), never twice; a record that reaches that ledger later than its settle is under-counted instead.
   const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : until;
-  const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut) : [];
-  const summed = await source.spentByCaller(earliest, until, cut);
-  const callers = [...summed, ...recent].filter((c) => c.spentNanoUsd > 0);
+  const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut, only) : [];
+  const summed = await source.spentByCaller(earliest, until, cut, undefined, only);
+  const callers = await distinctCallers(
+    [...summed, ...recent].filter((c) => c.spentNanoUsd > 0),
+    slice,
+  );
   const { scopes, slots, slotsOf } = await scopesOfCallers(book, callers, resets, now, slice);
-  const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent }, slice);
+  const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent, only }, callers, slice);
   /** What the ledger holds for one scope: the sum over the callers charged to it. */
   const spentOf = async ({ since, resetAt, callers: charged }: ScopeToRebuild) => {
-    if (charged.size === 0) return 0;
+    if (charged.length === 0) return 0;
     const recorded = await spentSince(since, resetAt);
     let spent = 0;
-    for (const caller of charged) spent += recorded.get(caller) ?? 0;
+    for (const caller of charged) spent += recorded[caller]!;
     return spent;
   };
-  return { scopes, slots, slotsOf, recent, cut, journaled, spentOf };
+  return { scopes, slots, slotsOf, callers, recent, cut, journaled, spentOf };
 }
 
 /** What one rebuild read of the usage ledger: the sums before its cut from `earliest`, and the records since. */
@@ -341,39 +412,39 @@ interface RebuildRead {
   cut: number;
   summed: readonly CallerSpend[];
   recent: readonly RecordSpend[];
+  /** The callers the read kept to (a drift sample's), or all. */
+  only: CallerFilter | undefined;
 }
 
 /**
- * Spend per caller started from `since` and (after a reset) finished from `resetAt`: the ledger asked once per such
- * pair (a handful: the periods in use, a rolling budget's buckets, the resets), the records since the cut added.
+ * Spend per caller (by index in `callers`) started from `since` and (after a reset) finished from `resetAt`: the ledger
+ * asked once per such pair (a handful: the periods in use, a rolling budget's buckets, the resets), the records since
+ * the cut added.
  */
-function spentSinceReader(source: SpendSource, read: RebuildRead, slice: TimeSlice) {
+function spentSinceReader(source: SpendSource, read: RebuildRead, callers: Callers, slice: TimeSlice) {
   const { earliest, until, cut, summed, recent } = read;
   const withRecent = async (since: number, resetAt: number | undefined, rows: readonly CallerSpend[]) => {
-    const bySpender = new Map<string, number>();
+    // A caller not among `callers` (nothing spent since the oldest start) is charged to no scope: left out.
+    const spent = new Float64Array(callers.list.length);
     for (const row of rows) {
-      bySpender.set(callerKey(row), row.spentNanoUsd);
+      const caller = callers.index.get(callerKey(row));
+      if (caller !== undefined) spent[caller] = row.spentNanoUsd;
       await slice.pause();
     }
     for (const row of recent) {
       if (row.startedAt < since || (resetAt !== undefined && row.finishedAt < resetAt)) continue;
-      const key = callerKey(row);
-      bySpender.set(key, (bySpender.get(key) ?? 0) + row.spentNanoUsd);
+      const caller = callers.index.get(callerKey(row));
+      if (caller !== undefined) spent[caller] = spent[caller]! + row.spentNanoUsd;
       await slice.pause();
     }
-    return bySpender;
+    return spent;
   };
-  const asked = new Map<string, Promise<Map<string, number>>>([
-    [`${earliest}`, withRecent(earliest, undefined, summed)],
-  ]);
+  const asked = new Map<string, Promise<Float64Array>>([[`${earliest}`, withRecent(earliest, undefined, summed)]]);
   return (since: number, resetAt: number | undefined) => {
     const key = resetAt === undefined ? `${since}` : `${since}/${resetAt}`;
     let answer = asked.get(key);
     if (!answer) {
-      const rows =
-        resetAt === undefined
-          ? source.spentByCaller(since, until, cut)
-          : source.spentByCaller(since, until, cut, resetAt);
+      const rows = source.spentByCaller(since, until, cut, resetAt, read.only);
       answer = rows.then((found) => withRecent(since, resetAt, found));
       asked.set(key, answer);
     }

@@ -1,5 +1,5 @@
 // Budgets per agent session: every session of a tenant (or of a key without one) capped on its own.
-import { invalid, isRecord, resolveLimits } from './budget-limits.js';
+import { invalid, isRecord, periodPart, resolveLimits } from './budget-limits.js';
 import type { LimitDefaults, ResolvedBudget, ResolvedLimit } from './budget-limits.js';
 import type { BudgetLimits } from './types.js';
 
@@ -42,14 +42,13 @@ function resolveMap(map: unknown, name: string, defaults: LimitDefaults): Map<st
  */
 function bindSession(limit: ResolvedLimit, sessionId: string, owner: Owner): ResolvedBudget {
   const ownerPart = `${owner.scope}:${encodeURIComponent(owner.id)}`;
-  const periodPart = limit.period === 'rolling' ? `rolling:${limit.windowMs}ms:${limit.buckets}` : limit.period;
   return {
     ...limit,
     scope: 'session',
     id: sessionId,
     tenantId: owner.scope === 'tenant' ? owner.id : null,
     label: `session ${sessionId} of ${owner.scope} ${owner.id}`,
-    base: `budget:${ownerPart}:session:${encodeURIComponent(sessionId)}:${periodPart}`,
+    base: `budget:${ownerPart}:session:${encodeURIComponent(sessionId)}:${periodPart(limit)}`,
     slot: `${owner.scope}:${owner.id}`,
   };
 }

@@ -10,9 +10,10 @@ export type BudgetPeriod = CalendarPeriod | 'rolling';
 /**
  * What a budget is charged to. `global` has no id. A `user` budget is one user's everywhere, or, with a
  * tenant (`tenantUsers`), one end user's within that tenant; a `model` budget is one model's within a tenant; a
- * `session` budget is one agent session's within its tenant (`sessionBudgets`).
+ * `session` budget is one agent session's within its tenant (`sessionBudgets`); a `team` budget is one team's within its
+ * tenant, a `member` budget one member's (an end user, `user:<id>`, or a key, `key:<id>`) within a team (`teamBudgets`).
  */
-export type BudgetScope = 'key' | 'user' | 'tenant' | 'feature' | 'model' | 'session' | 'global';
+export type BudgetScope = 'key' | 'user' | 'tenant' | 'feature' | 'model' | 'session' | 'team' | 'member' | 'global';
 
 /** One budget as configured (the proxy's `{ "usd": 100, "period": "month", "softLimit": 0.8 }`). */
 export interface BudgetLimit {
@@ -41,6 +42,16 @@ export interface BudgetLimit {
   softLimit?: number | readonly number[];
   /** Model downgrades applied once this scope is past its (lowest) soft limit; overrides the guard's. */
   downgrade?: Record<string, string>;
+  /**
+   * ISO 8601 instant the budget holds from: before it, it is neither enforced nor reserved against.
+   * @default always
+   */
+  validFrom?: string;
+  /**
+   * ISO 8601 instant the budget holds until (exclusive): from it on, it is neither enforced nor reserved against.
+   * @default always
+   */
+  validUntil?: string;
 }
 
 /** One budget, or several that all hold at once (`[{ "usd": 10, "period": "day" }, { "usd": 200, "period": "month" }]`). */
@@ -63,6 +74,8 @@ interface BudgetEventBase {
   id: string | null;
   /** The tenant whose end user or model budget this is; null for the other scopes. */
   tenantId: string | null;
+  /** The team of a member's budget (absent for the other scopes). */
+  teamId?: string;
   period: BudgetPeriod;
   /** The ledger scope key (with its period suffix): one event of a kind per key (and threshold). */
   key: string;
@@ -133,6 +146,8 @@ export interface BudgetStatus {
   id: string | null;
   /** The tenant whose end user or model budget this is; null for the other scopes. */
   tenantId: string | null;
+  /** The team of a member's budget (absent for the other scopes). */
+  teamId?: string;
   period: BudgetPeriod;
   /** The ledger scope key for the current period (rolling: the window ending now). */
   key: string;
@@ -162,6 +177,12 @@ export interface BudgetStatus {
    */
   forecastNanoUsd: number | null;
   forecastUsd: number | null;
+  /** False before its `validFrom` and from its `validUntil` on: then it is neither enforced nor reserved against. */
+  inForce: boolean;
+  /** ISO 8601, when the budget has a `validFrom`. */
+  validFrom?: string;
+  /** ISO 8601, when the budget has a `validUntil`. */
+  validUntil?: string;
 }
 
 /** Picks scopes for the operator view and calls. */
@@ -176,4 +197,6 @@ export interface BudgetSelector {
   tenant?: string;
   /** The key of a session budget whose caller has no tenant (the session belongs to the key). */
   key?: string;
+  /** The team of a member's budget (required, with `tenant`, for `member`; the id is `user:<id>` or `key:<id>`). */
+  team?: string;
 }

@@ -67,6 +67,7 @@ describe('budgetAdminRouter', () => {
       softLimitReached: false,
       forecastNanoUsd: null,
       forecastUsd: null,
+      inForce: true,
     });
     expect(await getBudgetStatus(guard)).toEqual(response.body.budgets);
   });
@@ -99,9 +100,15 @@ describe('budgetAdminRouter', () => {
     const missing = await request(admin).get('/admin/budgets/key/nope');
     expect(missing.status).toBe(404);
     expect(missing.body.error.code).toBe('not_found');
-    const bad = await request(admin).get('/admin/budgets/team/x');
+    const bad = await request(admin).get('/admin/budgets/squad/x');
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatchObject({ code: 'invalid_request', param: 'scope' });
+    // A team belongs to a tenant, a member to a team of one: each is named, or 400 names what is missing.
+    const teamless = await request(admin).get('/admin/budgets/team/x');
+    expect([teamless.status, teamless.body.error.param]).toEqual([400, 'tenant']);
+    const memberless = await request(admin).get('/admin/budgets/member/user:bob?tenant=acme');
+    expect([memberless.status, memberless.body.error.param]).toEqual([400, 'team']);
+    expect((await request(admin).get('/admin/budgets/team/x?tenant=acme')).status).toBe(404);
   });
 
   it('tops up a scope (credit against this period, spent left as it was) and rejects a bad amount', async () => {

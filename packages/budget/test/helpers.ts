@@ -6,7 +6,7 @@ import { apiErrorHandler, createPricing, getContext } from '@tollgate/core';
 import { costNanoUsd, maxCostNanoUsd } from '@tollgate/core/costs';
 import type { Identity, Pricing, ProviderApi, UsageRecord } from '@tollgate/core';
 import type { ReservationLedger } from '@tollgate/core/store-contracts';
-import type { SpendSource } from '@tollgate/budget';
+import type { CallerFilter, SpendSource } from '@tollgate/budget';
 import { adapterFor } from '@tollgate/providers';
 
 /** input $1/MTok = 1000 nano-USD a token, output $2/MTok = 2000 nano-USD a token: easy arithmetic. */
@@ -183,15 +183,25 @@ export async function usageOf(ledger: ReservationLedger, key: string): Promise<{
 /** A usage ledger in memory: one row per call, summed per caller the way the SQL ledger's reads sum them. */
 export class RecordedCalls implements SpendSource {
   readonly rows: { keyId: string; tenantId: string; spentNanoUsd: number; at: number }[] = [];
+  /** What each read kept to (`only`), in order: undefined for a read of every caller. */
+  readonly asked: (CallerFilter | undefined)[] = [];
 
   record(tenantId: string, spentNanoUsd: number): void {
     this.rows.push({ keyId: `${tenantId}-key`, tenantId, spentNanoUsd, at: Date.now() });
   }
 
-  async spentByCaller(since: number, until: number, finishedBefore?: number, finishedFrom?: number) {
+  async spentByCaller(
+    since: number,
+    until: number,
+    finishedBefore?: number,
+    finishedFrom?: number,
+    only?: CallerFilter,
+  ) {
+    this.asked.push(only);
     const sums = new Map<string, number>();
     for (const row of this.rows) {
       if (row.at < since || row.at >= until) continue;
+      if (only && !only.tenantIds.includes(row.tenantId) && !only.keyIds.includes(row.keyId)) continue;
       if (finishedBefore !== undefined && row.at >= finishedBefore) continue;
       if (finishedFrom !== undefined && row.at < finishedFrom) continue;
       sums.set(row.tenantId, (sums.get(row.tenantId) ?? 0) + row.spentNanoUsd);

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { createMemoryStores } from '@tollgate/core';
 import type { LedgerScope, ReservationLedger } from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
-import type { BudgetEvent, BudgetGuard, SpendDrift, SpendSource } from '@tollgate/budget';
+import type { BudgetEvent, BudgetGuard, CallerFilter, SpendDrift } from '@tollgate/budget';
 import { RecordedCalls } from './helpers.js';
 import { driftOf } from '../src/spend-drift.js';
 
@@ -201,33 +201,80 @@ describe('a budget counter changed by hand', () => {
     expect((await ledger.usage([scope]))[0]).toMatchObject({ spent: 1_450_000_000, reserved: 0 });
   });
 
-  it('samples a few scopes per tick, in turn, with the ledger read once per tick', async () => {
+  it('samples a few scopes per tick, in turn, reading only their callers; the whole ledger once a round', async () => {
     const { ledger } = createMemoryStores();
     const guard = budgetGuard({ ledger, tenants: { '*': { usd: 10, period: 'month' } }, log: false });
     open = guard;
     const calls = new RecordedCalls();
     for (let i = 0; i < 7; i++) calls.record(`t${i}`, (i + 1) * 1_000);
-    let reads = 0;
-    const source: SpendSource = {
-      spentByCaller: (...args) => {
-        reads++;
-        return calls.spentByCaller(...args);
-      },
-    };
-    const drift = guard.watchDrift({ source, alertNanoUsd: USD, scopesPerTick: 3, intervalMs: 0 });
-    const seen: string[] = [];
-    for (let tick = 0; tick < 3; tick++) {
-      const before = reads;
+    const drift = guard.watchDrift({ source: calls, alertNanoUsd: USD, scopesPerTick: 3, intervalMs: 0 });
+    const ticks: { ids: string[]; asked: (CallerFilter | undefined)[] }[] = [];
+    for (let tick = 0; tick < 4; tick++) {
+      const before = calls.asked.length;
       const readings = await drift.sample();
-      expect(readings.length).toBeLessThanOrEqual(3);
-      // One read of the ledger is two queries (the oldest period's start, then the month's); the first tick learns
-      // the scopes with one more read.
-      expect(reads - before).toBe(tick === 0 ? 4 : 2);
-      seen.push(...readings.map((reading) => reading.id!));
+      ticks.push({ ids: readings.map((reading) => reading.id!), asked: calls.asked.slice(before) });
     }
-    expect(seen.slice(0, 7).sort()).toEqual(['t0', 't1', 't2', 't3', 't4', 't5', 't6']);
-    // Nothing was ever spent in the store: each scope reads as the ledger's calls it lacks.
+    // One read of the ledger is two queries (the oldest period's start, then the month's).
+    const only = (...tenantIds: string[]) => ({ tenantIds, keyIds: [] });
+    expect(ticks).toEqual([
+      // The first tick learns the scopes with a read of every caller, then reads its three tenants' callers only.
+      { ids: ['t0', 't1', 't2'], asked: [undefined, undefined, only('t0', 't1', 't2'), only('t0', 't1', 't2')] },
+      { ids: ['t3', 't4', 't5'], asked: [only('t3', 't4', 't5'), only('t3', 't4', 't5')] },
+      { ids: ['t6'], asked: [only('t6'), only('t6')] },
+      // The round is done: the next one learns the scopes again.
+      { ids: ['t0', 't1', 't2'], asked: [undefined, undefined, only('t0', 't1', 't2'), only('t0', 't1', 't2')] },
+    ]);
+    // Nothing was ever spent in the store: each scope reads as the ledger's calls it lacks, to the nano-USD.
     expect(drift.readings().find((reading) => reading.id === 't3')!.driftNanoUsd).toBe(-4_000);
+    expect(drift.readings().find((reading) => reading.id === 't6')!.driftNanoUsd).toBe(-7_000);
+  });
+
+  it("keeps a key budget's reading to that key's callers, to the nano-USD", async () => {
+    const { ledger } = createMemoryStores();
+    const guard = budgetGuard({ ledger, keys: { '*': { usd: 10, period: 'month' } }, log: false });
+    open = guard;
+    const calls = new RecordedCalls();
+    for (let i = 0; i < 3; i++) calls.record(`t${i}`, (i + 1) * 1_000);
+    const drift = guard.watchDrift({ source: calls, alertNanoUsd: USD, scopesPerTick: 5, intervalMs: 0 });
+    calls.asked.length = 0;
+    const [reading] = await drift.read({ scope: 'key', id: 't1-key' });
+    expect(calls.asked.at(-1)).toEqual({ tenantIds: [], keyIds: ['t1-key'] });
+    expect(reading).toMatchObject({ scope: 'key', id: 't1-key', ledgerNanoUsd: 2_000, driftNanoUsd: -2_000 });
+  });
+
+  it('reads every caller for a scope of no one tenant or key, or once a budgets function named another tenant', async () => {
+    const { ledger } = createMemoryStores();
+    let crossed = false;
+    const guard = budgetGuard({
+      ledger,
+      global: { usd: 10, period: 'month' },
+      tenants: { '*': { usd: 10, period: 'month' } },
+      // A function that charges tenant t1's callers to tenant t0's budget too, once `crossed` is set.
+      budgets: (identity) =>
+        crossed && identity.tenantId === 't1' ? [{ scope: 'tenant', id: 't0', usd: 5, period: 'month' }] : [],
+      log: false,
+    });
+    open = guard;
+    const calls = new RecordedCalls();
+    for (let i = 0; i < 2; i++) calls.record(`t${i}`, (i + 1) * 1_000);
+    const drift = guard.watchDrift({ source: calls, alertNanoUsd: USD, scopesPerTick: 5, intervalMs: 0 });
+    // The global budget's scope is among those read: every caller.
+    calls.asked.length = 0;
+    const first = await drift.sample();
+    expect(first.map((reading) => reading.scope).sort()).toEqual(['global', 'tenant', 'tenant']);
+    expect(calls.asked.every((asked) => asked === undefined)).toBe(true);
+    // One tenant's budget alone keeps to its callers, until the plan saw t1's caller charged to t0's budget.
+    calls.asked.length = 0;
+    const [t0] = await drift.read({ scope: 'tenant', id: 't0' });
+    expect(calls.asked.at(-1)).toEqual({ tenantIds: ['t0'], keyIds: [] });
+    expect(t0!.ledgerNanoUsd).toBe(1_000);
+    crossed = true;
+    await drift.sample(); // the round's whole read puts every caller through the plan
+    calls.asked.length = 0;
+    const [again] = await drift.read({ scope: 'tenant', id: 't0' });
+    expect(calls.asked.at(-1)).toBeUndefined();
+    // t1's 2,000 now count on t0's budget too: a read kept to t0's callers would have missed them.
+    expect(again!.ledgerNanoUsd).toBe(3_000);
   });
 
   it('a hold whose owner is gone is reaped at its TTL, charged in full, and reads as drift a repair takes back', async () => {

@@ -9,8 +9,8 @@ import {
   parseCommandLine,
   pickCommand,
   UsageError,
-} from '@tollgate/core/command-line';
-import type { CommandIo, ParsedCommandLine } from '@tollgate/core/command-line';
+} from './command-line.js';
+import type { CommandIo, ParsedCommandLine } from './command-line.js';
 
 /** Calls `method` on `<url>/admin<base><route>` with the admin key; the gateway's refusal is thrown with its reason. */
 export function adminApi(url: string, adminKey: string, base: string) {

@@ -1,7 +1,7 @@
 // `tollgate budgets drift|repair|holds`: each budget's counter against the usage ledger, its repair and its holds,
 // through a running gateway's /admin/budgets (so a repair is recorded in the audit trail like any admin write).
-import { EXIT_OK, formatRows, outputFormat, UsageError } from '@tollgate/core/command-line';
-import type { Column, CommandIo, ParsedCommandLine } from '@tollgate/core/command-line';
+import { EXIT_OK, formatRows, outputFormat, UsageError } from './command-line.js';
+import type { Column, CommandIo, ParsedCommandLine } from './command-line.js';
 import { ADMIN_OPTIONS, runAdminCommand } from './admin-api.js';
 import type { AdminSubcommand } from './admin-api.js';
 
@@ -13,8 +13,8 @@ Commands (a gateway with a usage ledger):
   repair <budget>      Set each drifted scope's counter to the ledger's figure (audited as budget.repair).
   holds <budget>       The reservations held in the budget's scopes, their amount, age and expiry.
 
-<budget> is global, <scope>/<id> (tenant/acme, key/k1, feature/support-bot), or user/bob?tenant=acme and
-model/gpt-4o?tenant=acme. --url is the gateway's (default TOLLGATE_URL, else http://127.0.0.1:8787).
+<budget> is global, <scope>/<id> (tenant/acme, key/k1, feature/support-bot), or user/bob?tenant=acme,
+model/gpt-4o?tenant=acme, team/research?tenant=acme and member/user:bob?tenant=acme&team=research. --url is the gateway's (default TOLLGATE_URL, else http://127.0.0.1:8787).
 Money is in USD (to the micro-USD); the gateway's own JSON (GET /admin/budgets/.../drift) has it in nano-USD.
 Exit code 0 done, 1 failed (the gateway's refusal is printed), 2 a wrong command line.
 `;

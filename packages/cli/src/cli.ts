@@ -2,9 +2,9 @@
 // help answers at once.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { commandFailure, EXIT_OK, EXIT_USAGE, pickCommand } from '@tollgate/core/command-line';
-import type { CommandIo } from '@tollgate/core/command-line';
-import type { ReportDefaults } from '@tollgate/metering';
+import { commandFailure, EXIT_OK, EXIT_USAGE, pickCommand } from './command-line.js';
+import type { CommandIo } from './command-line.js';
+import type { ReportDefaults } from './ledger-source.js';
 
 interface Command {
   run(argv: string[], io: CommandIo, env: NodeJS.ProcessEnv): Promise<number>;
@@ -60,7 +60,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     // Every write is checked as the gateway checks the file it writes to (key-file-checks.ts).
     run: async (argv, io, env) => {
       const checks = await import('./key-file-checks.js');
-      return (await import('@tollgate/auth')).runKeysCommand(argv, io, {
+      return (await import('./keys-command.js')).runKeysCommand(argv, io, {
         configProblems: checks.keyFileProblems,
         storedKeyProblems: checks.storedKeyProblems(env, io),
       });
@@ -74,7 +74,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   },
   report: {
     run: async (argv, io, env) =>
-      (await import('@tollgate/metering')).runReportCommand(argv, io, () => configLedger(env)),
+      (await import('./report-command.js')).runReportCommand(argv, io, () => configLedger(env)),
   },
   reconcile: {
     run: async (argv, io, env) => (await import('./reconcile-command.js')).runReconcileCommand(argv, io, env),

@@ -10,8 +10,8 @@ import {
   outputFormat,
   parseCommandLine,
   UsageError,
-} from '@tollgate/core/command-line';
-import type { Column, CommandIo } from '@tollgate/core/command-line';
+} from './command-line.js';
+import type { Column, CommandIo } from './command-line.js';
 import { parseConfig, reconcileBudgets } from '@tollgate/gateway';
 
 const USAGE = `Usage: TOLLGATE_CONFIG=config.json [REDIS_URL=...] tollgate reconcile [--format table|csv|json]

@@ -11,10 +11,11 @@ import {
   outputFormat,
   parseCommandLine,
   UsageError,
-} from '@tollgate/core/command-line';
-import type { Column, CommandIo } from '@tollgate/core/command-line';
-import { ledgerSource, openLedger } from '@tollgate/metering';
-import type { ReportDefaults } from '@tollgate/metering';
+} from './command-line.js';
+import type { Column, CommandIo } from './command-line.js';
+import { openLedger } from '@tollgate/metering';
+import { ledgerSource } from './ledger-source.js';
+import type { ReportDefaults } from './ledger-source.js';
 import { ledgerCosts, providerCosts, reconcileCosts } from './provider-billing.js';
 import type { BilledProvider, ReconciledRow } from './provider-billing.js';
 
@@ -116,7 +117,7 @@ export async function runReconcileProviderCommand(
       to: values.to,
       ...(values['base-url'] ? { baseUrl: values['base-url'] } : {}),
     });
-    const ledger = await openLedger(ledgerSource(values, fallback));
+    const ledger = await openLedger(ledgerSource(values, fallback), 'tollgate reconcile-provider');
     let rows: ReconciledRow[];
     try {
       const recorded = await ledgerCosts(ledger.db, {

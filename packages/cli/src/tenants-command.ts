@@ -1,8 +1,8 @@
 // `tollgate tenants list|get|create|update|delete|import`: tenants kept as data, through a running gateway's
 // /admin/tenants (the admin key from TOLLGATE_ADMIN_KEY, never from the command line, where `ps` would show it).
 import { readFileSync } from 'node:fs';
-import { EXIT_FAILED, EXIT_OK, formatRows, outputFormat, UsageError } from '@tollgate/core/command-line';
-import type { Column, CommandIo, ParsedCommandLine } from '@tollgate/core/command-line';
+import { EXIT_FAILED, EXIT_OK, formatRows, outputFormat, UsageError } from './command-line.js';
+import type { Column, CommandIo, ParsedCommandLine } from './command-line.js';
 import { ADMIN_OPTIONS, runAdminCommand } from './admin-api.js';
 import type { AdminSubcommand } from './admin-api.js';
 

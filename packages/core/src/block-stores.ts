@@ -6,6 +6,9 @@ import { FixedWindowBlocks } from './layers/fixed-window-blocks.js';
 import { LedgerBlocks } from './layers/ledger-blocks.js';
 import { wrapStores, type StoreLayer } from './layers/wrap-stores.js';
 
+/** How long a close waits for the store to take what retiring the blocks sent (see BlockState.retireAll). */
+export const RETIRE_WAIT_MS = 5_000;
+
 export interface BlockOptions {
   /**
    * The most a block holds, as a share of its limit (requests, tokens or budget): what one process
@@ -48,9 +51,11 @@ export interface BlockState {
   /**
    * Retires every block: what they did not hand out goes back, budgets settle at what their
    * requests spent (a budget block with live requests settles when the last of them does).
-   * Resolves once the store took what was sent (failures are reported, not thrown).
+   * Resolves once the store took what was sent (failures are reported, not thrown), or after `withinMs`: a store that
+   * is out retries its settles until it closes, so a process stopping waits RETIRE_WAIT_MS and gets on to closing it
+   * (a rebuild waits for all: what it reads must include them).
    */
-  retireAll(): Promise<void>;
+  retireAll(withinMs?: number): Promise<void>;
   /**
    * Budget blocks hand out (and open) only before `at` (epoch ms, on the blocks' clock), until it is moved on: a keeper
    * that checks each second that the store still holds the spend its blocks came from (the gateway's, with a rebuild
@@ -82,29 +87,8 @@ function assertOptions(options: BlockOptions): ResolvedBlockOptions {
 }
 
 /**
- * The same stores, whose hot limits and budgets go to the store a block at a time: a process
- * consumes `share × limit` tokens or hits, or reserves `share × limit` of a budget, in one call,
- * hands it out to requests without a round trip, and gives back what it did not hand out after
- * `maxAgeMs` (a budget block settles at what its requests spent, exactly once, as any settle).
- * Each budget scope has its own block (a key's, a tenant's, the global one): a request is granted
- * from the block of every scope it names, so the global scope's store (on a Redis Cluster, the
- * global slot's shard) sees one reserve and one settle per block of each process, however many
- * tenants share it.
- *
- * - Nothing is ever admitted past a limit: every grant comes out of what the store counted.
- * - What a process holds unused is unavailable to the others for at most `maxAgeMs` (and the
- *   second the sweep takes to see it): with P processes a caller may be refused up to
- *   P × share × limit early; with blocks sized by demand, up to what each process expected to
- *   hand out, which is less. Near a limit (a block no
- *   longer fits), requests are counted one by one in the store again, exactly as without blocks;
- *   so are budgets near the end of a lease's slice (leasedStores, the store being out).
- * - Headers and balances a block answers with are the store's as of the block (others' use since
- *   is not in them).
- * - A process killed while it holds a budget block leaves the block's reservation to expire,
- *   charged in full (at most share × limit of each scope), as any reservation never settled, once the longest
- *   request ttl it served, `maxAgeMs` and two sweeps have passed (a live process settles it before then).
- *
- * Keys, `usage` and the operator calls pass through.
+ * The same stores, whose hot limits and budgets go to the store a block at a time, handed out in the process.
+ * What that guarantees and costs: docs/architecture.md, "Blocks, in detail".
  */
 export function blockStores<S extends TollgateStores>(stores: S, options: BlockOptions = {}): BlockStores<S> {
   return wrapStores(stores, blocks(stores, options));
@@ -127,9 +111,12 @@ function blocks(stores: TollgateStores, options: BlockOptions): StoreLayer<'bloc
   const state: BlockState = {
     open: () => ({ counter: counter.open, fixedWindow: fixedWindow?.open ?? 0, ledger: ledger.open }),
     trustLedgerUntil: (at) => ledger.trustUntil(at),
-    async retireAll() {
+    async retireAll(withinMs = Infinity) {
       for (const part of parts) part.retireAll();
-      await sends.landed();
+      if (await sends.landed(withinMs)) return;
+      process.emitWarning(
+        `tollgate blockStores: ${sends.size} block give-back(s) or settle(s) did not land within ${withinMs} ms (the store is out?); the store's close spools them or they are charged when they expire`,
+      );
     },
   };
   return {
@@ -141,7 +128,7 @@ function blocks(stores: TollgateStores, options: BlockOptions): StoreLayer<'bloc
     async close() {
       clearInterval(timer);
       // Given back before the store closes, so its last settle batch (or its spool) carries them.
-      await state.retireAll();
+      await state.retireAll(RETIRE_WAIT_MS);
     },
   };
 }

@@ -165,20 +165,8 @@ export interface CacheHit {
 }
 
 /**
- * The per-request variables packages keep on the context, each declared by its package through
- * declaration merging, and read and written with `ctx.get` / `ctx.set`:
- *
- * ```ts
- * declare module '@tollgate/core' {
- *   interface ContextVariableMap {
- *     'myPackage.state': MyState;
- *   }
- * }
- * ```
- *
- * The context's own fields are what several packages exchange (the estimate, the call, the final
- * usage, a cache hit, the upstream's status); a variable is one package's own state of a request.
- * Name a variable after its package, so that two packages never share one by accident.
+ * One package's own per-request state, declared by that package through declaration merging and named after it
+ * (docs/architecture.md, "Variables of one package").
  */
 export interface ContextVariableMap {
   /** What an admin route noted of its write, for the audit trail (noteAudit of `/audit`). */

@@ -12,7 +12,7 @@ export {
   priceAtCall,
   priceAtInput,
 } from './pricing.js';
-export { exactUsd } from './money.js';
+export { exactUsd, usdDecimal } from './money.js';
 /** One model call of an answer made of several (Anthropic's `usage.iterations`), each priced at its own model. */
 export type { UsageIteration } from './types.js';
 /** A price source's refresh (`Pricing.refreshFrom`): what the gateway's `/admin/prices` shows. */

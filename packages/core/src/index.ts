@@ -1,6 +1,6 @@
 // @tollgate/core: what an app uses — the request context, errors, pricing, memory stores and their layers.
 // What the other packages share beyond it sits at subpaths named for their purpose (`/store-contracts`, `/checks`,
-// `/options`, `/costs`, `/provider-call`, `/process-lock`, `/webhook`, `/command-line`).
+// `/options`, `/costs`, `/provider-call`, `/process-lock`, `/webhook`, `/audit`, `/csv`).
 export { ApiError, apiErrorHandler, renderApiError, refusalRenderer } from './api-error.js';
 export type { ErrorRenderer, ApiErrorCode } from './api-error.js';
 export { TollgateError } from './errors.js';

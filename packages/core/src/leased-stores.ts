@@ -3,18 +3,17 @@ import type { TollgateStores } from './stores.js';
 import { withTimeout } from './timeout.js';
 import { CounterSlices } from './layers/counter-slices.js';
 import { FixedWindowSlices } from './layers/fixed-window-slices.js';
-import { LeaseOutage, type ResolvedLeaseOptions } from './layers/lease-outage.js';
+import {
+  LeaseOutage,
+  type LeaseOutageEvent,
+  type OutagePolicy,
+  type ResolvedLeaseOptions,
+} from './layers/lease-outage.js';
 
 export { LeaseExhaustedError } from './layers/lease-outage.js';
+export type { LeaseOutageEvent, OutagePolicy } from './layers/lease-outage.js';
 import { LedgerSlices } from './layers/ledger-slices.js';
 import { wrapStores, type StoreLayer } from './layers/wrap-stores.js';
-
-/**
- * What a part of the stores does while the store is out: `lease` answers from its slice;
- * `failOpen` admits everything (counted nowhere for limits; budgets charged when the store is
- * back); `failClosed` passes the failure on (the middleware answers 503).
- */
-export type OutagePolicy = 'lease' | 'failOpen' | 'failClosed';
 
 export interface LeaseOptions {
   /**
@@ -44,14 +43,6 @@ export interface LeaseOptions {
   onOutage?(event: LeaseOutageEvent): void;
   /** @default Date.now */
   clock?: () => number;
-}
-
-export interface LeaseOutageEvent {
-  state: 'down' | 'up';
-  /** What started the outage. */
-  error?: unknown;
-  /** Spend granted from slices that has not reached the store yet. */
-  pendingCharges: number;
 }
 
 export interface LeaseState {
@@ -102,20 +93,8 @@ function assertOptions(options: LeaseOptions): ResolvedLeaseOptions {
 }
 
 /**
- * The same stores, whose window counter, fixed windows and ledger answer from a bounded slice when
- * the store fails or stalls past `deadlineMs`. Keys, `usage` and the operator calls pass through.
- *
- * - Requests and tokens: per window, a process admits at most `slice × limit` on its own, and only
- *   for keys the store answered for within `grantMs`. Those windows are not caught up afterwards:
- *   they are rates, and the window an outage spent in ends on its own.
- * - Budgets: per outage, a process reserves at most `slice × limit` of each scope the store answered
- *   for within `grantMs`. What those reservations settle at is charged to the store, exactly once,
- *   when it answers again (a reservation of 0 settled at the amount, under an id of its own).
- * - A store call that lands after its deadline is undone (its hit given back, its reservation
- *   released): the request was answered from the slice.
- *
- * Anything a slice does not cover throws LeaseExhaustedError: the middleware's failClosed policy
- * turns it into a 503.
+ * The same stores, answering from a bounded slice while the store fails or stalls past `deadlineMs`; what a slice
+ * covers and how it is charged after: docs/architecture.md, "Leases, in detail".
  */
 export function leasedStores<S extends TollgateStores>(stores: S, options: LeaseOptions = {}): LeasedStores<S> {
   return wrapStores(stores, leases(stores, options));

@@ -9,6 +9,8 @@ export type {
   HeldAmount,
   KeyChange,
   KeyChangeOutcome,
+  KeyPage,
+  KeyPageQuery,
   KeyStore,
   LedgerScope,
   RebuildGate,
@@ -26,6 +28,7 @@ export type {
   WindowResult,
 } from './stores.js';
 export {
+  budgetedKeys,
   changeKey,
   GLOBAL_SLOT,
   keyBudgetOf,
@@ -37,6 +40,7 @@ export {
   windowPhase,
   windowStartAt,
 } from './stores.js';
+export { compareKeyIds, keyPage, keyPageStart, keyPageWith, mergeKeyPages, pageOfSorted } from './key-pages.js';
 export type { AuthMethod } from './types.js';
 export {
   assertReserveNumbers,
@@ -53,7 +57,7 @@ export {
   MemoryWindowCounter,
   unalteredMemoryStore,
 } from './memory-stores.js';
-export { withTimeout } from './timeout.js';
+export { DeadlineTimer, spareAfterStall, withTimeout, type Deadlined } from './timeout.js';
 export { BESIDE_REQUESTS, TimeSlice } from './time-slice.js';
 export type { TurnShare } from './time-slice.js';
 export { counterCalls, fixedWindowCalls, ledgerCalls } from './store-calls.js';
@@ -61,4 +65,5 @@ export type { CounterCalls, FixedWindowCalls, LedgerCalls } from './store-calls.
 export { whenReady } from './maybe-promise.js';
 export type { MaybePromise } from './maybe-promise.js';
 export type { BlockStores } from './block-stores.js';
+export { RETIRE_WAIT_MS } from './block-stores.js';
 export type { LeasedStores, OutagePolicy } from './leased-stores.js';

@@ -350,6 +350,8 @@ export interface ApiKeyRecord {
   tier?: string;
   scopes: string[];
   feature?: string;
+  /** The team of its tenant the key's calls are charged to (a name in the tenant's `teams`). */
+  team?: string;
   /** Tags every request of the key carries (attribution adds a request's own to them). */
   tags?: string[];
   models?: string[];
@@ -384,6 +386,24 @@ export function keyBudgetOf(record: ApiKeyRecord | undefined): KeyBudget | undef
   return record?.budget === undefined ? undefined : { keyId: keyBudgetScope(record), limits: record.budget };
 }
 
+/** Which page of keys `KeyStore.page` reads. */
+export interface KeyPageQuery {
+  /** Only this tenant's keys. */
+  tenantId?: string;
+  /** Only keys whose id starts with it. */
+  prefix?: string;
+  /** The cursor: the last id of the page before (the page holds ids after it). */
+  after?: string;
+  /** At most this many keys (a positive integer). */
+  limit: number;
+}
+
+/** A page of keys in id order; `next` (the last id of this page) when more may follow. */
+export interface KeyPage {
+  keys: ApiKeyRecord[];
+  next?: string;
+}
+
 /** What `KeyStore.change` does with one key, given its record as stored now. */
 export interface KeyChange {
   /** The record as it is to be (same id and hash); `disabled: true` revokes it. A revoke is never undone. */
@@ -416,7 +436,20 @@ export interface KeyStore {
   disable(id: string): Promise<boolean>;
   /** Remove a key by id; true when it existed. */
   delete(id: string): Promise<boolean>;
+  /** Every record: reads every key, so operator lists use `page` (through `keyPage`) instead. */
   list(): Promise<ApiKeyRecord[]>;
+  /**
+   * One page of keys in id order, from an index the writes keep, reading only that page's records: what operator lists
+   * (/admin/keys, the dashboard, `tollgate keys list`) read. Use `keyPage`, which falls back to `list()` for stores
+   * without it.
+   */
+  page?(query: KeyPageQuery): Promise<KeyPage>;
+  /**
+   * The keys whose record carries a budget (`budget`), without reading every key: what the budget guard lists once a
+   * minute and at each metrics scrape, where a store of 100,000 keys holds a few with budgets. Use `budgetedKeys`,
+   * which falls back to `list()` for stores without it.
+   */
+  listBudgeted?(): Promise<ApiKeyRecord[]>;
   /**
    * Changes key `id` in one atomic step: `decide` gets its record as stored and answers what it becomes (and a key to
    * add beside it: a rotation), or undefined to leave it. A write between the read and the change makes `decide` run
@@ -424,6 +457,12 @@ export interface KeyStore {
    * to a read and a put for stores without it.
    */
   change?(id: string, decide: (record: ApiKeyRecord) => KeyChange | undefined): Promise<KeyChangeOutcome>;
+}
+
+/** The keys of `store` that carry a budget: `listBudgeted` where the store has it, else every key read and filtered. */
+export async function budgetedKeys(store: KeyStore): Promise<ApiKeyRecord[]> {
+  if (store.listBudgeted) return store.listBudgeted();
+  return (await store.list()).filter((record) => record.budget !== undefined);
 }
 
 /**

@@ -23,6 +23,11 @@ export interface Identity {
    * Codex's `session-id`), 1 to 128 letters, digits or `. : @ - _`: the record's `session`, a session budget's scope.
    */
   sessionId?: string;
+  /**
+   * The team of the caller's tenant the request is charged to (the key's `team`, else attribution()'s team header):
+   * the record's `team`, the scope of a team budget and of its members' budgets. Absent: none.
+   */
+  team?: string;
   tier?: string;
   scopes: string[];
   /** The product feature the call is made for, for cost attribution. */
@@ -208,6 +213,8 @@ export interface UsageRecord extends TokenUsage {
   clientUserId?: string;
   /** The agent session the request belongs to (`Identity.sessionId`). Absent = none was sent. */
   session?: string;
+  /** The team of the tenant the request was charged to (`Identity.team`). Absent = none. */
+  team?: string;
   feature: string | null;
   /** The request's tags (the identity's, from attribution()), in the order sent. Absent = none. */
   tags?: string[];

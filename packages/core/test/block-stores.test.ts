@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { blockStores, createMemoryStores, LeaseExhaustedError, leasedStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { FixedWindowCounter, BlockStores, LedgerScope, SettledRecord } from '@tollgate/core/store-contracts';
-import { windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
+import { RETIRE_WAIT_MS, windowPhase, windowStartAt } from '@tollgate/core/store-contracts';
 
 /** Fixed windows as @tollgate/redis keeps them (a count per key, opened by its first hit, `windowMs` long), in memory. */
 class FakeFixedWindow implements FixedWindowCounter {
@@ -196,6 +196,38 @@ describe('blockStores: give-backs that fail', () => {
       'tollgate blockStores: 50 blocks could not be given back (The client is offline); the store counts them until their windows or reservations end',
     ]);
   });
+});
+
+describe('blockStores: retiring while the store is out and not yet known to be', () => {
+  it('waits a bounded time on close for settles a store retries until it lands, then lets the close go on', async () => {
+    const { stores } = countedStores();
+    const wrapped = blocked(stores, { share: 0.01 });
+    const global: LedgerScope = { key: 'global', limit: 1_000_000, expiresAt: Date.now() + 3_600_000 };
+    for (let i = 0; i < 5; i++) {
+      await wrapped.ledger.reserve({ id: `o${i}`, amount: 100, scopes: [global], ttlMs: 60_000 });
+      await wrapped.ledger.settle(`o${i}`, 100);
+    }
+    expect(wrapped.blocks.open().ledger).toBe(1);
+    // A Redis ledger whose server went away retries its settle batches until they land or it closes.
+    stores.ledger.settle = () => new Promise(() => undefined);
+    const warnings: string[] = [];
+    const emitWarning = process.emitWarning;
+    process.emitWarning = ((warning: string | Error) =>
+      void warnings.push(String(warning))) as typeof process.emitWarning;
+    const started = Date.now();
+    try {
+      // What a close waits (a rebuild, which must read them, waits for all).
+      await wrapped.blocks.retireAll(RETIRE_WAIT_MS);
+    } finally {
+      process.emitWarning = emitWarning;
+    }
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(4_900);
+    expect(waited).toBeLessThan(8_000);
+    expect(warnings).toEqual([
+      "tollgate blockStores: 1 block give-back(s) or settle(s) did not land within 5000 ms (the store is out?); the store's close spools them or they are charged when they expire",
+    ]);
+  }, 20_000);
 });
 
 describe('blockStores: hot and thin subjects', () => {

@@ -14,7 +14,7 @@ import { assetHandler } from './assets.js';
 import { money } from './format.js';
 import { html } from './html.js';
 import { createKey, revokeKey, rotateKey } from './key-actions.js';
-import { loadKeysPage, renderKeys } from './keys-page.js';
+import { loadKeysPage, readKeysQuery, renderKeys } from './keys-page.js';
 import { budgetName } from './layout.js';
 import type { PageContext } from './layout.js';
 import { resolveOptions } from './options.js';
@@ -25,7 +25,8 @@ import { loadAbuse, renderAbuse } from './abuse-page.js';
 import { auditExport, loadAudit, readAuditFilter, renderAudit } from './audit-page.js';
 import { loadRequests, readRequestsQuery, renderRequests } from './requests-page.js';
 import { answerInJson, asyncRoute, dashboardErrors, sendPage, wantsJson } from './responses.js';
-import { loadTenant, readRange, renderTenant } from './tenant-page.js';
+import { loadTenant, readCallerSearch, readRange, renderTenant } from './tenant-page.js';
+import { loadTenants, readTenantsQuery, renderTenants } from './tenants-page.js';
 import { dashboardPath } from './text-checks.js';
 
 /** Scripts, styles, images and forms from this origin only; no inline script; never framed. */
@@ -122,13 +123,24 @@ function addPages(router: Router, config: DashboardConfig): void {
   );
 
   router.get(
+    '/tenants',
+    asyncRoute(async function showTenants(req, res) {
+      const ctx = pageContext(req, res, config);
+      sendPage(req, res, await loadTenants(config, readTenantsQuery(req.query as Record<string, unknown>)), (data) =>
+        renderTenants(ctx, data),
+      );
+    }),
+  );
+
+  router.get(
     '/tenants/:id',
     asyncRoute(async function showTenant(req, res) {
       const ctx = pageContext(req, res, config);
       const tenant = String(req.params.id);
       if (tenant.length > 128)
         throw new ApiError('invalid_request', 'A tenant id has at most 128 characters.', { param: 'id' });
-      sendPage(req, res, await loadTenant(config, tenant, readRange(req.query.range, '30d')), (data) =>
+      const range = readRange(req.query.range, '30d');
+      sendPage(req, res, await loadTenant(config, tenant, range, readCallerSearch(req.query.q)), (data) =>
         renderTenant(ctx, data),
       );
     }),
@@ -146,7 +158,8 @@ function addPages(router: Router, config: DashboardConfig): void {
         created = { id, key, ...(note ? { note } : {}) };
         delete admin.session.flash;
       }
-      sendPage(req, res, await loadKeysPage(config), (data) => renderKeys(ctx, data, created));
+      const query = readKeysQuery(req.query as Record<string, unknown>);
+      sendPage(req, res, await loadKeysPage(config, query), (data) => renderKeys(ctx, data, created));
     }),
   );
 

@@ -1,4 +1,8 @@
-// The keys page: every key with its state and expiry, and forms to create, revoke and rotate.
+// The keys page: a page of keys in id order with their state and expiry, searched by the start of the id, and forms to
+// create, revoke and rotate. One page of the key store is read (KeyStore.page), never every key.
+import { ApiError } from '@tollgate/core';
+import { keyPageWith } from '@tollgate/core/store-contracts';
+import type { KeyPage, KeyPageQuery } from '@tollgate/core/store-contracts';
 import { fromNow, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
@@ -8,13 +12,85 @@ import type { DashboardConfig } from './options.js';
 import { listedKey, SourceProblems } from './sources.js';
 import type { ListedKey } from './sources.js';
 
+/** Keys per page. */
+export const KEYS_PER_PAGE = 100;
+/** Cursors of earlier pages a Previous link keeps (older ones lead back to the first page). */
+const MAX_TRAIL = 20;
+
+export interface KeysQuery {
+  /** Only keys whose id starts with this. */
+  search?: string;
+  /** Only this tenant's keys. */
+  tenant?: string;
+  /** The last id of the page before ('' or absent: the first page). */
+  after?: string;
+  /** The `after` of each page before this one, oldest first ('' for the first page): where Previous leads. */
+  trail: string[];
+}
+
 export interface KeysData {
+  /** This page's keys, in id order. */
   keys: ListedKey[];
+  search: string | null;
+  tenant: string | null;
+  after: string | null;
+  trail: string[];
+  /** The cursor of the next page, when there is one. */
+  next: string | null;
   /** False without a key store: the list is read-only. */
   canChange: boolean;
   tenants: readonly string[] | null;
   tiers: readonly string[] | null;
   problems: string[];
+}
+
+function queryText(query: Record<string, unknown>, name: string, what: string): string | undefined {
+  const value = query[name];
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string' || value.length > 128)
+    throw new ApiError('invalid_request', `${name} must be ${what}, at most 128 characters.`, { param: name });
+  return value;
+}
+
+/** `?q=&tenant=&after=&trail=` of the keys page. */
+export function readKeysQuery(query: Record<string, unknown>): KeysQuery {
+  const trailText = query.trail;
+  if (trailText !== undefined && (typeof trailText !== 'string' || trailText.length > MAX_TRAIL * 130))
+    throw new ApiError('invalid_request', 'trail must be the cursors of the pages before, comma-separated.', {
+      param: 'trail',
+    });
+  const search = queryText(query, 'q', 'the start of a key id');
+  const tenant = queryText(query, 'tenant', 'a tenant id');
+  const after = queryText(query, 'after', 'the last key id of the page before');
+  return {
+    ...(search === undefined ? {} : { search }),
+    ...(tenant === undefined ? {} : { tenant }),
+    ...(after === undefined ? {} : { after }),
+    trail: trailText ? trailText.split(',').slice(-MAX_TRAIL) : [],
+  };
+}
+
+/** One page of the config file's keys and the store's, in id order (KeyStore.page: never every key). */
+export async function loadKeyPage(
+  config: DashboardConfig,
+  problems: SourceProblems,
+  query: Omit<KeysQuery, 'trail'>,
+): Promise<{ keys: ListedKey[]; next: string | null }> {
+  const now = config.now();
+  const pageQuery: KeyPageQuery = {
+    limit: KEYS_PER_PAGE,
+    ...(query.search === undefined ? {} : { prefix: query.search }),
+    ...(query.tenant === undefined ? {} : { tenantId: query.tenant }),
+    ...(query.after === undefined ? {} : { after: query.after }),
+  };
+  const fromConfig = await problems.read('keys', [], () => [...config.configKeys()]);
+  const configIds = new Set(fromConfig.map((record) => record.id));
+  const none: KeyPage = { keys: [] };
+  const page = await problems.read('keys', none, () => keyPageWith(config.keys, fromConfig, pageQuery));
+  return {
+    keys: page.keys.map((record) => listedKey(record, configIds.has(record.id) ? 'config' : 'store', now)),
+    next: page.next ?? null,
+  };
 }
 
 /** Store keys and config keys, newest first. */
@@ -32,11 +108,16 @@ export async function loadKeys(config: DashboardConfig, problems: SourceProblems
   return keys.sort((a, b) => newestFirst(a, b) || a.id.localeCompare(b.id));
 }
 
-export async function loadKeysPage(config: DashboardConfig): Promise<KeysData> {
+export async function loadKeysPage(config: DashboardConfig, query: KeysQuery): Promise<KeysData> {
   const problems = new SourceProblems();
-  const keys = await loadKeys(config, problems);
+  const { keys, next } = await loadKeyPage(config, problems, query);
   return {
     keys,
+    search: query.search ?? null,
+    tenant: query.tenant ?? null,
+    after: query.after ?? null,
+    trail: query.trail,
+    next,
     canChange: config.keys !== undefined,
     tenants: config.tenants?.() ?? null,
     tiers: config.tiers?.() ?? null,
@@ -108,6 +189,32 @@ its requests get 403 <code>key_suspended</code> until the suspension is lifted t
 (<code>POST /keys/:id/lift</code>, under <code>/admin/guard</code> in the example proxy). This page does not show
 suspensions.</p>`;
 
+function searchForm(ctx: PageContext, data: KeysData): SafeHtml {
+  return html`<form method="get" action="${ctx.base}/keys" class="inline" role="search">${data.tenant ? html`<input type="hidden" name="tenant" value="${data.tenant}">` : ''}
+<label for="key-search">Key id starts with</label><input id="key-search" name="q" maxlength="128" value="${data.search ?? ''}"><button type="submit">Search</button></form>
+${data.tenant ? html`<p>Keys of tenant <a href="${ctx.base}/tenants/${encodeURIComponent(data.tenant)}">${data.tenant}</a> (<a href="${ctx.base}/keys">every tenant</a>).</p>` : ''}`;
+}
+
+/** Previous and Next: a cursor each (the last id of the page before), the earlier cursors carried in `trail`. */
+function pageLinks(ctx: PageContext, data: KeysData): SafeHtml {
+  const link = (after: string | null, trail: string[]) =>
+    `${ctx.base}/keys?${new URLSearchParams({
+      ...(data.search ? { q: data.search } : {}),
+      ...(data.tenant ? { tenant: data.tenant } : {}),
+      ...(after ? { after } : {}),
+      ...(trail.length > 0 ? { trail: trail.join(',') } : {}),
+    })}`;
+  const previous =
+    data.after === null
+      ? ''
+      : html`<li><a href="${link(data.trail.at(-1) ?? null, data.trail.slice(0, -1))}" rel="prev">Previous</a></li>`;
+  const next =
+    data.next === null
+      ? ''
+      : html`<li><a href="${link(data.next, [...data.trail, data.after ?? ''])}" rel="next">Next</a></li>`;
+  return html`<nav class="pages" aria-label="Pages"><ul>${previous}<li>${data.keys.length} keys, from ${data.keys[0]?.id ?? '-'}</li>${next}</ul></nav>`;
+}
+
 export function renderKeys(
   ctx: PageContext,
   data: KeysData,
@@ -122,7 +229,9 @@ ${created.note ? html`<p>${created.note}</p>` : ''}</section>`
   const problems = data.problems.map((message) => html`<p class="error" role="alert">${message}</p>`);
   const rows = data.keys.map((key) => keyRow(ctx, key, data.canChange));
   const body = html`${shown}${problems}
-${table('Keys', ['Id', 'State', 'Tenant', 'User', 'Feature', 'Tier', 'Scopes', 'Created', 'Expires', ''], rows, 'No keys yet.')}
+${searchForm(ctx, data)}
+${table('Keys', ['Id', 'State', 'Tenant', 'User', 'Feature', 'Tier', 'Scopes', 'Created', 'Expires', ''], rows, data.search || data.tenant ? 'No key matches.' : 'No keys yet.')}
+${pageLinks(ctx, data)}
 ${SUSPENSION_NOTE}
 ${data.canChange ? createForm(ctx, data) : html`<p class="muted">No key store is connected: keys are listed, not changed.</p>`}`;
   return layout(ctx, { title: 'Keys', current: '/keys', body });

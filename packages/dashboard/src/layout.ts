@@ -18,6 +18,7 @@ export interface PageContext {
 
 const NAV = [
   ['', 'Overview'],
+  ['/tenants', 'Tenants'],
   ['/keys', 'Keys'],
   ['/requests', 'Requests'],
   ['/providers', 'Providers'],

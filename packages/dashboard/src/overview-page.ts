@@ -3,7 +3,7 @@ import { periodWindow } from '@tollgate/core';
 import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetStatus } from '@tollgate/budget';
 import { aggregateUsage, costPerOutcome, usageOverTime } from '@tollgate/metering';
-import type { OutcomeCost } from '@tollgate/metering';
+import type { OutcomeCost, UsageAggregate } from '@tollgate/metering';
 import { count, exactMoney, fromNow, money, moneyColumn, percent, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
@@ -88,8 +88,10 @@ interface LedgerSums {
   saved: number;
 }
 
-/** Rows shown per table; the JSON has them all. */
+/** Tenants and features per table and in the JSON: the most expensive, and those with a budget. */
 const MAX_ROWS = 200;
+/** Tenants drawn in the daily chart: the most expensive but one, and the rest as "other". */
+const SERIES = 6;
 const DAY_SECONDS = 86_400;
 const EXPIRY_WARNING_MS = 7 * 86_400_000;
 
@@ -99,7 +101,7 @@ async function spendRows(
   scope: 'tenant' | 'feature',
   statuses: BudgetStatus[],
   now: number,
-): Promise<{ rows: SpendRow[]; savings: CacheSavings | null }> {
+): Promise<SpendRow[]> {
   const budgets = new Map(
     statuses.filter((status) => status.scope === scope && status.id !== null).map((status) => [status.id!, status]),
   );
@@ -109,26 +111,14 @@ async function spendRows(
   const periods = new Set<CalendarPeriod>([config.period, ...[...budgets.values()].map(periodOf)]);
   const ledgerSums = new Map<CalendarPeriod, Map<string, LedgerSums>>();
   const ledger = config.ledger;
-  let savings: CacheSavings | null = null;
   if (ledger) {
-    const read = await Promise.all(
-      [...periods].map(async (period) => {
-        const window = periodWindow(period, now, config.timezone);
-        const rows = await problems.read('ledger', [], () =>
-          aggregateUsage(ledger, {
-            ...config.ledgerTable,
-            by: scope,
-            since: new Date(window.start),
-            until: new Date(window.end),
-          }),
-        );
-        ledgerSums.set(
-          period,
-          new Map(
-            rows
-              .filter((row) => row.group !== null)
-              .map((row) => [
-                row.group!,
+    const sumsOf = (rows: UsageAggregate[]) =>
+      rows.flatMap((row): [string, LedgerSums][] =>
+        row.group === null
+          ? []
+          : [
+              [
+                row.group,
                 {
                   cost: row.costNanoUsd,
                   requests: row.requests - row.refusals,
@@ -136,20 +126,27 @@ async function spendRows(
                   cacheHits: row.cacheHits,
                   saved: row.savedNanoUsd,
                 },
-              ]),
-          ),
-        );
-        return { period, window, rows };
+              ],
+            ],
+      );
+    await Promise.all(
+      [...periods].map(async (period) => {
+        const window = periodWindow(period, now, config.timezone);
+        const range = { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) };
+        // The most expensive ids, chosen in SQL; then the ids with a budget in this period that were not among them.
+        const top = await problems.read('ledger', [], () => aggregateUsage(ledger, { ...range, limit: MAX_ROWS }));
+        const sums = new Map(sumsOf(top));
+        const budgeted = [...budgets.values()]
+          .filter((status) => periodOf(status) === period && !sums.has(status.id!))
+          .map((status) => status.id!);
+        if (budgeted.length > 0)
+          for (const [id, sum] of sumsOf(
+            await problems.read('ledger', [], () => aggregateUsage(ledger, { ...range, groups: budgeted })),
+          ))
+            sums.set(id, sum);
+        ledgerSums.set(period, sums);
       }),
     );
-    // The dashboard's period summed over every group, unset ones too, is the whole ledger's: no query of its own.
-    const { window, rows } = read.find((entry) => entry.period === config.period)!;
-    savings = {
-      periodStart: new Date(window.start).toISOString(),
-      periodEnd: new Date(window.end).toISOString(),
-      cacheHits: rows.reduce((sum, row) => sum + row.cacheHits, 0),
-      savedNanoUsd: rows.reduce((sum, row) => sum + row.savedNanoUsd, 0),
-    };
   }
   const ids = new Set<string>([...budgets.keys(), ...(ledgerSums.get(config.period)?.keys() ?? [])]);
   // Ids seen only in the ledger may still have a budget from a wildcard entry ('*') or from code.
@@ -187,7 +184,31 @@ async function spendRows(
       (b.ledgerSpentNanoUsd ?? 0) - (a.ledgerSpentNanoUsd ?? 0) ||
       a.id.localeCompare(b.id),
   );
-  return { rows, savings };
+  return rows;
+}
+
+/** What caching saved in the dashboard's period over the whole ledger, every tenant and none: summed by day. */
+async function ledgerSavings(
+  config: DashboardConfig,
+  problems: SourceProblems,
+  ledger: NonNullable<DashboardConfig['ledger']>,
+  now: number,
+): Promise<CacheSavings> {
+  const window = periodWindow(config.period, now, config.timezone);
+  const days = await problems.read('ledger', [], () =>
+    aggregateUsage(ledger, {
+      ...config.ledgerTable,
+      by: 'day',
+      since: new Date(window.start),
+      until: new Date(window.end),
+    }),
+  );
+  return {
+    periodStart: new Date(window.start).toISOString(),
+    periodEnd: new Date(window.end).toISOString(),
+    cacheHits: days.reduce((sum, row) => sum + row.cacheHits, 0),
+    savedNanoUsd: days.reduce((sum, row) => sum + row.savedNanoUsd, 0),
+  };
 }
 
 function budgetAlerts(rows: SpendRow[], others: OverviewData['otherBudgets'], now: number): DashboardAlert[] {
@@ -226,9 +247,10 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
   const ledger = config.ledger;
   const dailySince = (Math.floor(now / 1000 / DAY_SECONDS) - 29) * DAY_SECONDS;
   const outcomeWindow = periodWindow(config.period, now, config.timezone);
-  const [tenantSpend, featureSpend, quotas, keys, extra, points, outcomes] = await Promise.all([
+  const [tenants, features, savings, quotas, keys, extra, points, outcomes] = await Promise.all([
     spendRows(config, problems, 'tenant', statuses, now),
     spendRows(config, problems, 'feature', statuses, now),
+    ledger ? ledgerSavings(config, problems, ledger, now) : null,
     problems.read('limits', [], async () => [...(await config.limits({}))]),
     loadKeys(config, problems),
     problems.read('alerts', [], async () => [...(await config.alerts())]),
@@ -237,9 +259,11 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
           usageOverTime(ledger, {
             ...config.ledgerTable,
             since: new Date(dailySince * 1000),
-            until: new Date(now),
+            // To the end of today: whole days, which the tenant-by-day rollup answers (docs/usage-rollups.md).
+            until: new Date((dailySince + 30 * DAY_SECONDS) * 1000),
             bucketSeconds: DAY_SECONDS,
             splitBy: 'tenant',
+            topGroups: SERIES - 1,
           }),
         )
       : null,
@@ -258,8 +282,6 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
         })
       : null,
   ]);
-  const tenants = tenantSpend.rows;
-  const features = featureSpend.rows;
   const otherBudgets = statuses
     .filter((status) => status.scope !== 'tenant' && status.scope !== 'feature')
     .map((status) => ({ ...status, ...budgetState(status) }));
@@ -292,11 +314,11 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
           since: dailySince,
           until: Math.floor(now / 1000),
           bucketSeconds: DAY_SECONDS,
-          maxSeries: 6,
+          maxSeries: SERIES,
         })
       : null,
     outcomes,
-    savings: tenantSpend.savings,
+    savings,
     ledger: ledger !== undefined,
   };
 }

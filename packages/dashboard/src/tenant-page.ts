@@ -6,7 +6,7 @@ import type { UsageAggregate, UsageGrouping } from '@tollgate/metering';
 import { count, fromNow, money, moneyColumn, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
-import { loadKeys } from './keys-page.js';
+import { loadKeyPage } from './keys-page.js';
 import {
   BUDGET_SUM_NOTE,
   budgetAction,
@@ -40,6 +40,10 @@ export type RangeName = keyof typeof RANGES;
 const MAX_ASKED = 100;
 /** Agent sessions listed per page, the most expensive first (a tenant's sessions are many and short-lived). */
 const TOP_SESSIONS = 10;
+/** End users and keys listed per page, the most expensive first (a tenant may have thousands). */
+const TOP_CALLERS = 100;
+/** Models drawn in the chart: the most expensive but one, and the rest as "other". */
+const SERIES = 6;
 
 export function readRange(value: unknown, fallback: RangeName): RangeName {
   if (value === undefined) return fallback;
@@ -47,9 +51,20 @@ export function readRange(value: unknown, fallback: RangeName): RangeName {
   throw new ApiError('invalid_request', `range must be one of ${Object.keys(RANGES).join(', ')}.`, { param: 'range' });
 }
 
+/** `?q=`: the start of the user and key ids listed (a tenant may have thousands). */
+export function readCallerSearch(value: unknown): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (typeof value === 'string' && value.length <= 128) return value;
+  throw new ApiError('invalid_request', 'q must be the start of a user or key id, at most 128 characters.', {
+    param: 'q',
+  });
+}
+
 export interface TenantData {
   tenant: string;
   range: RangeName;
+  /** The start of the user and key ids listed, when searched. */
+  search: string | null;
   since: string;
   until: string;
   /** The tenant's own budgets, those of its keys, its end users and its models, live from the budget store. */
@@ -58,21 +73,29 @@ export interface TenantData {
   spendOverTime: ChartData | null;
   byModel: UsageAggregate[];
   byFeature: UsageAggregate[];
+  /** The range's end users and keys that spent most, at most 100 of each. */
   byUser: UsageAggregate[];
   byKey: UsageAggregate[];
-  /** The range's most expensive agent sessions (`session` of the records; `(none)`: calls without one). */
+  /** The range's most expensive agent sessions (`session` of the records; calls without one are left out). */
   bySession: UsageAggregate[];
   /**
    * The range's totals: calls served, tollgate's own refusals (apart: no provider saw them), spend, response-cache
    * hits and what caching saved.
    */
   total: { requests: number; refusals: number; costNanoUsd: number; cacheHits: number; savedNanoUsd: number } | null;
+  /** The first page of its keys in id order (those whose id starts with the search), and the next page's cursor. */
   keys: ListedKey[];
+  nextKeys: string | null;
   quotas: QuotaStatus[];
   problems: string[];
 }
 
-export async function loadTenant(config: DashboardConfig, tenant: string, range: RangeName): Promise<TenantData> {
+export async function loadTenant(
+  config: DashboardConfig,
+  tenant: string,
+  range: RangeName,
+  search?: string,
+): Promise<TenantData> {
   const now = config.now();
   const problems = new SourceProblems();
   const { seconds, bucketSeconds } = RANGES[range];
@@ -80,10 +103,11 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
   // Whole buckets: the first starts on a bucket boundary, the last holds now.
   const sinceSeconds = (Math.floor(nowSeconds / bucketSeconds) + 1) * bucketSeconds - seconds;
   const since = new Date(sinceSeconds * 1000);
-  const until = new Date(now);
+  // To the end of the bucket holding now: whole buckets, which the smallest rollups answer (docs/usage-rollups.md).
+  const until = new Date((Math.floor(nowSeconds / bucketSeconds) + 1) * bucketSeconds * 1000);
   const ledger = config.ledger;
   const guard = config.budgets;
-  const by = (grouping: UsageGrouping, limit?: number) =>
+  const by = (grouping: UsageGrouping, limit?: number, groupPrefix?: string, named?: boolean) =>
     ledger
       ? problems.read('ledger', [], () =>
           aggregateUsage(ledger, {
@@ -93,11 +117,14 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
             until,
             tenantId: tenant,
             ...(limit === undefined ? {} : { limit }),
+            ...(groupPrefix === undefined ? {} : { groupPrefix }),
+            ...(named ? { named } : {}),
           }),
         )
       : Promise.resolve([]);
-  const [keys, own, configured, points, byModel, byFeature, byUser, byKey, bySession, quotas] = await Promise.all([
-    loadKeys(config, problems).then((all) => all.filter((key) => key.tenantId === tenant)),
+  const [keyPage, own, configured, points, byModel, byFeature, byUser, byKey, bySession, quotas] = await Promise.all([
+    // One page of its keys (KeyStore.page), never every key of the store.
+    loadKeyPage(config, problems, { tenant, ...(search === undefined ? {} : { search }) }),
     guard ? problems.read('budgets', [], () => guard.status({ scope: 'tenant', id: tenant })) : [],
     guard ? problems.read('budgets', [], () => guard.status()) : [],
     ledger
@@ -109,18 +136,21 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
             bucketSeconds,
             splitBy: 'model',
             tenantId: tenant,
+            topGroups: SERIES - 1,
           }),
         )
       : null,
     by('model'),
     by('feature'),
-    by('user'),
-    by('key'),
-    by('session', TOP_SESSIONS),
+    by('user', TOP_CALLERS, search),
+    by('key', TOP_CALLERS, search),
+    // Named sessions only: a tenant's are read from an index alone, where its calls without one are all its calls.
+    by('session', TOP_SESSIONS, undefined, true),
     problems.read('limits', [], async () =>
       (await config.limits({ tenantId: tenant })).filter((quota) => quota.tenantId === tenant),
     ),
   ]);
+  const keys = keyPage.keys;
   const keyIds = new Set(keys.map((key) => key.id));
   // The tenant's end users (`userBudget`) and models (`modelBudgets`): those met in the range's ledger, those its
   // keys name, and those configured by name; each asked of the guard under this tenant.
@@ -166,11 +196,12 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
   return {
     tenant,
     range,
+    search: search ?? null,
     since: since.toISOString(),
     until: until.toISOString(),
     budgets: budgets.map((status) => ({ ...status, ...budgetState(status) })),
     spendOverTime: points
-      ? seriesFromPoints(points, { since: sinceSeconds, until: nowSeconds, bucketSeconds, maxSeries: 6 })
+      ? seriesFromPoints(points, { since: sinceSeconds, until: nowSeconds, bucketSeconds, maxSeries: SERIES })
       : null,
     byModel,
     byFeature,
@@ -179,9 +210,19 @@ export async function loadTenant(config: DashboardConfig, tenant: string, range:
     bySession,
     total,
     keys,
+    nextKeys: keyPage.next,
     quotas,
     problems: problems.alerts().map((alert) => alert.message),
   };
+}
+
+/** Where the tenant's keys go on: the keys page, from the key after this table's last (its Previous leads back). */
+function keysLinks(ctx: PageContext, data: TenantData): SafeHtml {
+  const query = { tenant: data.tenant, ...(data.search ? { q: data.search } : {}) };
+  const all = html`<a href="${ctx.base}/keys?${new URLSearchParams(query)}">On the keys page</a>`;
+  if (data.nextKeys === null) return html`<nav class="pages" aria-label="Keys"><ul><li>${all}</li></ul></nav>`;
+  const next = `${ctx.base}/keys?${new URLSearchParams({ ...query, after: data.nextKeys })}`;
+  return html`<nav class="pages" aria-label="Keys"><ul><li>${all}</li><li><a href="${next}" rel="next">Next keys</a></li></ul></nav>`;
 }
 
 function groupTable(caption: string, rows: UsageAggregate[], total: number): SafeHtml {
@@ -241,10 +282,14 @@ ${data.total ? html`<p class="summary">${count(data.total.requests)} requests se
 ${data.spendOverTime ? chart('tenant-spend', `Spend over time by model (USD, per ${hourly ? 'hour' : 'day'})`, data.spendOverTime, bucketLabel) : ''}
 ${groupTable('By model', data.byModel, totalCost)}
 ${groupTable('By feature', data.byFeature, totalCost)}
+<form method="get" action="${base}" class="inline" role="search"><input type="hidden" name="range" value="${data.range}">
+<label for="caller-search">User or key id starts with</label><input id="caller-search" name="q" maxlength="128" value="${data.search ?? ''}"><button type="submit">Search</button></form>
 ${groupTable('By user', data.byUser, totalCost)}
 ${groupTable('By key', data.byKey, totalCost)}
+${data.byUser.length === TOP_CALLERS || data.byKey.length === TOP_CALLERS ? html`<p class="muted">Users and keys: the ${TOP_CALLERS} that spent most in this range.</p>` : ''}
 ${groupTable(`Top ${TOP_SESSIONS} sessions`, data.bySession, totalCost)}
 ${quotas}
-${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, 'This tenant has no keys in the store.')}`;
+${table('Keys', ['Id', 'State', 'User', 'Feature', 'Expires'], keys, data.search ? 'No key id starts with it.' : 'This tenant has no keys in the store.')}
+${keysLinks(ctx, data)}`;
   return layout(ctx, { title: `Tenant ${data.tenant}`, current: '/tenants', body });
 }

@@ -1,6 +1,7 @@
 // The dashboard in a real browser (Debian's Chromium through playwright-core): sign in, charts drawn, a key revoked from the page, bars that turn.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { chromium } from 'playwright-core';
+import { hashApiKey } from '@tollgate/auth';
 import type { Browser, Page } from 'playwright-core';
 import { recordOutcome } from '@tollgate/metering';
 import type { LedgerLocation } from '@tollgate/metering';
@@ -258,13 +259,41 @@ describe.each(LEDGER_KINDS)('the dashboard in Chromium, ledger on %s', (kind) =>
     await page.selectOption('#key-tenant', 'globex');
     await page.fill('#key-user', 'browser');
     await page.fill('#key-id', `globex-browser-${kind.toLowerCase()}`);
-    await page.click('form[action$="/keys"] button[type="submit"]');
+    await page.click('form[method="post"][action$="/keys"] button[type="submit"]');
     const key = await page.locator('#created-key').innerText();
     expect(key).toMatch(/^tgk_[0-9A-Za-z]{43}$/);
     const whoami = await fetch(`${server.url}/v1/whoami`, { headers: { authorization: `Bearer ${key}` } });
     expect(((await whoami.json()) as { identity: { tenantId: string } }).identity.tenantId).toBe('globex');
     await page.reload();
     expect(await page.locator('#created-key').count()).toBe(0);
+  });
+
+  it('pages through keys with the search box, Next and Previous', async () => {
+    for (let i = 0; i < 120; i++)
+      await subject.stores.keys.put({
+        id: `paged-${kind.toLowerCase()}-${String(i).padStart(3, '0')}`,
+        sha256: hashApiKey(`paged ${kind} ${i}`),
+        tenantId: 'acme',
+        scopes: [],
+        createdAt: new Date().toISOString(),
+      });
+    await page.goto(`${server.url}/dashboard/keys`);
+    await page.fill('#key-search', `paged-${kind.toLowerCase()}-`);
+    await page.click('form[role="search"] button[type="submit"]');
+    await page.waitForURL(/\/dashboard\/keys\?q=paged-/);
+    expect(await page.locator('tr[data-key]').count()).toBe(100);
+    await page.click('a[rel="next"]');
+    await page.waitForURL(/after=/);
+    expect(await page.locator('tr[data-key]').count()).toBe(20);
+    await expect(page.locator('tr[data-key]').first().getAttribute('data-key')).resolves.toBe(
+      `paged-${kind.toLowerCase()}-100`,
+    );
+    expect(await page.locator('a[rel="next"]').count()).toBe(0);
+    await page.click('a[rel="prev"]');
+    await page.waitForURL((url) => !url.search.includes('after='));
+    await expect(page.locator('tr[data-key]').first().getAttribute('data-key')).resolves.toBe(
+      `paged-${kind.toLowerCase()}-000`,
+    );
   });
 
   it('works on a phone-sized screen and ran without a script error or a refused resource', async () => {

@@ -64,7 +64,10 @@ export async function openLedgerDatabase(kind: LedgerKind): Promise<LedgerDataba
       return location;
     },
     async close() {
-      for (const table of tables) await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
+      for (const table of tables) {
+        await db.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
+        await db.query(`DROP FUNCTION IF EXISTS "${table}_add_to_rollups"`);
+      }
       if (kind === 'PGlite') await (db as PGlite).close();
       else await (db as pg.Pool).end();
     },

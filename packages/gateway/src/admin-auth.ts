@@ -10,7 +10,7 @@ import { cookieOf, OPERATOR_COOKIE } from './oidc-sign-in.js';
 import type { SignedInOperator } from './operator-access.js';
 import { memorySessionRevocations, OperatorSessions, redisSessionRevocations } from './operator-sessions.js';
 import type { OperatorSession, RevocationRedis } from './operator-sessions.js';
-import type { OperatorOptions } from './operator-routes.js';
+import type { OperatorOptions } from './operator-options.js';
 
 /** The credential of a request: `Authorization: Bearer <key>` or `x-api-key: <key>`. */
 export function presentedKey(req: Request): string | undefined {

@@ -2,14 +2,12 @@
 // the same as an Express app of its own (what the example proxy and `tollgate-gateway` serve).
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import express from 'express';
-import type { Express, NextFunction, Request, Response, Router } from 'express';
+import type { Express, Request, Response, Router } from 'express';
 import { keyRecordsFromConfig } from '@tollgate/auth';
-import { ApiError, apiErrorHandler, renderApiError } from '@tollgate/core';
-import type { TollgateStores, UsageRecord } from '@tollgate/core';
+import { ApiError, renderApiError } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
 import type { SpoolReplay } from '@tollgate/metering';
-import { accessLog } from '@tollgate/metering/log';
 import { CONFIG_FILE_ACTOR } from './audit-setup.js';
-import { attributionMiddleware, authMiddleware, permissionMiddleware } from './auth-setup.js';
 import {
   ConfigError,
   gatewayOptions,
@@ -19,27 +17,11 @@ import {
   toConfigKey,
 } from './config/index.js';
 import type { ConfigFileReload, KeyConfig, ProxyConfig } from './config/index.js';
-import { countModelAllowlist, tierModelAllowlist } from './count-tokens-route.js';
-import { answerMethodNotAllowed, exchangePreparer, presetExpressFields, unexpectedErrorHandler } from './exchange.js';
+import { presetExpressFields } from './exchange.js';
 import type { ExpressHandle } from './exchange.js';
-import { fusedLimits, gatewayParts } from './gateway-parts.js';
-import type { BuiltParts, ProxyDeps } from './gateway-parts.js';
-import { createProxyGuardrails } from './guard-setup.js';
-import { providerFormBody } from './form-body.js';
-import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
-import { shadowMiddleware, tierPolicyMiddleware, toolCallLimitMiddleware } from './limits-setup.js';
-import { createProxyMcp } from './mcp-setup.js';
-import { mountOperatorRoutes } from './operator-routes.js';
-import { watchEventLoop } from './probes.js';
-import { CLIENT_SECRET_PATHS } from './realtime-secrets.js';
-import { realtimeSocketServer } from './realtime-socket.js';
-import { responsesSocketServer } from './responses-socket.js';
-import { batchRoutes, gatewayRoutes, realtimeResponseRoute, ROUTE_PATHS, socketHandshakeRoute } from './routes.js';
-import { BATCH_SWEEP_MS, batchRouteSpecs, batchUpstream, sweepBatches } from './batch/batch-mount.js';
-import { batchBookFor } from './batch/batch-book.js';
-import { batchHandlers } from './batch/batch-routes.js';
-import { socketUpgrades } from './socket-upgrade.js';
-import type { RouteParts } from './routes.js';
+import { gatewayParts } from './gateway-parts.js';
+import type { ProxyDeps } from './gateway-parts.js';
+import { mountChain } from './chain-mount.js';
 
 export type { ProxyDeps } from './gateway-parts.js';
 
@@ -112,126 +94,6 @@ export interface ProxyApp extends Express, GatewayControls {
   attachResponsesSocket(server: Server): void;
 }
 
-/** The chain and every route on `router`, from the gateway's parts; what the controls change while it runs. */
-function mountChain(router: Gateway, parts: BuiltParts) {
-  const { options, deps, log, logging, guarding, metering, metrics, budget, providers } = parts;
-  const { observedStores, limitStores, storeFailures } = parts;
-  const keys = parts.keyLookup;
-  const held = { configKeys: keyRecordsFromConfig(options.keys), draining: false };
-  // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
-  const identify = [
-    ...authMiddleware(options.auth, keys, storeFailures('auth')),
-    ...shadowMiddleware(options.limits.shadow, (tenantId) => parts.tenants.shadowed(tenantId)),
-  ];
-  const { limits, requestLimits } = fusedLimits(options, {
-    limitStores,
-    observedStores,
-    storeFailures,
-    guarding,
-    budget,
-  });
-  // Bodies of provider routes are read only once the caller is identified (no memory pinned by callers without a key).
-  const { bodyLimit } = options;
-  const readProviderBody = providerJsonBody(bodyLimit);
-  const readUploadBody = providerFormBody(options.uploadLimit);
-  const permissions = permissionMiddleware(options.auth);
-  const attribution = attributionMiddleware(options.auth);
-  // The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-setup.ts).
-  const mcp =
-    options.mcp &&
-    createProxyMcp(options.mcp, {
-      ...{ guarding, identify, readBody: readProviderBody, permissions, attribution, budget, metering },
-      toolCallLimits: toolCallLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
-    });
-  // Its sessions end first: their calls in flight settle before the budget and the sinks close.
-  if (mcp) parts.closers.unshift(() => mcp.close());
-  const preparedBy = Symbol('tollgate.gateway');
-  const prepare = exchangePreparer(
-    preparedBy,
-    logging ? accessLog(parts.logger) : undefined,
-    metrics?.countResponse,
-    log,
-  );
-  router.prepare = prepare;
-  router.use(function prepareExchange(req: Request, res: Response, next: NextFunction) {
-    if (req.tollgate?.get('gateway.preparedBy') !== preparedBy) prepare(req, res as ServerResponse);
-    next();
-  });
-  // The provider routes first: they carry nearly all the traffic, and every route before them is a path match per
-  // request. Then the token counts (free: no token limit, budget or record). Each is a profile of the one stage list.
-  const routeParts: RouteParts = {
-    ...{ guarding, identify, readProviderBody, readUploadBody, permissions, attribution, requestLimits, limits },
-    providers,
-    tierPolicy: tierPolicyMiddleware(options.limits.tierPolicy),
-    countModels: (route) => countModelAllowlist(options.limits.tierPolicy, route),
-    guardrails: createProxyGuardrails(options.guardrails, metrics, deps.guardrails),
-    responseCache: parts.responseCache,
-    meter: metering.middleware,
-    pricing: parts.pricing,
-  };
-  const routes = gatewayRoutes(routeParts);
-  // One route per path, so the metrics' route label (`req.route.path`) names the path a request came by.
-  for (const { paths, handlers } of routes) for (const path of paths) router.post(path, ...handlers);
-  // The Batch API, where an OpenAI upstream serves it: its jobs charged whole and settled from their output.
-  const upstream = batchUpstream(options.routing.upstreams, deps.env);
-  if (upstream) {
-    const batchParts = {
-      ...{ upstream, book: deps.batchBook ?? batchBookFor(parts.stores), pricing: parts.pricing, budget: parts.budget },
-      modelAllowed: tierModelAllowlist(options.limits.tierPolicy, (req) => req.tollgate.get('gateway.batchModel')),
-      deliver: (record: UsageRecord) => metering.deliverRecord(record),
-    };
-    const batch = batchHandlers(batchParts);
-    const specs = batchRouteSpecs(batch);
-    for (const { method, path, handlers } of batchRoutes(routeParts, specs)) router[method](path, ...handlers);
-    // The jobs nobody polls, settled in the background; stopped before the budget and the sinks close.
-    const stopSweep = sweepBatches(batch, deps.batchSweepMs ?? BATCH_SWEEP_MS, log);
-    parts.closers.unshift(async () => stopSweep());
-  }
-  // The WebSocket modes, one upgrade dispatcher by path. The Responses API's: its upgrade passes the handshake profile,
-  // each message the provider route above. Realtime's (docs/realtime.md): the same handshake and the tier's models,
-  // then each response its own route, held and billed through the meter's Realtime charge.
-  const responsesSocket = responsesSocketServer({ bodyLimit, log });
-  const realtime = realtimeSocketServer({
-    ...{ providers, pricing: parts.pricing, log },
-    charge: metering.chargeRealtimeResponse,
-  });
-  const sockets = socketUpgrades([responsesSocket, realtime]);
-  const handshake = socketHandshakeRoute(routeParts);
-  router.get(handshake.path, ...handshake.handlers, handshake.admit);
-  const realtimeHandshake = socketHandshakeRoute(routeParts, realtime.path);
-  const realtimeModels = tierModelAllowlist(options.limits.tierPolicy, (req) =>
-    typeof req.query.model === 'string' ? req.query.model : undefined,
-  );
-  router.get(
-    realtime.path,
-    ...realtimeHandshake.handlers,
-    realtimeModels,
-    realtime.checkModel,
-    realtimeHandshake.admit,
-  );
-  router.post(realtime.path, ...realtimeResponseRoute(routeParts, realtime.path, realtime.stages).handlers);
-  for (const path of CLIENT_SECRET_PATHS)
-    router.post(path, ...realtimeResponseRoute(routeParts, path, realtime.mintStages).handlers);
-  // Its sockets close first: their responses in flight settle before the budget and the sinks close.
-  parts.closers.unshift(() => sockets.close());
-  if (mcp) router.use('/mcp', mcp.router);
-  router.use(express.json({ limit: bodyLimit, type: JSON_BODY_TYPES }));
-  const loop = watchEventLoop();
-  parts.closers.push(() => loop.close());
-  mountOperatorRoutes(router, {
-    ...parts,
-    identify,
-    limits,
-    configKeys: () => held.configKeys,
-    draining: () => held.draining,
-    loop,
-  });
-  router.all([...ROUTE_PATHS], answerMethodNotAllowed);
-  router.use(apiErrorHandler());
-  router.use(unexpectedErrorHandler(logging, log));
-  return { keys, held, mcp, sockets };
-}
-
 /**
  * Throws a ConfigError listing every problem when `config` would not start `tollgate-gateway --config` (its fields,
  * names across them, each upstream's `apiKeyEnv` set in `deps.env`).
@@ -243,7 +105,8 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
   // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
   // or `/v1/messages/` were the same route under other names. Every variant is a 404 (or 405).
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as Gateway;
-  const { keys, held, mcp, sockets } = mountChain(router, parts);
+  const { keys, held, mcp, sockets, prepare } = mountChain(router, parts);
+  router.prepare = prepare;
   const { metering, configFiles, closers } = parts;
   Object.defineProperty(router, 'stores', { value: parts.stores, enumerable: true });
   router.flushUsage = () => metering.flush();

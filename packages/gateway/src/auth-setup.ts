@@ -4,6 +4,7 @@ import { apiKeyAuth, attribution, keyRecordsFromConfig, requireScope } from '@to
 import type { AttributionOptions, ConfigKeyEntry, JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
 import type { Identity, TollgateStores } from '@tollgate/core';
+import { budgetedKeys } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 
 /** Which tier an identity that names none is on: its tenant's, else the default tier. */
@@ -20,6 +21,9 @@ export interface KeyNaming {
   tier?: string | undefined;
   tools?: readonly string[] | undefined;
   budget?: unknown;
+  /** The team of its tenant it is charged to, and that tenant when `tenant` is left out. */
+  team?: string | undefined;
+  teamTenant?: string | undefined;
 }
 
 /** How callers are identified, and what the chain asks of them right after. */
@@ -62,8 +66,10 @@ export interface KeyLookup {
   find(sha256: string): Promise<ApiKeyRecord | undefined> | ApiKeyRecord | undefined;
   /** The record of key `id` as the gateway serves it (the config's first), for its budget's operator calls. */
   findById(id: string): Promise<ApiKeyRecord | undefined>;
-  /** Every record the gateway serves (the config's, then the key store's), for the budgets keys carry. */
+  /** Every record the gateway serves (the config's, then the key store's). */
   list(): Promise<ApiKeyRecord[]>;
+  /** The records it serves that carry a budget, without reading every key of the store (`budgetedKeys`). */
+  listBudgeted(): Promise<ApiKeyRecord[]>;
   /** Swap in the config's keys (after the config file changed). Throws on invalid entries, keeping the old ones. */
   replaceConfigKeys(keys: readonly ConfigKeyEntry[]): void;
 }
@@ -89,6 +95,11 @@ export function createKeyLookup(
     async list() {
       const stored = (await stores.keys.list()).filter((record) => !byId.has(record.id));
       return [...byId.values(), ...stored.flatMap((record) => servable(record) ?? [])];
+    },
+    async listBudgeted() {
+      const stored = (await budgetedKeys(stores.keys)).filter((record) => !byId.has(record.id));
+      const configured = [...byId.values()].filter((record) => record.budget !== undefined);
+      return [...configured, ...stored.flatMap((record) => servable(record) ?? [])];
     },
     find(sha256) {
       const keys = stores.keys;
@@ -122,7 +133,14 @@ function storedKeyCheck(
       // A tenant that comes and goes while the record stays is judged on each lookup (below), not once.
       const tenant = knowsTenant ? undefined : record.tenantId;
       const problems = keyProblems(
-        { tenant, tier: record.tier, tools: record.tools, budget: record.budget },
+        {
+          tenant,
+          tier: record.tier,
+          tools: record.tools,
+          budget: record.budget,
+          team: record.team,
+          teamTenant: record.tenantId,
+        },
         `key "${record.id}"`,
       );
       ok = problems.length === 0;

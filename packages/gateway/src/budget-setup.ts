@@ -13,7 +13,15 @@ import type { BudgetAlertHooks } from './guard-setup.js';
 /** The budgets as budgetGuard takes them, and where the ledger's table is (top-ups are kept beside it). */
 export type BudgetOptions = Pick<
   BudgetGuardOptions,
-  'tenants' | 'tenantUsers' | 'features' | 'modelBudgets' | 'modelDowngrades' | 'sessionBudgets' | 'global' | 'timezone'
+  | 'tenants'
+  | 'tenantUsers'
+  | 'features'
+  | 'modelBudgets'
+  | 'modelDowngrades'
+  | 'sessionBudgets'
+  | 'teamBudgets'
+  | 'global'
+  | 'timezone'
 > & { ledgerTable: LedgerLocation };
 
 export interface BudgetSetupHooks {
@@ -25,8 +33,8 @@ export interface BudgetSetupHooks {
   ledger?: Queryable | undefined;
   /** The record of a key by id, where the gateway keeps keys: its budget is part of it (keyBudgetOf). */
   findKey?: (id: string) => Promise<ApiKeyRecord | undefined>;
-  /** Every key record the gateway serves: the budgets they carry are listed and rebuilt with the configured ones. */
-  listKeys?: () => Promise<ApiKeyRecord[]>;
+  /** The key records the gateway serves that carry a budget: listed and rebuilt with the configured budgets. */
+  listBudgetedKeys?: () => Promise<ApiKeyRecord[]>;
   /** The budgets of the caller's tenant when it is a stored one (the config file's are `options.tenants`). */
   tenantBudgets?: (identity: Identity) => BudgetSpec[];
 }
@@ -36,7 +44,7 @@ export function createBudgetGuard(
   stores: TollgateStores,
   pricing: Pricing,
   log: (line: string) => void,
-  { alerts, onModelBudgetSpent, ledger, findKey, listKeys, tenantBudgets }: BudgetSetupHooks = {},
+  { alerts, onModelBudgetSpent, ledger, findKey, listBudgetedKeys, tenantBudgets }: BudgetSetupHooks = {},
 ): BudgetGuard {
   const { ledgerTable, ...budgets } = options;
   // Credit outlives the store only where the store can be raised to the journal's (memory and Redis can).
@@ -48,8 +56,8 @@ export function createBudgetGuard(
     ...budgets,
     // A request carries its key's budget on its identity; the operator's calls and a rebuild find it by key id.
     ...(findKey ? { keyBudgets: async (id: string) => keyBudgetOf(await findKey(id)) } : {}),
-    ...(listKeys
-      ? { allKeyBudgets: async () => (await listKeys()).flatMap((record) => keyBudgetOf(record) ?? []) }
+    ...(listBudgetedKeys
+      ? { allKeyBudgets: async () => (await listBudgetedKeys()).flatMap((record) => keyBudgetOf(record) ?? []) }
       : {}),
     // A stored tenant's budgets, read on each request: a change applies from the next one.
     ...(tenantBudgets ? { budgets: tenantBudgets } : {}),

@@ -11,6 +11,7 @@ import type { Pricing, TollgateStores } from '@tollgate/core';
 import type { AuditStore, AuditTrail } from '@tollgate/core/audit';
 import type { PriceRefresh } from '@tollgate/core/costs';
 import { loadOnDemand } from '@tollgate/core/options';
+import { RETIRE_WAIT_MS } from '@tollgate/core/store-contracts';
 import type { McpGatewayOptions } from '@tollgate/mcp';
 import type { ConfigKeyEntry } from '@tollgate/auth';
 import type { PromptGuardrailsOptions } from '@tollgate/guard';
@@ -33,12 +34,12 @@ import type { AuthOptions } from './auth-setup.js';
 import type { BudgetOptions } from './budget-setup.js';
 import type { BatchBook } from './batch/batch-book.js';
 import type { CacheSetupOptions } from './cache-setup.js';
-import { ConfigError } from './config/index.js';
+import { ConfigError } from './config/error.js';
 import type { GuardrailRules, GuardSetupOptions } from './guard-setup.js';
 import type { LimitOptions } from './limits-setup.js';
 import type { MeteringOptions } from './metering-setup.js';
 import type { ModelListOptions } from './models-route.js';
-import type { OperatorOptions } from './operator-routes.js';
+import type { OperatorOptions } from './operator-options.js';
 import type { SpendOptions } from './spend-rebuild.js';
 import { createBudgetGuard } from './budget-setup.js';
 import { createProxyCache } from './cache-setup.js';
@@ -251,7 +252,15 @@ function tenantParts(options: GatewayOptions, held: Held, watching: Watching) {
     tiers: { ...options.auth.tiers, tierOfTenant: (id) => tenants.tierOf(id) },
     // A stored tenant is as known as a config one; the config's rule checks the rest of what a key names.
     keyProblems: (key, at) =>
-      keyProblems({ ...key, tenant: key.tenant !== undefined && tenants.has(key.tenant) ? undefined : key.tenant }, at),
+      keyProblems(
+        {
+          ...key,
+          tenant: key.tenant !== undefined && tenants.has(key.tenant) ? undefined : key.tenant,
+          // A team is still its tenant's: the config's teams judge it (a stored tenant holds none).
+          teamTenant: key.teamTenant ?? key.tenant,
+        },
+        at,
+      ),
     knowsTenant: (id) => tenants.has(id),
   };
   return { tenants, options: { ...options, auth } };
@@ -290,7 +299,7 @@ function callingParts(
   const budget = createBudgetGuard(options.budget, layered.limitStores, pricing, log, {
     ledger: metering.ledger,
     findKey: (id) => keyLookup.findById(id),
-    listKeys: () => keyLookup.list(),
+    listBudgetedKeys: () => keyLookup.listBudgeted(),
     tenantBudgets: (identity) => tenants.budgetSpecs(identity),
     ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
     // A model group's request whose target's model budget is spent moves to the group's next target.
@@ -359,7 +368,7 @@ export function gatewayParts(configured: GatewayOptions, deps: ProxyDeps) {
     async () => {
       await budget.close();
       // Blocks go back once every request settled, then what the leases granted goes to Redis.
-      await blocked?.blocks.retireAll();
+      await blocked?.blocks.retireAll(RETIRE_WAIT_MS);
       await leased?.lease.close();
     },
     () => keeping.spend?.close(),

@@ -208,7 +208,8 @@ function quotaOf(reading: LimitReading, name: string, tenantId: string | undefin
 export function dashboardQuotas(
   subjects: { tiers: TierAssignment; tenants: readonly string[] },
   limits: RequestHandler,
-  keys: () => Promise<readonly ApiKeyRecord[]>,
+  /** Every key, or with `tenantId` the keys of that tenant a page shows (one page of the store, never all of it). */
+  keys: (tenantId?: string) => Promise<readonly ApiKeyRecord[]>,
 ): (query?: { tenantId?: string }) => Promise<QuotaStatus[]> {
   const withTier = identityTierResolver(subjects.tiers);
   // Each subject's layers in every window: a quota per window (its `window` says which).
@@ -220,7 +221,7 @@ export function dashboardQuotas(
     (await readLimits(limits, caller, { layers })).map((reading) => quotaOf(reading, name, tenantId));
   return async function readQuotas({ tenantId } = {}) {
     const now = Date.now();
-    const usable = (await keys()).filter((record) => judgeKeyRecord(record.sha256, record, now).ok);
+    const usable = (await keys(tenantId)).filter((record) => judgeKeyRecord(record.sha256, record, now).ok);
     if (tenantId !== undefined) {
       const own = usable.filter((record) => record.tenantId === tenantId);
       const quotas = await Promise.all([

@@ -99,6 +99,7 @@ dashboard POST    /logout                             public
 dashboard GET     /assets/:name                       public
 dashboard GET     /                                   viewer
 dashboard GET     /overview                           viewer
+dashboard GET     /tenants                            viewer
 dashboard GET     /tenants/:id                        viewer    id
 dashboard GET     /keys                               viewer
 dashboard GET     /requests                           viewer

@@ -69,7 +69,31 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
     console.error(error instanceof Error ? error.message : String(error));
     process.exit(1);
   }
-  const { config, configPath, port, redisUrl, demoKeys } = plan;
+  const { config, configPath } = plan;
+  const { tracing, stores, app } = await openGateway(plan, env);
+  await readyToServe(app);
+  const server = listenOn(app, plan, env);
+  const unwatch = configPath ? watchConfigKeys(configPath, config, app) : undefined;
+
+  stopOnSignals(
+    server,
+    {
+      drain: () => app.drain(),
+      // The spans of the last calls are exported after the calls ended, before the process does.
+      closeAll: () =>
+        app
+          .close()
+          .then(() => stores.close())
+          .then(() => tracing?.shutdown()),
+      unwatch,
+    },
+    shutdownTimes(config),
+  );
+}
+
+/** The config checked, tracing started, the stores opened and the app made on them; any of these failing exits 1. */
+async function openGateway(plan: StartPlan, env: NodeJS.ProcessEnv) {
+  const { config, redisUrl } = plan;
   try {
     await checkBeforeStart(config);
   } catch (error) {
@@ -111,7 +135,11 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
     await stores.close();
     process.exit(1);
   }
+  return { tracing, stores, app };
+}
 
+/** Waits for what must be in before traffic: the current encoding, the usage spool's replay and budget spend. */
+async function readyToServe(app: ReturnType<typeof createProxyApp>): Promise<void> {
   // Until the encoding of current models is loaded, estimates fall back to a byte bound several times too high and
   // refuse requests budgets could pay for: take traffic only once it is in (about half a second). Older models'
   // encoding (cl100k_base: GPT-4, GPT-3.5) loads when one is first asked for, 14 MiB left unused until then.
@@ -132,8 +160,14 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
     await app.close();
     process.exit(1);
   }
-  // Not app.listen(port, callback): Express 5 calls that callback on an error too, so "listening"
-  // would be printed before EADDRINUSE.
+}
+
+/**
+ * The server, listening on the plan's port: not app.listen(port, callback), as Express 5 calls that callback on an
+ * error too, so "listening" would be printed before EADDRINUSE.
+ */
+function listenOn(app: ReturnType<typeof createProxyApp>, plan: StartPlan, env: NodeJS.ProcessEnv): Server {
+  const { config, configPath, port, demoKeys } = plan;
   const server: Server = createServer(app);
   app.attachResponsesSocket(server);
   server.listen(port);
@@ -149,23 +183,7 @@ export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promis
     console.error(`tollgate proxy: cannot listen on port ${port}: ${error.message}`);
     process.exit(1);
   });
-
-  const unwatch = configPath ? watchConfigKeys(configPath, config, app) : undefined;
-
-  stopOnSignals(
-    server,
-    {
-      drain: () => app.drain(),
-      // The spans of the last calls are exported after the calls ended, before the process does.
-      closeAll: () =>
-        app
-          .close()
-          .then(() => stores.close())
-          .then(() => tracing?.shutdown()),
-      unwatch,
-    },
-    shutdownTimes(config),
-  );
+  return server;
 }
 
 /**

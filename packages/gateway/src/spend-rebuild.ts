@@ -74,21 +74,8 @@ function messageOf(error: unknown): string {
 }
 
 /**
- * Budget spend that a store forgot is rebuilt from the SQL usage ledger (a `dataDir`, or PostgreSQL) before any
- * reserve counts against it: the ledger's rebuild gate (`ReservationLedger.rebuildGate`) is required, so a reserve in
- * a slot not marked rebuilt is refused (the request gets 503 with Retry-After, never admitted for free) and opens no
- * block, until the rebuild marked it.
- *
- * Memory stores start empty with their process: the gate is shut until the period's spend was read from the ledger.
- *
- * Redis stores keep a mark per slot next to its budgets. A reserve that finds its slot's mark gone (Redis restarted
- * without persistence, was flushed or failed over to an empty replica) is refused and starts the rebuild, as does the
- * check each second, whose every answer that finds the marks also lets this process's budget blocks hand out for
- * TRUST_MS more. One process rebuilds, under a lock in Redis; each process first retires the blocks it holds (their
- * settles charge what was spent, never credit). The one rebuilding waits LOSS_WAIT_MS (every process's blocks older
- * than the loss stopped, the records of calls settled before it reached the ledger), flushes its own records, raises
- * every scope a call was charged to (every period of every budget: see `rebuildSpend`) to the ledger, then marks the
- * slots: the 503s of a loss last about LOSS_WAIT_MS and the rebuild's reads (docs/architecture.md).
+ * Keeps budget spend that a store forgot from counting for free: reserves wait behind the rebuild gate until the spend
+ * is rebuilt from the SQL ledger (docs/architecture.md, "Spend rebuilt from the ledger").
  */
 export function keepSpend(
   options: SpendOptions,

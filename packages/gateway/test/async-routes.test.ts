@@ -20,6 +20,7 @@ const afterRejectionsReport = () => new Promise((resolve) => setTimeout(resolve,
 function gatewayWithFailingKeyStore() {
   const stores = createMemoryStores();
   stores.keys.list = () => Promise.reject(new Error('the key store is down'));
+  stores.keys.page = () => Promise.reject(new Error('the key store is down'));
   return createProxyApp(
     validateConfig({
       ...WITH_MOCK,

@@ -65,7 +65,7 @@ describe('config errors, all at once', () => {
       'attribution.maxTags must be an integer from 1 to 256; got 0',
     ]);
     expect(issuesOf({ attribution: { userHeader: 'X-Who', featureHeader: 'x-who' } })).toEqual([
-      expect.stringMatching(/^attribution: userHeader, featureHeader and tagsHeader must differ/),
+      expect.stringMatching(/^attribution: userHeader, featureHeader, tagsHeader and teamHeader must differ/),
     ]);
     expect(
       validateConfig({ ...WITH_MOCK, attribution: { require: ['user', 'tags'], featureHeader: false } }).attribution,

@@ -5,7 +5,8 @@ import { ApiError, getContext, type ErrorRenderer, type Identity } from '@tollga
 import { shadowsRefusal } from '@tollgate/core/checks';
 import type { ProviderAdapter } from '@tollgate/providers';
 import { promptTraits, type AbuseSubject, type PromptTraits } from './abuse-features.js';
-import { isAbuseMitigation, registrySubject, type AbuseWatch } from './abuse-watch.js';
+import { isAbuseMitigation, registrySubject } from './abuse-actions.js';
+import type { AbuseWatch } from './abuse-watch.js';
 import { credentialDigest } from './auth-failure-guard.js';
 import { clientAddress } from './client-address.js';
 import type { MitigationRegistry } from './mitigation-registry.js';

@@ -14,18 +14,8 @@ export interface GuardAdminRouterOptions {
 const ID = /^[\w.:@-]{1,200}$/;
 
 /**
- * An Express router for operators; it has no authentication of its own, so mount it behind the
- * admin's (`app.use('/admin/guard', adminAuth, guardAdminRouter(guard))`).
- *
- * | route | does |
- * | --- | --- |
- * | `GET /` | `{ anomalies, mitigations }`: the 50 newest anomalies and every mitigation in force |
- * | `GET /anomalies?limit=100` | `{ anomalies }`, newest first |
- * | `GET /mitigations` | `{ mitigations }`: suspensions, throttles and blocks in force |
- * | `POST /keys/:id/suspend`, `POST /tenants/:id/suspend` | body `{ "reason": "..." }` (optional): suspend everywhere until lifted |
- * | `POST /keys/:id/lift`, `POST /tenants/:id/lift` | lift the suspension and the throttle: `{ lifted }` |
- * | `POST /addresses/:address/unblock` | lift the block of an address (IPv6 by /56, as listed) |
- * | `GET /abuse`, `DELETE /abuse/:subject` | see `abuseAdminRouter` |
+ * An Express router for operators, with no authentication of its own: mount it behind the admin's. Its routes:
+ * docs/architecture.md, "The guard's admin routes".
  */
 export function guardAdminRouter(guard: Guard, options: GuardAdminRouterOptions = {}): Router {
   assertKnownOptions(options, ['renderError'], 'ERR_TG_GUARD_UNKNOWN_OPTION', 'guardAdminRouter');

@@ -2,7 +2,7 @@
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, contextOf, type ErrorRenderer } from '@tollgate/core';
-import { isAbuseMitigation } from './abuse-watch.js';
+import { isAbuseMitigation } from './abuse-actions.js';
 import type { Alerts } from './alerts.js';
 import { clientAddress } from './client-address.js';
 import type { ResolvedAuthFailures } from './guard-options.js';

@@ -179,19 +179,8 @@ function runCheck(config: GuardrailsConfig, prompt: ReadPrompt): void {
 }
 
 /**
- * Express middleware: checks each prompt before the provider call, after auth and before the estimate, the limits
- * and the budget (a refused prompt costs no reservation; a masked one is what is counted and sent). Through the
- * call's adapter (`mapPromptText`) it reads every prompt text of any API the same way, and:
- *
- * - refuses a prompt over `maxPromptChars`, one a `deny` pattern matches, or (`pii: 'block'`) one holding personal
- *   data with 400 `prompt_rejected`, naming the rule (never the text that matched);
- * - (`pii: 'mask'`) replaces e-mail addresses, phone numbers and card numbers in the call's body before anyone
- *   downstream reads it;
- * - runs `check` on the texts as they will be sent: naming a rule refuses the prompt (400); throwing or passing
- *   `checkTimeout` answers 503 (the prompt was not judged, so it is not sent);
- * - with `onAnswerText`, reads the answer as it passes.
- *
- * An API whose adapter cannot read prompts is refused (500 `misconfigured_route`), never let through unchecked.
+ * Express middleware: checks each prompt before the provider call, after auth and before the estimate; what it refuses,
+ * masks and runs: docs/architecture.md, "Prompt guardrails".
  */
 export function promptGuardrails(options: PromptGuardrailsOptions = {}) {
   const config = resolvePromptGuardrails(options);

@@ -1,4 +1,4 @@
-// @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks, the usage spool and the report CLI.
+// @tollgate/metering: meter() (estimate before, usage read on the way, one record after), usage sinks, the usage spool and the ledger's queries.
 // The sinks that need pg, prom-client or pino have their own doors: @tollgate/metering/postgres, /prometheus, /log.
 export { meter, usageDeliverer } from './meter.js';
 export type { MeterOptions } from './meter.js';
@@ -11,20 +11,16 @@ export type { UsageSink } from './sink.js';
 export { openUsageSpool } from './usage-spool.js';
 export type { SpoolReplay, UsageSpool } from './usage-spool.js';
 export { jsonlSink } from './jsonl-sink.js';
-export { aggregateUsage, migrateUsageLedger, postgresSpendSource } from './postgres-ledger.js';
+export { migrateUsageLedger, postgresSpendSource } from './postgres-ledger.js';
+export { aggregateUsage, USAGE_GROUPINGS } from './usage-aggregate.js';
 export { auditMigrationSql, auditTableName, postgresAuditStore } from './postgres-audit.js';
-export type { LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
+export type { LedgerLocation, Queryable } from './postgres-ledger.js';
+export type { UsageAggregate, UsageGrouping } from './usage-aggregate.js';
 export { postgresCreditJournal } from './credit-journal.js';
 export { recentUsage, usageByProvider, usageOverTime } from './ledger-queries.js';
 export { dataDirLayout, serveLedger } from './ledger-socket.js';
-export { costPerOutcome, recordOutcome } from './outcomes.js';
-export type { OutcomeCost, OutcomeReport, RecordedOutcome } from './outcomes.js';
+export { costPerOutcome, OUTCOME_GROUPINGS, recordOutcome } from './outcomes.js';
+export type { OutcomeCost, OutcomeGrouping, OutcomeReport, RecordedOutcome } from './outcomes.js';
 export type { ProviderUsage, RecordCursor, UsageFilter, UsagePoint } from './ledger-queries.js';
-export {
-  runReportCommand,
-  formatOutcomeReport,
-  formatUsageReport,
-  ledgerSource,
-  openLedger,
-} from './report-command.js';
-export type { ReportDefaults } from './report-command.js';
+export { openLedger } from './open-ledger.js';
+export type { LedgerSource, OpenLedger } from './open-ledger.js';

@@ -3,6 +3,9 @@ import { TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { COLUMNS, ledgerTableName } from './postgres-ledger.js';
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
+import { aggregateUsage } from './usage-aggregate.js';
+import type { UsageGrouping } from './usage-aggregate.js';
+import { grainsKeeping, planRollupRead, rollupTableName } from './usage-rollups.js';
 
 /** A filter on the columns an operator narrows by; each one present must match exactly. */
 export interface UsageFilter {
@@ -25,8 +28,11 @@ const FILTER_COLUMNS = {
   provider: 'provider',
 } as const satisfies Partial<Record<keyof UsageFilter, string>>;
 
-/** Adds `AND ...` conditions for a filter to `values` (placeholders continue from its length). */
-function filterSql(filter: UsageFilter, values: unknown[]): string {
+/**
+ * Adds `AND ...` conditions for a filter to `values` (placeholders continue from its length); `onRollup`: on the hourly
+ * rollup's columns, which class a status as failed or not (a single status is not kept there: see canUseRollup).
+ */
+function filterSql(filter: UsageFilter, values: unknown[], onRollup = false): string {
   let sql = '';
   for (const [field, column] of Object.entries(FILTER_COLUMNS) as [keyof typeof FILTER_COLUMNS, string][]) {
     const value = filter[field];
@@ -34,8 +40,8 @@ function filterSql(filter: UsageFilter, values: unknown[]): string {
     values.push(value);
     sql += ` AND ${column} = $${values.length}`;
   }
-  if (filter.status === 'ok') sql += ' AND status BETWEEN 1 AND 399';
-  else if (filter.status === 'error') sql += ' AND (status >= 400 OR status = 0)';
+  if (filter.status === 'ok') sql += onRollup ? ' AND NOT failed' : ' AND status BETWEEN 1 AND 399';
+  else if (filter.status === 'error') sql += onRollup ? ' AND failed' : ' AND (status >= 400 OR status = 0)';
   else if (filter.status !== undefined) {
     if (!Number.isSafeInteger(filter.status))
       throw new TollgateError(
@@ -69,6 +75,11 @@ export interface UsageOverTimeOptions extends LedgerLocation, UsageFilter {
   bucketSeconds: number;
   /** Split each bucket by this column. @default one series */
   splitBy?: SeriesSplit;
+  /**
+   * With `splitBy`: only the groups that cost most over the range come by name, at most this many (chosen in SQL);
+   * each bucket's rest is one point with `rest: true`. @default every group
+   */
+  topGroups?: number;
 }
 
 export interface UsagePoint {
@@ -81,10 +92,76 @@ export interface UsagePoint {
   inputTokens: number;
   outputTokens: number;
   costNanoUsd: number;
+  /** The point sums the bucket's groups outside the `topGroups` (its `group` is null). */
+  rest?: true;
 }
+
+/** The groups an aggregate ranks as a series splits (usageOverTime's topGroups, read in two steps). */
+const RANKED_SPLITS: Partial<Record<SeriesSplit, UsageGrouping>> = {
+  tenant: 'tenant',
+  key: 'key',
+  user: 'user',
+  feature: 'feature',
+  model: 'model',
+};
 
 /** Spend, requests and tokens per time bucket (and per group), oldest first; empty buckets are left out. */
 export async function usageOverTime(db: Queryable, options: UsageOverTimeOptions): Promise<UsagePoint[]> {
+  const ranking = options.splitBy === undefined ? undefined : RANKED_SPLITS[options.splitBy];
+  const filters = Object.keys(FILTER_COLUMNS).filter((field) => options[field as keyof UsageFilter] !== undefined);
+  const onlyTenant = filters.every((field) => field === 'tenantId') && options.status === undefined;
+  if (options.topGroups === undefined || ranking === undefined || !onlyTenant || !validTop(options.topGroups))
+    return seriesPoints(db, options);
+  // In two steps, each on the smallest rollup that fits: the top groups over the range (a sum per group), then their
+  // points (an index read each) and the buckets' totals; the rest of a bucket is its total less its top groups.
+  const { topGroups, ...series } = options;
+  const top = await aggregateUsage(db, {
+    ...locationOf(options),
+    by: ranking,
+    since: options.since,
+    until: options.until ?? new Date(),
+    ...(options.tenantId === undefined ? {} : { tenantId: options.tenantId }),
+    limit: topGroups,
+  });
+  const until = options.until ?? new Date();
+  const [named, totals] = await Promise.all([
+    top.length === 0 ? [] : seriesPoints(db, { ...series, until, onlyGroups: top.map((row) => row.group) }),
+    seriesPoints(db, { ...series, until, splitBy: undefined }),
+  ]);
+  const points: UsagePoint[] = [];
+  let next = 0;
+  for (const total of totals) {
+    const rest = { ...total, group: null, rest: true as const };
+    for (; next < named.length && named[next]!.bucket === total.bucket; next++) {
+      const point = named[next]!;
+      points.push(point);
+      rest.requests -= point.requests;
+      rest.inputTokens -= point.inputTokens;
+      rest.outputTokens -= point.outputTokens;
+      rest.costNanoUsd -= point.costNanoUsd;
+    }
+    if (rest.requests > 0) points.push(rest);
+  }
+  return points;
+}
+
+function validTop(topGroups: number): boolean {
+  return Number.isSafeInteger(topGroups) && topGroups >= 0;
+}
+
+function locationOf(location: LedgerLocation): LedgerLocation {
+  return {
+    ...(location.schema === undefined ? {} : { schema: location.schema }),
+    ...(location.table === undefined ? {} : { table: location.table }),
+  };
+}
+
+interface SeriesQuery extends UsageOverTimeOptions {
+  /** Only these groups of the split (null: calls without one). */
+  onlyGroups?: readonly (string | null)[];
+}
+
+async function seriesPoints(db: Queryable, options: SeriesQuery): Promise<UsagePoint[]> {
   const { bucketSeconds } = options;
   if (!Number.isSafeInteger(bucketSeconds) || bucketSeconds < 1)
     throw new TollgateError(
@@ -97,21 +174,92 @@ export async function usageOverTime(db: Queryable, options: UsageOverTimeOptions
       'ERR_TG_METERING_INVALID_GROUPING',
       `a series can be split by ${Object.keys(SPLIT_COLUMNS).join(', ')}; got ${JSON.stringify(options.splitBy)}`,
     );
-  const values: unknown[] = [options.since.toISOString(), (options.until ?? new Date()).toISOString(), bucketSeconds];
-  const filter = filterSql(options, values);
-  const result = await db.query<Record<string, unknown>>(
-    `SELECT floor(extract(epoch FROM ts) / $3::int) * $3::int AS bucket,
+  const until = options.until ?? new Date();
+  const values: unknown[] = [options.since.toISOString(), until.toISOString(), bucketSeconds];
+  const statusAndIds = filterSql(options, values);
+  // The split's column has the same name in the rollups: this condition fits raw rows and rollups alike.
+  let only = '';
+  if (options.onlyGroups !== undefined) {
+    values.push(options.onlyGroups.filter((group) => group !== null));
+    const unset = options.onlyGroups.includes(null) ? ` OR ${split} IS NULL` : '';
+    only = ` AND (${split} = ANY($${values.length}::text[])${unset})`;
+  }
+  const filter = statusAndIds + only;
+  const { topGroups } = options;
+  if (topGroups !== undefined) {
+    if (!Number.isSafeInteger(topGroups) || topGroups < 0)
+      throw new TollgateError(
+        'ERR_TG_METERING_INVALID_OPTION',
+        `topGroups must be a non-negative integer; got ${JSON.stringify(topGroups)}`,
+      );
+    values.push(topGroups);
+  }
+  const ranked = (points: string) =>
+    topGroups === undefined
+      ? points
+      : // Materialized, and joined on a hashable key (an unset group is a key of its own): not a sort per point.
+        `WITH points AS MATERIALIZED (${points}),
+             top AS MATERIALIZED (SELECT grp IS NULL AS unset, coalesce(grp, '') AS id FROM points GROUP BY grp
+                                   ORDER BY sum(cost_nano_usd) DESC, grp NULLS LAST LIMIT $${values.length}::int)
+        SELECT bucket, CASE WHEN top.id IS NOT NULL THEN points.grp END AS grp, top.id IS NULL AS rest,
+               sum(requests) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+               sum(cost_nano_usd) AS cost_nano_usd
+          FROM points LEFT JOIN top ON top.unset = (points.grp IS NULL) AND top.id = coalesce(points.grp, '')
+         GROUP BY 1, 2, 3
+         ORDER BY bucket, rest, grp NULLS LAST`;
+  const bucket = (column: string) => `floor(extract(epoch FROM ${column}) / $3::int) * $3::int`;
+  const raw = (range: string) => `SELECT ${bucket('ts')} AS bucket,
             ${split} AS grp,
             count(*) AS requests,
             coalesce(sum(input_tokens + cached_input_tokens + cache_write_tokens), 0) AS input_tokens,
             coalesce(sum(output_tokens), 0) AS output_tokens,
             coalesce(sum(cost_nano_usd), 0) AS cost_nano_usd
        FROM ${ledgerTableName(options)}
-      WHERE ts >= $1 AND ts < $2${filter}
-      GROUP BY bucket, grp
-      ORDER BY bucket, grp NULLS LAST`,
-    values,
-  );
+      WHERE ${range}${filter}`;
+  const whole = 'ts >= $1 AND ts < $2';
+  const order = 'GROUP BY bucket, grp ORDER BY bucket, grp NULLS LAST';
+  // Buckets of whole hours or days: rollups that keep the split and the filter answer for the whole periods of the
+  // range, raw rows for its edges (usage-rollups.ts). A single status is not kept there (failed or not only).
+  const needs = [
+    ...(options.splitBy === undefined ? [] : [split]),
+    ...Object.entries(FILTER_COLUMNS)
+      .filter(([field]) => options[field as keyof UsageFilter] !== undefined)
+      .map(([, column]) => column),
+  ];
+  const usable = grainsKeeping(needs).filter((grain) => (bucketSeconds * 1000) % grain.ms === 0);
+  const plan = typeof options.status === 'number' ? undefined : planRollupRead(options.since, until, usable, values);
+  // On the rollups a status class is `failed`: the same placeholders, from the same values.
+  const rollupFilter = filterSql(options, values.slice(0, 3), true) + only;
+  const rawOnly = () => db.query<Record<string, unknown>>(ranked(`${raw(whole)} ${order}`), values);
+  const query =
+    plan === undefined
+      ? rawOnly()
+      : db
+          .query<Record<string, unknown>>(
+            ranked(`SELECT bucket, grp, sum(requests) AS requests, sum(input_tokens) AS input_tokens,
+                    sum(output_tokens) AS output_tokens, sum(cost_nano_usd) AS cost_nano_usd
+               FROM (${raw(plan.raw)}
+                     GROUP BY bucket, grp
+                     ${plan.rollups
+                       .map(
+                         ({ grain, range }) => `UNION ALL
+                     SELECT ${bucket(grain.column)} AS bucket, ${split} AS grp, sum(requests) AS requests,
+                            sum(input_tokens + cached_input_tokens + cache_write_tokens) AS input_tokens,
+                            sum(output_tokens) AS output_tokens, sum(cost_nano_usd) AS cost_nano_usd
+                       FROM ${rollupTableName(options, grain)}
+                      WHERE ${range}${rollupFilter}
+                      GROUP BY bucket, grp`,
+                       )
+                       .join('\n')}) AS parts
+              ${order}`),
+            plan.values,
+          )
+          .catch((error: unknown) => {
+            // A ledger this version has not migrated yet has no rollup: raw rows answer alone.
+            if ((error as { code?: unknown }).code === '42P01') return rawOnly();
+            throw error;
+          });
+  const result = await query;
   // pg returns bigint and numeric as strings, PGlite some as numbers: Number() reads both; sums stay below 2^53.
   return result.rows.map((row) => ({
     bucket: Number(row.bucket) * 1000,
@@ -120,6 +268,7 @@ export async function usageOverTime(db: Queryable, options: UsageOverTimeOptions
     inputTokens: Number(row.input_tokens),
     outputTokens: Number(row.output_tokens),
     costNanoUsd: Number(row.cost_nano_usd),
+    ...(row.rest === true ? { rest: true as const } : {}),
   }));
 }
 
@@ -166,6 +315,7 @@ const OPTIONAL_TEXTS = new Set<keyof UsageRecord>([
   'serviceTier',
   'clientUserId',
   'session',
+  'team',
 ]);
 
 function recordFromRow(row: Record<string, unknown>): UsageRecord {

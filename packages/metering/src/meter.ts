@@ -215,6 +215,8 @@ export function newRecord(
   if (identity?.clientUserId !== undefined) record.clientUserId = identity.clientUserId;
   // Only when the client named its session (attribution's sessionHeaders): absent means none.
   if (identity?.sessionId !== undefined) record.session = identity.sessionId;
+  // Only when the call was charged to a team of its tenant (the key's `team`, attribution's team header).
+  if (identity?.team !== undefined) record.team = identity.team;
   // Only on tagged requests (attribution's tags header): absent means none, in the record as in the log.
   if (identity?.tags !== undefined && identity.tags.length > 0) record.tags = [...identity.tags];
   return record;

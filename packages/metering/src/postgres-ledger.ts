@@ -1,7 +1,10 @@
-// The SQL usage ledger (PostgreSQL, or PGlite embedded): its migration, batched idempotent inserts and aggregate queries.
+// The SQL usage ledger (PostgreSQL, or PGlite embedded): its migration, batched idempotent inserts, the spend source.
 import { TollgateError } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import type pg from 'pg';
+import { besideUsageTable, ledgerTableName, quoteIdentifier } from './ledger-names.js';
+import type { LedgerLocation } from './ledger-names.js';
+import { rollupMigrationSql } from './usage-rollups.js';
 
 /**
  * What the ledger needs of a database: one `query(text, values)` that resolves with `rows`. A pg
@@ -17,29 +20,8 @@ interface TransactionRunner extends Queryable {
   transaction<T>(run: (tx: Queryable) => Promise<T>): Promise<T>;
 }
 
-export interface LedgerLocation {
-  /** Schema of the table (created if missing). @default the connection's search_path (usually `public`) */
-  schema?: string;
-  /** Table name. @default 'tollgate_usage' */
-  table?: string;
-}
-
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-
-export function quoteIdentifier(name: string, what: string): string {
-  if (!IDENTIFIER.test(name))
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_IDENTIFIER',
-      `${what} must be a plain SQL identifier (letters, digits, _; at most 63); got ${JSON.stringify(name)}`,
-    );
-  return `"${name}"`;
-}
-
-/** The quoted, schema-qualified table name; throws on anything that is not a plain identifier. */
-export function ledgerTableName(location: LedgerLocation = {}): string {
-  const table = quoteIdentifier(location.table ?? 'tollgate_usage', 'table');
-  return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
-}
+export { besideUsageTable, ledgerTableName, quoteIdentifier } from './ledger-names.js';
+export type { LedgerLocation } from './ledger-names.js';
 
 /** Record fields in column order (the ledger reads in ledger-queries.ts map rows back through it). */
 export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
@@ -79,6 +61,7 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
   ['abuse_score', 'abuseScore'],
   ['client_user_id', 'clientUserId'],
   ['session', 'session'],
+  ['team', 'team'],
 ];
 
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
@@ -134,6 +117,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       abuse_score double precision,
       client_user_id text,
       session text,
+      team text,
       recorded_at timestamptz NOT NULL DEFAULT now()
     )`,
     upgradeToRecordIds(table),
@@ -158,6 +142,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS client_user_id text`,
     // NULL: no session named (every row written before sessions were kept).
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS session text`,
+    // NULL: no team (every row written before teams were kept).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS team text`,
     `CREATE INDEX IF NOT EXISTS ${index('request_id')} ON ${table} (request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_ts')} ON ${table} (tenant_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('feature_ts')} ON ${table} (feature, ts)`,
@@ -165,9 +151,15 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${index('key_ts')} ON ${table} (key_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('ts')} ON ${table} (ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('session_ts')} ON ${table} (session, ts) WHERE session IS NOT NULL`,
+    // A tenant's top sessions from the index alone (sessions are not rolled up: docs/usage-rollups.md).
+    `CREATE INDEX IF NOT EXISTS ${index('tenant_sessions')} ON ${table} (tenant_id, ts)
+       INCLUDE (session, cost_nano_usd, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
+                reasoning_tokens, saved_nano_usd, refused_by, usage_source)
+       WHERE session IS NOT NULL`,
     // Outcomes find their requests by tenant and request or conversation id.
     `CREATE INDEX IF NOT EXISTS ${index('tenant_request')} ON ${table} (tenant_id, request_id)`,
     `CREATE INDEX IF NOT EXISTS ${index('tenant_conversation')} ON ${table} (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL`,
+    ...rollupMigrationSql(location),
     ...outcomeMigrationSql(location),
     ...creditMigrationSql(location),
     ...tenantMigrationSql(location),
@@ -181,13 +173,6 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
  */
 export function creditTableName(location: LedgerLocation = {}): string {
   return besideUsageTable(location, 'credits');
-}
-
-/** A table next to the usage table, in its schema, named `<usage table>_<suffix>` (the usage name cut to fit 63). */
-export function besideUsageTable(location: LedgerLocation, suffix: string): string {
-  const base = (location.table ?? 'tollgate_usage').slice(0, 62 - suffix.length);
-  const table = quoteIdentifier(`${base}_${suffix}`, 'table');
-  return location.schema === undefined ? table : `${quoteIdentifier(location.schema, 'schema')}.${table}`;
 }
 
 /**
@@ -349,118 +334,6 @@ export async function insertUsageRecords(
   );
 }
 
-export type UsageGrouping = 'tenant' | 'feature' | 'model' | 'day' | 'key' | 'user' | 'tag' | 'session';
-export const USAGE_GROUPINGS: readonly UsageGrouping[] = [
-  'tenant',
-  'feature',
-  'model',
-  'day',
-  'key',
-  'user',
-  'tag',
-  'session',
-];
-
-const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
-  tenant: 'tenant_id',
-  feature: 'feature',
-  model: 'model',
-  key: 'key_id',
-  user: 'user_id',
-  session: 'session',
-  // One row per tag of each record (the lateral join below); an untagged record counts under null.
-  tag: 'usage_tag.tag',
-  day: `to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
-};
-
-export interface UsageAggregate {
-  /**
-   * The group's value (tenant id, feature, model, key, user, tag, session, or UTC day `YYYY-MM-DD`); null when unset. By tag,
-   * a record with several tags counts in each of their groups (the groups then add up to more than the total).
-   */
-  group: string | null;
-  /** Every record, refusals by tollgate included. */
-  requests: number;
-  /** Of `requests`, those tollgate refused itself (`refused_by` set: limits, budget, guard): no provider saw them. */
-  refusals: number;
-  inputTokens: number;
-  cachedInputTokens: number;
-  cacheWriteTokens: number;
-  outputTokens: number;
-  reasoningTokens: number;
-  costNanoUsd: number;
-  /** Requests answered from the response cache (`usage_source = 'cache'`). */
-  cacheHits: number;
-  /** What caching saved: response-cache hits and the provider's cached-input discount (`saved_nano_usd`). */
-  savedNanoUsd: number;
-}
-
-export interface AggregateOptions extends LedgerLocation {
-  by: UsageGrouping;
-  /** Start (inclusive). */
-  since: Date;
-  /** End (exclusive). @default now */
-  until?: Date;
-  /** Only this tenant. */
-  tenantId?: string;
-  /** At most this many groups, the most expensive (sessions are many: a dashboard shows the top ones). @default all */
-  limit?: number;
-}
-
-/** Spend and tokens per group over a time range, most expensive first (by day: in date order). */
-export async function aggregateUsage(db: Queryable, options: AggregateOptions): Promise<UsageAggregate[]> {
-  const expression = GROUP_EXPRESSIONS[options.by];
-  if (!expression)
-    throw new TollgateError(
-      'ERR_TG_METERING_INVALID_GROUPING',
-      `usage can be grouped by ${USAGE_GROUPINGS.join(', ')}; got ${JSON.stringify(options.by)}`,
-    );
-  const values: unknown[] = [options.since.toISOString(), (options.until ?? new Date()).toISOString()];
-  let filter = '';
-  if (options.tenantId !== undefined) {
-    values.push(options.tenantId);
-    filter = ` AND tenant_id = $${values.length}`;
-  }
-  const order = options.by === 'day' ? 'grp' : 'cost_nano_usd DESC, grp';
-  let limit = '';
-  if (options.limit !== undefined) {
-    values.push(Math.max(0, Math.floor(options.limit)));
-    limit = ` LIMIT $${values.length}`;
-  }
-  const result = await db.query<Record<string, string | null>>(
-    `SELECT ${expression} AS grp,
-            count(*) AS requests,
-            count(*) FILTER (WHERE refused_by IS NOT NULL) AS refusals,
-            coalesce(sum(input_tokens), 0) AS input_tokens,
-            coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,
-            coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
-            coalesce(sum(output_tokens), 0) AS output_tokens,
-            coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
-            coalesce(sum(cost_nano_usd), 0) AS cost_nano_usd,
-            count(*) FILTER (WHERE usage_source = 'cache') AS cache_hits,
-            coalesce(sum(saved_nano_usd), 0) AS saved_nano_usd
-       FROM ${ledgerTableName(options)}${options.by === 'tag' ? ' LEFT JOIN LATERAL unnest(tags) AS usage_tag(tag) ON true' : ''}
-      WHERE ts >= $1 AND ts < $2${filter}
-      GROUP BY grp
-      ORDER BY ${order} NULLS LAST${limit}`,
-    values,
-  );
-  // bigint and numeric arrive as strings; every sum here stays below 2^53.
-  return result.rows.map((row) => ({
-    group: row.grp ?? null,
-    requests: Number(row.requests),
-    refusals: Number(row.refusals),
-    inputTokens: Number(row.input_tokens),
-    cachedInputTokens: Number(row.cached_input_tokens),
-    cacheWriteTokens: Number(row.cache_write_tokens),
-    outputTokens: Number(row.output_tokens),
-    reasoningTokens: Number(row.reasoning_tokens),
-    costNanoUsd: Number(row.cost_nano_usd),
-    cacheHits: Number(row.cache_hits),
-    savedNanoUsd: Number(row.saved_nano_usd),
-  }));
-}
-
 /** The ledger column each budget scope is recorded in (`global`: every row). */
 const SPEND_COLUMNS = {
   key: 'key_id',
@@ -468,6 +341,7 @@ const SPEND_COLUMNS = {
   tenant: 'tenant_id',
   feature: 'feature',
   session: 'session',
+  team: 'team',
   global: undefined,
 } as const;
 type SpendScope = keyof typeof SPEND_COLUMNS;
@@ -477,7 +351,7 @@ export interface LedgerSpendSource {
   spent(query: { scope: SpendScope; id: string | null; since: number; until: number }): Promise<number>;
   idsWithSpend(scope: Exclude<SpendScope, 'global'>, since: number): Promise<string[]>;
   /**
-   * Nano-USD per caller (key, user, tenant, feature, model as billed, session) with spend started in [since, until): what a
+   * Nano-USD per caller (key, user, tenant, feature, model as billed, session, team) with spend started in [since, until): what a
    * rebuild reads; with `finishedBefore`, only records whose call finished before it (ts + latency_ms); with
    * `finishedFrom`, only those whose call finished at or after it (a budget's last reset).
    */
@@ -486,9 +360,28 @@ export interface LedgerSpendSource {
     until: number,
     finishedBefore?: number,
     finishedFrom?: number,
+    only?: CallerFilterRows,
   ): Promise<CallerSpendRow[]>;
   /** Each record with spend started in [since, until) that finished at or after `finishedFrom`: a rebuild's cut. */
-  recordsFinishedSince(since: number, until: number, finishedFrom: number): Promise<RecordSpendRow[]>;
+  recordsFinishedSince(
+    since: number,
+    until: number,
+    finishedFrom: number,
+    only?: CallerFilterRows,
+  ): Promise<RecordSpendRow[]>;
+}
+
+/** The callers a read keeps to: of one of the tenants or keys (the shape of @tollgate/budget's `CallerFilter`). */
+export interface CallerFilterRows {
+  tenantIds: readonly string[];
+  keyIds: readonly string[];
+}
+
+/** `only` as a condition on the rows, its values pushed onto `values`: '' for every row. */
+function callersCondition(only: CallerFilterRows | undefined, values: unknown[]): string {
+  if (!only) return '';
+  values.push([...only.tenantIds], [...only.keyIds]);
+  return ` AND (tenant_id = ANY($${values.length - 1}::text[]) OR key_id = ANY($${values.length}::text[]))`;
 }
 
 /** One record's spend (the shape of @tollgate/budget's `RecordSpend`). */
@@ -507,6 +400,7 @@ export interface CallerSpendRow {
   model: string | null;
   tags: string[] | null;
   session: string | null;
+  team: string | null;
   spentNanoUsd: number;
 }
 
@@ -531,6 +425,7 @@ interface CallerRow {
   model: string | null;
   tags: string[] | null;
   session: string | null;
+  team: string | null;
 }
 
 function callerOf(row: CallerRow): Omit<CallerSpendRow, 'spentNanoUsd'> {
@@ -544,6 +439,7 @@ function callerOf(row: CallerRow): Omit<CallerSpendRow, 'spentNanoUsd'> {
     model: row.model,
     tags,
     session: row.session,
+    team: row.team,
   };
 }
 
@@ -580,8 +476,8 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       );
       return Number(result.rows[0]?.spent ?? 0);
     },
-    async spentByCaller(since, until, finishedBefore, finishedFrom) {
-      const values = [new Date(since).toISOString(), new Date(until).toISOString()];
+    async spentByCaller(since, until, finishedBefore, finishedFrom, only) {
+      const values: unknown[] = [new Date(since).toISOString(), new Date(until).toISOString()];
       let finished = '';
       if (finishedBefore !== undefined) {
         values.push(new Date(finishedBefore).toISOString());
@@ -591,12 +487,13 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
         values.push(new Date(finishedFrom).toISOString());
         finished += ` AND ${FINISHED} >= $${values.length}`;
       }
+      finished += callersCondition(only, values);
       const result = await orNothing(
         db.query<CallerRow & { spent: string }>(
-          `SELECT key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') AS tags, session,
+          `SELECT key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') AS tags, session, team,
                   sum(cost_nano_usd) AS spent
              FROM ${table} WHERE ts >= $1 AND ts < $2${finished}
-            GROUP BY key_id, user_id, tenant_id, feature, model, nullif(tags, '{}'), session
+            GROUP BY key_id, user_id, tenant_id, feature, model, nullif(tags, '{}'), session, team
            HAVING sum(cost_nano_usd) > 0`,
           values,
         ),
@@ -604,12 +501,18 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       );
       return result.rows.map((row) => ({ ...callerOf(row), spentNanoUsd: Number(row.spent) }));
     },
-    async recordsFinishedSince(since, until, finishedFrom) {
+    async recordsFinishedSince(since, until, finishedFrom, only) {
+      const values: unknown[] = [
+        new Date(since).toISOString(),
+        new Date(until).toISOString(),
+        new Date(finishedFrom).toISOString(),
+      ];
+      const callers = callersCondition(only, values);
       const result = await orNothing(
         db.query<CallerRow & { id: string; ts: Date | string; latency_ms: number | string; cost_nano_usd: string }>(
-          `SELECT id, ts, latency_ms, key_id, user_id, tenant_id, feature, model, tags, session, cost_nano_usd FROM ${table}
-           WHERE ts >= $1 AND ts < $2 AND ${FINISHED} >= $3 AND cost_nano_usd > 0`,
-          [new Date(since).toISOString(), new Date(until).toISOString(), new Date(finishedFrom).toISOString()],
+          `SELECT id, ts, latency_ms, key_id, user_id, tenant_id, feature, model, tags, session, team, cost_nano_usd FROM ${table}
+           WHERE ts >= $1 AND ts < $2 AND ${FINISHED} >= $3 AND cost_nano_usd > 0${callers}`,
+          values,
         ),
         { rows: [] },
       );

@@ -3,4 +3,4 @@
 export { openEmbeddedLedger, postgresSink } from './postgres-sink.js';
 export type { LedgerSink, PostgresSink, PostgresSinkOptions } from './postgres-sink.js';
 export { memoryTenantTable, postgresTenantTable } from './tenant-table.js';
-export type { StoredTenantRow, TenantTable } from './tenant-table.js';
+export type { StoredTenantRow, TenantTable, TenantVersion } from './tenant-table.js';

@@ -1,29 +1,21 @@
 // Reads a response for usage as it passes through res.write / res.end; ends a stream at its grant; tells the call's cost.
 import type { ServerResponse } from 'node:http';
 import { tapResponse } from '@tollgate/core';
-import { budgetRemainingAfter } from '@tollgate/core/provider-call';
 import { exactUsd } from '@tollgate/core/costs';
 import type { TollgateContext } from '@tollgate/core';
 import type { EndThrough, ResponseFilter, WriteThrough } from '@tollgate/core/provider-call';
 import { SseDecoder } from '@tollgate/providers/sse';
 import { withCostUsd } from '@tollgate/providers/answers';
-import type { OutputCounter, ProviderAdapter, UsageReader } from '@tollgate/providers';
+import type { ProviderAdapter, UsageReader } from '@tollgate/providers';
 import type { SseBlock } from '@tollgate/providers/sse';
-import { memberValueRange, topLevelFields } from './answer-scan.js';
+import { jsonTellingCost, tellCostHeaders } from './cost-telling.js';
+import { OutputHold, type Outcome, type OutputCounting } from './output-hold.js';
+import { JsonBody, readJsonAnswer } from './json-answer.js';
 import { StreamAssembly } from './stream-assembly.js';
 
-/** JSON bodies above this are not parsed whole: usage is looked for in their last bytes. */
-const MAX_JSON_BYTES = 4 * 1024 * 1024;
-const JSON_TAIL_BYTES = 64 * 1024;
-/**
- * A JSON answer is held until it is whole, so that its headers can say what it cost, up to this size; a larger one
- * goes out as it comes, without them. (A gateway holds the answer's chunks anyway, to read it should its client leave.)
- */
-const MAX_HELD_JSON_BYTES = 32 * 1024 * 1024;
-
-/** The headers a JSON answer tells its cost in: this call's, and what the tightest budget has left after it. */
-export const COST_HEADER = 'x-tollgate-cost-usd';
-export const BUDGET_REMAINING_HEADER = 'x-tollgate-budget-remaining-usd';
+export { findUsageObject } from './json-answer.js';
+export { BUDGET_REMAINING_HEADER, COST_HEADER } from './cost-telling.js';
+export type { OutputCounting } from './output-hold.js';
 
 /** What the tap asks the meter once an answer's usage is known, to tell the client what the call cost. */
 export interface CallBill {
@@ -49,68 +41,6 @@ function withData(raw: Buffer, data: string): Buffer {
   return Buffer.from(`${kept.join('\n')}\n\n`);
 }
 
-/** `bytes` with `"cost_usd": cost` as the last member of the object that spans `[open, close]` (its braces). */
-function withCostMember(bytes: Buffer, open: number, close: number, cost: string): Buffer {
-  let empty = true;
-  for (let i = open + 1; i < close; i++) {
-    const code = bytes[i]!;
-    if (code !== 0x20 && code !== 0x0a && code !== 0x0d && code !== 0x09) {
-      empty = false;
-      break;
-    }
-  }
-  // Last, so that a `cost_usd` the upstream sent is overridden for every reader (JSON.parse keeps the last).
-  const member = Buffer.from(`${empty ? '' : ','}"cost_usd":${cost}`);
-  return Buffer.concat([bytes.subarray(0, close), member, bytes.subarray(close)]);
-}
-
-/** Finds the last `"usage": {...}` object in a JSON text (the tail of a body too big to parse whole). */
-export function findUsageObject(text: string): unknown {
-  const at = text.lastIndexOf('"usage"');
-  if (at === -1) return undefined;
-  const open = text.indexOf('{', at);
-  if (open === -1) return undefined;
-  let depth = 0;
-  let inString = false;
-  for (let i = open; i < text.length; i++) {
-    const char = text[i];
-    if (inString) {
-      if (char === '\\') i++;
-      else if (char === '"') inString = false;
-    } else if (char === '"') inString = true;
-    else if (char === '{') depth++;
-    else if (char === '}' && --depth === 0) {
-      try {
-        return JSON.parse(text.slice(open, i + 1));
-      } catch {
-        return undefined;
-      }
-    }
-  }
-  return undefined;
-}
-
-/** How one model's output is counted: for the bill when no usage comes, for the hold and for the hard stop. */
-export interface OutputCounting {
-  /**
-   * A count that never under-states the provider's: the bill when no usage comes, and what the hold follows. The
-   * provider's own tokenizer's count, else `upperOutputTokens`.
-   */
-  countOutput: OutputCounter;
-  /** The hard stop's count, unrounded, that never over-states the provider's: exact, else `lowerOutputTokens`. */
-  stopCount: OutputCounter;
-  /** The count is the provider's own tokenizer's. */
-  own: boolean;
-}
-
-/**
- * What the output read so far asks of a stream: go on; more room (`extend`); end it after the event that passed the
- * grant, which its hold covers (`stop`); or end it before that event, which nothing holds (`cut`).
- */
-type Verdict = 'pass' | 'extend' | 'stop' | 'cut';
-/** A verdict once the hold was extended as far as it could be. */
-type Outcome = Exclude<Verdict, 'extend'>;
-
 /** A block waiting behind an extension: `out`, what goes out for it, once it was read. */
 interface WaitingBlock {
   block: SseBlock;
@@ -133,28 +63,30 @@ function toBuffer(chunk: Chunk, encoding: unknown): Buffer {
 const isUtf8 = (encoding: unknown): boolean =>
   encoding === undefined || encoding === null || encoding === 'utf8' || encoding === 'utf-8';
 
-/** A JSON body's bytes from its chunks (one written chunk as it is), decoded only where it must be read as text. */
-function jsonBytes(parts: (string | Buffer)[]): Buffer {
-  if (parts.length === 1) return typeof parts[0] === 'string' ? Buffer.from(parts[0]) : parts[0]!;
-  return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : part)));
+/**
+ * The bytes of the first `count` blocks that did not go out yet. Passing through, everything
+ * before `end` in this chunk (an event's first bytes already left with an earlier chunk); with whole
+ * events, whole blocks only, each as `replaced` has it (empty: dropped), else as it came (an open
+ * event's bytes were held back).
+ */
+function unsentBytes(
+  wholeEvents: boolean,
+  bytes: Buffer,
+  blocks: SseBlock[],
+  count: number,
+  start: number,
+  end: number,
+  replaced: Map<number, Buffer> | undefined,
+): Buffer {
+  if (!wholeEvents || (replaced === undefined && start === 0)) return bytes.subarray(0, end);
+  const kept: Buffer[] = [];
+  for (let i = 0; i < count; i++) kept.push(replaced?.get(i) ?? blocks[i]!.raw);
+  return Buffer.concat(kept);
 }
 
 /**
- * Reads a response as it passes `res.write` / `res.end`. A stream's events go out as they complete:
- * the bytes of an event not complete yet wait for its end (providers send whole events per write,
- * so in practice nothing waits), so that one can be dropped (the usage chunk the meter added to an
- * OpenAI stream) or rewritten (the usage event gets the call's `cost_usd`). A JSON answer is held
- * until the route ends it (a client reads it whole anyway), then billed: its headers and its usage
- * object say what the call cost (`CallBill`).
- *
- * It is the filter of the response's one tap (core's `tapResponse`), which the cache reads too:
- * the cache sees the bytes as the route wrote them, the client what this filter lets out.
- *
- * The hard stop: a stream's output is counted as it passes (a byte bound per event, the tokenizer
- * only once that bound passes the grant). Once the output passes the tokens its reservation was
- * granted, the event that passed it goes out, then the API's own ending (the adapter's), and the
- * response ends; the upstream call is aborted through `req.tollgate.call`, and what it still
- * sends is dropped. An upstream that ignores the cap in the body is stopped one event past it.
+ * Reads a response as it passes `res.write` / `res.end`: streams event by event, JSON held and billed, and the hard
+ * stop past a stream's grant (docs/performance.md, "The usage tap").
  */
 export class UsageTap implements ResponseFilter {
   streamed = false;
@@ -164,12 +96,8 @@ export class UsageTap implements ResponseFilter {
   endedNow = false;
   /** Output tokens counted when the stream was stopped. */
   stoppedAt = 0;
-  /** Output tokens the stream may produce (cap x choices), known once it starts; undefined: no hard stop. */
-  private grant: number | undefined;
-  /** Output tokens held for the stream: its grant, and what extensions added as it ran past it. */
-  holdTokens = 0;
-  /** Extensions asked for (granted or not). */
-  extensions = 0;
+  /** The stream's grant and its hold, known once it starts; undefined: no hard stop. */
+  private hold: OutputHold | undefined;
   /** Blocks read or to be read once the extension asked for answers; undefined when none is out. */
   private waiting: WaitingBlock[] | undefined;
   /** The route's `end`, to run once the waiting blocks went out. */
@@ -185,16 +113,10 @@ export class UsageTap implements ResponseFilter {
   private decoder: SseDecoder | undefined;
   /** Events go out whole (a partial event's bytes wait for its end): one can be dropped or rewritten. */
   private wholeEvents = false;
-  /** A JSON answer's chunks, held until it is whole (undefined: passing through). */
-  private heldJson: Buffer[] | undefined;
-  private heldJsonBytes = 0;
+  /** A JSON answer's body: kept to be read, and held until it is whole where its cost is told. */
+  private jsonBody: JsonBody | undefined;
   /** Bytes the decoder holds of an event not complete yet. */
   private held = 0;
-  /** A JSON body's chunks: text as it was written, bytes otherwise. */
-  private json: (string | Buffer)[] | undefined;
-  private jsonSize = 0;
-  /** The JSON body outgrew MAX_JSON_BYTES: only its tail is kept. */
-  private truncated = false;
   private broken = false;
   private passWrite: WriteThrough | undefined;
   private passEnd: EndThrough | undefined;
@@ -213,6 +135,11 @@ export class UsageTap implements ResponseFilter {
     this.passWrite = tap.pass.write;
     this.passEnd = tap.pass.end;
     tap.filter(this);
+  }
+
+  /** Output tokens held for the stream: its grant, and what extensions added as it ran past it (0 before it starts). */
+  get holdTokens(): number {
+    return this.hold?.tokens ?? 0;
   }
 
   /** How the output is counted: the model's that answered (the one the request runs with, until the answer starts). */
@@ -265,7 +192,7 @@ export class UsageTap implements ResponseFilter {
       return res;
     }
     if (this.stopped) return this.passEnd!.call(res, forward, undefined, cb);
-    const rest = this.mode === 'json' ? this.endJson() : this.endStream();
+    const rest = this.mode === 'json' ? this.endJson(this.jsonBody!.takeHeld()) : this.endStream();
     // Nothing more to send: `forward` stands (undefined: end's chunk as it is).
     if (rest !== undefined && rest.length > 0) {
       const before = forward ?? (data === undefined || data === null ? undefined : toBuffer(data, enc));
@@ -283,14 +210,15 @@ export class UsageTap implements ResponseFilter {
       if (this.mode === 'unknown') this.detect();
       if (this.mode === 'sse') return this.observeEvents(toBuffer(chunk, encoding));
       if (this.mode === 'json') {
-        if (this.heldJson === undefined) {
-          this.keepJson(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
+        const body = this.jsonBody!;
+        if (!body.holding) {
+          body.keep(typeof chunk === 'string' && isUtf8(encoding) ? chunk : toBuffer(chunk, encoding));
           return undefined;
         }
         // Held: encoded once, the same bytes read for usage and sent.
         const bytes = toBuffer(chunk, encoding);
-        this.keepJson(bytes);
-        return this.holdJson(bytes);
+        body.keep(bytes);
+        return body.hold(bytes);
       }
       return undefined;
     } catch (error) {
@@ -299,85 +227,28 @@ export class UsageTap implements ResponseFilter {
       process.emitWarning(
         `tollgate: could not read the response for usage: ${error instanceof Error ? error.message : String(error)}`,
       );
-      return this.releaseJson(toBuffer(chunk, encoding));
+      const bytes = toBuffer(chunk, encoding);
+      return this.jsonBody?.release(bytes);
     }
   }
 
-  /** Holds a JSON answer's chunk until the answer is whole (nothing to send now), or past the bound sends what was held. */
-  private holdJson(bytes: Buffer): Buffer | undefined {
-    const held = this.heldJson!;
-    this.heldJsonBytes += bytes.length;
-    if (this.heldJsonBytes > MAX_HELD_JSON_BYTES) return this.releaseJson(bytes);
-    held.push(bytes);
-    return EMPTY;
-  }
-
-  /** Stops holding the JSON answer: what was held, then `bytes`; undefined when nothing was held (`bytes` go as they are). */
-  private releaseJson(bytes: Buffer): Buffer | undefined {
-    const held = this.heldJson;
-    this.heldJson = undefined;
-    if (held === undefined || held.length === 0) return undefined;
-    held.push(bytes);
-    return Buffer.concat(held);
-  }
-
   /**
-   * The held JSON answer, whole, once the route ended it: its headers say what the call cost and what the tightest
+   * The `held` JSON answer, whole, once the route ended it: its headers say what the call cost and what the tightest
    * budget has left after it, and its usage object carries `cost_usd` (the adapter's `usageField`). Undefined when
    * nothing is held. When its head went out already, nothing is told rather than half of it.
    */
-  private endJson(): Buffer | undefined {
-    const held = this.heldJson;
+  private endJson(held: Buffer[] | undefined): Buffer | undefined {
     if (held === undefined) return undefined;
-    this.heldJson = undefined;
-    let body = held.length === 1 ? held[0]! : Buffer.concat(held);
+    const body = held.length === 1 ? held[0]! : Buffer.concat(held);
     try {
       const cost = this.bill!.costNow(true);
-      if (cost === undefined) return body;
-      const { res } = this;
-      // The route wrote its head itself (`writeHead`): its length, if it declared one, is out of reach; nothing is told.
-      if (res.headersSent) return body;
-      const usd = exactUsd(cost);
-      res.setHeader(COST_HEADER, usd);
-      const remaining = budgetRemainingAfter(this.ctx, cost);
-      if (remaining !== undefined) res.setHeader(BUDGET_REMAINING_HEADER, exactUsd(remaining));
-      const field = this.adapter!.usageField;
-      const range = field === undefined ? undefined : memberValueRange(body, field);
-      if (range === undefined) return body;
-      body = withCostMember(body, range[0], range[1], usd);
-      if (res.getHeader('content-length') !== undefined) res.setHeader('content-length', body.length);
-      // A tag of the bytes the route wrote: these are others.
-      res.removeHeader('etag');
+      return cost === undefined ? body : jsonTellingCost(body, cost, this.res, this.ctx, this.adapter!.usageField);
     } catch (error) {
       process.emitWarning(
         `tollgate: could not tell the answer's cost: ${error instanceof Error ? error.message : String(error)}`,
       );
     }
     return body;
-  }
-
-  /** Keeps a JSON body's chunk as it was written (it is read once the body is whole), or only its tail past the bound. */
-  private keepJson(part: string | Buffer): void {
-    let kept = part;
-    // Past the bound only the tail is kept: usage sits at the end of OpenAI and Anthropic bodies.
-    if (part.length > MAX_JSON_BYTES) {
-      const tail = part.length - JSON_TAIL_BYTES;
-      kept = typeof part === 'string' ? part.slice(tail) : Buffer.from(part.subarray(tail));
-      this.truncated = true;
-    }
-    const json = this.json;
-    if (json === undefined) {
-      // One chunk is the usual answer (res.json, res.send): an array of exactly one, not the room for 17 a first push makes.
-      this.json = [kept];
-      this.jsonSize = kept.length;
-      return;
-    }
-    this.jsonSize += kept.length;
-    json.push(kept);
-    while (json.length > 1 && this.jsonSize > MAX_JSON_BYTES && this.jsonSize - json[0]!.length >= JSON_TAIL_BYTES) {
-      this.jsonSize -= json.shift()!.length;
-      this.truncated = true;
-    }
   }
 
   /**
@@ -407,14 +278,14 @@ export class UsageTap implements ResponseFilter {
       end += block.raw.length;
       const out = this.readBlock(block);
       if (out !== undefined) (replaced ??= new Map()).set(i, out);
-      if (this.grant === undefined) continue;
-      const verdict = this.verdict();
+      if (this.hold === undefined) continue;
+      const verdict = this.hold.verdict();
       if (verdict === 'pass') continue;
       if (verdict === 'stop' || verdict === 'cut') {
         const sent = verdict === 'stop' ? i + 1 : i;
         const sentEnd = verdict === 'stop' ? end : end - block.raw.length;
         const ending = this.endingNow(verdict === 'cut');
-        return Buffer.concat([this.unsent(bytes, blocks, sent, start, sentEnd, replaced), ending]);
+        return Buffer.concat([unsentBytes(this.wholeEvents, bytes, blocks, sent, start, sentEnd, replaced), ending]);
       }
       // The hold is being extended: this event and what follows wait for the answer (what went before goes now).
       const sentEnd = end - block.raw.length;
@@ -425,11 +296,11 @@ export class UsageTap implements ResponseFilter {
       }
       this.held = bytes.length - end;
       void verdict.then((answer) => this.resume(answer));
-      return this.unsent(bytes, blocks, i, start, sentEnd, replaced);
+      return unsentBytes(this.wholeEvents, bytes, blocks, i, start, sentEnd, replaced);
     }
     this.held = bytes.length - end;
     if (!this.wholeEvents || (replaced === undefined && start === 0 && end === bytes.length)) return undefined;
-    return this.unsent(bytes, blocks, blocks.length, start, end, replaced);
+    return unsentBytes(this.wholeEvents, bytes, blocks, blocks.length, start, end, replaced);
   }
 
   /** Reads an event; returns what goes out instead of it (EMPTY: dropped, or rewritten with the cost), else undefined. */
@@ -441,46 +312,6 @@ export class UsageTap implements ResponseFilter {
     if (reader.finalUsageAt !== undefined && this.wholeEvents && !this.assembly)
       return this.withCost(block, reader.finalUsageAt);
     return undefined;
-  }
-
-  /**
-   * What the output so far asks of the stream. The hold follows a count that cannot under-state the output
-   * (`countOutput`): past what is held, more is asked for (only where events go out whole, so that one can wait).
-   * The stream ends only when a count that cannot over-state it (`stopCount`) passes the grant, or more is refused.
-   */
-  private judge(): Verdict {
-    const output = this.reader!.output;
-    const grant = this.grant!;
-    const held = this.holdTokens;
-    // Far below the hold (and, before any extension, below the grant: the lower count is under the upper one).
-    if (output.boundOf(output.hold) <= held && (held === grant || output.tokenBound <= grant)) return 'pass';
-    const counting = this.fixedCounting!;
-    const over = this.wholeEvents && output.passes(held, counting.countOutput, output.hold);
-    if ((over || held > grant || !this.wholeEvents) && output.passes(grant, counting.stopCount))
-      return over ? 'cut' : 'stop';
-    return over ? 'extend' : 'pass';
-  }
-
-  /** The verdict, once the hold was extended as far as the output needs (at once where the holders answer at once). */
-  private verdict(): Outcome | Promise<Outcome> {
-    const verdict = this.judge();
-    if (verdict !== 'extend') return verdict;
-    const output = this.reader!.output;
-    const needed = Math.ceil(output.countOf(this.fixedCounting!.countOutput) - this.holdTokens);
-    this.extensions++;
-    // Twice what is held, or what the output needs: an upstream that ignores its cap costs a few round trips.
-    const granted = this.ctx.extendOutput(Math.max(needed, this.holdTokens), needed);
-    if (typeof granted === 'number') return this.extended(granted);
-    return granted.then(
-      (tokens) => this.extended(tokens),
-      (): Outcome => 'cut',
-    );
-  }
-
-  private extended(tokens: number): Outcome | Promise<Outcome> {
-    if (tokens <= 0) return 'cut';
-    this.holdTokens += tokens;
-    return this.verdict();
   }
 
   /** The extension answered: what waited goes out up to where the stream ends, or until another extension. */
@@ -497,7 +328,7 @@ export class UsageTap implements ResponseFilter {
         if (++index === waiting.length) break;
         const next = waiting[index]!;
         next.out = this.readBlock(next.block) ?? next.block.raw;
-        verdict = this.grant === undefined ? 'pass' : this.verdict();
+        verdict = this.hold === undefined ? 'pass' : this.hold.verdict();
       }
     } catch {
       this.broken = true;
@@ -550,7 +381,7 @@ export class UsageTap implements ResponseFilter {
     const output = this.reader!.output;
     if (withheld) output.withdrawEvent();
     const counted = output.tokens(this.fixedCounting!.countOutput);
-    this.stoppedAt = this.grant === undefined ? counted : Math.min(counted, this.holdTokens);
+    this.stoppedAt = this.hold === undefined ? counted : Math.min(counted, this.hold.tokens);
     const ending = this.reader!.ending({
       inputTokens: this.ctx.estimate?.inputTokens ?? 0,
       outputTokens: this.stoppedAt,
@@ -565,26 +396,6 @@ export class UsageTap implements ResponseFilter {
     if (cost === undefined) return undefined;
     const data = withCostUsd(block.data, path, exactUsd(cost));
     return data === undefined ? undefined : withData(block.raw, data);
-  }
-
-  /**
-   * The bytes of the first `count` blocks that did not go out yet. Passing through, everything
-   * before `end` in this chunk (an event's first bytes already left with an earlier chunk); with whole
-   * events, whole blocks only, each as `replaced` has it (empty: dropped), else as it came (an open
-   * event's bytes were held back).
-   */
-  private unsent(
-    bytes: Buffer,
-    blocks: SseBlock[],
-    count: number,
-    start: number,
-    end: number,
-    replaced: Map<number, Buffer> | undefined,
-  ): Buffer {
-    if (!this.wholeEvents || (replaced === undefined && start === 0)) return bytes.subarray(0, end);
-    const kept: Buffer[] = [];
-    for (let i = 0; i < count; i++) kept.push(replaced?.get(i) ?? blocks[i]!.raw);
-    return Buffer.concat(kept);
   }
 
   private stop(): void {
@@ -635,8 +446,7 @@ export class UsageTap implements ResponseFilter {
       if (!res.headersSent) res.statusCode = 502;
       return StreamAssembly.failure(ctx.servedBy ?? this.adapter!.label ?? this.adapter!.provider);
     }
-    this.heldJson = [answer];
-    return this.endJson()!;
+    return this.endJson([answer])!;
   }
 
   private detect(): void {
@@ -653,12 +463,12 @@ export class UsageTap implements ResponseFilter {
       // The grant as it stands when the answer starts (after every clamp); a declared length cannot take an ending.
       const estimate = this.ctx.estimate;
       if (estimate && lengthFree) {
-        this.grant = estimate.maxOutputTokens * (estimate.outputChoices ?? 1);
-        this.holdTokens = this.grant;
+        const grant = estimate.maxOutputTokens * (estimate.outputChoices ?? 1);
+        this.hold = new OutputHold(grant, this.reader!.output, this.fixedCounting, this.wholeEvents, this.ctx);
       }
     } else if (type.includes('json') || type === '') {
       this.mode = 'json';
-      if (this.bill !== undefined) this.heldJson = [];
+      this.jsonBody = new JsonBody(this.bill !== undefined);
     } else {
       this.mode = 'other';
       this.tellCostAhead();
@@ -673,10 +483,7 @@ export class UsageTap implements ResponseFilter {
     const { res } = this;
     if (this.bill === undefined || res.headersSent || res.statusCode >= 300) return;
     const cost = this.bill.costNow(false);
-    if (cost === undefined) return;
-    res.setHeader(COST_HEADER, exactUsd(cost));
-    const remaining = budgetRemainingAfter(this.ctx, cost);
-    if (remaining !== undefined) res.setHeader(BUDGET_REMAINING_HEADER, exactUsd(remaining));
+    if (cost !== undefined) tellCostHeaders(res, this.ctx, cost);
   }
 
   /** The response ended: the bytes still held (strip mode), if any. */
@@ -699,40 +506,19 @@ export class UsageTap implements ResponseFilter {
 
   /** The reader, after feeding it what a JSON body held. */
   finish(): UsageReader | undefined {
-    const json = this.json;
-    if (!this.reader || this.mode !== 'json' || json === undefined) return this.reader;
-    this.json = undefined;
-    const bytes = jsonBytes(json);
-    if (this.truncated) {
-      const text = bytes.toString('utf8');
-      const usage = findUsageObject(text);
-      if (usage !== undefined) this.reader.onJson({ usage });
-      else this.reader.onUnparsed(text);
-      return this.reader;
-    }
-    // The fields that carry usage and model, found by a scan and parsed alone, stand for the answer when its usage is
-    // complete; otherwise (no usage, partial usage, no output reported) the answer is read whole by a fresh reader.
-    const fields = this.adapter?.answerUsageFields;
-    if (fields !== undefined) {
-      const found = topLevelFields(bytes, fields);
-      if (found !== undefined) {
-        this.reader.onJson(found);
-        const read = this.reader.result(this.counting.countOutput);
+    if (!this.reader || this.mode !== 'json') return this.reader;
+    const kept = this.jsonBody!.takeKept();
+    if (kept === undefined) return this.reader;
+    this.reader = readJsonAnswer(kept, this.reader, {
+      fields: this.adapter?.answerUsageFields,
+      complete: (reader) => {
+        const read = reader.result(this.counting.countOutput);
         // An answer granted no output (embeddings) reports none: its usage is complete without it.
         const noOutput = this.ctx.estimate?.maxOutputTokens === 0;
-        if (read?.source === 'provider' && (read.usage.outputTokens > 0 || noOutput)) return this.reader;
-        this.reader = this.adapter!.createReader({ stripAddedUsage: this.addedUsage, request: this.ctx.call?.body });
-      }
-    }
-    const text = bytes.toString('utf8');
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      this.reader.onUnparsed(text);
-      return this.reader;
-    }
-    this.reader.onJson(body);
+        return read?.source === 'provider' && (read.usage.outputTokens > 0 || noOutput);
+      },
+      fresh: () => this.adapter!.createReader({ stripAddedUsage: this.addedUsage, request: this.ctx.call?.body }),
+    });
     return this.reader;
   }
 }

@@ -107,17 +107,8 @@ function stripeClient(options: StripeMeterSinkOptions): StripeClient {
 }
 
 /**
- * A usage sink that bills through Stripe's billing meters: for each record of a tenant in `customers` with a cost,
- * one meter event (`event_name`, `payload.stripe_customer_id`, `identifier` = the record's id, `timestamp` = the
- * record's), sent by the official `stripe` package, `concurrency` at a time. `payload.value` is whole USD micro-units
- * with the remainder carried per customer and UTC month (`carriedValue`): the events of a customer's month add up to
- * floor(the month's nano-USD / 1000), and a record whose cost carries no whole micro-USD makes no event of its own.
- * Each record's value and the running totals are journaled in `directory` before the event is sent and before
- * `flushStored()` lets the usage spool forget the record, so a restart neither loses nor repeats a nano-USD: a replayed
- * record already assigned adds nothing, and an event assigned but not accepted is sent again with the same value and
- * identifier (Stripe drops a duplicate identifier). An event Stripe does not accept stays queued and is sent again at
- * the next flush, after an exponential wait with full jitter: `flushStored()` resolves true only once all are
- * accepted. An event Stripe refuses for good (a 4xx it would repeat) is reported and dropped.
+ * A usage sink that bills through Stripe's billing meters, one event per record, each nano-USD billed once across
+ * restarts (docs/architecture.md, "Stripe billing: each nano-USD once").
  */
 export function stripeMeterSink(options: StripeMeterSinkOptions): StripeMeterSink {
   const config = resolveStripeOptions(options);

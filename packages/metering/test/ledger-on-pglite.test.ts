@@ -104,7 +104,8 @@ async function postgresBackend(): Promise<Backend> {
     db: pool,
     location: { table },
     async close() {
-      await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes"`);
+      await pool.query(`DROP TABLE IF EXISTS "${table}", "${table}_outcomes", "${table}_hourly", "${table}_daily"`);
+      await pool.query(`DROP FUNCTION IF EXISTS "${table}_add_to_rollups"`);
       await pool.end();
     },
   };
@@ -259,5 +260,26 @@ describe.each([
       3_000_001_250_000,
     );
     expect((await source.idsWithSpend('tenant', start)).sort()).toEqual(['acme', 'globex']);
+  });
+
+  it("keeps a rebuild's reads to the callers of some tenants or keys when asked (a drift sample's)", async () => {
+    const source = postgresSpendSource(backend.db, backend.location);
+    const until = start + 24 * HOUR;
+    const callers = async (only?: { tenantIds: string[]; keyIds: string[] }) =>
+      (await source.spentByCaller(start, until, undefined, undefined, only))
+        .map((row) => `${row.tenantId}/${row.keyId}=${row.spentNanoUsd}`)
+        .sort();
+    const all = await callers();
+    expect(await callers({ tenantIds: ['globex'], keyIds: [] })).toEqual(['globex/k9=7']);
+    // Two callers of key k1: its calls with tags and without.
+    const k1 = ['acme/k1=1250000', 'acme/k1=3000000000000'];
+    expect(await callers({ tenantIds: [], keyIds: ['k1'] })).toEqual(k1);
+    expect(await callers({ tenantIds: ['globex'], keyIds: ['k1'] })).toEqual([...k1, 'globex/k9=7']);
+    expect(await callers({ tenantIds: [], keyIds: [] })).toEqual([]);
+    expect(all.length).toBeGreaterThan(2);
+    const records = await source.recordsFinishedSince(start, until, start, { tenantIds: ['acme'], keyIds: [] });
+    expect(records.map((record) => record.id).sort()).toEqual(['a1', 'a2', 'a3']);
+    // A tenant id that reads like SQL is a value, never a part of the query.
+    expect(await callers({ tenantIds: ["acme') OR true --"], keyIds: [] })).toEqual([]);
   });
 });

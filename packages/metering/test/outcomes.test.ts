@@ -1,60 +1,15 @@
 // Outcomes in the SQL ledger: recorded per tenant, once per subject and kind, and read as cost per outcome, on PGlite and PostgreSQL.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { costPerOutcome, migrateUsageLedger, recentUsage, recordOutcome, runReportCommand } from '@tollgate/metering';
+import { costPerOutcome, migrateUsageLedger, recentUsage, recordOutcome } from '@tollgate/metering';
 import { outcomeTableName } from '../src/postgres-ledger.js';
 import { postgresSink } from '@tollgate/metering/postgres';
 import { pgliteBackend, postgresBackend } from './ledger-backends.js';
 import type { Backend } from './ledger-backends.js';
-import { sampleRecord } from './sample-record.js';
+import { outcomeRecords } from './ledger-samples.js';
 
-const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const since = new Date(Date.now() - 3_600_000);
 
-const records = [
-  sampleRecord({
-    id: 'u1',
-    requestId: 'r1',
-    conversationId: 'c1',
-    tenantId: 'acme',
-    feature: 'support',
-    costNanoUsd: 1_000_000,
-  }),
-  sampleRecord({
-    id: 'u2',
-    requestId: 'r2',
-    conversationId: 'c1',
-    tenantId: 'acme',
-    feature: 'support',
-    costNanoUsd: 3_000_000,
-  }),
-  sampleRecord({
-    id: 'u3',
-    requestId: 'r3',
-    conversationId: 'c2',
-    tenantId: 'acme',
-    feature: 'search',
-    costNanoUsd: 500_000,
-  }),
-  sampleRecord({ id: 'u4', requestId: 'r4', tenantId: 'acme', feature: 'support', costNanoUsd: 2_000_000 }),
-  // The conversation c2 goes on in another feature.
-  sampleRecord({
-    id: 'u5',
-    requestId: 'r5',
-    conversationId: 'c2',
-    tenantId: 'acme',
-    feature: 'support',
-    costNanoUsd: 250_000,
-  }),
-  // Another tenant with the same conversation id and a request id of its own.
-  sampleRecord({
-    id: 'g1',
-    requestId: 'g1',
-    conversationId: 'c1',
-    tenantId: 'globex',
-    feature: 'support',
-    costNanoUsd: 100,
-  }),
-];
+const records = outcomeRecords;
 
 describe.each([
   ['PGlite', pgliteBackend],
@@ -230,69 +185,5 @@ describe.each([
     await expect(
       recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r1', kind: 'resolved' }, backend.location),
     ).resolves.toMatchObject({ created: false });
-  });
-});
-
-describe('report --outcomes', () => {
-  let backend: Backend;
-  const capture = () => {
-    const out = { stdout: '', stderr: '' };
-    return {
-      out,
-      io: {
-        stdout: { write: (text: string) => (out.stdout += text) },
-        stderr: { write: (text: string) => (out.stderr += text) },
-      },
-    };
-  };
-
-  beforeAll(async () => {
-    backend = await postgresBackend('tg_outcomes')();
-    const sink = postgresSink({ db: backend.db, ...backend.location, flushIntervalMs: 60_000 });
-    for (const record of records) sink.write(record);
-    await sink.close();
-    await recordOutcome(
-      backend.db,
-      { tenantId: 'acme', conversationId: 'c1', kind: 'resolved', valueNanoUsd: 8_000_000_000 },
-      backend.location,
-    );
-    await recordOutcome(backend.db, { tenantId: 'acme', requestId: 'r4', kind: 'resolved' }, backend.location);
-  });
-
-  afterAll(async () => {
-    await backend.close();
-  });
-
-  it('prints cost per outcome per tenant and kind, and value per cost', async () => {
-    const { out, io } = capture();
-    const flags = [
-      '--postgres',
-      POSTGRES_URL,
-      '--schema',
-      backend.location.schema!,
-      '--table',
-      backend.location.table!,
-    ];
-    expect(await runReportCommand(['report', '--outcomes', '--since', '1h', ...flags], io)).toBe(0);
-    expect(out.stderr).toBe('');
-    const lines = out.stdout.split('\n');
-    expect(lines[2]).toMatch(
-      /^tenant\s+outcome\s+outcomes\s+requests\s+cost USD\s+per outcome USD\s+value USD\s+value per cost$/,
-    );
-    // c1 ($0.004, valued $8) and r4 ($0.002): $0.003 per resolution; $8 for the $0.004 of the valued one.
-    expect(out.stdout).toMatch(/acme\s+resolved\s+2\s+3\s+0\.006000\s+0\.003000\s+8\.000000\s+2,000\n/);
-    const json = capture();
-    expect(
-      await runReportCommand(
-        ['report', '--outcomes', '--by', 'feature', '--kind', 'resolved', '--json', ...flags],
-        json.io,
-      ),
-    ).toBe(0);
-    expect(JSON.parse(json.out.stdout)).toEqual([
-      expect.objectContaining({ feature: 'support', outcome: 'resolved', outcomes: 2, costUsd: 0.006 }),
-    ]);
-    const bad = capture();
-    expect(await runReportCommand(['report', '--outcomes', '--by', 'model', ...flags], bad.io)).toBe(2);
-    expect(bad.out.stderr).toContain('--by with --outcomes must be one of tenant, feature');
   });
 });

@@ -2,16 +2,11 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  aggregateUsage,
-  formatUsageReport,
-  migrateUsageLedger,
-  recentUsage,
-  runReportCommand,
-} from '@tollgate/metering';
+import { aggregateUsage, migrateUsageLedger, recentUsage } from '@tollgate/metering';
 import { insertUsageRecords, ledgerMigrationSql } from '../src/postgres-ledger.js';
 import { postgresSink } from '@tollgate/metering/postgres';
 import pg from 'pg';
+import { cacheSavings, spendRecords } from './ledger-samples.js';
 import { sampleRecord } from './sample-record.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -21,56 +16,7 @@ const table = 'usage_ledger';
 const db = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
 
 const now = Date.now();
-const hoursAgo = (hours: number) => new Date(now - hours * 3_600_000).toISOString();
-const records = [
-  sampleRecord({
-    requestId: 'r1',
-    timestamp: hoursAgo(1),
-    tenantId: 'acme',
-    feature: 'support-bot',
-    tags: ['eu', 'beta'],
-    model: 'gpt-4o',
-    costNanoUsd: 3_000_000,
-    inputTokens: 1000,
-    outputTokens: 100,
-  }),
-  sampleRecord({
-    requestId: 'r2',
-    timestamp: hoursAgo(2),
-    tenantId: 'acme',
-    feature: 'search',
-    model: 'gpt-4o-mini',
-    costNanoUsd: 1_000_000,
-    inputTokens: 500,
-    outputTokens: 50,
-  }),
-  sampleRecord({
-    requestId: 'r3',
-    timestamp: hoursAgo(30),
-    tenantId: 'globex',
-    feature: 'support-bot',
-    tags: ['eu'],
-    model: 'gpt-4o',
-    costNanoUsd: 7_500_000,
-    inputTokens: 2000,
-    outputTokens: 300,
-    cachedInputTokens: 0,
-    reasoningTokens: 0,
-  }),
-  sampleRecord({ requestId: 'r4', timestamp: hoursAgo(24 * 10), tenantId: 'acme', costNanoUsd: 99_000_000 }),
-  sampleRecord({
-    requestId: 'r5',
-    timestamp: hoursAgo(3),
-    tenantId: null,
-    feature: null,
-    model: 'claude-haiku-4-5',
-    costNanoUsd: 250_000,
-    inputTokens: 10,
-    outputTokens: 5,
-    cachedInputTokens: 0,
-    reasoningTokens: 0,
-  }),
-];
+const records = spendRecords(now);
 
 beforeAll(async () => {
   const sink = postgresSink({ connectionString: POSTGRES_URL, schema, table, batchSize: 2, flushIntervalMs: 60_000 });
@@ -395,207 +341,10 @@ describe('aggregateUsage', () => {
   });
 });
 
-describe('runReportCommand', () => {
-  const capture = () => {
-    const out = { stdout: '', stderr: '' };
-    return {
-      out,
-      io: {
-        stdout: { write: (text: string) => (out.stdout += text) },
-        stderr: { write: (text: string) => (out.stderr += text) },
-      },
-    };
-  };
-
-  it('prints a table per tenant for the last 7 days', async () => {
-    const { out, io } = capture();
-    const code = await runReportCommand(
-      ['report', '--by', 'tenant', '--since', '7d', '--postgres', POSTGRES_URL, '--schema', schema, '--table', table],
-      io,
-    );
-    expect(out.stderr).toBe('');
-    expect(code).toBe(0);
-    const lines = out.stdout.split('\n');
-    expect(lines[2]).toMatch(
-      /^tenant\s+requests\s+input\s+cached\s+cache write\s+output\s+reasoning\s+cost USD\s+cache hits\s+saved USD$/,
-    );
-    expect(out.stdout).toMatch(/globex\s+1\s+2,000\s+0\s+0\s+300\s+0\s+0\.007500\s+0\s+0\.000000\n/);
-    expect(out.stdout).toMatch(/acme\s+2\s+1,500\s+800\s+0\s+150\s+100\s+0\.004000\s+0\s+0\.000000\n/);
-    expect(out.stdout).toMatch(/\(none\)\s+1\s+10/);
-    expect(out.stdout).toMatch(/total\s+4\s+3,510\s+800\s+0\s+455\s+100\s+0\.011750\s+0\s+0\.000000\n/);
-  });
-
-  it('reports by tag as CSV and JSON, without a total row (a record counts under each of its tags)', async () => {
-    const flags = ['--since', '7d', '--postgres', POSTGRES_URL, '--schema', schema, '--table', table];
-    const csv = capture();
-    expect(await runReportCommand(['report', '--by', 'tag', '--format', 'csv', ...flags], csv.io)).toBe(0);
-    const lines = csv.out.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^tag,requests,/);
-    expect(lines.slice(1).map((line) => line.split(',').slice(0, 2))).toEqual([
-      ['eu', '2'],
-      ['beta', '1'],
-      ['', '2'],
-    ]);
-    const json = capture();
-    expect(await runReportCommand(['report', '--by', 'tag', '--json', ...flags], json.io)).toBe(0);
-    const rows = JSON.parse(json.out.stdout) as { tag: string | null; requests: number }[];
-    expect(rows.map((row) => [row.tag, row.requests])).toEqual([
-      ['eu', 2],
-      ['beta', 1],
-      [null, 2],
-    ]);
-    const table_ = capture();
-    expect(await runReportCommand(['report', '--by', 'tag', ...flags], table_.io)).toBe(0);
-    expect(table_.out.stdout).toMatch(/eu\s+2\s+/);
-    expect(table_.out.stdout).not.toMatch(/^total/m);
-  });
-
-  it('prints JSON by day, and explains bad arguments with exit code 2', async () => {
-    const json = capture();
-    expect(
-      await runReportCommand(
-        ['--by=day', '--since=30d', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`, '--json'],
-        json.io,
-      ),
-    ).toBe(0);
-    expect((JSON.parse(json.out.stdout) as unknown[]).length).toBe(
-      new Set(records.map((record) => record.timestamp.slice(0, 10))).size,
-    );
-    const bad = capture();
-    expect(await runReportCommand(['report', '--by', 'planet'], bad.io)).toBe(2);
-    expect(bad.out.stderr).toContain('--by must be one of tenant, feature, model, day');
-    expect(bad.out.stderr).toContain('Run "tollgate report --help" for its usage.');
-    const failing = capture();
-    expect(
-      await runReportCommand(
-        ['report', '--postgres', POSTGRES_URL, '--schema', schema, '--table', 'no_such_table'],
-        failing.io,
-      ),
-    ).toBe(1);
-    expect(failing.out.stderr).toContain('no_such_table');
-  });
-
-  it('refuses a flag taken for the value of the one before it, and a bare number as a date, with exit code 2', async () => {
-    // `--tenant --json` would report on a tenant called "--json", as a table.
-    const flag = capture();
-    expect(
-      await runReportCommand(
-        ['report', '--tenant', '--json', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`],
-        flag.io,
-      ),
-    ).toBe(2);
-    expect(flag.out.stderr).toContain("Option '--tenant' argument is ambiguous");
-    // A mistyped flag is named with the one it is closest to.
-    const typo = capture();
-    expect(await runReportCommand(['report', '--tenat', 'acme'], typo.io)).toBe(2);
-    expect(typo.out.stderr).toContain('unknown option --tenat; did you mean "--tenant"?');
-    // `--since 7` (meant: 7 days) is not the year 2001.
-    const bare = capture();
-    expect(
-      await runReportCommand(
-        ['report', '--since', '7', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${table}`],
-        bare.io,
-      ),
-    ).toBe(2);
-    expect(bare.out.stderr).toContain('--since must be a duration like 7d or an ISO date');
-  });
-
-  it('formats a table with a total row, money in USD', () => {
-    const text = formatUsageReport('model', [
-      {
-        group: 'gpt-4o',
-        requests: 1,
-        refusals: 0,
-        inputTokens: 1,
-        cachedInputTokens: 0,
-        cacheWriteTokens: 0,
-        outputTokens: 1,
-        reasoningTokens: 0,
-        costNanoUsd: 1_500_000_000,
-        cacheHits: 0,
-        savedNanoUsd: 0,
-      },
-    ]);
-    expect(text).toContain(' 1.500000 ');
-    expect(text.trimEnd().split('\n').pop()).toMatch(/^total/);
-  });
-});
-
-describe('what caching saved, in the report', () => {
+describe('what caching saved, in the aggregates', () => {
   const savings = { schema, table: 'cache_savings' };
   // Response-cache hits (usage source `cache`, billed nothing or a fraction) and provider calls with a cached-input discount.
-  const cached = [
-    sampleRecord({
-      requestId: 'a1',
-      timestamp: hoursAgo(1),
-      tenantId: 'acme',
-      costNanoUsd: 3_000_000,
-      savedNanoUsd: 1_250_000,
-    }),
-    sampleRecord({
-      requestId: 'a2',
-      timestamp: hoursAgo(2),
-      tenantId: 'acme',
-      costNanoUsd: 0,
-      savedNanoUsd: 4_500_000,
-      usageSource: 'cache',
-    }),
-    sampleRecord({
-      requestId: 'a3',
-      timestamp: hoursAgo(3),
-      tenantId: 'acme',
-      costNanoUsd: 450_000,
-      savedNanoUsd: 4_050_000,
-      usageSource: 'cache',
-    }),
-    // Past 2^32 nano-USD: the sums are bigint in the database and exact integers here.
-    sampleRecord({
-      requestId: 'g1',
-      timestamp: hoursAgo(4),
-      tenantId: 'globex',
-      costNanoUsd: 0,
-      savedNanoUsd: 2_500_000_000_000,
-      usageSource: 'cache',
-    }),
-    sampleRecord({
-      requestId: 'g2',
-      timestamp: hoursAgo(5),
-      tenantId: 'globex',
-      costNanoUsd: 7_000_000,
-      savedNanoUsd: 1_234_567_891,
-    }),
-    // No caching at all: no savedNanoUsd on the record.
-    sampleRecord({ requestId: 'i1', timestamp: hoursAgo(6), tenantId: 'initech', costNanoUsd: 1_000_000 }),
-    // Before the report's range.
-    sampleRecord({
-      requestId: 'old',
-      timestamp: hoursAgo(24 * 10),
-      tenantId: 'acme',
-      costNanoUsd: 0,
-      savedNanoUsd: 99_000_000,
-      usageSource: 'cache',
-    }),
-  ];
-  const since = new Date(now - 7 * 86_400_000);
-  const inRange = cached.filter((record) => Date.parse(record.timestamp) >= since.getTime());
-  const expected = (tenant: string) => {
-    const own = inRange.filter((record) => record.tenantId === tenant);
-    return {
-      cacheHits: own.filter((record) => record.usageSource === 'cache').length,
-      savedNanoUsd: own.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0),
-    };
-  };
-  const capture = () => {
-    const out = { stdout: '', stderr: '' };
-    return {
-      out,
-      io: {
-        stdout: { write: (text: string) => (out.stdout += text) },
-        stderr: { write: (text: string) => (out.stderr += text) },
-      },
-    };
-  };
-  const flags = ['--since', '7d', `--postgres=${POSTGRES_URL}`, `--schema=${schema}`, `--table=${savings.table}`];
+  const { cached, since, expected } = cacheSavings(now);
 
   beforeAll(async () => {
     await migrateUsageLedger(db, savings);
@@ -614,28 +363,5 @@ describe('what caching saved, in the report', () => {
     expect(expected('globex')).toEqual({ cacheHits: 1, savedNanoUsd: 2_501_234_567_891 });
     expect(expected('acme')).toEqual({ cacheHits: 2, savedNanoUsd: 9_800_000 });
     expect(expected('initech')).toEqual({ cacheHits: 0, savedNanoUsd: 0 });
-  });
-
-  it('prints cache hits and saved per tenant and in total, and the same figures as JSON', async () => {
-    const table = capture();
-    expect(await runReportCommand(['report', '--by', 'tenant', ...flags], table.io)).toBe(0);
-    expect(table.out.stderr).toBe('');
-    expect(table.out.stdout).toMatch(/\nglobex\s.*\s0\.007000\s+1\s+2501\.234568\n/);
-    expect(table.out.stdout).toMatch(/\nacme\s.*\s0\.003450\s+2\s+0\.009800\n/);
-    expect(table.out.stdout).toMatch(/\ninitech\s.*\s0\.001000\s+0\s+0\.000000\n/);
-    expect(table.out.stdout).toMatch(/\ntotal\s+6\s.*\s0\.011450\s+3\s+2501\.244368\n/);
-    const json = capture();
-    expect(await runReportCommand(['report', '--by', 'tenant', '--json', ...flags], json.io)).toBe(0);
-    const rows = JSON.parse(json.out.stdout) as { tenant: string; cacheHits: number; savedUsd: number }[];
-    for (const tenant of ['acme', 'globex', 'initech']) {
-      const { cacheHits, savedNanoUsd } = expected(tenant);
-      const row = rows.find((candidate) => candidate.tenant === tenant)!;
-      expect(row.cacheHits).toBe(cacheHits);
-      // USD to the micro-USD: 2,501,234,567,891 nano-USD is 2501.234568.
-      expect(row.savedUsd).toBeCloseTo(savedNanoUsd / 1e9, 6);
-    }
-    expect(Math.round(rows.reduce((sum, row) => sum + row.savedUsd, 0) * 1e6)).toBe(
-      Math.round(inRange.reduce((sum, record) => sum + (record.savedNanoUsd ?? 0), 0) / 1000),
-    );
   });
 });

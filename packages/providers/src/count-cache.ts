@@ -39,22 +39,8 @@ interface KeptText {
 }
 
 /**
- * Exact token counts of texts a meter counted, per scope (the tenant) and encoding. Requests repeat
- * most of their text: the same system prompt on every call, the whole conversation resent each
- * turn, the same tool definitions. Each such text is counted and then found by a lookup.
- *
- * A text is kept from its second sighting: its first only leaves a mark in a fixed table (no
- * copy of the text, no memory that grows), so a text that never comes back (most users'
- * questions) costs a hash, not a place in the cache. Two texts with one mark make one of them
- * kept early, never a wrong count.
- *
- * Bounded by characters: at most `maxChars` of texts (and their scope keys and bookkeeping) are
- * kept, the least recently used dropped first, so a text in use stays while texts not sent again
- * age out. A text longer than an eighth of `maxChars` is not kept.
- *
- * Only exact counts are kept (never a byte bound given when the time budget ran out), and a count
- * depends on nothing but the text and the encoding, so a hit is the count the tokenizer would give.
- * Scopes keep tenants apart: no tenant can tell from a faster answer that another one sent a text.
+ * Exact token counts of texts a meter counted, per scope (the tenant) and encoding, kept from a text's second sighting
+ * and bounded by characters (docs/performance.md, "The count cache").
  */
 export class TokenCountCache {
   readonly #maxTextChars: number;

@@ -2,7 +2,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
 import { batchLimitHeaders } from './rate-limit-headers.js';
-import type { LimitReading } from './limit-readings.js';
 import {
   asPromise,
   attemptOf,
@@ -11,6 +10,7 @@ import {
   registerLimitCheck,
   runLimitCheck,
   type LimitCheck,
+  type LimitReading,
   type Verdict,
 } from './limit-check.js';
 

@@ -10,9 +10,8 @@ import type { ResolvedLimiterOptions } from './limiter-options.js';
 import { StoreFailure } from './store-failure.js';
 import type { StoreFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, WaitOptions } from './types.js';
-import { registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
+import { registerLimitCheck, runLimitCheck, type LimitCheck, type LimitReading, type Verdict } from './limit-check.js';
 import { readable } from './limit-readings.js';
-import type { LimitReading } from './limit-readings.js';
 import type { WaitQueue } from './wait-queue.js';
 
 export interface ConcurrencyLimitOptions extends CommonLimitOptions {

@@ -7,6 +7,7 @@ export { tierPolicy, type TierPolicyOptions } from './tier-policy.js';
 export type { LimitLayerOptions } from './limit-layers.js';
 export type { StoresWithCommands } from './types.js';
 export { describeWindow } from './rate-limit-headers.js';
-export { readLimits, type LimitReading } from './limit-readings.js';
+export type { LimitReading } from './limit-check.js';
+export { readLimits } from './limit-readings.js';
 // Core's shadow mode, at the door of the pieces it shadows: `app.use(shadowMode(rule))` before the limiters.
 export { shadowMode, type ShadowRule } from '@tollgate/core/checks';

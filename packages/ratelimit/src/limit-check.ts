@@ -7,8 +7,25 @@ import {
   type CheckVerdict,
   type PreCallCheck,
 } from '@tollgate/core/checks';
-import type { LimitReading } from './limit-readings.js';
 import { QUEUE_HEADER, type WaitQueue } from './wait-queue.js';
+
+/** Where one limit stands for one caller, as the limiter would compare it with its limit now. */
+export interface LimitReading {
+  kind: 'requests' | 'tokens' | 'concurrency';
+  /** The layer's name (`global`, `tenant`, `key`, or the one you gave it). */
+  layer: string;
+  /** Whom the layer counts for this caller: `tenant:acme`, `key:k1`, `global`. */
+  subject: string;
+  /** The caller's limit: its tier's, scaled by a guard's throttle when one slows it down. */
+  limit: number;
+  /** Requests or tokens counted in the window (a token window's previous minute weighted), or requests in flight. */
+  used: number;
+  remaining: number;
+  /** Epoch ms when the window running now ends; undefined when none runs, and for requests in flight. */
+  resetAt: number | undefined;
+  /** The window's length; undefined for requests in flight. */
+  windowMs: number | undefined;
+}
 
 /** What one attempt found. `final` refusals (a request larger than the limit) never wait. */
 export type Verdict<A = unknown, D = unknown> = CheckVerdict<A, D>;

@@ -1,25 +1,7 @@
 // readLimits: where a limiter's layers stand for one caller now, read from the stores they count in, counting nothing.
 import type { Request, RequestHandler } from 'express';
 import type { Identity } from '@tollgate/core';
-import { limitCheckOf } from './limit-check.js';
-
-/** Where one limit stands for one caller, as the limiter would compare it with its limit now. */
-export interface LimitReading {
-  kind: 'requests' | 'tokens' | 'concurrency';
-  /** The layer's name (`global`, `tenant`, `key`, or the one you gave it). */
-  layer: string;
-  /** Whom the layer counts for this caller: `tenant:acme`, `key:k1`, `global`. */
-  subject: string;
-  /** The caller's limit: its tier's, scaled by a guard's throttle when one slows it down. */
-  limit: number;
-  /** Requests or tokens counted in the window (a token window's previous minute weighted), or requests in flight. */
-  used: number;
-  remaining: number;
-  /** Epoch ms when the window running now ends; undefined when none runs, and for requests in flight. */
-  resetAt: number | undefined;
-  /** The window's length; undefined for requests in flight. */
-  windowMs: number | undefined;
-}
+import { limitCheckOf, type LimitReading } from './limit-check.js';
 
 /**
  * What a request of `identity` looks like to a layer: `by` ('key', 'tenant', 'user', 'tier', 'global') and the tier's

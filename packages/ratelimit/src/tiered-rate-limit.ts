@@ -14,7 +14,8 @@ import { createRequestStore, type RequestStore } from './request-store.js';
 import { StoreFailure, type StoreFailureHandling } from './store-failure.js';
 import type { CommonLimitOptions, StoresWithCommands, WaitOptions } from './types.js';
 import { asPromise, registerLimitCheck, runLimitCheck, type LimitCheck, type Verdict } from './limit-check.js';
-import { readable, type LimitReading } from './limit-readings.js';
+import type { LimitReading } from './limit-check.js';
+import { readable } from './limit-readings.js';
 
 export interface TieredRateLimitOptions extends CommonLimitOptions, LimitLayerOptions {
   /**

@@ -5,8 +5,8 @@ import { counterCalls, whenReady, windowPhase, windowStartAt } from '@tollgate/c
 import type { TollgateStores } from '@tollgate/core';
 import type { CounterCalls, MaybePromise, WindowResult } from '@tollgate/core/store-contracts';
 import type { LimitLayer } from './limit-layers.js';
-import { asPromise, settleAll, type Verdict } from './limit-check.js';
-import { readable, type LimitReading } from './limit-readings.js';
+import { asPromise, settleAll, type LimitReading, type Verdict } from './limit-check.js';
+import { readable } from './limit-readings.js';
 import type { ResolvedLimiterOptions } from './limiter-options.js';
 import { StoreFailure, type StoreFailureHandling } from './store-failure.js';
 

@@ -1,6 +1,13 @@
 // API key store on Redis: lookups served from memory while pub/sub reports every change, so a revocation acts everywhere within the pub/sub delivery time.
-import { deepFreeze } from '@tollgate/core/store-contracts';
-import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyStore } from '@tollgate/core/store-contracts';
+import { deepFreeze, keyPageStart } from '@tollgate/core/store-contracts';
+import type {
+  ApiKeyRecord,
+  KeyChange,
+  KeyChangeOutcome,
+  KeyPage,
+  KeyPageQuery,
+  KeyStore,
+} from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import type { KeyCache } from './key-cache.js';
 import type { LuaScript } from './lua.js';
@@ -14,6 +21,9 @@ export function keyChangesChannel(prefix: string): string {
 /** Reads of a key that another writer changed before `change` could write, before it gives up. */
 const MAX_CHANGE_ATTEMPTS = 20;
 
+/** Ids a step of building the id indexes reads (buildKeyIndexes): a short script each, however many keys there are. */
+const INDEX_BUILD_STEP = 1000;
+
 /**
  * Keys share the `{keys}` hash tag: a lookup by hash reads the index and the record in one script on Cluster.
  * With a `cache`, `findByHash` answers from memory for keys that exist; every write publishes the
@@ -23,6 +33,13 @@ export class RedisKeyStore implements KeyStore {
   readonly #base: string;
   readonly #index: string;
   readonly #ids: string;
+  /** The ids of keys whose record carries a budget, and the mark that it was gathered from every key once. */
+  readonly #budgeted: string;
+  readonly #budgetedMark: string;
+  /** The id indexes that pages read (sorted sets: every id, and tenant-and-id), and the state of their building. */
+  readonly #byId: string;
+  readonly #byTenant: string;
+  readonly #indexState: string;
   readonly #channel: string;
   readonly #cache: KeyCache | undefined;
 
@@ -34,6 +51,11 @@ export class RedisKeyStore implements KeyStore {
     this.#base = `${prefix}{keys}:key:`;
     this.#index = `${prefix}{keys}:by-hash`;
     this.#ids = `${prefix}{keys}:ids`;
+    this.#budgeted = `${prefix}{keys}:budgeted`;
+    this.#budgetedMark = `${prefix}{keys}:budgeted:gathered`;
+    this.#byId = `${prefix}{keys}:by-id`;
+    this.#byTenant = `${prefix}{keys}:by-tenant`;
+    this.#indexState = `${prefix}{keys}:by-id:state`;
     this.#channel = keyChangesChannel(prefix);
     this.#cache = cache;
   }
@@ -89,7 +111,7 @@ export class RedisKeyStore implements KeyStore {
     try {
       await this.#run(
         scripts.putKey,
-        [this.#base + record.id, this.#index, this.#ids],
+        [this.#base + record.id, this.#index, this.#ids, this.#budgeted, this.#byId, this.#byTenant],
         [record.id, sha256, JSON.stringify(record), flag, this.#channel, this.#origin],
       );
     } finally {
@@ -127,7 +149,10 @@ export class RedisKeyStore implements KeyStore {
       try {
         outcome = await this.#run(
           scripts.changeKey,
-          [this.#base + id, this.#index, this.#ids, this.#base + (add?.id ?? id)],
+          [
+            ...[this.#base + id, this.#index, this.#ids, this.#base + (add?.id ?? id), this.#budgeted],
+            ...[this.#byId, this.#byTenant],
+          ],
           [
             ...[id, String(json), flag == null ? '0' : String(flag)],
             ...[JSON.stringify(record), record.disabled === true ? '1' : '0', this.#channel, this.#origin],
@@ -148,7 +173,7 @@ export class RedisKeyStore implements KeyStore {
       return (
         (await this.#run(
           scripts.deleteKey,
-          [this.#base + id, this.#index, this.#ids],
+          [this.#base + id, this.#index, this.#ids, this.#budgeted, this.#byId, this.#byTenant],
           [id, this.#channel, this.#origin],
         )) === 1
       );
@@ -161,6 +186,67 @@ export class RedisKeyStore implements KeyStore {
     const reply = (await this.#run(scripts.listKeys, [this.#ids], [this.#base])) as unknown[];
     const records: ApiKeyRecord[] = [];
     for (let i = 0; i < reply.length; i += 2) records.push(toRecord(reply[i], reply[i + 1]));
+    return records.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /**
+   * One page in id order from the id indexes, reading that page's records only. A store written before the indexes
+   * existed (or by an earlier version since) has them built first, in short steps (buildKeyIndexes).
+   */
+  async page(query: KeyPageQuery): Promise<KeyPage> {
+    const start = keyPageStart(query);
+    if (!start) return { keys: [] };
+    const tenant = query.tenantId;
+    const args = [
+      ...[this.#base, start.from, start.exclusive ? '(' : '[', query.prefix ?? '', query.limit],
+      ...[tenant ?? '', tenant === undefined ? '0' : '1'],
+    ];
+    const keys = [tenant === undefined ? this.#byId : this.#byTenant, this.#ids, this.#byId, this.#indexState];
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const reply = (await this.#run(scripts.pageKeys, keys, args)) as unknown[] | null;
+      if (reply === null) {
+        await this.buildIndexes();
+        continue;
+      }
+      const records: ApiKeyRecord[] = [];
+      for (let i = 2; i < reply.length; i += 3) {
+        const record = toRecord(reply[i + 1], reply[i + 2]);
+        // An earlier version's put may have moved a key to another tenant without telling the index.
+        if (tenant === undefined || record.tenantId === tenant) records.push(record);
+      }
+      return reply[0] === '1' ? { keys: records, next: String(reply[1]) } : { keys: records };
+    }
+    throw new Error("the key store's id indexes kept changing while they were built (writers of an earlier version?)");
+  }
+
+  /**
+   * Builds the id indexes where they are missing or their count drifted (idempotent: built, it is one short script).
+   * `again`: from the start whatever their count (after writers of an earlier version, whose add and delete between
+   * two pages leave the count as it was).
+   */
+  async buildIndexes(options: { again?: boolean } = {}): Promise<void> {
+    if (options.again === true) await this.#send(['DEL', this.#indexState]);
+    const keys = [this.#ids, this.#byId, this.#byTenant, this.#indexState];
+    let built = false;
+    while (!built) built = (await this.#run(scripts.buildKeyIndexes, keys, [this.#base, INDEX_BUILD_STEP])) === 1;
+  }
+
+  /**
+   * The keys whose record carries a budget, from a set the writes keep (gathered from every key at its first use, for
+   * keys written before it existed): one script reads a few records, not 100,000.
+   */
+  async listBudgeted(): Promise<ApiKeyRecord[]> {
+    const reply = (await this.#run(
+      scripts.listBudgetedKeys,
+      [this.#budgeted, this.#budgetedMark, this.#ids],
+      [this.#base],
+    )) as unknown[];
+    const records: ApiKeyRecord[] = [];
+    for (let i = 0; i < reply.length; i += 2) {
+      const record = toRecord(reply[i], reply[i + 1]);
+      // A writer of an earlier version may have taken the budget away without telling the set.
+      if (record.budget !== undefined) records.push(record);
+    }
     return records.sort((a, b) => a.id.localeCompare(b.id));
   }
 }

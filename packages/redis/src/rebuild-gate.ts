@@ -7,6 +7,8 @@ import { recordCut } from './scripts.js';
 /** Record ids per recordCut call: a rebuild's cut holds the records of about a minute. */
 const CUT_CHUNK = 500;
 const CUT_SLICE_MS = 3;
+/** How long a slot registered but not yet marked is waited for before it counts as lost (see `refused`). */
+const NEW_SLOT_SETTLE_MS = 250;
 
 /**
  * One mark per ledger slot, `<prefix><tag>:rebuilt`, in the slot itself: the reserve script reads it in the same
@@ -100,7 +102,11 @@ export class RedisRebuildGate implements RebuildGate {
     return () => this.#listeners.delete(listener);
   }
 
-  /** A reserve found the slot of `tag` unmarked: true when it is a new slot (now marked: reserve again). */
+  /**
+   * A reserve found the slot of `tag` unmarked: true when it is a new slot (now marked: reserve again). Processes
+   * meeting a new slot at once race: one registers it (SADD) a moment before it marks it (SET), so a slot named in the
+   * set but not yet marked is looked at again for up to NEW_SLOT_SETTLE_MS before it counts as lost.
+   */
   async refused(tag: string): Promise<boolean> {
     if (this.sharded && tag !== DEFAULT_TAG) {
       const known = Number(await this.#send(['SISMEMBER', this.#registry, tag]));
@@ -109,6 +115,7 @@ export class RedisRebuildGate implements RebuildGate {
         await this.markRebuilt([tag]);
         return true;
       }
+      if (base === 1 && (await this.#markedWithin(tag, NEW_SLOT_SETTLE_MS))) return true;
     }
     for (const listener of this.#listeners) {
       try {
@@ -118,6 +125,16 @@ export class RedisRebuildGate implements RebuildGate {
       }
     }
     return false;
+  }
+
+  /** Whether the slot's mark is there, or appears within `ms` (another process marking the slot it registered). */
+  async #markedWithin(tag: string, ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    for (;;) {
+      if (Number(await this.#send(['EXISTS', this.markOf(tag)])) === 1) return true;
+      if (Date.now() >= until) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   #send(args: string[]): Promise<unknown> {

@@ -1,7 +1,5 @@
 // Reservation ledger on Redis: all-or-nothing reserve across scopes in one script; settles summed in-process and sent in numbered batches, each landing exactly once.
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import {
   assertReserveNumbers,
   assertSettledRecords,
@@ -29,69 +27,9 @@ import { DEFAULT_TAG } from './hash-slot.js';
 import type { LuaScript } from './lua.js';
 import type { RedisRebuildGate } from './rebuild-gate.js';
 import * as scripts from './scripts.js';
-
-/** What this process holds for one live reservation: the settle needs it, Redis keeps no record. */
-interface Held {
-  amount: number;
-  /** The bucket time the reservation expires with (Redis time, ms). */
-  bucket: string;
-  scopes: string[];
-  /** Each scope's birth when reserved: a settle that finds another knows Redis lost the reservation. */
-  births: string[];
-  /** Each scope's period end (epoch ms): where a lost scope is charged again. */
-  periodEnds: number[];
-}
-
-/** One settle waiting for its batch. */
-interface PendingSettle {
-  held: Held;
-  actual: number;
-  /** The usage records `actual` is for: charged without a reservation, only those a rebuild did not count. */
-  records?: readonly SettledRecord[] | undefined;
-  resolve(scopes: ScopeUsage[]): void;
-  reject(error: unknown): void;
-}
-
-/** A reserve whose reply never came (the connection broke, or the deadline passed): Redis may have run it. */
-interface InDoubt {
-  /** Its receipt's tag, `seq,id`, in field `seq % RECEIPTS`. */
-  seq: number;
-  id: string;
-  scopes: string[];
-  periodEnds: number[];
-}
-
-/** A batch as sent (and, when it cannot be sent before close, as spooled). */
-interface Batch {
-  ledger: string;
-  seq: number;
-  /** The scope hashes first in `keys`, then the sequence key (and, from 'b3' on, the slot's cut and rebuilt mark). */
-  scopes?: number;
-  keys: string[];
-  args: string[];
-}
-
-/** The birth a share is sent with when its reservation held nothing: never a hash's, so charged as lost (checked). */
-const HELD_NOTHING = '-';
-
-/**
- * A record as a settle batch carries it: "amount,at,id" (the id last: it is the only part that may hold a comma).
- * Undefined for one that cannot be checked against a rebuild (not an object; an amount or a time that is no finite
- * number, which the script could not compare): the batch goes without it, and where its share lost its reservation the
- * whole amount is charged, never less.
- */
-function recordArg(record: SettledRecord): string | undefined {
-  if (typeof record !== 'object' || record === null) return undefined;
-  try {
-    const amount = Number(record.amount);
-    const at = Number(record.at);
-    if (!Number.isFinite(amount) || !Number.isFinite(at)) return undefined;
-    return `${Math.max(0, Math.ceil(amount))},${Math.floor(at)},${String(record.id)}`;
-  } catch {
-    // A field that cannot be read as a number or a string (a symbol, a throwing getter).
-    return undefined;
-  }
-}
+import { LostReserves, RECEIPTS } from './lost-reserves.js';
+import { batchArgs, claimSpool, dropSpoolFiles, RETRY_MAX_MS, spoolBatches, sumSettles } from './settle-batches.js';
+import type { Batch, Held, InDoubt, PendingSettle } from './settle-batches.js';
 
 /** A budget scope and its birth: Redis's time in µs when its hash was written from nothing, as a decimal string. */
 export interface ScopeBirth {
@@ -193,38 +131,14 @@ function bucketSize(ttlMs: number): number {
   return 2 ** Math.floor(Math.log2(Math.max(16, ttlMs / 8)));
 }
 
-const RETRY_MAX_MS = 2_000;
-/**
- * Receipt fields per ledger, reused in turn: a lost reply is looked up long before this many
- * reserves of the same process landed after it (one round trip once Redis answers again).
- */
-const RECEIPTS = 4_096;
-const MAX_IN_DOUBT = 10_000;
-
 /** False for a failure that came before the command was sent (node-redis's client offline or closed). */
 function mayHaveRun(error: unknown): boolean {
   const name = (error as { name?: unknown } | null)?.name;
   return name !== 'ClientOfflineError' && name !== 'ClientClosedError';
 }
-/** A claimed spool file this old belongs to a ledger that died before it sent it: taken over again (its batches land once). */
-const STALE_CLAIM_MS = 5 * 60_000;
-
 /**
- * Every key of this ledger carries the same hash tag (`{ledger}`, or the slot's on a cluster, see
- * sharded-ledger.ts), so it sits in one Cluster slot: a reserve across its scopes is one atomic script.
- *
- * A reservation is an amount in one expiry bucket of each of its scopes (see scripts.ts); this
- * process remembers which, so a settle needs no record in Redis. Settles are summed per scope
- * and bucket and sent together every `settleDelayMs`, in numbered batches, one at a time: a batch
- * whose reply was lost is sent again with its number and applied once. One that cannot land is
- * retried until it does; at `close()` what is left goes to the spool file. A reservation this
- * process never settles (it died) is charged its amount when its bucket expires.
- *
- * A reserve whose reply never came may have run. Each grant leaves a receipt in a ring of fields
- * of this ledger's own hash; once Redis answers again the ledger reads the receipts of its lost
- * replies and gives back, with the next batch, what they hold. A reserve that never ran left no
- * receipt and gives back nothing. The receipts are read on the same connection, after the lost
- * reserve: a reserve still on its way lands before they are read.
+ * The ledger on Redis: one slot per ledger, settles batched and applied once, receipts for lost reserves
+ * (docs/architecture.md, "The Redis ledger: reserves, batched settles, receipts").
  */
 export class RedisReservationLedger implements ReservationLedger {
   readonly #base: string;
@@ -241,12 +155,9 @@ export class RedisReservationLedger implements ReservationLedger {
   #seq = 0;
   /** Reserves sent: each one's receipt field and tag. */
   #reserves = 0;
-  #inDoubt: InDoubt[] = [];
   /** This ledger's ring of reserve receipts. */
   readonly #receiptsKey: string;
-  /** Receipt lookups that failed in a row, and when the next one may run (their backoff). */
-  #lookupFailures = 0;
-  #lookupNotBefore = 0;
+  readonly #lost: LostReserves;
   /** Spooled batches of earlier ledgers, sent before anything of this one. */
   #replay: Batch[] = [];
   /** The spool files this ledger took over, deleted once their batches landed. */
@@ -269,6 +180,7 @@ export class RedisReservationLedger implements ReservationLedger {
     this.#base = `${prefix}${this.#tag}:`;
     this.#gate = options.gate;
     this.#receiptsKey = `${this.#base}receipts:${this.#id}`;
+    this.#lost = new LostReserves(this.#receiptsKey, (script, keys, args) => this.#run(script, keys, args));
     this.#cutKey = `${this.#base}counted`;
     this.#delayMs = options.settleDelayMs ?? 2;
     this.#spool = options.spool;
@@ -276,42 +188,17 @@ export class RedisReservationLedger implements ReservationLedger {
     if (this.#spool && options.claimSpool !== false) this.#claimSpool(this.#spool);
   }
 
-  /** Takes over the spool files other ledgers left (a rename: two starting together never both take one). */
+  /** Takes over the spool files other ledgers left (see claimSpool); their batches go before anything of this one. */
   #claimSpool(directory: string): void {
-    let names: string[];
-    try {
-      names = readdirSync(directory);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const stale =
-        name.startsWith('claimed-') &&
-        Date.now() - (statSync(join(directory, name), { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) >
-          STALE_CLAIM_MS;
-      if (!/^settles-[\w-]+\.jsonl$/.test(name) && !stale) continue;
-      const claimed = join(directory, `claimed-${this.#id}-${name.replace(/^claimed-[\w-]+?-(settles-)/, '$1')}`);
-      try {
-        renameSync(join(directory, name), claimed);
-      } catch {
-        continue;
-      }
-      this.#claimed.push(claimed);
-      for (const line of readFileSync(claimed, 'utf8').split('\n')) {
-        if (line.trim() === '') continue;
-        try {
-          this.#replay.push(JSON.parse(line) as Batch);
-        } catch {
-          // A line torn by a crash mid-write never held a whole batch.
-        }
-      }
-    }
+    const { claimed, batches } = claimSpool(directory, this.#id);
+    this.#claimed.push(...claimed);
+    this.#replay.push(...batches);
     if (this.#replay.length > 0) this.#schedule(0);
     else this.#dropClaimed();
   }
 
   #dropClaimed(): void {
-    for (const file of this.#claimed) rmSync(file, { force: true });
+    dropSpoolFiles(this.#claimed);
     this.#claimed = [];
   }
 
@@ -490,157 +377,44 @@ export class RedisReservationLedger implements ReservationLedger {
         for (const settle of pending) settle.resolve(settle.held.scopes.map((key) => byKey.get(key)!));
       }
       // After the settles: a lookup that keeps failing never holds them up.
-      if (this.#inDoubt.length > 0) await this.#lookUpInDoubt();
+      if (this.#lost.size > 0) await this.#lookUpInDoubt();
     };
     const flushing = run().finally(() => {
       this.#flushing = undefined;
       if (this.#closed) return;
       if (this.#pending.length > 0) this.#schedule(this.#delayMs);
-      else if (this.#inDoubt.length > 0) this.#schedule(this.#lookupDelay());
+      else if (this.#lost.size > 0) this.#schedule(this.#lookupDelay());
     });
     this.#flushing = flushing;
     return flushing;
   }
 
-  /**
-   * The pending settles summed per scope and bucket, as the next numbered batch. The usage records of the settles go
-   * once each; a share names those of its settles: read only where the share's reservation is lost (or held nothing).
-   */
+  /** The pending settles summed per scope and bucket (see sumSettles), as the next numbered batch. */
   #batchOf(pending: PendingSettle[]): { batch: Batch; scopeKeys: string[] } {
-    const index = new Map<string, number>();
-    const shares = new Map<
-      string,
-      { scope: number; bucket: string; amount: number; actual: number; birth: string; periodEnd: number; refs: string }
-    >();
-    const records: string[] = [];
-    // Each settle's records as sent, one after another (one that cannot be read is left out: recordArg), and where its
-    // own begin and end: a caller in JavaScript may hand anything, and nothing here throws.
-    const ends: number[] = [];
-    for (const { records: settled } of pending) {
-      if (settled)
-        for (const record of settled) {
-          const arg = recordArg(record);
-          if (arg !== undefined) records.push(arg);
-        }
-      ends.push(records.length);
-    }
-    // 'b4': the records in one argument, a line each, and refs as ranges; 'b3' (one argument a record) if an id holds a line break.
-    const packed = !records.some((arg) => arg.includes('\n'));
-    for (let p = 0; p < pending.length; p++) {
-      const { held, actual } = pending[p]!;
-      const first = (p === 0 ? 0 : ends[p - 1]!) + 1;
-      const last = ends[p]!;
-      let refs = '';
-      if (last >= first) {
-        if (packed) refs = `${first}-${last}`;
-        else {
-          refs = String(first);
-          for (let k = first + 1; k <= last; k++) refs += `,${k}`;
-        }
-      }
-      held.scopes.forEach((key, i) => {
-        let scope = index.get(key);
-        if (scope === undefined) {
-          scope = index.size + 1;
-          index.set(key, scope);
-        }
-        // Spend granted elsewhere (a lease's slice, charged under a reservation of 0) is checked as a lost share is.
-        const birth = held.amount === 0 && refs !== '' ? HELD_NOTHING : (held.births[i] ?? '');
-        const periodEnd = held.periodEnds[i] ?? 0;
-        const shareKey = `${scope}\u0000${held.bucket}\u0000${birth}`;
-        const share = shares.get(shareKey);
-        if (share) {
-          share.amount += held.amount;
-          share.actual += actual;
-          share.periodEnd = Math.max(share.periodEnd, periodEnd);
-          if (refs !== '') share.refs = share.refs === '' ? refs : `${share.refs},${refs}`;
-        } else {
-          shares.set(shareKey, { scope, bucket: held.bucket, amount: held.amount, actual, birth, periodEnd, refs });
-        }
-      });
-    }
-    const scopeKeys = [...index.keys()];
+    const summed = sumSettles(pending);
+    const { scopeKeys } = summed;
     const seq = ++this.#seq;
     const gated = this.#gate?.required === true;
-    const args = packed
-      ? [String(seq), 'b4', gated ? '1' : '0', records.join('\n')]
-      : [String(seq), 'b3', gated ? '1' : '0', String(records.length), ...records];
-    for (const share of shares.values())
-      args.push(
-        String(share.scope),
-        share.bucket,
-        String(share.amount),
-        String(share.actual),
-        share.birth,
-        String(share.periodEnd),
-        share.refs,
-      );
+    const args = batchArgs(seq, gated, summed);
     const keys = [...scopeKeys.map((key) => this.#scopeKey(key)), this.#sequenceKey(this.#id), this.#cutKey];
     if (gated) keys.push(this.#gate!.markOf(this.#tag));
     return { batch: { ledger: this.#id, seq, scopes: scopeKeys.length, keys, args }, scopeKeys };
   }
 
   #doubt(reserve: InDoubt): void {
-    // A bound on what a long outage of a live connection can pile up: the oldest are left to be charged at expiry.
-    if (this.#inDoubt.length >= MAX_IN_DOUBT) {
-      const [dropped] = this.#inDoubt.splice(0, 1);
-      process.emitWarning(
-        `tollgate: more than ${MAX_IN_DOUBT} budget reservations whose reply was lost wait to be looked up; ${dropped!.id} is not, and if it held budget, that is charged when it expires`,
-        { code: 'TOLLGATE_RESERVE_IN_DOUBT' },
-      );
-    }
-    this.#inDoubt.push(reserve);
+    this.#lost.add(reserve);
     this.#schedule(this.#lookupDelay());
   }
 
   /** Ms until the receipts may be read again: the settle delay, or what is left of a failed lookup's backoff. */
   #lookupDelay(): number {
-    return Math.max(this.#delayMs, this.#lookupNotBefore - Date.now());
+    return Math.max(this.#delayMs, this.#lost.notBefore - Date.now());
   }
 
-  /**
-   * Reads the receipts of the reserves whose reply never came and queues what each one holds to be
-   * given back (settled at 0) with the next batch. After a failed lookup the next one waits its
-   * backoff; settles meanwhile go out as usual.
-   */
-  async #lookUpInDoubt(): Promise<void> {
-    if (Date.now() < this.#lookupNotBefore) return;
-    while (this.#inDoubt.length > 0) {
-      const asked = this.#inDoubt.slice(0, 256);
-      let receipts: unknown[];
-      try {
-        receipts = (await this.#run(
-          scripts.reserveReceipts,
-          [this.#receiptsKey],
-          asked.map(({ seq }) => seq % RECEIPTS),
-        )) as unknown[];
-      } catch {
-        this.#lookupNotBefore = Date.now() + Math.min(RETRY_MAX_MS, 50 * 2 ** this.#lookupFailures++);
-        return;
-      }
-      this.#lookupFailures = 0;
-      this.#inDoubt.splice(0, asked.length);
-      asked.forEach(({ seq, id, scopes, periodEnds }, i) => {
-        const receipt = receipts[i];
-        const tag = `${seq},${id},`;
-        if (typeof receipt === 'string' && receipt.startsWith(tag)) {
-          const [bucket, granted, ...births] = receipt.slice(tag.length).split(',');
-          const settle = () => undefined;
-          this.#pending.push({
-            held: { amount: Number(granted), bucket: bucket!, scopes, births, periodEnds },
-            actual: 0,
-            resolve: settle,
-            reject: settle,
-          });
-        } else if (typeof receipt === 'string' && Number(receipt.slice(0, receipt.indexOf(','))) > seq) {
-          // Its field was reused: whatever it held is charged when its bucket expires, as for a process that died.
-          process.emitWarning(
-            `tollgate: the outcome of budget reservation ${id}, whose reply was lost, is no longer known; if it held budget, that is charged when it expires`,
-            { code: 'TOLLGATE_RESERVE_IN_DOUBT' },
-          );
-        }
-      });
-    }
+  /** What the lost reserves held, given back (settled at 0) with the next batch. */
+  #lookUpInDoubt(): Promise<void> {
+    const settle = () => undefined;
+    return this.#lost.lookUp((held) => this.#pending.push({ held, actual: 0, resolve: settle, reject: settle }));
   }
 
   #sequenceKey(ledger: string): string {
@@ -740,7 +514,7 @@ export class RedisReservationLedger implements ReservationLedger {
 
   /** Reserves whose reply never came, not looked up yet. */
   get reservesInDoubt(): number {
-    return this.#inDoubt.length;
+    return this.#lost.size;
   }
 
   /** Holds no reservation and has nothing to send: dropping it loses nothing (a sharded ledger drops idle slots' ledgers). */
@@ -749,7 +523,7 @@ export class RedisReservationLedger implements ReservationLedger {
       this.#held.size === 0 &&
       this.#pending.length === 0 &&
       this.#replay.length === 0 &&
-      this.#inDoubt.length === 0 &&
+      this.#lost.size === 0 &&
       !this.#timer &&
       !this.#flushing
     );
@@ -766,11 +540,11 @@ export class RedisReservationLedger implements ReservationLedger {
       (async () => {
         while (
           !this.#closed &&
-          (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#inDoubt.length > 0)
+          (this.#flushing || this.#pending.length > 0 || this.#replay.length > 0 || this.#lost.size > 0)
         ) {
           await this.#flush();
           // Only receipts left to read, their lookup not due yet: wait for it rather than spin.
-          const wait = this.#lookupNotBefore - Date.now();
+          const wait = this.#lost.notBefore - Date.now();
           if (wait > 0 && this.#pending.length === 0 && this.#replay.length === 0)
             await new Promise((resolve) => setTimeout(resolve, wait).unref());
         }
@@ -779,13 +553,7 @@ export class RedisReservationLedger implements ReservationLedger {
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), deadlineMs).unref()),
     ]);
     this.#closed = true;
-    if (this.#inDoubt.length > 0) {
-      process.emitWarning(
-        `tollgate: the ledger closed before it could look up ${this.#inDoubt.length} reservation(s) whose reply was lost; what they hold is charged when they expire`,
-        { code: 'TOLLGATE_RESERVE_IN_DOUBT' },
-      );
-      this.#inDoubt = [];
-    }
+    this.#lost.forget();
     if (landed) return;
     const left = [...this.#replay];
     // The batch on its way may still land: spooled with its number, it is applied once either way.
@@ -798,11 +566,7 @@ export class RedisReservationLedger implements ReservationLedger {
     for (const settle of [...(sending?.settles ?? []), ...pending]) settle.reject(error);
     if (left.length === 0) return;
     if (this.#spool) {
-      mkdirSync(this.#spool, { recursive: true });
-      appendFileSync(
-        join(this.#spool, `settles-${this.#id}.jsonl`),
-        left.map((batch) => `${JSON.stringify(batch)}\n`).join(''),
-      );
+      spoolBatches(this.#spool, this.#id, left);
       // Batches of claimed files that did not land are in `left` too: their files are written again under this ledger's name.
       this.#dropClaimed();
       return;

@@ -1,6 +1,7 @@
 // Store script calls made in one event-loop turn, sent together as one EVALSHA of the script bundle (one per Cluster slot).
 import calculateSlot from 'cluster-key-slot';
 import { StoreTimeoutError } from '@tollgate/core';
+import { DeadlineTimer, spareAfterStall, type Deadlined } from '@tollgate/core/store-contracts';
 import type { LuaScript, SendCommand } from './lua.js';
 import type { BundleOperation, ScriptBundle, ScriptCommand } from './script-bundle.js';
 
@@ -24,10 +25,10 @@ export interface ScriptBatcherOptions {
 }
 
 /** A queued operation, its resolve and reject those of its caller's promise (what settles it later is ignored). */
-interface QueuedCall extends BundleOperation {
+interface QueuedCall extends BundleOperation, Deadlined {
   readonly operation: string;
   /** performance.now() past which nobody waits for the reply: the call is then not sent at all. */
-  readonly deadline: number;
+  deadline: number;
   /** Its bundle answered (or failed): its deadline no longer matters. */
   answered: boolean;
 }
@@ -39,6 +40,7 @@ const ANSWERED: QueuedCall = {
   args: [],
   operation: '',
   deadline: 0,
+  spared: false,
   answered: true,
   resolve: () => undefined,
   reject: () => undefined,
@@ -56,7 +58,8 @@ const DEFAULT_MAX_CALLS = 128;
  *
  * Each call carries its own deadline (`timeoutMs`, the same for every call of a connection): the
  * calls waiting for a reply are kept in the order they were made, which is their deadlines' order,
- * so one timer, set for the oldest, serves them all, and a call needs no deadline wrapped around it.
+ * so one timer, set for the oldest, serves them all, and a call needs no deadline wrapped around it. A check that
+ * ran late because this process stalled spares the calls it finds due once (core's `spareAfterStall`).
  */
 export class ScriptBatcher {
   readonly #bundle: ScriptBundle;
@@ -74,8 +77,8 @@ export class ScriptBatcher {
    */
   #waiting: QueuedCall[] = [];
   #head = 0;
-  /** A timer is set for the oldest call's deadline. */
-  #armed = false;
+  /** Set for the oldest call's deadline. */
+  readonly #timer = new DeadlineTimer((now, stalledMs) => this.#expire(now, stalledMs));
   /** The functions of the promise being made (see `queue`), and the one executor that hands them over. */
   #resolve: (value: unknown) => void = () => undefined;
   #reject: (error: unknown) => void = () => undefined;
@@ -134,13 +137,14 @@ export class ScriptBatcher {
       args,
       operation,
       deadline,
+      spared: false,
       answered: false,
       resolve: this.#resolve,
       reject: this.#reject,
     };
     if (deadline !== Infinity) {
       this.#waiting.push(call);
-      if (!this.#armed) this.#arm(timeoutMs);
+      if (!this.#timer.armed) this.#timer.arm(deadline);
     }
     // A call without keys goes anywhere: on Cluster, any node runs it.
     const group = this.#bySlot && keys.length > 0 ? calculateSlot(keys[0]!) : -1;
@@ -154,27 +158,30 @@ export class ScriptBatcher {
     return promise;
   }
 
-  #arm(delayMs: number): void {
-    this.#armed = true;
-    // A pending store call alone must not keep the process alive.
-    setTimeout(() => this.#expire(), Math.max(1, Math.ceil(delayMs))).unref();
-  }
-
-  /** Fails the calls whose deadline passed, and sets the timer for the next one. */
-  #expire(): void {
-    this.#armed = false;
-    const now = performance.now();
+  /** Fails the calls whose deadline passed (or spares them, after a stall), and sets the timer for the next one. */
+  #expire(now: number, stalledMs: number): void {
     const waiting = this.#waiting;
-    let first = this.#head;
-    for (; first < waiting.length; first++) {
-      const call = waiting[first]!;
-      if (call.answered) continue;
-      if (call.deadline > now) break;
-      call.answered = true;
-      call.reject(new StoreTimeoutError(call.operation, this.#timeoutMs));
+    let next = Infinity;
+    // The answered and failed calls at the front are dropped; a spared call keeps its place.
+    let answeredUpTo = this.#head;
+    for (let at = this.#head; at < waiting.length; at++) {
+      const call = waiting[at]!;
+      if (!call.answered) {
+        if (call.deadline > now) {
+          next = Math.min(next, call.deadline);
+          // Past the spared calls at the front, the rest come in deadline order.
+          if (!call.spared) break;
+        } else if (spareAfterStall(call, now, stalledMs, this.#timeoutMs)) {
+          next = Math.min(next, call.deadline);
+        } else {
+          call.answered = true;
+          call.reject(new StoreTimeoutError(call.operation, this.#timeoutMs));
+        }
+      }
+      if (call.answered && answeredUpTo === at) answeredUpTo = at + 1;
     }
-    this.#dropUpTo(first);
-    if (this.#head < this.#waiting.length) this.#arm(this.#waiting[this.#head]!.deadline - now);
+    this.#dropUpTo(answeredUpTo);
+    if (next !== Infinity) this.#timer.arm(next, now);
   }
 
   /** Drops the answered calls at the front of `#waiting` (a bundle's calls are answered together, mostly in order). */

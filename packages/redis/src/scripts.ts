@@ -204,19 +204,7 @@ export const peekFixedWindow = new LuaScript(
   `,
 );
 
-// Ledger layout: one hash per scope, all under one {ledger} hash tag, with
-// - s: spent (what was spent: a top-up never lowers it), cr: top-up credit given in the period,
-//   r: reserved by live reservations (a scope may hold and spend limit + cr),
-// - pe: the scope's period end, x: when the hash expires (its PEXPIREAT, kept here so checking
-//   it costs no call),
-// - h<t>: what the reservations that expire at bucket time t hold, and lb: those t, ascending.
-// A reservation is not a record: it is an amount in one bucket of each of its scopes, and the
-// process that made it remembers which. Reservations expire by bucket (t = their expiry rounded
-// up to a bucket size the caller picks from the TTL): a bucket whose time has passed is charged,
-// its amount moved from reserved to spent, at the next touch of the scope, with no scan and no
-// background job. A reservation never settled was taken by a process that died or lost its
-// settle; the call may have run, so its upper bound is spent, never given back for nothing. A
-// late settle corrects that charge to the actual amount.
+// The ledger's fields per scope and how buckets expire: docs/architecture.md, "The ledger's layout in Redis".
 const LEDGER_HELPERS = `
 local MARGIN = 86400000
 -- The scope's state with its expired buckets charged: {spent, reserved, period end, x, live bucket list}.
@@ -407,34 +395,8 @@ local function lostKeyOf(cutKey, scope)
 end
 `;
 
-/**
- * KEYS: the scope hashes, then the sending ledger's sequence key, then ('b3', 'b4') the slot's cut hash and (gated)
- * its rebuilt mark. ARGV: the batch's sequence number, 'b4', gated ('1' or '0'), every record of the batch in one
- * argument ("amount,at,id" each, a line apiece), then (scope index, bucket time, amount held, actual amount, the
- * scope's birth when reserved, its period end, the records of the share's settles: ranges of their lines, "i-j,k-l",
- * or '') per settled share, summed by the caller per scope, bucket and birth. A block's settle carries every request
- * it served (thousands an age): in one argument they cost one string to send and to read, and are split only where
- * a share lost its reservation. 'b3' (a record per argument after their count, refs "i,j,...") is what a ledger sends
- * when an id holds a line break, and what an earlier version spooled. A batch spooled by an older ledger is 'b2' (no gated flag, no records, no refs)
- * or has no tag at all and no births: (scope index, bucket time, amount held, actual amount). Returns {1, then
- * (spent, reserved) per scope, then credit per scope}, or {0} when this batch
- * already landed (a retry after a lost reply, a replay from the spool): each ledger sends its
- * batches one at a time, in order, so a number at or below the last applied one is applied
- * already, and a batch lands exactly once.
- *
- * A share whose bucket is still held gives its amount back and charges the actual amount; one
- * whose bucket was charged at expiry is corrected by the difference. A scope whose period ended
- * is not charged.
- *
- * A share the hash no longer holds (Redis lost it: restarted without persistence, failed over to
- * an empty replica, the key deleted) has another birth, or no hash at all: its actual amount is
- * charged (the hash is written again while its period runs) and nothing is given back, neither
- * the held amount (that was lost with the hash) nor a correction: what Redis forgot never turns
- * into credit. A bucket gone before its time in a hash of the same birth is charged the same way.
- * Such a share (and one whose reservation held nothing, sent with birth '-') charges its records only where the
- * slot's last rebuild did not read them (counted): the rebuild already raised the scope by those. While the slot is
- * not rebuilt yet (gated, no mark), what it charges is noted in the scope's lost hash for the rebuild's restore.
- */
+// Applies one numbered settle batch exactly once; its KEYS, ARGV formats and what each share is charged:
+// docs/architecture.md, "settleBatch: one batch, applied once".
 export const settleBatch = new LuaScript(
   'settleBatch',
   `${PRELUDE}${LEDGER_HELPERS}${CUT_HELPERS}
@@ -523,7 +485,13 @@ export const settleBatch = new LuaScript(
         st.r = math.max(0, st.r - amount)
         if running then st.s = st.s + actual end
       elseif running and st.pe > at then
-        if at <= now then st.s = st.s + actual - amount else st.s = st.s + actual end
+        if at > now then st.s = st.s + actual
+        else
+          -- Charged its amount at expiry: corrected to the actual, unless a reset since forgot that charge (rs); the
+          -- call, finished now, is then charged in full, as a rebuild counts the calls finished from a reset on.
+          local resetAt = tonumber(redis.call('HGET', KEYS[i], 'rs'))
+          if resetAt ~= nil and resetAt >= at then st.s = st.s + actual else st.s = st.s + actual - amount end
+        end
       end
       st.dirty = true
     elseif periodEnd ~= nil and periodEnd > now then
@@ -683,16 +651,47 @@ export const correctSpent = new LuaScript(
   `,
 );
 
-/** KEYS: scope hash. Forgets the spend and the credit: the period starts over; live reservations stay. */
+/**
+ * KEYS: scope hash. Forgets the spend and the credit: the period starts over; live reservations stay. Notes when (rs): a
+ * late settle of a hold its expiry charged before the reset is charged in full (settleBatch).
+ */
 export const resetScope = new LuaScript(
   'resetScope',
   `${PRELUDE}${LEDGER_HELPERS}
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   roll(KEYS[1])
-  redis.call('HSET', KEYS[1], 's', '0', 'cr', '0')
+  redis.call('HSET', KEYS[1], 's', '0', 'cr', '0', 'rs', fmt(now))
   return 1
   `,
 );
+
+/** Whether a key record's JSON carries a budget: the writes keep the set of budgeted ids by it. */
+const KEY_BUDGETED = `
+  local function budgeted(json)
+    local record = cjson.decode(json)
+    return record.budget ~= nil and record.budget ~= cjson.null
+  end
+`;
+
+/**
+ * The id indexes (KeyStore.page): sorted sets of score 0, so in byte order of their members: every id, and
+ * `<tenant>\0<id>` for each key with a tenant (one set; a tenant's ids are one range of it). Every write keeps them
+ * with the record, in the same script, from the record's JSON before and after it.
+ */
+const KEY_INDEXES = `
+  local function tenantOf(json)
+    if not json then return nil end
+    local tenant = cjson.decode(json).tenantId
+    if type(tenant) == 'string' then return tenant end
+    return nil
+  end
+  local function indexKey(byId, byTenant, id, before, after)
+    local old, new = tenantOf(before), tenantOf(after)
+    if old and old ~= new then redis.call('ZREM', byTenant, old .. '\\0' .. id) end
+    if after then redis.call('ZADD', byId, 0, id) else redis.call('ZREM', byId, id) end
+    if new then redis.call('ZADD', byTenant, 0, new .. '\\0' .. id) end
+  end
+`;
 
 // Key store: a hash per key id (record JSON, sha256, disabled flag), a hash index sha256 -> id,
 // and a set of ids for listing. The flag lives outside the JSON so disable needs no JSON rewrite.
@@ -701,18 +700,23 @@ export const resetScope = new LuaScript(
 // so processes caching records (key-cache.ts) hear of it whichever process or tool made it.
 // `from` names the writing cache, which has already dropped what the change made stale.
 
-/** KEYS: key hash, index, ids. ARGV: id, sha256, record JSON, disabled ('1' or '0'), channel, from. */
+/**
+ * KEYS: key hash, index, ids, budgeted ids, ids in order, tenant ids in order. ARGV: id, sha256, record JSON, disabled
+ * ('1' or '0'), channel, from.
+ */
 export const putKey = new LuaScript(
   'putKey',
   `
-  local id = ARGV[1]
+${KEY_BUDGETED}${KEY_INDEXES}  local id = ARGV[1]
   local sha = ARGV[2]
   local old = redis.call('HGET', KEYS[1], 'sha256')
+  indexKey(KEYS[5], KEYS[6], id, redis.call('HGET', KEYS[1], 'record'), ARGV[3])
   if old and old ~= sha and redis.call('HGET', KEYS[2], old) == id then redis.call('HDEL', KEYS[2], old) end
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'record', ARGV[3], 'sha256', sha, 'disabled', ARGV[4])
   redis.call('HSET', KEYS[2], sha, id)
   redis.call('SADD', KEYS[3], id)
+  if budgeted(ARGV[3]) then redis.call('SADD', KEYS[4], id) else redis.call('SREM', KEYS[4], id) end
   redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = sha, from = ARGV[6]}))
   if old and old ~= sha then redis.call('PUBLISH', ARGV[5], cjson.encode({id = id, sha = old, from = ARGV[6]})) end
   return 1
@@ -746,14 +750,14 @@ export const disableKey = new LuaScript(
 /**
  * A key changed in one step (KeyStore.change), a rotation's new key added in the same step: only while the record and
  * its flag are as read (ARGV 2-3), else 'changed' and the caller reads again. The flag is never cleared: a revoke
- * stays. KEYS: key hash, index, ids, added key's hash. ARGV: id, record JSON read, flag read, record JSON,
+ * stays. KEYS: key hash, index, ids, added key's hash, budgeted ids, ids in order, tenant ids in order. ARGV: id, record JSON read, flag read, record JSON,
  * disable ('1' or '0'), channel, from, then the added key's id, sha256 and record JSON ('' id: none).
  * Returns 'done', 'missing', 'changed' or 'taken'.
  */
 export const changeKey = new LuaScript(
   'changeKey',
   `
-  local current = redis.call('HMGET', KEYS[1], 'record', 'disabled', 'sha256')
+${KEY_BUDGETED}${KEY_INDEXES}  local current = redis.call('HMGET', KEYS[1], 'record', 'disabled', 'sha256')
   if not current[1] then return 'missing' end
   local flag = current[2] or '0'
   if current[1] ~= ARGV[2] or flag ~= ARGV[3] then return 'changed' end
@@ -763,24 +767,33 @@ export const changeKey = new LuaScript(
     redis.call('HSET', KEYS[4], 'record', ARGV[10], 'sha256', ARGV[9], 'disabled', '0')
     redis.call('HSET', KEYS[2], ARGV[9], added)
     redis.call('SADD', KEYS[3], added)
+    if budgeted(ARGV[10]) then redis.call('SADD', KEYS[5], added) end
+    indexKey(KEYS[6], KEYS[7], added, nil, ARGV[10])
     redis.call('PUBLISH', ARGV[6], cjson.encode({id = added, sha = ARGV[9], from = ARGV[7]}))
   end
   if ARGV[5] == '1' then flag = '1' end
   redis.call('HSET', KEYS[1], 'record', ARGV[4], 'disabled', flag)
+  indexKey(KEYS[6], KEYS[7], ARGV[1], current[1], ARGV[4])
+  if budgeted(ARGV[4]) then redis.call('SADD', KEYS[5], ARGV[1]) else redis.call('SREM', KEYS[5], ARGV[1]) end
   redis.call('PUBLISH', ARGV[6], cjson.encode({id = ARGV[1], sha = current[3], from = ARGV[7]}))
   return 'done'
   `,
 );
 
-/** KEYS: key hash, index, ids. ARGV: id, channel, from. Returns 1 when the key existed. */
+/**
+ * KEYS: key hash, index, ids, budgeted ids, ids in order, tenant ids in order. ARGV: id, channel, from. Returns 1 when
+ * the key existed.
+ */
 export const deleteKey = new LuaScript(
   'deleteKey',
   `
-  local sha = redis.call('HGET', KEYS[1], 'sha256')
+${KEY_INDEXES}  local sha = redis.call('HGET', KEYS[1], 'sha256')
   if not sha then return 0 end
+  indexKey(KEYS[5], KEYS[6], ARGV[1], redis.call('HGET', KEYS[1], 'record'), nil)
   redis.call('DEL', KEYS[1])
   if redis.call('HGET', KEYS[2], sha) == ARGV[1] then redis.call('HDEL', KEYS[2], sha) end
   redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('SREM', KEYS[4], ARGV[1])
   redis.call('PUBLISH', ARGV[2], cjson.encode({id = ARGV[1], sha = sha, from = ARGV[3]}))
   return 1
   `,
@@ -794,6 +807,106 @@ export const listKeys = new LuaScript(
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local values = redis.call('HMGET', ARGV[1] .. id, 'record', 'disabled')
     if values[1] then
+      out[#out + 1] = values[1]
+      out[#out + 1] = values[2] or '0'
+    end
+  end
+  return out
+  `,
+);
+
+/**
+ * KEYS: budgeted ids, the mark that they were gathered, ids. ARGV: key hash prefix. Returns record JSON, disabled, ...
+ * for every key whose record carries a budget. The first call on keys written before the budgeted set existed gathers
+ * it from every key, once; a listed id whose key is gone leaves the set.
+ */
+export const listBudgetedKeys = new LuaScript(
+  'listBudgetedKeys',
+  `
+${KEY_BUDGETED}  if redis.call('EXISTS', KEYS[2]) == 0 then
+    for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+      local json = redis.call('HGET', ARGV[1] .. id, 'record')
+      if json and budgeted(json) then redis.call('SADD', KEYS[1], id) end
+    end
+    redis.call('SET', KEYS[2], '1')
+  end
+  local out = {}
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    local values = redis.call('HMGET', ARGV[1] .. id, 'record', 'disabled')
+    if values[1] then
+      out[#out + 1] = values[1]
+      out[#out + 1] = values[2] or '0'
+    else
+      redis.call('SREM', KEYS[1], id)
+    end
+  end
+  return out
+  `,
+);
+
+/**
+ * One step of building the id indexes from the set of ids, for keys written before they existed (an upgraded
+ * deployment): `ARGV[2]` ids a step (SSCAN), the cursor kept in the state hash, so building never blocks Redis long
+ * and steps from several processes share the work. Built, the indexes hold as many ids as the set; a count that
+ * differs (a writer of an earlier version added or removed a key) builds them again. An id whose key is gone leaves
+ * the set. KEYS: ids, ids in order, tenant ids in order, state. ARGV: key hash prefix, ids a step. Returns 1 when built.
+ */
+export const buildKeyIndexes = new LuaScript(
+  'buildKeyIndexes',
+  `
+${KEY_INDEXES}  local state = redis.call('HMGET', KEYS[4], 'built', 'cursor')
+  local cursor = state[2]
+  if state[1] == '1' then
+    if redis.call('ZCARD', KEYS[2]) == redis.call('SCARD', KEYS[1]) then return 1 end
+    cursor = false
+  end
+  if not cursor then
+    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+    cursor = '0'
+  end
+  local scan = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', ARGV[2])
+  for _, id in ipairs(scan[2]) do
+    local json = redis.call('HGET', ARGV[1] .. id, 'record')
+    if json then indexKey(KEYS[2], KEYS[3], id, nil, json) else redis.call('SREM', KEYS[1], id) end
+  end
+  if scan[1] == '0' then
+    redis.call('HSET', KEYS[4], 'built', '1')
+    redis.call('HDEL', KEYS[4], 'cursor')
+    return 1
+  end
+  redis.call('HSET', KEYS[4], 'cursor', scan[1])
+  return 0
+  `,
+);
+
+/**
+ * One page of keys in id order (KeyStore.page), from an index (every id, or the tenant ids), reading that page's
+ * records only. KEYS: the index read, ids, ids in order, state. ARGV: key hash prefix, the first id ('' from the
+ * start), '(' to start after it or '[' at it, the id prefix, limit, tenant, '1' when reading a tenant's ids. Returns
+ * false while the indexes are not built (see buildKeyIndexes), else {more ('1' or '0'), the last id read, then id,
+ * record JSON, disabled, ... for each key}.
+ */
+export const pageKeys = new LuaScript(
+  'pageKeys',
+  `
+  if redis.call('HGET', KEYS[4], 'built') ~= '1' then return false end
+  if redis.call('ZCARD', KEYS[3]) ~= redis.call('SCARD', KEYS[2]) then return false end
+  local lead = ''
+  if ARGV[7] == '1' then lead = ARGV[6] .. '\\0' end
+  local upper = lead .. ARGV[4]
+  local max = '+'
+  if upper ~= '' then max = '[' .. upper .. '\\255' end
+  local limit = tonumber(ARGV[5])
+  local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3] .. lead .. ARGV[2], max, 'LIMIT', 0, limit + 1)
+  local more = '0'
+  if #members > limit then more = '1' end
+  local out = {more, ''}
+  for i = 1, math.min(#members, limit) do
+    local id = string.sub(members[i], #lead + 1)
+    out[2] = id
+    local values = redis.call('HMGET', ARGV[1] .. id, 'record', 'disabled')
+    if values[1] then
+      out[#out + 1] = id
       out[#out + 1] = values[1]
       out[#out + 1] = values[2] or '0'
     end
@@ -828,4 +941,7 @@ export const SCRIPTS = {
   changeKey,
   deleteKey,
   listKeys,
+  listBudgetedKeys,
+  buildKeyIndexes,
+  pageKeys,
 } as const;

@@ -114,6 +114,37 @@ describe('stores on a cluster', () => {
   });
 });
 
+describe('rebuilt marks of slots first seen by several processes at once', () => {
+  it('takes every reserve in a new slot, wherever several processes met it at the same moment', async () => {
+    const prefix = prefixed();
+    // Four processes' stores, each requiring the marks once the default slot is marked (a rebuild finished).
+    const processes = Array.from({ length: 4 }, () => createRedisStores({ cluster: cluster.urls, prefix }));
+    try {
+      for (const stores of processes) stores.ledger.rebuildGate!.require();
+      await processes[0]!.ledger.rebuildGate!.markRebuilt([]);
+      const refusedSlots: (string | undefined)[] = [];
+      for (const stores of processes) stores.ledger.rebuildGate!.onRefused((slot) => refusedSlots.push(slot));
+      const results = [];
+      // Twenty tenants first seen now, each by the four at once, twice each.
+      for (let tenant = 0; tenant < 20; tenant++) {
+        const slot = `tenant:new${tenant}`;
+        const scope = { key: `${slot}:day`, slot, limit: 1_000, expiresAt: Date.now() + 3_600_000 };
+        results.push(
+          ...(await Promise.all(
+            Array.from({ length: 8 }, (_, n) =>
+              processes[n % 4]!.ledger.reserve({ id: `r${tenant}-${n}`, amount: 1, ttlMs: 60_000, scopes: [scope] }),
+            ),
+          )),
+        );
+      }
+      expect(results.filter((result) => !result.ok)).toEqual([]);
+      expect(refusedSlots).toEqual([]);
+    } finally {
+      await Promise.all(processes.map((stores) => stores.close()));
+    }
+  }, 60_000);
+});
+
 describe('a cluster client the caller owns', () => {
   it('is used as it is (sharded), and left open on close', async () => {
     const prefix = prefixed();

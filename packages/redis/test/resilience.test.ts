@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import net from 'node:net';
 import { StoreTimeoutError } from '@tollgate/core';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { eventually, freePort, PrivateRedis } from './helpers.js';
+import { eventually, freePort, PrivateRedis, REDIS_URL, uniquePrefix } from './helpers.js';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => void unhandled.push(reason);
@@ -122,6 +122,44 @@ describe('a Redis that is not there yet when the stores are created', () => {
     expect((await eventually(() => stores.counter.consume('warm-up', 1, window))).allowed).toBe(true);
     // The consume that timed out before the start was not replayed: 'k' counts only this one.
     expect(await stores.counter.consume('k', 1, window)).toMatchObject({ allowed: true, remaining: 4 });
+  });
+});
+
+describe('this process stalled while Redis answered', () => {
+  let stores: RedisStores;
+
+  beforeAll(async () => {
+    stores = createRedisStores({ url: REDIS_URL, prefix: uniquePrefix(), timeoutMs: 100, keyCache: false });
+    await stores.counter.consume('warm-up', 1, { limit: 5, windowMs: 60_000 });
+  });
+
+  afterAll(async () => {
+    await stores.close();
+  });
+
+  /** Holds this thread for `ms` from a setImmediate: the loop then runs its timers before it reads the replies. */
+  const stall = (ms: number) =>
+    new Promise<void>((resolve) =>
+      setImmediate(() => {
+        const until = performance.now() + ms;
+        while (performance.now() < until);
+        resolve();
+      }),
+    );
+
+  it('takes the replies that came in during the stall: the store is not blamed for the time it could not be heard', async () => {
+    const window = { limit: 5, windowMs: 60_000 };
+    // Bundled script calls (the batcher's deadlines) and a plain command (withTimeout's) alike.
+    const calls = Promise.all([
+      stores.counter.consume('k', 1, window),
+      stores.ledger.reserve({ id: 'r', amount: 1, scopes: [scope()], ttlMs: 1000 }),
+      stores.sendCommand(['PING']),
+    ]);
+    await stall(400);
+    const [consumed, reserved, pong] = await calls;
+    expect(consumed).toMatchObject({ allowed: true, remaining: 4 });
+    expect(reserved).toMatchObject({ ok: true });
+    expect(pong).toBe('PONG');
   });
 });
 

@@ -1,7 +1,7 @@
 // Reading the audit trail: a query's filters from a URL, and the entries as JSON or CSV.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, renderApiError } from '../api-error.js';
-import { loadOnDemand } from '../optional-peer.js';
+import { csvText } from '../csv.js';
 import type { AuditEntry, AuditQuery } from './entry.js';
 import type { AuditTrail } from './audit-trail.js';
 
@@ -74,7 +74,7 @@ export function auditCsv(entries: readonly AuditEntry[]): string {
     if (column === 'before' || column === 'after') return value === null ? '' : JSON.stringify(value);
     return value === null ? '' : String(value);
   };
-  return loadOnDemand<typeof import('csv-stringify/sync')>(import.meta.url, 'csv-stringify/sync').stringify([
+  return csvText([
     [...AUDIT_CSV_COLUMNS],
     ...entries.map((entry) => AUDIT_CSV_COLUMNS.map((column) => cell(entry, column))),
   ]);

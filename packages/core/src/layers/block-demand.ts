@@ -232,9 +232,28 @@ export class BlockSends {
     void tracked.finally(() => this.#sending.delete(tracked));
   }
 
-  /** Resolves once everything sent has landed or failed, what those sent on landing included. */
-  async landed(): Promise<void> {
-    while (this.#sending.size > 0) await Promise.all(this.#sending);
+  /**
+   * Resolves once everything sent has landed or failed, what those sent on landing included, or once `withinMs` passed:
+   * true when nothing is left under way. A settle to a store that is out is retried by that store until it lands or
+   * closes, so a close waits a bounded time and leaves the rest to the store's own close (spooled, or charged at expiry).
+   */
+  async landed(withinMs = Infinity): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      if (Number.isFinite(withinMs)) timer = setTimeout(() => resolve(false), withinMs);
+    });
+    try {
+      while (this.#sending.size > 0)
+        if ((await Promise.race([Promise.all(this.#sending).then(() => true), late])) === false) return false;
+      return true;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** How many are under way. */
+  get size(): number {
+    return this.#sending.size;
   }
 
   #failed(error: unknown): void {

@@ -1,10 +1,9 @@
 // The leases policy of a token window: the store's answer while it answers in time, else at most a slice of the limit.
 import type { MaybePromise } from '../maybe-promise.js';
 import { assertStoreNumber } from '../store-input.js';
-import type { OutagePolicy } from '../leased-stores.js';
 import { windowPhase, windowStartAt } from '../stores.js';
 import type { WindowCounter, WindowResult } from '../stores.js';
-import type { LeaseOutage } from './lease-outage.js';
+import type { LeaseOutage, OutagePolicy } from './lease-outage.js';
 import type { CounterPolicy } from './wrap-stores.js';
 
 interface LocalWindow {

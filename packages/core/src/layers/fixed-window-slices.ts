@@ -1,8 +1,7 @@
 // The leases policy of a request window inside combineLimits: the store's count while it answers, else a slice's.
 import type { MaybePromise } from '../maybe-promise.js';
-import type { OutagePolicy } from '../leased-stores.js';
 import type { FixedWindowCounter } from '../stores.js';
-import type { LeaseOutage } from './lease-outage.js';
+import type { LeaseOutage, OutagePolicy } from './lease-outage.js';
 import type { FixedWindowPolicy } from './wrap-stores.js';
 
 interface LocalFixedWindow {

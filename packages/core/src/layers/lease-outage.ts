@@ -4,7 +4,21 @@ import { SpendNotRebuiltError } from '../stores.js';
 import type { LedgerScope, SettledRecord } from '../stores.js';
 import { withTimeout } from '../timeout.js';
 import type { MaybePromise } from '../maybe-promise.js';
-import type { LeaseOutageEvent } from '../leased-stores.js';
+
+/**
+ * What a part of the stores does while the store is out: `lease` answers from its slice;
+ * `failOpen` admits everything (counted nowhere for limits; budgets charged when the store is
+ * back); `failClosed` passes the failure on (the middleware answers 503).
+ */
+export type OutagePolicy = 'lease' | 'failOpen' | 'failClosed';
+
+export interface LeaseOutageEvent {
+  state: 'down' | 'up';
+  /** What started the outage. */
+  error?: unknown;
+  /** Spend granted from slices that has not reached the store yet. */
+  pendingCharges: number;
+}
 
 export interface ResolvedLeaseOptions {
   slice: number;

@@ -2,7 +2,6 @@
 // whose spend is charged to the store exactly once when it answers again.
 import type { MaybePromise } from '../maybe-promise.js';
 import { assertReserveNumbers } from '../store-input.js';
-import type { OutagePolicy } from '../leased-stores.js';
 import { scopeRemaining, SpendNotRebuiltError } from '../stores.js';
 import type {
   LedgerScope,
@@ -13,7 +12,7 @@ import type {
   SettleResult,
 } from '../stores.js';
 import { withTimeout } from '../timeout.js';
-import type { LeaseOutage } from './lease-outage.js';
+import type { LeaseOutage, OutagePolicy } from './lease-outage.js';
 import type { LedgerPolicy } from './wrap-stores.js';
 
 interface LocalReservation {

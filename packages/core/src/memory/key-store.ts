@@ -1,5 +1,6 @@
 // In-memory API key store: records by id plus an index from key hash to id.
-import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyStore } from '../stores.js';
+import { compareKeyIds, pageOfSorted } from '../key-pages.js';
+import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyPage, KeyPageQuery, KeyStore } from '../stores.js';
 
 /** Hex is case-insensitive; auth looks keys up by lowercase hex, so the index is lowercase whatever was put. */
 function hashIndex(sha256: string): string {
@@ -27,6 +28,8 @@ export function deepFreeze<T>(value: T): T {
 export class MemoryKeyStore implements KeyStore {
   readonly #byId = new Map<string, ApiKeyRecord>();
   readonly #idByHash = new Map<string, string>();
+  /** Every record in id order, sorted again at the first page after a write. */
+  #sorted: ApiKeyRecord[] | undefined;
 
   constructor(records: readonly ApiKeyRecord[] = []) {
     for (const record of records) this.#put(record);
@@ -38,6 +41,7 @@ export class MemoryKeyStore implements KeyStore {
       this.#idByHash.delete(hashIndex(previous.sha256));
     // A hash resolves to one key: taking it over from another id leaves that id unreachable by hash.
     this.#byId.set(record.id, frozenCopy(record));
+    this.#sorted = undefined;
     this.#idByHash.set(hashIndex(record.sha256), record.id);
   }
 
@@ -62,6 +66,7 @@ export class MemoryKeyStore implements KeyStore {
     const record = this.#byId.get(id);
     if (!record) return false;
     this.#byId.set(id, frozenCopy({ ...record, disabled: true }));
+    this.#sorted = undefined;
     return true;
   }
 
@@ -81,6 +86,7 @@ export class MemoryKeyStore implements KeyStore {
     const record = this.#byId.get(id);
     if (!record) return false;
     this.#byId.delete(id);
+    this.#sorted = undefined;
     if (this.#idByHash.get(hashIndex(record.sha256)) === id) this.#idByHash.delete(hashIndex(record.sha256));
     return true;
   }
@@ -88,5 +94,10 @@ export class MemoryKeyStore implements KeyStore {
   /** Every record, sorted by id. */
   async list(): Promise<ApiKeyRecord[]> {
     return [...this.#byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  async page(query: KeyPageQuery): Promise<KeyPage> {
+    this.#sorted ??= [...this.#byId.values()].sort((a, b) => compareKeyIds(a.id, b.id));
+    return pageOfSorted(this.#sorted, query);
   }
 }

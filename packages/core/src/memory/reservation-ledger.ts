@@ -31,6 +31,8 @@ interface ScopeState {
   expiresAt: number;
   /** Live reservations holding part of `reserved`: the scope is kept while any does. */
   holders: number;
+  /** When an operator last reset it (clock ms; -Infinity: never): what expiries charged before is forgotten. */
+  resetAt: number;
 }
 
 interface Reservation {
@@ -178,7 +180,7 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
   #scope(key: string, expiresAt: number, now: number): ScopeState {
     let scope = this.#live(key, now);
     if (!scope) {
-      scope = { spent: 0, credit: 0, reserved: 0, expiresAt, holders: 0 };
+      scope = { spent: 0, credit: 0, reserved: 0, expiresAt, holders: 0, resetAt: -Infinity };
       this.#scopes.set(key, scope);
     } else if (expiresAt > scope.expiresAt) {
       scope.expiresAt = expiresAt;
@@ -275,7 +277,9 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
         continue;
       }
       const scope = this.#scope(key, expiresAt, now);
-      scope.spent += charge;
+      // Reset since the expiry charged it: that charge is forgotten, and the call (finished now, after the reset) is
+      // charged in full, as a rebuild counts it (the calls finished from the reset on).
+      scope.spent += scope.resetAt >= reservation.expiresAt ? Math.max(0, actualAmount) : charge;
       usage.push(usageOf(key, scope));
     }
     return { settled: true, reserved: reservation.amount, scopes: usage };
@@ -375,6 +379,7 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     if (!scope) return;
     scope.spent = 0;
     scope.credit = 0;
+    scope.resetAt = now;
   }
 
   /** Charges expired reservations, forgets long-charged ones, and forgets scopes whose period is over. */

@@ -36,13 +36,19 @@ function jwtVerifyOptions(jwt: JwtConfig): Omit<JwtVerifyOptions, 'mapIdentity'>
     ...(jwt.tierClaim ? { tierClaim: jwt.tierClaim } : {}),
     ...(jwt.scopeClaim ? { scopeClaim: jwt.scopeClaim } : {}),
     ...(jwt.userClaim ? { userClaim: jwt.userClaim } : {}),
+    ...(jwt.teamClaim ? { teamClaim: jwt.teamClaim } : {}),
   };
 }
 
 /** The config's `attribution`, with the session headers of its `sessions`, as attribution() takes them. */
 export function attributionOptionsOf(config: ProxyConfig): AttributionOptions {
   const headers = config.sessions?.headers;
-  return { ...config.attribution, ...(headers === undefined ? {} : { sessionHeaders: headers }) };
+  const tenants = config.tenants ?? {};
+  return {
+    ...config.attribution,
+    ...(headers === undefined ? {} : { sessionHeaders: headers }),
+    isTeam: (tenantId, team) => Object.hasOwn(tenants, tenantId) && Object.hasOwn(tenants[tenantId]!.teams ?? {}, team),
+  };
 }
 
 /** How callers are identified: the config's keys, its JWTs, its scope and attribution, its tenants' tiers. */

@@ -1,6 +1,6 @@
 // The config's budgets (keys, tenants with their users, models, sessions and downgrades, features, `global`), as
 // budgetGuard takes them.
-import type { BudgetLimit, BudgetLimits, SessionBudgetMaps } from '@tollgate/budget';
+import type { BudgetLimit, BudgetLimits, SessionBudgetMaps, TeamConfig } from '@tollgate/budget';
 import type { LedgerLocation } from '@tollgate/metering';
 import type { BudgetOptions } from '../budget-setup.js';
 import { defaultTierOf } from './auth-options.js';
@@ -27,7 +27,9 @@ function tenantBudgets(config: ProxyConfig) {
   const tenantUsers: Record<string, BudgetLimits> = {};
   const modelBudgets: Record<string, Record<string, BudgetLimits>> = {};
   const modelDowngrades: Record<string, Record<string, string>> = {};
+  const teamBudgets: Record<string, Record<string, TeamConfig>> = {};
   for (const [name, tenant] of Object.entries(config.tenants ?? {})) {
+    if (tenant.teams) teamBudgets[name] = tenant.teams;
     const downgrade = tenant.downgrade;
     // A tenant's downgrade map applies once one of its budgets passes its soft limit, and once a model budget is spent.
     if (tenant.budget)
@@ -41,7 +43,7 @@ function tenantBudgets(config: ProxyConfig) {
       if (downgrade) modelDowngrades[name] = { ...downgrade };
     }
   }
-  return { tenants, tenantUsers, modelBudgets, modelDowngrades };
+  return { tenants, tenantUsers, modelBudgets, modelDowngrades, teamBudgets };
 }
 
 /**
@@ -76,7 +78,7 @@ function sessionBudgets(config: ProxyConfig): SessionBudgetMaps | undefined {
  * budget is not here: it is part of the key (its record's `budget`), read where the key is (createBudgetGuard).
  */
 export function budgetOptions(config: ProxyConfig): BudgetOptions {
-  const { tenants, tenantUsers, modelBudgets, modelDowngrades } = tenantBudgets(config);
+  const { tenants, tenantUsers, modelBudgets, modelDowngrades, teamBudgets } = tenantBudgets(config);
   const features: Record<string, BudgetLimits> = {};
   for (const [name, feature] of Object.entries(config.features ?? {}))
     if (feature.budget) features[name] = limitsOf(feature.budget);
@@ -88,6 +90,7 @@ export function budgetOptions(config: ProxyConfig): BudgetOptions {
     features,
     modelBudgets,
     modelDowngrades,
+    teamBudgets,
     ...(global ? { global: limitsOf(global) } : {}),
     ...(sessions ? { sessionBudgets: sessions } : {}),
     ...(config.timezone ? { timezone: config.timezone } : {}),

@@ -1,7 +1,7 @@
 // The config's budgets and who holds them: tenants, features and the global ceilings.
 import { z } from 'zod';
 import { fields, nonEmptyString, positiveInteger, recordOf } from './rules.js';
-import { budgetsSchema, sessionBudgetSchema } from './budget-limit-schema.js';
+import { budgetsSchema, sessionBudgetSchema, teamsSchema } from './budget-limit-schema.js';
 import { shadow, toolPatterns } from './tier-schema.js';
 
 export { budgetSchema, budgetsSchema } from './budget-limit-schema.js';
@@ -15,6 +15,7 @@ export const tenantSchema = fields({
       "A budget for every end user of the tenant (the key's `user`), each user on their own: the same user id in another tenant has another.",
     ),
   sessionBudget: sessionBudgetSchema.optional(),
+  teams: teamsSchema.optional(),
   modelBudgets: recordOf(budgetsSchema)
     .optional()
     .describe(

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { parseDuration, usdToNano } from '@tollgate/core';
 import { blockAgeOf } from '../outage-setup.js';
+import { durationOrOffMs } from './rules.js';
 import { DEFAULT_UPLOAD_LIMIT } from '../form-body.js';
 import type { GatewayOptions } from '../gateway-parts.js';
 import { defaultUpstreamKind, httpUpstreams } from './upstream-schema.js';
@@ -16,7 +17,7 @@ import { mcpOptions } from './mcp-options.js';
 import { tenantOptions } from './tenant-options.js';
 import type { ProxyConfig } from './schema.js';
 import { ConfigError } from './error.js';
-import type { OperatorOptions } from '../operator-routes.js';
+import type { OperatorOptions } from '../operator-options.js';
 
 /** The admin key's role and OIDC sign-in (`operators`), their secrets read from `env`. */
 function operatorSignIn(config: ProxyConfig, env: NodeJS.ProcessEnv): Pick<OperatorOptions, 'keyRole' | 'oidc'> {
@@ -100,7 +101,7 @@ export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Gat
       blocksMaxAgeMs: blockAgeOf(config.redis?.blocks),
       drift: {
         alertNanoUsd: usdToNano(config.budgetDrift?.alertUsd ?? DEFAULT_DRIFT_ALERT_USD),
-        intervalMs: parseDuration(config.budgetDrift?.interval ?? DEFAULT_DRIFT_INTERVAL),
+        intervalMs: durationOrOffMs(config.budgetDrift?.interval ?? DEFAULT_DRIFT_INTERVAL),
         scopesPerTick: config.budgetDrift?.scopesPerTick ?? DEFAULT_DRIFT_SCOPES_PER_TICK,
       },
     },

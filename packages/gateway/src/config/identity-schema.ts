@@ -11,6 +11,11 @@ export const keySchema = fields({
   tenant: nonEmptyString().optional().describe('The tenant the key belongs to (a key of `tenants`).'),
   user: nonEmptyString().optional().describe("The user the key's usage is recorded under."),
   feature: nonEmptyString().optional().describe("The feature the key's usage is recorded under."),
+  team: nonEmptyString()
+    .optional()
+    .describe(
+      "The team of the key's tenant its calls are charged to (a key of the tenant's `teams`): member, team and tenant budgets at once.",
+    ),
   tags: stringList
     .optional()
     .describe("Tags every request of the key carries in its usage record, besides those of the request's tags header."),
@@ -49,6 +54,9 @@ export const jwtSchema = fields({
   tierClaim: nonEmptyString().optional().describe('The claim naming the tier.'),
   scopeClaim: nonEmptyString().optional().describe('The claim holding the scopes.'),
   userClaim: nonEmptyString().optional().describe('The claim naming the user.'),
+  teamClaim: nonEmptyString()
+    .optional()
+    .describe('The claim naming the team of its tenant a token is charged to; a team the tenant lacks is 403.'),
   algorithms: stringList.optional().describe('Signature algorithms accepted.'),
 })
   .refine((jwt) => jwt.jwks !== undefined || jwt.jwksUrl !== undefined, 'needs "jwks" or "jwksUrl"')
@@ -69,6 +77,9 @@ export const attributionSchema = fields({
   ),
   tagsHeader: attributionHeader.describe(
     'The header holding a request\'s tags, comma-separated; false reads none. Default: "x-tollgate-tags".',
+  ),
+  teamHeader: attributionHeader.describe(
+    'The header naming the team of its tenant a request is charged to, when its key names none: a team the tenant does not have is 400, another than the key\'s 403; false reads none. Default: "x-tollgate-team".',
   ),
   bodyUser: trueOrFalse
     .optional()

@@ -22,6 +22,8 @@ export function toolServerProblems(
 /** The names a key may give: the config's tenants, tiers and MCP servers. */
 export interface KeyNames {
   tenants: readonly string[];
+  /** Each tenant's teams (a key's `team` names one of its tenant's). Absent: no tenant has any. */
+  teams?: Readonly<Record<string, readonly string[]>>;
   tiers: readonly string[];
   mcpServers: readonly string[];
 }
@@ -30,6 +32,9 @@ export interface KeyNames {
 export function keyNamesOf(config: Pick<ProxyConfig, 'tenants' | 'tiers' | 'mcpServers'>): KeyNames {
   return {
     tenants: Object.keys(config.tenants ?? {}),
+    teams: Object.fromEntries(
+      Object.entries(config.tenants ?? {}).map(([tenant, entry]) => [tenant, Object.keys(entry.teams ?? {})]),
+    ),
     tiers: Object.keys(config.tiers ?? {}),
     mcpServers: Object.keys(config.mcpServers ?? {}),
   };
@@ -40,6 +45,10 @@ export interface KeyReferences {
   tenant?: string | undefined;
   tier?: string | undefined;
   tools?: readonly string[] | undefined;
+  /** The team of its tenant the key is charged to. */
+  team?: string | undefined;
+  /** The tenant whose team `team` is, when `tenant` is left out (a stored tenant is judged apart). Default: `tenant`. */
+  teamTenant?: string | undefined;
   /** The key's own budget (checked by the config's rule for a key's `budget`). */
   budget?: unknown;
 }
@@ -49,6 +58,21 @@ function keyBudgetProblems(budget: unknown, at: string): string[] {
   if (budget === undefined) return [];
   const parsed = budgetsSchema.safeParse(budget);
   return parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeIssue(issue, [`${at}.budget`]));
+}
+
+/** A key's team must be one of its tenant's teams: one it does not have would charge no team budget. */
+function keyTeamProblems(names: KeyNames, key: KeyReferences, at: string): string[] {
+  const tenant = key.teamTenant ?? key.tenant;
+  if (key.team === undefined) return [];
+  if (tenant === undefined) return [`${at}.team names team "${key.team}", but the key has no tenant to hold it`];
+  // An unknown tenant is reported on its own (a stored tenant holds no teams).
+  if (key.tenant !== undefined && !names.tenants.includes(tenant)) return [];
+  const teams = names.teams?.[tenant] ?? [];
+  if (teams.includes(key.team)) return [];
+  return [
+    `${at}.team names an unknown team "${key.team}" of tenant "${tenant}"${didYouMean(key.team, teams)} ` +
+      `(known: ${teams.join(', ') || 'none'})`,
+  ];
 }
 
 /**
@@ -65,6 +89,7 @@ export function keyReferenceProblems(names: KeyNames, key: KeyReferences, at: st
     problems.push(`${at}.tier names an unknown tier "${key.tier}"${didYouMean(key.tier, tiers)}`);
   if (key.tenant !== undefined && !tenants.includes(key.tenant))
     problems.push(`${at}.tenant names an unknown tenant "${key.tenant}"${didYouMean(key.tenant, tenants)}`);
+  problems.push(...keyTeamProblems(names, key, at));
   problems.push(...toolServerProblems(key.tools, servers, at));
   problems.push(...keyBudgetProblems(key.budget, at));
   return problems;

@@ -67,6 +67,26 @@ export const duration = z
   }, DURATION)
   .describe('Ms, or a string like "30s", "5m", "1h", "1d".');
 
+const DURATION_OR_OFF = `${DURATION}, or 0 ("0s") for off`;
+
+/** A duration, or 0 (`0`, `"0s"`): off. */
+export function durationOrOffMs(value: number | string): number {
+  const off = typeof value === 'number' ? value === 0 : /^0+(?:ms|s|m|h|d)?$/.test(value.trim());
+  return off ? 0 : parseDuration(value);
+}
+
+/** What `duration` takes, or 0 (`"0s"`) to turn the thing off. */
+export const durationOrOff = z
+  .union([z.number(), z.string()], DURATION_OR_OFF)
+  .refine((value) => {
+    try {
+      return durationOrOffMs(value) >= 0;
+    } catch {
+      return false;
+    }
+  }, DURATION_OR_OFF)
+  .describe('Ms, or a string like "30s", "5m", "1h", "1d"; 0 or "0s": off.');
+
 /** A URL with one of `protocols` (`"https:"`), kept as written. */
 export function url(protocols: readonly string[]) {
   const names = protocols.join(' or ');

@@ -5,6 +5,7 @@ import type { RoutingConfig } from '@tollgate/router/upstreams';
 import {
   choice,
   duration,
+  durationOrOff,
   environmentName,
   fields,
   nonEmptyString,
@@ -275,7 +276,7 @@ export const configSchema = fields({
       .describe(
         'A budget scope whose counter is this far from the usage ledger (either way) fires `budget.drift`. Default: 1.',
       ),
-    interval: duration
+    interval: durationOrOff
       .optional()
       .describe('Between two readings of the drift sampler ("0s": no sampler). Default: "30s".'),
     scopesPerTick: positiveInteger.optional().describe('Budget scopes compared per reading, in turn. Default: 20.'),

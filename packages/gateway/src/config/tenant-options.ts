@@ -6,7 +6,7 @@ import type { ProxyConfig, TenantConfig } from './schema.js';
 import { describeIssue } from './shape.js';
 
 /** Fields a stored tenant cannot hold yet: they are read from the config file at start only (docs/tenants.md). */
-const CONFIG_ONLY = ['userBudget', 'modelBudgets', 'downgrade', 'tools'] as const;
+const CONFIG_ONLY = ['userBudget', 'modelBudgets', 'downgrade', 'tools', 'teams'] as const;
 
 /** An id: what a key id may hold (letters, digits, `. _ : @ -`), 1 to 128 characters. */
 const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;

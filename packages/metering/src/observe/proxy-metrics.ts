@@ -6,6 +6,7 @@ import type { AbuseAction, BudgetReader, DriftFigures, PriceReading } from './pr
 import type { TollgateStores } from '@tollgate/core';
 import type { UpstreamOutcome } from '@tollgate/core/provider-call';
 import { timedStores } from './timed-stores.js';
+import type { StoreTimer } from './timed-stores.js';
 import { BoundedLabel, tenantLabeller } from '../prometheus-sink.js';
 import { SeriesCounter, SeriesHistogram } from '../prometheus-series.js';
 import type { CounterSeries, HistogramSeries } from '../prometheus-series.js';
@@ -16,10 +17,6 @@ const MAX_LABEL_VALUES = 100;
 const PREFIX = 'tollgate_';
 const UPSTREAM_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-
-export type StoreOutcome = 'ok' | 'error';
-/** Told of each call of one store operation: answered or failed, after `seconds`. */
-export type StoreTimer = (outcome: StoreOutcome, seconds: number) => void;
 
 export interface ProxyMetrics {
   /**

@@ -1,6 +1,5 @@
 // The stores as the middlewares see them, with every call timed for the metrics; the stores themselves are left as they are.
 import type { TollgateStores } from '@tollgate/core';
-import type { StoreTimer } from './proxy-metrics.js';
 
 /** The operations timed, per part of the stores (the Redis stores add `fixedWindow`); any other member passes through untouched. */
 const TIMED: Readonly<Record<string, readonly string[]>> = {
@@ -19,8 +18,12 @@ const TIMED: Readonly<Record<string, readonly string[]>> = {
     'holds',
     'restoreCredit',
   ],
-  keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'change'],
+  keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'page', 'listBudgeted', 'change'],
 };
+
+export type StoreOutcome = 'ok' | 'error';
+/** Told of each call of one store operation: answered or failed, after `seconds`. */
+export type StoreTimer = (outcome: StoreOutcome, seconds: number) => void;
 
 /** The timer of one operation, asked once, when its wrapper is made. */
 type TimerOf = (operation: string) => StoreTimer;

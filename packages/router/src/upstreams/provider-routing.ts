@@ -12,7 +12,8 @@ import type { Upstream } from './upstream.js';
 import type { UpstreamObserver } from './upstream-outcome.js';
 import { createRoutedCalls } from './routed-call.js';
 import type { RoutedCalls } from './routed-call.js';
-import { probeUpstreams, resolveHealthChecks } from './upstream-health.js';
+import { resolveHealthChecks } from './health-check-options.js';
+import { probeUpstreams } from './upstream-health.js';
 import type { ProbeEvent } from './upstream-health.js';
 import type { RouterEvent } from '../index.js';
 

@@ -5,37 +5,8 @@ import type { ModelPrice } from '@tollgate/core';
 import type { UpstreamSettings } from '@tollgate/providers/routes';
 import { resolveRouterOptions } from '../index.js';
 import type { CircuitBreakerOptions, ModelGroupOptions, RequestClassOptions, RetryOptions } from '../index.js';
-import { resolveHealthChecks } from './upstream-health.js';
-
-/** @deprecated `healthChecks` with `failAfter: 1, passAfter: 1`: what this older name meant (the last probe decides). */
-export interface HealthProbeConfig {
-  /** Milliseconds between probes. @default 30000 */
-  intervalMs?: number;
-  /** Milliseconds a probe may take. @default 5000 */
-  timeoutMs?: number;
-}
-
-/** Active health checks of every routing target: a target that fails them is taken out of routing until they pass. */
-export interface HealthChecksConfig {
-  /** Between two rounds of probes: ms or a duration ("30s"). @default "30s" */
-  interval?: number | string;
-  /** How long a probe may take. @default "5s" */
-  timeout?: number | string;
-  /** Failed rounds in a row that take a target out of routing. @default 2 */
-  failAfter?: number;
-  /** Passed rounds in a row that put it back. @default 2 */
-  passAfter?: number;
-  /**
-   * Also read the providers' public status pages (Statuspage JSON): true for the kinds' own (OpenAI, Anthropic), or
-   * upstream name → URL (`false` for none). A `major` or `critical` indicator fails the round. @default false
-   */
-  statusPages?: boolean | Record<string, string | false>;
-  /**
-   * What is sent: `models` lists the upstream's models (free), `one-token` asks each target's model for one output
-   * token (billed by the provider for every target and round). @default "models"
-   */
-  probe?: 'models' | 'one-token';
-}
+import { resolveHealthChecks } from './health-check-options.js';
+import type { HealthChecksConfig, HealthProbeConfig } from './health-check-options.js';
 
 export interface RoutingConfig {
   /** Model names a client may ask for, each served by one or more targets (`upstream` + `model`). */

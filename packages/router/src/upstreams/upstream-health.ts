@@ -1,24 +1,12 @@
 // Which upstreams and targets answer: the active health checks (`healthChecks`), with hysteresis, that routing skips
 // on and /healthz, the metrics and the dashboard report.
 import { request } from 'undici';
-import { parseDuration, TollgateError } from '@tollgate/core';
 import { upstreamKinds } from '@tollgate/providers/routes';
 import type { TargetReport } from '../index.js';
-import type { HealthChecksConfig, RoutingConfig } from './routing-config.js';
+import type { ResolvedHealthChecks } from './health-check-options.js';
 import type { ProbeResult, Upstream } from './upstream.js';
 
 export type ProbeReport = NonNullable<TargetReport['probe']>;
-
-/** The health checks' options, resolved once. */
-export interface ResolvedHealthChecks {
-  readonly intervalMs: number;
-  readonly timeoutMs: number;
-  readonly failAfter: number;
-  readonly passAfter: number;
-  /** Each target's model is asked for one token (paid), rather than its upstream's model list. */
-  readonly oneToken: boolean;
-  readonly statusPages: NonNullable<HealthChecksConfig['statusPages']>;
-}
 
 /** How one round of one check ended (the metrics). */
 export interface ProbeEvent {
@@ -40,66 +28,6 @@ export interface UpstreamProbes {
   failing(): string[];
   /** Stops the probes. */
   close(): void;
-}
-
-const KNOWN = ['interval', 'timeout', 'failAfter', 'passAfter', 'statusPages', 'probe'];
-
-function fail(message: string): never {
-  throw new TollgateError('ERR_TG_ROUTER_BAD_OPTION', message);
-}
-
-function count(value: unknown, path: string): number {
-  if (value === undefined) return 2;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) fail(`${path} must be a positive integer`);
-  return value;
-}
-
-function statusPagesOf(value: unknown): ResolvedHealthChecks['statusPages'] {
-  if (value === undefined) return false;
-  if (typeof value === 'boolean') return value;
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    fail('healthChecks.statusPages must be true, false or an object of upstream name → URL');
-  for (const [name, url] of Object.entries(value))
-    if (url !== false && (typeof url !== 'string' || !/^https?:$/.test(URL.parse(url)?.protocol ?? '')))
-      fail(`healthChecks.statusPages.${name} must be an http(s) URL or false`);
-  return value as Record<string, string | false>;
-}
-
-/**
- * `healthChecks` resolved (the older `healthProbe` as what it meant: the last probe decides), or undefined when the
- * config asks for none. Throws a TollgateError naming the field.
- */
-export function resolveHealthChecks(config: RoutingConfig): ResolvedHealthChecks | undefined {
-  const { healthChecks, healthProbe } = config;
-  if (healthChecks !== undefined && healthProbe !== undefined)
-    fail('healthProbe is the older name of healthChecks: give one of them');
-  if (healthProbe !== undefined) {
-    const { intervalMs = 30_000, timeoutMs = 5000 } = healthProbe;
-    for (const [name, value] of Object.entries({ intervalMs, timeoutMs }))
-      if (!Number.isInteger(value) || value < 1) fail(`healthProbe.${name} must be a positive integer`);
-    return { intervalMs, timeoutMs, failAfter: 1, passAfter: 1, oneToken: false, statusPages: false };
-  }
-  if (healthChecks === undefined) return undefined;
-  if (typeof healthChecks !== 'object' || healthChecks === null) fail('healthChecks must be an object');
-  for (const name of Object.keys(healthChecks))
-    if (!KNOWN.includes(name)) fail(`healthChecks.${name} is not an option (known: ${KNOWN.join(', ')})`);
-  const { probe = 'models' } = healthChecks;
-  if (probe !== 'models' && probe !== 'one-token') fail('healthChecks.probe must be "models" or "one-token"');
-  const duration = (value: number | string | undefined, fallback: string, path: string) => {
-    try {
-      return parseDuration(value ?? fallback, path);
-    } catch (error) {
-      return fail(error instanceof Error ? error.message : String(error));
-    }
-  };
-  return {
-    intervalMs: duration(healthChecks.interval, '30s', 'healthChecks.interval'),
-    timeoutMs: duration(healthChecks.timeout, '5s', 'healthChecks.timeout'),
-    failAfter: count(healthChecks.failAfter, 'healthChecks.failAfter'),
-    passAfter: count(healthChecks.passAfter, 'healthChecks.passAfter'),
-    oneToken: probe === 'one-token',
-    statusPages: statusPagesOf(healthChecks.statusPages),
-  };
 }
 
 /** The status page an upstream's checks read, when the config reads any: its own entry, else its kind's. */

@@ -1,6 +1,7 @@
 // `tollgate keys create|list|revoke|rotate|delete`: key management against a JSON config file or a Redis key store.
-import { changeKey } from '@tollgate/core/store-contracts';
+import { changeKey, compareKeyIds, keyPage, pageOfSorted } from '@tollgate/core/store-contracts';
 import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyStore } from '@tollgate/core/store-contracts';
+import type { KeyPage, KeyPageQuery } from '@tollgate/core/store-contracts';
 import {
   commandFailure,
   EXIT_FAILED,
@@ -12,15 +13,24 @@ import {
   parseCommandLine,
   pickCommand,
   UsageError,
-} from '@tollgate/core/command-line';
-import type { Column, CommandIo, OutputFormat, ParsedCommandLine } from '@tollgate/core/command-line';
-import { generateApiKey, hashApiKey } from './api-keys.js';
-import { editConfigKeys, readConfigKeys } from './config-file.js';
-import { configKeyFromRecord, isValidKeyId } from './config-keys.js';
-import { keyBudgetTerm, KeyTermError, keyExpiry, rotationGrace } from './key-terms.js';
-import { rotateApiKey } from './key-rotation.js';
-import { readersFolder, waitForKeyFileReaders } from './key-file-readers.js';
-import type { ReadersVerdict } from './key-file-readers.js';
+} from './command-line.js';
+import type { Column, CommandIo, OutputFormat, ParsedCommandLine } from './command-line.js';
+import {
+  configKeyFromRecord,
+  editConfigKeys,
+  generateApiKey,
+  hashApiKey,
+  isValidKeyId,
+  keyBudgetTerm,
+  KeyTermError,
+  keyExpiry,
+  readConfigKeys,
+  readersFolder,
+  rotateApiKey,
+  rotationGrace,
+  waitForKeyFileReaders,
+} from '@tollgate/auth';
+import type { ReadersVerdict } from '@tollgate/auth';
 
 /** Where the command writes its output. */
 export type KeysCommandIo = CommandIo;
@@ -29,12 +39,14 @@ const USAGE_TEXT = `Usage: tollgate keys <command> [target] [options]
 
 Commands:
   create  --tenant <t> --user <u> [--scopes <a,b>] [--tier <t>] [--feature <f>] [--models <m1,m2>]
-          [--tools <server/tool,server/*>] [--expires <30d | ISO date | never>] [--id <name>] [--format json]
+          [--team <team of the tenant>] [--tools <server/tool,server/*>] [--expires <30d | ISO date | never>]
+          [--id <name>] [--format json]
           [--budget '{"usd":5,"period":"day"}']
           Creates a key, prints it ONCE and prints the record to store. Without --scopes the key
           holds none (it passes no scope check, such as a gateway's requiredScope); this is printed.
           --budget gives it a budget of its own (JSON of one budget or a list, as a config key's).
-  list    [--format table|csv|json]       Lists keys (ids and attributes, never hashes).
+  list    [--tenant <t>] [--q <id start>] [--format table|csv|json]
+          Lists keys (ids and attributes, never hashes), read a page of 1000 at a time.
   revoke  <id>                            Disables a key.
   rotate  <id> [--grace <0 | 1h | keep>] [--expires <30d | ISO date | never>] [--id <new>] [--format json]
           Creates a new key with every attribute of the old one, its end date included (--expires
@@ -70,7 +82,8 @@ interface KeyTarget {
   describe: string;
   /** When a revocation takes effect, for the message after `revoke`. */
   revokedWhen: string;
-  list(): Promise<ApiKeyRecord[]>;
+  /** One page of keys in id order (KeyStore.page). */
+  page(query: KeyPageQuery): Promise<KeyPage>;
   findById(id: string): Promise<ApiKeyRecord | undefined>;
   /** Adds a record; false when its id is taken. */
   add(record: ApiKeyRecord): Promise<boolean>;
@@ -168,7 +181,11 @@ function configTarget(path: string, options: KeysCommandOptions): KeyTarget {
     describe: path,
     revokedWhen:
       'each gateway reading this file takes it within a second of the write (even while another part of the file does not validate)',
-    list: () => readConfigKeys(path),
+    page: async (query) =>
+      pageOfSorted(
+        (await readConfigKeys(path)).sort((a, b) => compareKeyIds(a.id, b.id)),
+        query,
+      ),
     findById: async (id) => (await readConfigKeys(path)).find((record) => record.id === id),
     add: (record) =>
       edit(
@@ -226,7 +243,7 @@ function storeTarget(
   return {
     describe,
     revokedWhen: 'it stops working at once',
-    list: () => store.list(),
+    page: (query) => keyPage(store, query),
     findById: (id) => store.findById(id),
     async add(record) {
       const problems = options.storedKeyProblems?.(record);
@@ -258,7 +275,7 @@ async function redisTarget(url: string, prefix: string, options: KeysCommandOpti
   // Loaded on demand: only `--redis` needs a Redis client.
   const { createRedisStores } = await import('@tollgate/redis').catch((error: unknown) => {
     throw new Error(
-      '--redis needs @tollgate/redis, an optional peer dependency of @tollgate/auth: npm install @tollgate/redis',
+      '--redis needs @tollgate/redis, an optional peer dependency of @tollgate/cli: npm install @tollgate/redis',
       { cause: error },
     );
   });
@@ -343,10 +360,12 @@ const OPTIONS = {
   redis: { type: 'string' },
   prefix: { type: 'string' },
   tenant: { type: 'string' },
+  q: { type: 'string' },
   user: { type: 'string' },
   scopes: { type: 'string' },
   tier: { type: 'string' },
   feature: { type: 'string' },
+  team: { type: 'string' },
   models: { type: 'string' },
   tools: { type: 'string' },
   expires: { type: 'string' },
@@ -406,6 +425,7 @@ async function createKey(run: KeysRun): Promise<number> {
   if (values.user !== undefined) record.userId = values.user;
   if (values.tier !== undefined) record.tier = values.tier;
   if (values.feature !== undefined) record.feature = values.feature;
+  if (values.team !== undefined) record.team = values.team;
   const models = splitList(values.models);
   if (models !== undefined) record.models = models;
   const tools = splitList(values.tools);
@@ -427,12 +447,28 @@ function quiet(io: KeysCommandIo): KeysCommandIo {
   return { stdout: io.stderr, stderr: io.stderr };
 }
 
+/** Keys `list` reads a page. */
+const LIST_PAGE = 1000;
+
 async function listKeys(run: KeysRun): Promise<number> {
   const { now, io } = run;
   const format = outputFormat(run.values);
   if (run.rest.length > 0) throw new UsageError(`"keys list" takes no positional arguments`);
   const target = needTarget(run);
-  const records = await target.list();
+  const { tenant, q } = run.values;
+  const records: ApiKeyRecord[] = [];
+  // Page by page: a store of 100,000 keys answers 100 replies of 1000, never one of every key.
+  let after: string | undefined;
+  do {
+    const page = await target.page({
+      limit: LIST_PAGE,
+      ...(tenant === undefined ? {} : { tenantId: tenant }),
+      ...(q === undefined ? {} : { prefix: q }),
+      ...(after === undefined ? {} : { after }),
+    });
+    records.push(...page.keys);
+    after = page.next;
+  } while (after !== undefined);
   if (format === 'table' && records.length === 0) io.stdout.write(`No keys in ${target.describe}.\n`);
   else io.stdout.write(formatRows(format, listColumns(now), records));
   return EXIT_OK;

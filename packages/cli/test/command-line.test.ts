@@ -11,9 +11,8 @@ import {
   parseCommandLine,
   pickCommand,
   UsageError,
-} from '@tollgate/core/command-line';
-import type { Column } from '@tollgate/core/command-line';
-import { usdDecimal } from '../src/money.js';
+} from '../src/command-line.js';
+import type { Column } from '../src/command-line.js';
 
 const OPTIONS = { tenant: { type: 'string' }, since: { type: 'string' }, json: { type: 'boolean' } } as const;
 
@@ -26,21 +25,6 @@ function usageMessage(run: () => unknown): string {
   }
   throw new Error('no usage error');
 }
-
-describe('usdDecimal', () => {
-  it('prints nano-USD as USD with 6 decimals, rounded half away from zero, exactly', () => {
-    expect(usdDecimal(0)).toBe('0.000000');
-    expect(usdDecimal(12_345_678_901)).toBe('12.345679');
-    expect(usdDecimal(12_345_678_499)).toBe('12.345678');
-    expect(usdDecimal(499)).toBe('0.000000');
-    expect(usdDecimal(500)).toBe('0.000001');
-    expect(usdDecimal(-1_500)).toBe('-0.000002');
-    expect(usdDecimal(-400)).toBe('0.000000');
-    expect(usdDecimal(1_000_000_000_000_000)).toBe('1000000.000000');
-    expect(usdDecimal(Number.MAX_SAFE_INTEGER)).toBe('9007199.254741');
-    expect(() => usdDecimal(1.5)).toThrow(RangeError);
-  });
-});
 
 describe('parseCommandLine', () => {
   it('reads flags with node:util parseArgs', () => {

@@ -13,9 +13,8 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import request from 'supertest';
 import { readLockHolder } from '@tollgate/core/process-lock';
 import { createRedisStores } from '@tollgate/redis';
-import { apiKeyAuth, hashApiKey, keyRecordsFromConfig } from '../src/index.js';
-import { isApiKeyFormat } from '../src/api-keys.js';
-import { createServer, runKeys } from './helpers.js';
+import { API_KEY_PATTERN, apiKeyAuth, hashApiKey, keyRecordsFromConfig } from '@tollgate/auth';
+import { identityServer, runKeys } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -41,7 +40,7 @@ function printedKey(stdout: string): string {
   const key = stdout
     .split('\n')
     .map((line) => line.trim())
-    .find(isApiKeyFormat);
+    .find((line) => API_KEY_PATTERN.test(line));
   if (!key) throw new Error('no key printed');
   return key;
 }
@@ -117,7 +116,7 @@ describe('keys command against a JSON config file', () => {
     expect((await readdir(dir)).sort()).toEqual(['tollgate.json']);
 
     // The printed key works against the records the file now holds.
-    const app = createServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
+    const app = identityServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
     const res = await request(app).get('/x').set('x-api-key', key);
     expect(res.body.identity).toMatchObject({
       keyId: 'acme-alice',
@@ -155,9 +154,10 @@ describe('keys command against a JSON config file', () => {
     expect(csv.stdout).not.toMatch(/sha256|[0-9a-f]{64}/);
     const json = await run('keys', 'list', '--config', config, '--json');
     const listed = JSON.parse(json.stdout);
+    // In id order, as every list pages (the file's order was shown before).
     expect(listed.map((entry: { id: string; status: string }) => [entry.id, entry.status])).toEqual([
-      ['existing', 'active'],
       ['acme-alice', 'active'],
+      ['existing', 'active'],
     ]);
     expect(json.stdout).not.toMatch(/sha256|[0-9a-f]{64}/);
   });
@@ -181,7 +181,7 @@ describe('keys command against a JSON config file', () => {
     expect(out.code).toBe(0);
     const file = JSON.parse(await readFile(config, 'utf8'));
     expect(file.keys.find((entry: { id: string }) => entry.id === 'beta-bob').disabled).toBe(true);
-    const app = createServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
+    const app = identityServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
     expect((await request(app).get('/x').set('x-api-key', key)).status).toBe(401);
     expect((await run('list', '--config', config)).stdout).toMatch(/beta-bob\s+revoked/);
     expect((await run('revoke', 'nobody', '--config', config)).code).toBe(1);
@@ -220,7 +220,7 @@ describe('keys command against a JSON config file', () => {
     expect(rotated.stdout).toMatch(/The old key "zero-grace" is revoked/);
     const newKey = printedKey(rotated.stdout);
     const file = JSON.parse(await readFile(config, 'utf8'));
-    const app = createServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
+    const app = identityServer(apiKeyAuth({ keys: keyRecordsFromConfig(file.keys) }));
     expect((await request(app).get('/x').set('x-api-key', oldKey)).status).toBe(401);
     expect((await request(app).get('/x').set('x-api-key', newKey)).body.identity.keyId).toBe('zero-grace-2');
     // A revoked key is not rotated again (the dashboard's rule too).
@@ -286,6 +286,15 @@ describe('keys command against a JSON config file', () => {
     expect(storedIn).toBeNull();
     expect(record).toMatchObject({ sha256: hashApiKey(key), tenant: 'acme', user: 'carol', scopes: [] });
     expect(record.id).toMatch(/^acme-carol-[0-9a-f]{8}$/);
+  });
+
+  it('create --team charges the key to a team of its tenant; a team without a tenant is refused', async () => {
+    const printed = await run('create', '--tenant', 'acme', '--team', 'research', '--json');
+    expect(printed.code).toBe(0);
+    const { record } = JSON.parse(printed.stdout);
+    expect(record).toMatchObject({ tenant: 'acme', team: 'research' });
+    expect(keyRecordsFromConfig([record])[0]).toMatchObject({ tenantId: 'acme', team: 'research' });
+    expect(() => keyRecordsFromConfig([{ ...record, tenant: undefined }])).toThrow(/team needs the key's tenant/);
   });
 
   it('usage errors exit 2 with help on stderr; a broken config file exits 1 naming the field', async () => {
@@ -405,7 +414,7 @@ describe('keys command against Redis', () => {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const prefix = `tg-test:${randomUUID()}:`;
   const stores = createRedisStores({ url, prefix });
-  const app = createServer(apiKeyAuth({ keys: stores.keys }));
+  const app = identityServer(apiKeyAuth({ keys: stores.keys }));
 
   afterAll(async () => {
     for (const record of await stores.keys.list()) await stores.keys.delete(record.id);
@@ -447,6 +456,26 @@ describe('keys command against Redis', () => {
     expect(await refusedSoon(app, key)).toBe(401);
     expect((await run('list', '--redis', url, '--prefix', prefix)).stdout).toMatch(/redis-alice\s+revoked/);
     expect((await run('revoke', 'nobody', '--redis', url, '--prefix', prefix)).code).toBe(1);
+  });
+
+  it('list reads the store a page at a time, by tenant and by the start of the id', async () => {
+    for (let i = 0; i < 2100; i++)
+      await stores.keys.put({
+        id: `bulk-${String(i).padStart(4, '0')}`,
+        sha256: hashApiKey(`bulk ${i}`),
+        tenantId: i % 3 === 0 ? 'bulk-a' : 'bulk-b',
+        scopes: [],
+        createdAt: '2026-11-27T08:00:00.000Z',
+      });
+    const all = JSON.parse((await run('list', '--redis', url, '--prefix', prefix, '--json')).stdout) as {
+      id: string;
+    }[];
+    expect(all.filter((entry) => entry.id.startsWith('bulk-'))).toHaveLength(2100);
+    const ofA = await run('list', '--redis', url, '--prefix', prefix, '--tenant', 'bulk-a', '--q', 'bulk-00', '--json');
+    const expected = Array.from({ length: 100 }, (_, i) => i)
+      .filter((i) => i % 3 === 0)
+      .map((i) => `bulk-00${String(i).padStart(2, '0')}`);
+    expect(JSON.parse(ofA.stdout).map((entry: { id: string }) => entry.id)).toEqual(expected);
   });
 
   it('rotate on Redis keeps the end date too', async () => {

@@ -10,10 +10,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
 import type { RedisStores } from '@tollgate/redis';
-import { hashApiKey } from '../src/index.js';
+import { hashApiKey, readersFolder } from '@tollgate/auth';
+// How old a reader's note is when it counts as gone: the auth package's own figure, not exported for anyone else.
+import { READER_NOTE_EXPIRY_MS } from '../../auth/src/key-file-readers.js';
 import { runKeys } from './helpers.js';
-import { readersFolder } from '../src/key-file-readers.js';
-import { READER_NOTE_EXPIRY_MS } from '../src/key-file-readers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 

@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { PGlite } from '@electric-sql/pglite';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { runReportCommand, serveLedger } from '@tollgate/metering';
+import { serveLedger } from '@tollgate/metering';
 import { postgresSink } from '@tollgate/metering/postgres';
-import { sampleRecord } from './sample-record.js';
+import { sampleRecord } from '../../metering/test/sample-record.js';
+import { runReportCommand } from '../src/report-command.js';
 
 /** Tenant names a CSV must quote: a comma, quotes, a line break. */
 const ODD = 'acme, "the big one"';

@@ -1,7 +1,5 @@
 // `tollgate report --by tenant --since 7d`: spend, tokens and what caching saved per group from the usage ledger
 // (PostgreSQL, or the embedded PGlite ledger of a data directory), as a table, CSV or JSON.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseDuration } from '@tollgate/core';
 import {
   commandFailure,
@@ -12,29 +10,25 @@ import {
   outputFormat,
   parseCommandLine,
   UsageError,
-} from '@tollgate/core/command-line';
-import type { Column, CommandIo, OutputFormat } from '@tollgate/core/command-line';
-import { lockHolderAlive, readLockHolder } from '@tollgate/core/process-lock';
-import type pg from 'pg';
-import { dataDirLayout, ledgerClient } from './ledger-socket.js';
-import { loadOptionalPeer } from './optional-peer.js';
-import { costPerOutcome, OUTCOME_GROUPINGS } from './outcomes.js';
-import type { OutcomeCost, OutcomeGrouping } from './outcomes.js';
-import { aggregateUsage, USAGE_GROUPINGS } from './postgres-ledger.js';
-import type { LedgerLocation, Queryable, UsageAggregate, UsageGrouping } from './postgres-ledger.js';
-import { openEmbeddedLedger } from './postgres-sink.js';
+} from './command-line.js';
+import type { Column, CommandIo, OutputFormat } from './command-line.js';
+import { ledgerSource } from './ledger-source.js';
+import type { ReportDefaults } from './ledger-source.js';
+import { aggregateUsage, costPerOutcome, openLedger, OUTCOME_GROUPINGS, USAGE_GROUPINGS } from '@tollgate/metering';
+import type {
+  LedgerLocation,
+  LedgerSource,
+  OpenLedger,
+  OutcomeCost,
+  OutcomeGrouping,
+  Queryable,
+  UsageAggregate,
+  UsageGrouping,
+} from '@tollgate/metering';
 
 export type ReportIo = CommandIo;
 
-/** Where the ledger is when the command line does not say: the proxy's config names its database. */
-export interface ReportDefaults extends LedgerLocation {
-  /** PostgreSQL connection string. */
-  postgres?: string;
-  /** A gateway's data directory, whose embedded ledger is read when no PostgreSQL is named. */
-  dataDir?: string;
-}
-
-const USAGE = `Usage: tollgate report [--by tenant|feature|user|tag|model|day|key|session] [--since 7d|<ISO date>] [--until <ISO date>]
+const USAGE = `Usage: tollgate report [--by tenant|feature|user|tag|model|day|key|session|team] [--since 7d|<ISO date>] [--until <ISO date>]
                        [--tenant <id>] [--format table|csv|json]
                        [--postgres <url> | --data-dir <dir>] [--schema <name>] [--table <name>]
        tollgate report --outcomes [--by tenant|feature] [--kind <kind>] [...the same]
@@ -73,10 +67,6 @@ const OPTIONS = {
   ...HELP_OPTION,
 } as const;
 
-/** The ledger a report reads: a PostgreSQL server, or the PGlite data directory inside a proxy's data directory. */
-/** Where a command reads the usage ledger: PostgreSQL, or a gateway's data directory. */
-export type LedgerSource = { postgres: string } | { dataDir: string };
-
 interface ReportArgs extends LedgerLocation {
   by: UsageGrouping;
   outcomes: boolean;
@@ -95,29 +85,6 @@ function parseDate(value: string, flag: string, now: number): Date {
   if (Number.isNaN(date.getTime()))
     throw new UsageError(`${flag} must be a duration like 7d or an ISO date; got ${JSON.stringify(value)}`);
   return date;
-}
-
-/** The ledger `--postgres` or `--data-dir` names, else the defaults (the proxy's config), else TOLLGATE_POSTGRES_URL. */
-export function ledgerSource(
-  values: { postgres?: string | undefined; 'data-dir'?: string | undefined },
-  defaults: ReportDefaults,
-): LedgerSource {
-  if (values.postgres !== undefined && values['data-dir'] !== undefined)
-    throw new UsageError('give --postgres or --data-dir, not both');
-  if (values['data-dir'] !== undefined) return { dataDir: values['data-dir'] };
-  if (values.postgres === undefined && defaults.postgres === undefined && defaults.dataDir !== undefined)
-    return { dataDir: defaults.dataDir };
-  const postgres =
-    values.postgres ??
-    defaults.postgres ??
-    process.env.TOLLGATE_POSTGRES_URL ??
-    process.env.POSTGRES_URL ??
-    process.env.DATABASE_URL;
-  if (!postgres)
-    throw new UsageError(
-      'no ledger to read: pass --postgres <url> (or set TOLLGATE_POSTGRES_URL) or --data-dir <the proxy data directory>',
-    );
-  return { postgres };
 }
 
 async function parseReportArgs(
@@ -225,56 +192,6 @@ export function formatOutcomeReport(
   return formatRows(format, columns, rows, { unset: '(none)' });
 }
 
-/** A ledger open for one report. */
-export interface OpenLedger {
-  db: Queryable;
-  close(): Promise<void>;
-}
-
-async function openPostgres(url: string): Promise<OpenLedger> {
-  const client = new (loadOptionalPeer<typeof pg>('pg', 'tollgate report').Client)({
-    connectionString: url,
-    connectionTimeoutMillis: 10_000,
-  });
-  const close = () => client.end().catch(() => undefined);
-  try {
-    await client.connect();
-  } catch (error) {
-    await close();
-    throw error;
-  }
-  return { db: client, close };
-}
-
-/**
- * The embedded ledger a proxy keeps in `<dataDir>/ledger` (a PGlite data directory). PGlite opens a directory in one
- * process at a time: while a proxy holds the data directory (its lock names a live process), the ledger is read
- * through the socket that proxy serves it on (serveLedger: read-only queries, between its writes); otherwise it is
- * opened here.
- */
-async function openDataDir(dataDir: string): Promise<OpenLedger> {
-  const layout = dataDirLayout(dataDir);
-  const holder = readLockHolder(layout.lock);
-  if (lockHolderAlive(holder)) {
-    if (!existsSync(layout.socket))
-      throw new Error(
-        `the data directory ${dataDir} is held by process ${holder!.pid}, which serves no ledger socket there (${layout.socket}): ` +
-          'it may still be starting, or keep its ledger elsewhere (postgresUrl: use --postgres)',
-      );
-    return { db: ledgerClient(layout.socket), close: async () => undefined };
-  }
-  // Opening a directory that holds no database would make an empty one there.
-  if (!existsSync(join(layout.ledger, 'PG_VERSION')))
-    throw new Error(`no ledger in ${dataDir}: ${layout.ledger} is not a PGlite data directory`);
-  const db = openEmbeddedLedger(layout.ledger, 'tollgate report --data-dir');
-  return { db, close: () => db.close() };
-}
-
-/** Opens the ledger a source names, to read it (and close it after). */
-export async function openLedger(source: LedgerSource): Promise<OpenLedger> {
-  return 'dataDir' in source ? openDataDir(source.dataDir) : openPostgres(source.postgres);
-}
-
 async function printReport(db: Queryable, args: ReportArgs, io: ReportIo): Promise<void> {
   const location = { schema: args.schema, table: args.table };
   const period = `from ${args.since.toISOString()} to ${(args.until ?? new Date()).toISOString()}`;
@@ -310,7 +227,7 @@ export async function runReportCommand(
       io.stdout.write(USAGE);
       return EXIT_OK;
     }
-    ledger = await openLedger(args.source);
+    ledger = await openLedger(args.source, 'tollgate report');
     await printReport(ledger.db, args, io);
     return EXIT_OK;
   } catch (error) {
