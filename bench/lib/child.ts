@@ -57,6 +57,8 @@ export function forkBench(entry: string, options: ForkOptions = {}): ChildProces
   const execArgv = options.builtPackages ? withoutConditions(process.execArgv) : [...process.execArgv];
   if (options.exposeGc) execArgv.push('--expose-gc');
   if (options.execArgv) execArgv.push(...options.execArgv);
+  // `BENCH_CHILD_NODE_ARGS="--trace-gc"`: Node flags for every child, to see inside a measured process.
+  if (process.env.BENCH_CHILD_NODE_ARGS) execArgv.push(...process.env.BENCH_CHILD_NODE_ARGS.split(' ').filter(Boolean));
   return fork(entry, [], {
     execArgv,
     env: { ...process.env, ...options.env },

@@ -115,7 +115,9 @@ describe('Redis round trips per request', () => {
   });
 
   it('on blockStores: none per request while the blocks last (request and token layers answered in-process, settles too)', async () => {
-    const blocked = blockStores(stores, { share: 0.01, size: 'share' });
+    // A block lives a minute here (10 s by default): a loaded machine may take longer than 10 s over the requests
+    // below, and a block that comes of age is handed back (a flight) whatever this test counts.
+    const blocked = blockStores(stores, { share: 0.01, size: 'share', maxAgeMs: 60_000 });
     // Blocks of 0.01 of the limits (not sized by demand): 10 requests and 10,000 tokens (ten requests of 1,000).
     const caller = { keyId: 'k1', tenantId: 'acme', scopes: [], authMethod: 'api_key' as const };
     let app: ReturnType<typeof testApp>;
