@@ -83,3 +83,38 @@ export async function keyPageWith(
   if (store) pages.push(await keyPage(store, query));
   return mergeKeyPages(pages, query.limit);
 }
+
+/** The records whose `expiresAt` lies in [`from`, `until`) (epoch ms), soonest first, at most `limit`. */
+export function soonestExpiring(
+  records: Iterable<ApiKeyRecord>,
+  from: number,
+  until: number,
+  limit: number,
+): ApiKeyRecord[] {
+  const within: [number, ApiKeyRecord][] = [];
+  for (const record of records) {
+    const at = record.expiresAt === undefined ? Number.NaN : Date.parse(record.expiresAt);
+    if (at >= from && at < until) within.push([at, record]);
+  }
+  within.sort((a, b) => a[0] - b[0] || compareKeyIds(a[1].id, b[1].id));
+  return within.slice(0, limit).map(([, record]) => record);
+}
+
+/**
+ * The keys of a store (when there is one) and held beside it (a config file's) that expire in [`from`, `until`),
+ * soonest first, at most `limit`: `store.expiring` where the store has it, else every key read (a store of your own).
+ */
+export async function expiringKeysWith(
+  store: KeyStore | undefined,
+  beside: readonly ApiKeyRecord[],
+  from: number,
+  until: number,
+  limit: number,
+): Promise<ApiKeyRecord[]> {
+  const stored = !store
+    ? []
+    : store.expiring
+      ? await store.expiring(from, until, limit)
+      : soonestExpiring(await store.list(), from, until, limit);
+  return soonestExpiring([...beside, ...stored], from, until, limit);
+}

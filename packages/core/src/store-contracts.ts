@@ -40,7 +40,16 @@ export {
   windowPhase,
   windowStartAt,
 } from './stores.js';
-export { compareKeyIds, keyPage, keyPageStart, keyPageWith, mergeKeyPages, pageOfSorted } from './key-pages.js';
+export {
+  compareKeyIds,
+  expiringKeysWith,
+  keyPage,
+  keyPageStart,
+  keyPageWith,
+  mergeKeyPages,
+  pageOfSorted,
+  soonestExpiring,
+} from './key-pages.js';
 export type { AuthMethod } from './types.js';
 export {
   assertReserveNumbers,

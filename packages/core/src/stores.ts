@@ -445,6 +445,12 @@ export interface KeyStore {
    */
   page?(query: KeyPageQuery): Promise<KeyPage>;
   /**
+   * The keys whose `expiresAt` lies in [`from`, `until`) (epoch ms), soonest first, at most `limit`, revoked ones
+   * included (callers judge), from an index the writes keep: what the dashboard's "expires soon" alerts read. Use
+   * `expiringKeysWith`, which falls back to `list()` for stores without it.
+   */
+  expiring?(from: number, until: number, limit: number): Promise<ApiKeyRecord[]>;
+  /**
    * The keys whose record carries a budget (`budget`), without reading every key: what the budget guard lists once a
    * minute and at each metrics scrape, where a store of 100,000 keys holds a few with budgets. Use `budgetedKeys`,
    * which falls back to `list()` for stores without it.

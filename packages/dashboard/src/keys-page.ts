@@ -93,21 +93,6 @@ export async function loadKeyPage(
   };
 }
 
-/** Store keys and config keys, newest first. */
-export async function loadKeys(config: DashboardConfig, problems: SourceProblems): Promise<ListedKey[]> {
-  const now = config.now();
-  const store = config.keys;
-  const stored = store ? await problems.read('keys', [], () => store.list()) : [];
-  const fromConfig = await problems.read('keys', [], () => [...config.configKeys()]);
-  const keys = [
-    ...stored.map((record) => listedKey(record, 'store', now)),
-    ...fromConfig.map((record) => listedKey(record, 'config', now)),
-  ];
-  // Keys with no creation date go last: there is nothing to say how new they are.
-  const newestFirst = (a: ListedKey, b: ListedKey) => (b.createdAt ?? '').localeCompare(a.createdAt ?? '');
-  return keys.sort((a, b) => newestFirst(a, b) || a.id.localeCompare(b.id));
-}
-
 export async function loadKeysPage(config: DashboardConfig, query: KeysQuery): Promise<KeysData> {
   const problems = new SourceProblems();
   const { keys, next } = await loadKeyPage(config, problems, query);

@@ -39,9 +39,13 @@ export interface QuotaStatus {
   resetAt?: string;
 }
 
-/** What a page asks its `limits` for: a tenant's page names its tenant (its quotas and its keys'); the overview nothing. */
+/**
+ * What a page asks its `limits` for: a tenant's page names its tenant (its quotas and its keys'); the overview the
+ * tenants it shows (at most 200), whose quotas it lists beside the global ones.
+ */
 export interface QuotaQuery {
   tenantId?: string;
+  tenantIds?: readonly string[];
 }
 
 /** A message for the overview's alerts, besides those the dashboard finds itself. */

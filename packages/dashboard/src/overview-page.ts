@@ -1,5 +1,6 @@
 // The overview: spend this period per tenant and feature against its cap, what caching saved, quotas now, and what needs a look.
 import { periodWindow } from '@tollgate/core';
+import { expiringKeysWith } from '@tollgate/core/store-contracts';
 import type { CalendarPeriod } from '@tollgate/core/options';
 import type { BudgetStatus } from '@tollgate/budget';
 import { aggregateUsage, costPerOutcome, usageOverTime } from '@tollgate/metering';
@@ -7,7 +8,6 @@ import type { OutcomeCost, UsageAggregate } from '@tollgate/metering';
 import { count, exactMoney, fromNow, money, moneyColumn, percent, utcTime } from './format.js';
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
-import { loadKeys } from './keys-page.js';
 import {
   barAmounts,
   BUDGET_SUM_NOTE,
@@ -27,7 +27,7 @@ import {
 import type { BarState, BudgetStanding, ChartData, PageContext } from './layout.js';
 import type { DashboardAlert, DashboardConfig, QuotaStatus } from './options.js';
 import { seriesFromPoints } from './series.js';
-import { SourceProblems } from './sources.js';
+import { keyState, SourceProblems } from './sources.js';
 
 /** Spend of one tenant or feature in its current period, against its budget if it has one. */
 export interface SpendRow {
@@ -94,6 +94,8 @@ const MAX_ROWS = 200;
 const SERIES = 6;
 const DAY_SECONDS = 86_400;
 const EXPIRY_WARNING_MS = 7 * 86_400_000;
+/** Keys named by "expires" alerts at most, the soonest first: the keys page lists them all. */
+const MAX_EXPIRY_ALERTS = 50;
 
 async function spendRows(
   config: DashboardConfig,
@@ -111,40 +113,31 @@ async function spendRows(
   const periods = new Set<CalendarPeriod>([config.period, ...[...budgets.values()].map(periodOf)]);
   const ledgerSums = new Map<CalendarPeriod, Map<string, LedgerSums>>();
   const ledger = config.ledger;
-  if (ledger) {
-    const sumsOf = (rows: UsageAggregate[]) =>
-      rows.flatMap((row): [string, LedgerSums][] =>
-        row.group === null
-          ? []
-          : [
-              [
-                row.group,
-                {
-                  cost: row.costNanoUsd,
-                  requests: row.requests - row.refusals,
-                  refusals: row.refusals,
-                  cacheHits: row.cacheHits,
-                  saved: row.savedNanoUsd,
-                },
-              ],
+  const sumsOf = (rows: UsageAggregate[]) =>
+    rows.flatMap((row): [string, LedgerSums][] =>
+      row.group === null
+        ? []
+        : [
+            [
+              row.group,
+              {
+                cost: row.costNanoUsd,
+                requests: row.requests - row.refusals,
+                refusals: row.refusals,
+                cacheHits: row.cacheHits,
+                saved: row.savedNanoUsd,
+              },
             ],
-      );
+          ],
+    );
+  if (ledger) {
     await Promise.all(
       [...periods].map(async (period) => {
         const window = periodWindow(period, now, config.timezone);
         const range = { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) };
-        // The most expensive ids, chosen in SQL; then the ids with a budget in this period that were not among them.
+        // The most expensive ids, chosen in SQL; the budgeted ids shown beside them are summed once they are chosen.
         const top = await problems.read('ledger', [], () => aggregateUsage(ledger, { ...range, limit: MAX_ROWS }));
-        const sums = new Map(sumsOf(top));
-        const budgeted = [...budgets.values()]
-          .filter((status) => periodOf(status) === period && !sums.has(status.id!))
-          .map((status) => status.id!);
-        if (budgeted.length > 0)
-          for (const [id, sum] of sumsOf(
-            await problems.read('ledger', [], () => aggregateUsage(ledger, { ...range, groups: budgeted })),
-          ))
-            sums.set(id, sum);
-        ledgerSums.set(period, sums);
+        ledgerSums.set(period, new Map(sumsOf(top)));
       }),
     );
   }
@@ -159,7 +152,39 @@ async function spendRows(
     for (const status of found.flat())
       if (status.scope === scope && status.id !== null && !budgets.has(status.id)) budgets.set(status.id, status);
   }
-  const rows = [...ids].map((id): SpendRow => {
+  // Past MAX_ROWS (a budget for each of 10,000 tenants), the rows shown are chosen before the ledger is asked for the
+  // budgeted ones' sums: the budgets most used, then the most expensive (the tenants page lists them all, a page each).
+  const ranked = [...ids]
+    .map((id) => {
+      const budget = budgets.get(id);
+      return { id, used: budgetState(budget ?? null).used, spent: ledgerSums.get(periodOf(budget))?.get(id)?.cost };
+    })
+    .sort((a, b) => (b.used ?? -1) - (a.used ?? -1) || (b.spent ?? 0) - (a.spent ?? 0) || a.id.localeCompare(b.id));
+  const shown = ranked.slice(0, MAX_ROWS).map((row) => row.id);
+  if (ledger) {
+    const unsummed = new Map<CalendarPeriod, string[]>();
+    for (const id of shown) {
+      const budget = budgets.get(id);
+      const period = periodOf(budget);
+      if (!budget || ledgerSums.get(period)?.has(id)) continue;
+      const group = unsummed.get(period);
+      if (group) group.push(id);
+      else unsummed.set(period, [id]);
+    }
+    await Promise.all(
+      [...unsummed].map(async ([period, groups]) => {
+        const window = periodWindow(period, now, config.timezone);
+        const range = { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) };
+        const sums = ledgerSums.get(period) ?? new Map<string, LedgerSums>();
+        ledgerSums.set(period, sums);
+        for (const [id, sum] of sumsOf(
+          await problems.read('ledger', [], () => aggregateUsage(ledger, { ...range, groups })),
+        ))
+          sums.set(id, sum);
+      }),
+    );
+  }
+  const rows = shown.map((id): SpendRow => {
     const budget = budgets.get(id) ?? null;
     const period = periodOf(budget ?? undefined);
     const window = periodWindow(period, now, config.timezone);
@@ -247,12 +272,19 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
   const ledger = config.ledger;
   const dailySince = (Math.floor(now / 1000 / DAY_SECONDS) - 29) * DAY_SECONDS;
   const outcomeWindow = periodWindow(config.period, now, config.timezone);
+  const tenantRows = spendRows(config, problems, 'tenant', statuses, now);
   const [tenants, features, savings, quotas, keys, extra, points, outcomes] = await Promise.all([
-    spendRows(config, problems, 'tenant', statuses, now),
+    tenantRows,
     spendRows(config, problems, 'feature', statuses, now),
     ledger ? ledgerSavings(config, problems, ledger, now) : null,
-    problems.read('limits', [], async () => [...(await config.limits({}))]),
-    loadKeys(config, problems),
+    // The quotas of the tenants shown, not of every tenant there is.
+    tenantRows.then((rows) =>
+      problems.read('limits', [], async () => [...(await config.limits({ tenantIds: rows.map((row) => row.id) }))]),
+    ),
+    // The keys that expire within the warning, from the store's index by expiry: never every key read.
+    problems.read('keys', [], async () =>
+      expiringKeysWith(config.keys, [...config.configKeys()], now, now + EXPIRY_WARNING_MS, MAX_EXPIRY_ALERTS),
+    ),
     problems.read('alerts', [], async () => [...(await config.alerts())]),
     ledger
       ? problems.read('ledger', null, () =>
@@ -296,11 +328,13 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
         message: `No ${QUOTA_UNITS[quota.unit].left} left for ${quota.name}${quota.resetAt ? ` until ${utcTime(quota.resetAt)}` : ''}.`,
       });
   }
-  for (const key of keys) {
-    const expiresAt = key.expiresAt === undefined ? Number.NaN : Date.parse(key.expiresAt);
-    if (key.state === 'active' && expiresAt - now < EXPIRY_WARNING_MS)
-      alerts.push({ level: 'info', message: `Key ${key.id} expires ${fromNow(expiresAt, now)}.`, href: 'keys' });
-  }
+  for (const key of keys)
+    if (keyState(key, now) === 'active')
+      alerts.push({
+        level: 'info',
+        message: `Key ${key.id} expires ${fromNow(Date.parse(key.expiresAt!), now)}.`,
+        href: 'keys',
+      });
   alerts.push(...extra);
   return {
     generatedAt: new Date(now).toISOString(),

@@ -198,19 +198,22 @@ function quotaOf(reading: LimitReading, name: string, tenantId: string | undefin
   };
 }
 
+/** The config's tenants the overview reads the quotas of beside those it shows, while there are no more than this. */
+const OVERVIEW_CONFIG_TENANTS = 200;
+
 /**
  * The dashboard's request and token quotas, live: what the chain's limiters (`limits`, their combineLimits) count
  * now, read from their stores through the same wrappers, counting nothing. The overview gets the global layer and
- * each tenant's (the `tenants` given and those of usable keys); a tenant's page its tenant layers and each of its
- * usable keys' layers (requests and tokens per minute and per day, requests in flight). A tenant is read at its tier; a key at
- * its own, as auth resolves it.
+ * the tenant layers of the tenants it shows (`tenantIds`) and of the config's while they are few; a tenant's page its
+ * tenant layers and those of its usable keys on the page (requests and tokens per minute and per day, requests in
+ * flight). A tenant is read at its tier; a key at its own, as auth resolves it.
  */
 export function dashboardQuotas(
   subjects: { tiers: TierAssignment; tenants: readonly string[] },
   limits: RequestHandler,
-  /** Every key, or with `tenantId` the keys of that tenant a page shows (one page of the store, never all of it). */
-  keys: (tenantId?: string) => Promise<readonly ApiKeyRecord[]>,
-): (query?: { tenantId?: string }) => Promise<QuotaStatus[]> {
+  /** The keys of tenant `tenantId` its page shows: one page of the store, never all of it. */
+  keys: (tenantId: string) => Promise<readonly ApiKeyRecord[]>,
+): (query?: { tenantId?: string; tenantIds?: readonly string[] }) => Promise<QuotaStatus[]> {
   const withTier = identityTierResolver(subjects.tiers);
   // Each subject's layers in every window: a quota per window (its `window` says which).
   const tenantLayers = layerNamesOf('tenant');
@@ -219,11 +222,12 @@ export function dashboardQuotas(
     withTier({ keyId: `tenant:${tenantId}`, tenantId, scopes: [], authMethod: 'api_key' });
   const read = async (caller: Identity, layers: readonly string[], name: string, tenantId?: string) =>
     (await readLimits(limits, caller, { layers })).map((reading) => quotaOf(reading, name, tenantId));
-  return async function readQuotas({ tenantId } = {}) {
-    const now = Date.now();
-    const usable = (await keys(tenantId)).filter((record) => judgeKeyRecord(record.sha256, record, now).ok);
+  return async function readQuotas({ tenantId, tenantIds } = {}) {
     if (tenantId !== undefined) {
-      const own = usable.filter((record) => record.tenantId === tenantId);
+      const now = Date.now();
+      const own = (await keys(tenantId)).filter(
+        (record) => record.tenantId === tenantId && judgeKeyRecord(record.sha256, record, now).ok,
+      );
       const quotas = await Promise.all([
         read(tenantCaller(tenantId), tenantLayers, `tenant ${tenantId}`, tenantId),
         ...own.map((record) =>
@@ -232,10 +236,9 @@ export function dashboardQuotas(
       ]);
       return quotas.flat();
     }
-    const tenants = new Set([
-      ...subjects.tenants,
-      ...usable.flatMap((record) => (record.tenantId === undefined ? [] : [record.tenantId])),
-    ]);
+    // The overview's: the tenants it shows, and the config's while they are few; never every key read for its tenant.
+    const configured = subjects.tenants.length <= OVERVIEW_CONFIG_TENANTS ? subjects.tenants : [];
+    const tenants = new Set([...(tenantIds ?? []), ...configured]);
     // The global layer counts everyone alike: any caller reads it.
     const quotas = await Promise.all([
       read(tenantCaller('(any)'), ['global'], 'global'),

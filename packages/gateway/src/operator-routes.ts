@@ -193,11 +193,12 @@ function operatorDashboard(parts: OperatorParts) {
     tiers: operator.tiers,
     ...(operator.timezone ? { timezone: operator.timezone } : {}),
     ...(providers.routes ? { routing: providers.routes.health } : {}),
-    limits: dashboardQuotas({ tiers: options.auth.tiers, tenants: operator.tenants }, parts.limits, async (tenantId) =>
-      tenantId === undefined
-        ? [...configKeys(), ...(await observedStores.keys.list())]
-        : // A tenant's page: the quotas of the keys its keys table shows, one page of the store.
-          (await keyPageWith(observedStores.keys, configKeys(), { tenantId, limit: KEYS_PER_PAGE })).keys,
+    // A tenant's page: the quotas of the keys its keys table shows, one page of the store.
+    limits: dashboardQuotas(
+      { tiers: options.auth.tiers, tenants: operator.tenants },
+      parts.limits,
+      async (tenantId) =>
+        (await keyPageWith(observedStores.keys, configKeys(), { tenantId, limit: KEYS_PER_PAGE })).keys,
     ),
   });
 }

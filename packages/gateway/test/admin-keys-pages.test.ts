@@ -29,6 +29,9 @@ async function gateway(): Promise<ProxyApp> {
       tenantId: i % 2 === 0 ? 'acme' : 'globex',
       scopes: [],
       createdAt: '2026-11-27T08:00:00.000Z',
+      // k007 expires in two days, k008 in thirty: the overview warns of the first only.
+      ...(i === 7 ? { expiresAt: new Date(Date.now() + 2 * 86_400_000).toISOString() } : {}),
+      ...(i === 8 ? { expiresAt: new Date(Date.now() + 30 * 86_400_000).toISOString() } : {}),
     });
   }
   app = createProxyApp(
@@ -115,5 +118,18 @@ describe('GET /admin/keys by page', () => {
     expect(keyQuotas.size).toBe(76);
     expect([...keyQuotas].slice(0, 3)).toEqual(['key c-acme', 'key k000', 'key k002']);
     expect(keyQuotas.has('key k001')).toBe(false);
+  });
+
+  it('reads no list of every key for the overview: its expiry warnings from the index, the quotas of its tenants', async () => {
+    const proxy = await gateway();
+    const overview = await request(proxy).get('/dashboard/?format=json').set(admin);
+    expect(overview.status).toBe(200);
+    const body = overview.body as { alerts: { level: string; message: string }[]; quotas: { name: string }[] };
+    expect(body.alerts.filter((alert) => alert.level === 'info').map((alert) => alert.message)).toEqual([
+      expect.stringMatching(/^Key k007 expires in /),
+    ]);
+    expect(body.alerts.filter((alert) => alert.level === 'critical')).toEqual([]);
+    // The config's two tenants (few enough to list); no global limit is configured.
+    expect(new Set(body.quotas.map((quota) => quota.name))).toEqual(new Set(['tenant acme', 'tenant globex']));
   });
 });

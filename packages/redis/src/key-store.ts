@@ -1,5 +1,5 @@
 // API key store on Redis: lookups served from memory while pub/sub reports every change, so a revocation acts everywhere within the pub/sub delivery time.
-import { deepFreeze, keyPageStart } from '@tollgate/core/store-contracts';
+import { deepFreeze, keyPageStart, soonestExpiring } from '@tollgate/core/store-contracts';
 import type {
   ApiKeyRecord,
   KeyChange,
@@ -36,9 +36,13 @@ export class RedisKeyStore implements KeyStore {
   /** The ids of keys whose record carries a budget, and the mark that it was gathered from every key once. */
   readonly #budgeted: string;
   readonly #budgetedMark: string;
-  /** The id indexes that pages read (sorted sets: every id, and tenant-and-id), and the state of their building. */
+  /**
+   * The indexes that pages and the keys expiring soon read (sorted sets: every id, tenant-and-id, ids by expiry), and
+   * the state of their building.
+   */
   readonly #byId: string;
   readonly #byTenant: string;
+  readonly #byExpiry: string;
   readonly #indexState: string;
   readonly #channel: string;
   readonly #cache: KeyCache | undefined;
@@ -55,7 +59,9 @@ export class RedisKeyStore implements KeyStore {
     this.#budgetedMark = `${prefix}{keys}:budgeted:gathered`;
     this.#byId = `${prefix}{keys}:by-id`;
     this.#byTenant = `${prefix}{keys}:by-tenant`;
-    this.#indexState = `${prefix}{keys}:by-id:state`;
+    this.#byExpiry = `${prefix}{keys}:by-expiry`;
+    // Named anew with the index by expiry: a store indexed by an earlier version is indexed again, once.
+    this.#indexState = `${prefix}{keys}:indexes:state`;
     this.#channel = keyChangesChannel(prefix);
     this.#cache = cache;
   }
@@ -111,7 +117,7 @@ export class RedisKeyStore implements KeyStore {
     try {
       await this.#run(
         scripts.putKey,
-        [this.#base + record.id, this.#index, this.#ids, this.#budgeted, this.#byId, this.#byTenant],
+        [this.#base + record.id, this.#index, this.#ids, this.#budgeted, this.#byId, this.#byTenant, this.#byExpiry],
         [record.id, sha256, JSON.stringify(record), flag, this.#channel, this.#origin],
       );
     } finally {
@@ -151,7 +157,7 @@ export class RedisKeyStore implements KeyStore {
           scripts.changeKey,
           [
             ...[this.#base + id, this.#index, this.#ids, this.#base + (add?.id ?? id), this.#budgeted],
-            ...[this.#byId, this.#byTenant],
+            ...[this.#byId, this.#byTenant, this.#byExpiry],
           ],
           [
             ...[id, String(json), flag == null ? '0' : String(flag)],
@@ -173,7 +179,7 @@ export class RedisKeyStore implements KeyStore {
       return (
         (await this.#run(
           scripts.deleteKey,
-          [this.#base + id, this.#index, this.#ids, this.#budgeted, this.#byId, this.#byTenant],
+          [this.#base + id, this.#index, this.#ids, this.#budgeted, this.#byId, this.#byTenant, this.#byExpiry],
           [id, this.#channel, this.#origin],
         )) === 1
       );
@@ -202,21 +208,38 @@ export class RedisKeyStore implements KeyStore {
       ...[tenant ?? '', tenant === undefined ? '0' : '1'],
     ];
     const keys = [tenant === undefined ? this.#byId : this.#byTenant, this.#ids, this.#byId, this.#indexState];
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const reply = (await this.#run(scripts.pageKeys, keys, args)) as unknown[] | null;
-      if (reply === null) {
-        await this.buildIndexes();
-        continue;
-      }
-      const records: ApiKeyRecord[] = [];
-      for (let i = 2; i < reply.length; i += 3) {
-        const record = toRecord(reply[i + 1], reply[i + 2]);
-        // An earlier version's put may have moved a key to another tenant without telling the index.
-        if (tenant === undefined || record.tenantId === tenant) records.push(record);
-      }
-      return reply[0] === '1' ? { keys: records, next: String(reply[1]) } : { keys: records };
+    const reply = await this.#readIndexed(scripts.pageKeys, keys, args);
+    const records: ApiKeyRecord[] = [];
+    for (let i = 2; i < reply.length; i += 3) {
+      const record = toRecord(reply[i + 1], reply[i + 2]);
+      // An earlier version's put may have moved a key to another tenant without telling the index.
+      if (tenant === undefined || record.tenantId === tenant) records.push(record);
     }
-    throw new Error("the key store's id indexes kept changing while they were built (writers of an earlier version?)");
+    return reply[0] === '1' ? { keys: records, next: String(reply[1]) } : { keys: records };
+  }
+
+  /** A script that reads the indexes: run once they are built (it answers null before), building them at most twice. */
+  async #readIndexed(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]) {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const reply = (await this.#run(script, keys, args)) as unknown[] | null;
+      if (reply !== null) return reply;
+      await this.buildIndexes();
+    }
+    throw new Error("the key store's indexes kept changing while they were built (writers of an earlier version?)");
+  }
+
+  /**
+   * The keys whose `expiresAt` lies in [`from`, `until`) (epoch ms), soonest first, at most `limit`: from the index by
+   * expiry, reading those records only (built first where it is missing, as `page` does).
+   */
+  async expiring(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
+    const keys = [this.#byExpiry, this.#ids, this.#byId, this.#indexState];
+    const args = [this.#base, Math.floor(from), Math.ceil(until), limit];
+    const reply = await this.#readIndexed(scripts.expiringKeys, keys, args);
+    const records: ApiKeyRecord[] = [];
+    for (let i = 0; i < reply.length; i += 3) records.push(toRecord(reply[i + 1], reply[i + 2]));
+    // Judged again here: an expiry the index could not read is listed whatever it is.
+    return soonestExpiring(records, from, until, limit);
   }
 
   /**
@@ -226,7 +249,7 @@ export class RedisKeyStore implements KeyStore {
    */
   async buildIndexes(options: { again?: boolean } = {}): Promise<void> {
     if (options.again === true) await this.#send(['DEL', this.#indexState]);
-    const keys = [this.#ids, this.#byId, this.#byTenant, this.#indexState];
+    const keys = [this.#ids, this.#byId, this.#byTenant, this.#indexState, this.#byExpiry];
     let built = false;
     while (!built) built = (await this.#run(scripts.buildKeyIndexes, keys, [this.#base, INDEX_BUILD_STEP])) === 1;
   }

@@ -674,22 +674,63 @@ const KEY_BUDGETED = `
 `;
 
 /**
- * The id indexes (KeyStore.page): sorted sets of score 0, so in byte order of their members: every id, and
- * `<tenant>\0<id>` for each key with a tenant (one set; a tenant's ids are one range of it). Every write keeps them
- * with the record, in the same script, from the record's JSON before and after it.
+ * The key indexes: sorted sets the writes keep with the record, in the same script, from its JSON before and after.
+ * Two of score 0, so in byte order of their members (KeyStore.page): every id, and `<tenant>\0<id>` for each key with
+ * a tenant (a tenant's ids are one range of it). One of ids by when they expire (KeyStore.expiring): epoch ms, read
+ * from the record's ISO 8601 `expiresAt` (a date, a time to the minute or finer, `Z` or an offset); a writing this
+ * cannot read is -1, which every read of the index takes and the caller judges with Date.parse.
  */
 const KEY_INDEXES = `
-  local function tenantOf(json)
-    if not json then return nil end
-    local tenant = cjson.decode(json).tenantId
+  local function tenantOf(record)
+    if not record then return nil end
+    local tenant = record.tenantId
     if type(tenant) == 'string' then return tenant end
     return nil
   end
-  local function indexKey(byId, byTenant, id, before, after)
-    local old, new = tenantOf(before), tenantOf(after)
+  local function daysFromCivil(y, m, d)
+    if m <= 2 then y = y - 1 end
+    local era = math.floor(y / 400)
+    local yoe = y - era * 400
+    local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+    return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  end
+  local function expiryOf(record)
+    if not record then return nil end
+    local at = record.expiresAt
+    if type(at) ~= 'string' then return nil end
+    local y, mo, d, rest = string.match(at, '^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$')
+    if not y then return -1 end
+    local h, mi, sec, ms, offset = 0, 0, 0, 0, 0
+    if rest ~= '' then
+      local hh, mm, time = string.match(rest, '^T(%d%d):(%d%d)(.*)$')
+      if not hh then return -1 end
+      h, mi, rest = tonumber(hh), tonumber(mm), time
+      local ss, after = string.match(rest, '^:(%d%d)(.*)$')
+      if ss then sec, rest = tonumber(ss), after end
+      local fraction, zone = string.match(rest, '^%.(%d+)(.*)$')
+      if fraction then ms, rest = tonumber(string.sub(fraction .. '00', 1, 3)), zone end
+      if rest ~= 'Z' then
+        local sign, oh, om = string.match(rest, '^([%+%-])(%d%d):?(%d%d)$')
+        if not sign then return -1 end
+        offset = (tonumber(oh) * 60 + tonumber(om)) * 60000
+        if sign == '-' then offset = -offset end
+      end
+    end
+    local minutes = (daysFromCivil(tonumber(y), tonumber(mo), tonumber(d)) * 24 + h) * 60 + mi
+    return minutes * 60000 + sec * 1000 + ms - offset
+  end
+  local function decoded(json)
+    if not json then return nil end
+    return cjson.decode(json)
+  end
+  local function indexKey(byId, byTenant, byExpiry, id, before, after)
+    local was, now = decoded(before), decoded(after)
+    local old, new = tenantOf(was), tenantOf(now)
     if old and old ~= new then redis.call('ZREM', byTenant, old .. '\\0' .. id) end
     if after then redis.call('ZADD', byId, 0, id) else redis.call('ZREM', byId, id) end
     if new then redis.call('ZADD', byTenant, 0, new .. '\\0' .. id) end
+    local expiry = expiryOf(now)
+    if expiry then redis.call('ZADD', byExpiry, expiry, id) else redis.call('ZREM', byExpiry, id) end
   end
 `;
 
@@ -701,8 +742,8 @@ const KEY_INDEXES = `
 // `from` names the writing cache, which has already dropped what the change made stale.
 
 /**
- * KEYS: key hash, index, ids, budgeted ids, ids in order, tenant ids in order. ARGV: id, sha256, record JSON, disabled
- * ('1' or '0'), channel, from.
+ * KEYS: key hash, index, ids, budgeted ids, ids in order, tenant ids in order, ids by expiry. ARGV: id, sha256, record
+ * JSON, disabled ('1' or '0'), channel, from.
  */
 export const putKey = new LuaScript(
   'putKey',
@@ -710,7 +751,7 @@ export const putKey = new LuaScript(
 ${KEY_BUDGETED}${KEY_INDEXES}  local id = ARGV[1]
   local sha = ARGV[2]
   local old = redis.call('HGET', KEYS[1], 'sha256')
-  indexKey(KEYS[5], KEYS[6], id, redis.call('HGET', KEYS[1], 'record'), ARGV[3])
+  indexKey(KEYS[5], KEYS[6], KEYS[7], id, redis.call('HGET', KEYS[1], 'record'), ARGV[3])
   if old and old ~= sha and redis.call('HGET', KEYS[2], old) == id then redis.call('HDEL', KEYS[2], old) end
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'record', ARGV[3], 'sha256', sha, 'disabled', ARGV[4])
@@ -750,7 +791,7 @@ export const disableKey = new LuaScript(
 /**
  * A key changed in one step (KeyStore.change), a rotation's new key added in the same step: only while the record and
  * its flag are as read (ARGV 2-3), else 'changed' and the caller reads again. The flag is never cleared: a revoke
- * stays. KEYS: key hash, index, ids, added key's hash, budgeted ids, ids in order, tenant ids in order. ARGV: id, record JSON read, flag read, record JSON,
+ * stays. KEYS: key hash, index, ids, added key's hash, budgeted ids, ids in order, tenant ids in order, ids by expiry. ARGV: id, record JSON read, flag read, record JSON,
  * disable ('1' or '0'), channel, from, then the added key's id, sha256 and record JSON ('' id: none).
  * Returns 'done', 'missing', 'changed' or 'taken'.
  */
@@ -768,12 +809,12 @@ ${KEY_BUDGETED}${KEY_INDEXES}  local current = redis.call('HMGET', KEYS[1], 'rec
     redis.call('HSET', KEYS[2], ARGV[9], added)
     redis.call('SADD', KEYS[3], added)
     if budgeted(ARGV[10]) then redis.call('SADD', KEYS[5], added) end
-    indexKey(KEYS[6], KEYS[7], added, nil, ARGV[10])
+    indexKey(KEYS[6], KEYS[7], KEYS[8], added, nil, ARGV[10])
     redis.call('PUBLISH', ARGV[6], cjson.encode({id = added, sha = ARGV[9], from = ARGV[7]}))
   end
   if ARGV[5] == '1' then flag = '1' end
   redis.call('HSET', KEYS[1], 'record', ARGV[4], 'disabled', flag)
-  indexKey(KEYS[6], KEYS[7], ARGV[1], current[1], ARGV[4])
+  indexKey(KEYS[6], KEYS[7], KEYS[8], ARGV[1], current[1], ARGV[4])
   if budgeted(ARGV[4]) then redis.call('SADD', KEYS[5], ARGV[1]) else redis.call('SREM', KEYS[5], ARGV[1]) end
   redis.call('PUBLISH', ARGV[6], cjson.encode({id = ARGV[1], sha = current[3], from = ARGV[7]}))
   return 'done'
@@ -781,15 +822,15 @@ ${KEY_BUDGETED}${KEY_INDEXES}  local current = redis.call('HMGET', KEYS[1], 'rec
 );
 
 /**
- * KEYS: key hash, index, ids, budgeted ids, ids in order, tenant ids in order. ARGV: id, channel, from. Returns 1 when
- * the key existed.
+ * KEYS: key hash, index, ids, budgeted ids, ids in order, tenant ids in order, ids by expiry. ARGV: id, channel, from.
+ * Returns 1 when the key existed.
  */
 export const deleteKey = new LuaScript(
   'deleteKey',
   `
 ${KEY_INDEXES}  local sha = redis.call('HGET', KEYS[1], 'sha256')
   if not sha then return 0 end
-  indexKey(KEYS[5], KEYS[6], ARGV[1], redis.call('HGET', KEYS[1], 'record'), nil)
+  indexKey(KEYS[5], KEYS[6], KEYS[7], ARGV[1], redis.call('HGET', KEYS[1], 'record'), nil)
   redis.call('DEL', KEYS[1])
   if redis.call('HGET', KEYS[2], sha) == ARGV[1] then redis.call('HDEL', KEYS[2], sha) end
   redis.call('SREM', KEYS[3], ARGV[1])
@@ -849,7 +890,8 @@ ${KEY_BUDGETED}  if redis.call('EXISTS', KEYS[2]) == 0 then
  * deployment): `ARGV[2]` ids a step (SSCAN), the cursor kept in the state hash, so building never blocks Redis long
  * and steps from several processes share the work. Built, the indexes hold as many ids as the set; a count that
  * differs (a writer of an earlier version added or removed a key) builds them again. An id whose key is gone leaves
- * the set. KEYS: ids, ids in order, tenant ids in order, state. ARGV: key hash prefix, ids a step. Returns 1 when built.
+ * the set. KEYS: ids, ids in order, tenant ids in order, state, ids by expiry. ARGV: key hash prefix, ids a step. Returns 1
+ * when built.
  */
 export const buildKeyIndexes = new LuaScript(
   'buildKeyIndexes',
@@ -861,13 +903,13 @@ ${KEY_INDEXES}  local state = redis.call('HMGET', KEYS[4], 'built', 'cursor')
     cursor = false
   end
   if not cursor then
-    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
     cursor = '0'
   end
   local scan = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', ARGV[2])
   for _, id in ipairs(scan[2]) do
     local json = redis.call('HGET', ARGV[1] .. id, 'record')
-    if json then indexKey(KEYS[2], KEYS[3], id, nil, json) else redis.call('SREM', KEYS[1], id) end
+    if json then indexKey(KEYS[2], KEYS[3], KEYS[5], id, nil, json) else redis.call('SREM', KEYS[1], id) end
   end
   if scan[1] == '0' then
     redis.call('HSET', KEYS[4], 'built', '1')
@@ -876,6 +918,44 @@ ${KEY_INDEXES}  local state = redis.call('HMGET', KEYS[4], 'built', 'cursor')
   end
   redis.call('HSET', KEYS[4], 'cursor', scan[1])
   return 0
+  `,
+);
+
+/**
+ * What the scripts that read the key indexes share: whether the indexes are built and whole (KEYS: ids, ids in order,
+ * state), and a key's id, record JSON and flag added to a reply.
+ */
+const INDEXED_READ = `
+  local function indexed(ids, byId, state)
+    return redis.call('HGET', state, 'built') == '1' and redis.call('ZCARD', byId) == redis.call('SCARD', ids)
+  end
+  local function addKey(out, prefix, id)
+    local values = redis.call('HMGET', prefix .. id, 'record', 'disabled')
+    if values[1] then
+      out[#out + 1] = id
+      out[#out + 1] = values[1]
+      out[#out + 1] = values[2] or '0'
+    end
+  end
+`;
+
+/**
+ * The keys that expire within a span (KeyStore.expiring), from the index by expiry, reading those records only, and
+ * those whose expiry the index could not read (-1). KEYS: ids by expiry, ids, ids in order, state. ARGV: key hash
+ * prefix, from (epoch ms), until (excluded), limit. Returns false while the indexes are not built, else id, record
+ * JSON, disabled, ... for each key.
+ */
+export const expiringKeys = new LuaScript(
+  'expiringKeys',
+  `
+${INDEXED_READ}  if not indexed(KEYS[2], KEYS[3], KEYS[4]) then return false end
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], -1, -1, 'LIMIT', 0, tonumber(ARGV[4]))) do
+    ids[#ids + 1] = id
+  end
+  local out = {}
+  for _, id in ipairs(ids) do addKey(out, ARGV[1], id) end
+  return out
   `,
 );
 
@@ -889,8 +969,7 @@ ${KEY_INDEXES}  local state = redis.call('HMGET', KEYS[4], 'built', 'cursor')
 export const pageKeys = new LuaScript(
   'pageKeys',
   `
-  if redis.call('HGET', KEYS[4], 'built') ~= '1' then return false end
-  if redis.call('ZCARD', KEYS[3]) ~= redis.call('SCARD', KEYS[2]) then return false end
+${INDEXED_READ}  if not indexed(KEYS[2], KEYS[3], KEYS[4]) then return false end
   local lead = ''
   if ARGV[7] == '1' then lead = ARGV[6] .. '\\0' end
   local upper = lead .. ARGV[4]
@@ -904,12 +983,7 @@ export const pageKeys = new LuaScript(
   for i = 1, math.min(#members, limit) do
     local id = string.sub(members[i], #lead + 1)
     out[2] = id
-    local values = redis.call('HMGET', ARGV[1] .. id, 'record', 'disabled')
-    if values[1] then
-      out[#out + 1] = id
-      out[#out + 1] = values[1]
-      out[#out + 1] = values[2] or '0'
-    end
+    addKey(out, ARGV[1], id)
   end
   return out
   `,
@@ -944,4 +1018,5 @@ export const SCRIPTS = {
   listBudgetedKeys,
   buildKeyIndexes,
   pageKeys,
+  expiringKeys,
 } as const;

@@ -1,5 +1,6 @@
-// KeyStore.page on memory, Redis and a Redis Cluster: id order, tenant and prefix, a cursor that holds while keys are
-// written, and the id indexes built once for a store written before they existed.
+// KeyStore.page and KeyStore.expiring on memory, Redis and a Redis Cluster: id order, tenant and prefix, a cursor that
+// holds while keys are written, the keys expiring in a span soonest first, and the indexes built once for a store
+// written before they existed.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createMemoryStores } from '@tollgate/core';
 import type { ApiKeyRecord, KeyPage, KeyPageQuery, KeyStore } from '@tollgate/core/store-contracts';
@@ -69,6 +70,59 @@ function pageBehaviour(name: string, open: () => Promise<{ keys: KeyStore; close
         expect(await keys.page!({ prefix: 'k2', after: 'k30', limit: 2 })).toEqual({ keys: [] });
         expect(ids([await keys.page!({ prefix: 'k2', after: 'k25', limit: 2 })])).toEqual(['k26', 'k27']);
         expect((await keys.page!({ prefix: 'x', limit: 5 })).keys).toEqual([]);
+      } finally {
+        await close();
+      }
+    });
+
+    it('reads the keys expiring in a span, soonest first, from every writing of ISO 8601, as writes change them', async () => {
+      const { keys, close } = await open();
+      try {
+        await seed(keys);
+        const at = Date.UTC(2026, 11, 1, 12, 0, 0);
+        const expiring: [string, string][] = [
+          ['e-z', '2026-12-01T12:00:00.000Z'], // at: the span's first instant
+          ['e-offset', '2026-12-01T14:30:00+02:00'], // 12:30Z
+          ['e-compact', '2026-12-01T08:15-0530'], // 13:45Z
+          ['e-minute', '2026-12-01T13:00Z'],
+          ['e-fraction', '2026-12-01T12:00:00.5Z'],
+          ['e-date', '2026-12-02'], // midnight UTC, as Date.parse reads a date
+          ['e-later', '2026-12-09T12:00:00.000Z'], // past the span
+          ['e-before', '2026-12-01T11:59:59.999Z'], // before it
+          ['e-leap', '2028-02-29T00:00:00Z'],
+        ];
+        for (const [id, expiresAt] of expiring) await keys.put({ ...record(id, 'acme'), expiresAt });
+        const span = async (from: number, until: number, limit = 100) =>
+          (await keys.expiring!(from, until, limit)).map((key) => key.id);
+        expect(await span(at, at + 7 * 86_400_000)).toEqual([
+          'e-z',
+          'e-fraction',
+          'e-offset',
+          'e-minute',
+          'e-compact',
+          'e-date',
+        ]);
+        expect(await span(at, at + 7 * 86_400_000, 2)).toEqual(['e-z', 'e-fraction']);
+        expect(await span(Date.UTC(2028, 1, 28), Date.UTC(2028, 2, 1))).toEqual(['e-leap']);
+        // A key no longer expiring, one deleted, one made by a rotation: the index follows every write.
+        await keys.put({ ...record('e-z', 'acme') });
+        await keys.delete('e-offset');
+        await changeKey(keys, 'e-minute', (current) => ({
+          record: { ...current, expiresAt: '2026-12-01T12:10:00.000Z' },
+          add: { ...record('e-next', 'acme'), expiresAt: '2026-12-01T12:05:00.000Z' },
+        }));
+        expect(await span(at, at + 7 * 86_400_000)).toEqual([
+          'e-fraction',
+          'e-next',
+          'e-minute',
+          'e-compact',
+          'e-date',
+        ]);
+        // A revoked key is listed (callers judge); none of the 60 seeded keys, which never expire.
+        await keys.disable('e-date');
+        expect((await keys.expiring!(at, at + 7 * 86_400_000, 100)).find((key) => key.id === 'e-date')?.disabled).toBe(
+          true,
+        );
       } finally {
         await close();
       }
@@ -149,7 +203,7 @@ describe('on Redis', () => {
       await stores.sendCommand(['DEL', `${prefix}{keys}:key:${id}`]);
       await stores.sendCommand(['SREM', `${prefix}{keys}:ids`, id]);
     };
-    const indexKeys = () => [`${prefix}{keys}:by-id`, `${prefix}{keys}:by-tenant`, `${prefix}{keys}:by-id:state`];
+    const indexKeys = () => [`${prefix}{keys}:by-id`, `${prefix}{keys}:by-tenant`, `${prefix}{keys}:indexes:state`];
 
     it('are built once, in steps, at the first page; then each page reads only its own', async () => {
       const all: string[] = [];
@@ -164,7 +218,7 @@ describe('on Redis', () => {
       expect(first.keys.map((key) => key.id)).toEqual(all.slice(0, 100));
       expect(await stores.sendCommand(['ZCARD', `${prefix}{keys}:by-id`])).toBe(2500);
       expect(await stores.sendCommand(['ZCARD', `${prefix}{keys}:by-tenant`])).toBe(2500);
-      expect(await stores.sendCommand(['HGET', `${prefix}{keys}:by-id:state`, 'built'])).toBe('1');
+      expect(await stores.sendCommand(['HGET', `${prefix}{keys}:indexes:state`, 'built'])).toBe('1');
       // Built: building again changes nothing.
       await stores.keys.buildIndexes();
       expect(await stores.sendCommand(['ZCARD', `${prefix}{keys}:by-id`])).toBe(2500);
@@ -187,6 +241,27 @@ describe('on Redis', () => {
       await stores.keys.buildIndexes({ again: true });
       const third = (await stores.keys.page!({ limit: 4 })).keys.map((key) => key.id);
       expect(third).toEqual(['key-0000', 'key-0000a', 'key-0000b', 'key-0003']);
+    });
+
+    it('give the keys expiring soon on a store indexed by an earlier version, and an expiry they cannot read', async () => {
+      const soon = new Date(Date.now() + 3_600_000).toISOString();
+      await stores.keys.put({ ...record('key-0005', 'odd'), expiresAt: soon });
+      // As the version before the index by expiry left it: the id indexes built, under their old state's name.
+      await stores.sendCommand(['DEL', `${prefix}{keys}:by-expiry`, `${prefix}{keys}:indexes:state`]);
+      await stores.sendCommand(['HSET', `${prefix}{keys}:by-id:state`, 'built', '1']);
+      await earlierPut('key-0006');
+      await stores.sendCommand([
+        'HSET',
+        `${prefix}{keys}:key:key-0006`,
+        'record',
+        JSON.stringify({ ...record('key-0006'), expiresAt: 'Fri, 01 Jan 2027 12:00:00 GMT' }),
+      ]);
+      const found = await stores.keys.expiring!(Date.now(), Date.now() + 7 * 86_400_000, 10);
+      expect(found.map((key) => key.id)).toEqual(['key-0005']);
+      // key-0006's writing is one the index cannot read: kept at -1, judged by Date.parse at each read.
+      expect(await stores.sendCommand(['ZSCORE', `${prefix}{keys}:by-expiry`, 'key-0006'])).toBe('-1');
+      const newYear = await stores.keys.expiring!(Date.UTC(2027, 0, 1), Date.UTC(2027, 0, 2), 10);
+      expect(newYear.map((key) => key.id)).toEqual(['key-0006']);
     });
 
     it('drop a key an earlier version moved to another tenant from the old tenant page', async () => {

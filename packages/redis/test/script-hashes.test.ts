@@ -25,15 +25,16 @@ const PINNED: Record<keyof typeof SCRIPTS, string> = {
   correctSpent: 'a4f9bafcc270ae1e4af751a3058c5e9936086efd',
   recordCut: 'bfc915e3d300318291a41fde220faa7ecef84f56',
   resetScope: '4127bf631ce6424c429acdce9afddd6686163c70',
-  putKey: '0420b038a77e4b804376a0d2843371e120998c97',
+  putKey: '31785ba8c39fda3e75d5fa17a5b4bf9ff19f4e48',
   findKeyByHash: 'e6862feff81a37c3c818e8013a5f0e99f9fe79d3',
   disableKey: '4021ceca2952214c3e9c6fe8abeec975c9e55cd1',
-  changeKey: '574d1fea5bddd04f946736a5527816bcf9c61ab8',
-  deleteKey: 'a3412778809a5df600b9fdd90d53bef9bddc281c',
+  changeKey: '3427b23e8a73fac9e87e60bfc999e04268a78988',
+  deleteKey: '6abb9f5b35837c40ed692595f1ae28aaee534590',
   listKeys: '240e92191cdc433267fab765bcc2e1d035b97d1c',
   listBudgetedKeys: '773b36228faf4259f898236a79fb71b03dfcd384',
-  buildKeyIndexes: '616595f70ebc64e59ddd0f083844a7dabcba00f0',
-  pageKeys: '712444b072241aacf3707843fd58f88c98d118ad',
+  buildKeyIndexes: '4cfec8fc92abcce6f928e7f63f2612781fe8d406',
+  pageKeys: '722880fbba1a9915084002cffd119a15c3d75556',
+  expiringKeys: '62d132ca834281f941567edc7f2ac8ff0d383482',
 };
 
 describe('Lua scripts', () => {

@@ -1,5 +1,5 @@
 // In-memory API key store: records by id plus an index from key hash to id.
-import { compareKeyIds, pageOfSorted } from '../key-pages.js';
+import { compareKeyIds, pageOfSorted, soonestExpiring } from '../key-pages.js';
 import type { ApiKeyRecord, KeyChange, KeyChangeOutcome, KeyPage, KeyPageQuery, KeyStore } from '../stores.js';
 
 /** Hex is case-insensitive; auth looks keys up by lowercase hex, so the index is lowercase whatever was put. */
@@ -94,6 +94,10 @@ export class MemoryKeyStore implements KeyStore {
   /** Every record, sorted by id. */
   async list(): Promise<ApiKeyRecord[]> {
     return [...this.#byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  async expiring(from: number, until: number, limit: number): Promise<ApiKeyRecord[]> {
+    return soonestExpiring(this.#byId.values(), from, until, limit);
   }
 
   async page(query: KeyPageQuery): Promise<KeyPage> {

@@ -18,7 +18,7 @@ const TIMED: Readonly<Record<string, readonly string[]>> = {
     'holds',
     'restoreCredit',
   ],
-  keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'page', 'listBudgeted', 'change'],
+  keys: ['findByHash', 'findById', 'put', 'disable', 'delete', 'list', 'page', 'expiring', 'listBudgeted', 'change'],
 };
 
 export type StoreOutcome = 'ok' | 'error';
