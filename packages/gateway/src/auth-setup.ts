@@ -66,8 +66,6 @@ export interface KeyLookup {
   find(sha256: string): Promise<ApiKeyRecord | undefined> | ApiKeyRecord | undefined;
   /** The record of key `id` as the gateway serves it (the config's first), for its budget's operator calls. */
   findById(id: string): Promise<ApiKeyRecord | undefined>;
-  /** Every record the gateway serves (the config's, then the key store's). */
-  list(): Promise<ApiKeyRecord[]>;
   /** The records it serves that carry a budget, without reading every key of the store (`budgetedKeys`). */
   listBudgeted(): Promise<ApiKeyRecord[]>;
   /** Swap in the config's keys (after the config file changed). Throws on invalid entries, keeping the old ones. */
@@ -91,10 +89,6 @@ export function createKeyLookup(
   return {
     async findById(id) {
       return byId.get(id) ?? servable(await stores.keys.findById(id));
-    },
-    async list() {
-      const stored = (await stores.keys.list()).filter((record) => !byId.has(record.id));
-      return [...byId.values(), ...stored.flatMap((record) => servable(record) ?? [])];
     },
     async listBudgeted() {
       const stored = (await budgetedKeys(stores.keys)).filter((record) => !byId.has(record.id));
