@@ -314,13 +314,23 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
         })
       : null,
   ]);
-  const otherBudgets = statuses
+  // Key, user and global budgets: the most used first, as many as the tenants' table shows (a budget on each of
+  // 100,000 keys is not a table); those past a limit beyond them are counted in one alert.
+  const others = statuses
     .filter((status) => status.scope !== 'tenant' && status.scope !== 'feature')
-    .map((status) => ({ ...status, ...budgetState(status) }));
+    .map((status) => ({ ...status, ...budgetState(status) }))
+    .sort((a, b) => (b.used ?? -1) - (a.used ?? -1) || b.spentNanoUsd - a.spentNanoUsd);
+  const otherBudgets = others.slice(0, MAX_ROWS);
   const alerts: DashboardAlert[] = [
     ...problems.alerts(),
     ...budgetAlerts([...tenants, ...features], otherBudgets, now),
   ];
+  const pastUnshown = others.slice(MAX_ROWS).filter((other) => other.state === 'over' || other.state === 'soft');
+  if (pastUnshown.length > 0)
+    alerts.push({
+      level: 'warning',
+      message: `${count(pastUnshown.length)} more key, user or model budgets are past their soft limit or spent (GET /admin/budgets lists them).`,
+    });
   for (const quota of quotas) {
     if (quota.remaining <= 0)
       alerts.push({
