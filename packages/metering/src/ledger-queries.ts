@@ -80,6 +80,11 @@ export interface UsageOverTimeOptions extends LedgerLocation, UsageFilter {
    * each bucket's rest is one point with `rest: true`. @default every group
    */
   topGroups?: number;
+  /**
+   * With `splitBy`: these groups come by name, each bucket's rest as one point with `rest: true`, without ranking them
+   * over the range (what a caller that ranked them already passes: the overview, its table's top tenants).
+   */
+  namedGroups?: readonly string[];
 }
 
 export interface UsagePoint {
@@ -110,39 +115,46 @@ export async function usageOverTime(db: Queryable, options: UsageOverTimeOptions
   const ranking = options.splitBy === undefined ? undefined : RANKED_SPLITS[options.splitBy];
   const filters = Object.keys(FILTER_COLUMNS).filter((field) => options[field as keyof UsageFilter] !== undefined);
   const onlyTenant = filters.every((field) => field === 'tenantId') && options.status === undefined;
-  if (options.topGroups === undefined || ranking === undefined || !onlyTenant || !validTop(options.topGroups))
-    return seriesPoints(db, options);
-  // In two steps, each on the smallest rollup that fits: the top groups over the range (a sum per group), then their
-  // points (an index read each) and the buckets' totals; the rest of a bucket is its total less its top groups.
-  const { topGroups, ...series } = options;
-  const top = await aggregateUsage(db, {
-    ...locationOf(options),
-    by: ranking,
-    since: options.since,
-    until: options.until ?? new Date(),
-    ...(options.tenantId === undefined ? {} : { tenantId: options.tenantId }),
-    limit: topGroups,
-  });
+  const named = options.splitBy === undefined ? undefined : options.namedGroups;
+  const ranks = ranking !== undefined && onlyTenant && options.topGroups !== undefined && validTop(options.topGroups);
+  // Ranked in one statement (by provider, or filtered by status), or not split by name at all.
+  if (named === undefined && !ranks) return seriesPoints(db, options);
+  // In two steps, each on the smallest rollup that fits: the top groups over the range (a sum per group), unless the
+  // caller names them, then their points (an index read each) and the buckets' totals; the rest of a bucket is its
+  // total less its top groups.
+  const { topGroups, namedGroups: _named, ...series } = options;
   const until = options.until ?? new Date();
-  const [named, totals] = await Promise.all([
-    top.length === 0 ? [] : seriesPoints(db, { ...series, until, onlyGroups: top.map((row) => row.group) }),
+  const groups =
+    named ??
+    (
+      await aggregateUsage(db, {
+        ...locationOf(options),
+        by: ranking!,
+        since: options.since,
+        until,
+        ...(options.tenantId === undefined ? {} : { tenantId: options.tenantId }),
+        limit: topGroups,
+      })
+    ).map((row) => row.group);
+  const [points, totals] = await Promise.all([
+    groups.length === 0 ? [] : seriesPoints(db, { ...series, until, onlyGroups: groups }),
     seriesPoints(db, { ...series, until, splitBy: undefined }),
   ]);
-  const points: UsagePoint[] = [];
+  const merged: UsagePoint[] = [];
   let next = 0;
   for (const total of totals) {
     const rest = { ...total, group: null, rest: true as const };
-    for (; next < named.length && named[next]!.bucket === total.bucket; next++) {
-      const point = named[next]!;
-      points.push(point);
+    for (; next < points.length && points[next]!.bucket === total.bucket; next++) {
+      const point = points[next]!;
+      merged.push(point);
       rest.requests -= point.requests;
       rest.inputTokens -= point.inputTokens;
       rest.outputTokens -= point.outputTokens;
       rest.costNanoUsd -= point.costNanoUsd;
     }
-    if (rest.requests > 0) points.push(rest);
+    if (rest.requests > 0) merged.push(rest);
   }
-  return points;
+  return merged;
 }
 
 function validTop(topGroups: number): boolean {

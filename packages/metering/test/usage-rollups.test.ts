@@ -308,6 +308,15 @@ describe.each([
           expect(
             ranked.filter((point) => point.rest).map((point) => [point.bucket, point.group, point.costNanoUsd]),
           ).toEqual([...rest.entries()].map(([bucket, cost]) => [bucket, null, cost]));
+          // Groups named by the caller (ranked elsewhere): the same points, unranked; the rest the same way.
+          const picked = [...totals.keys()].filter((group): group is string => group !== null).slice(-2);
+          const named = await usageOverTime(backend.db, { ...options, namedGroups: picked });
+          expect(named.filter((point) => !point.rest)).toEqual(
+            all.filter((point) => point.group !== null && picked.includes(point.group)),
+          );
+          expect(named.reduce((sum, point) => sum + point.costNanoUsd, 0)).toBe(
+            all.reduce((sum, point) => sum + point.costNanoUsd, 0),
+          );
         }
   });
 
