@@ -134,8 +134,10 @@ async function main(): Promise<void> {
     const fillMs = performance.now() - fillStarted;
     log(`migration (indexes, rollups filled) ${fmtMs(fillMs)}`);
     if (process.argv.includes('--generate-only')) return;
-    await pool.query(`ANALYZE ${usage}`);
-    for (const grain of ROLLUP_GRAINS) await pool.query(`ANALYZE ${rollupTableName(location, grain)}`);
+    // As autovacuum leaves a ledger soon after a bulk load (inserts set it off since PostgreSQL 13): statistics, and the
+    // visibility map that index-only reads (a tenant's top sessions) need not to visit the rows (812 against 104 ms).
+    await pool.query(`VACUUM (ANALYZE) ${usage}`);
+    for (const grain of ROLLUP_GRAINS) await pool.query(`VACUUM (ANALYZE) ${rollupTableName(location, grain)}`);
     const size = async (table: string) => {
       const result = await pool.query<{ rows: string; bytes: string }>(
         `SELECT (SELECT count(*) FROM ${table}) AS rows, pg_total_relation_size('${table}') AS bytes`,
