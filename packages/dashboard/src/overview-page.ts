@@ -97,6 +97,56 @@ const EXPIRY_WARNING_MS = 7 * 86_400_000;
 /** Keys named by "expires" alerts at most, the soonest first: the keys page lists them all. */
 const MAX_EXPIRY_ALERTS = 50;
 
+/** The ledger's sums of aggregate rows, by their group (rows of no group left out). */
+function sumsOf(rows: UsageAggregate[]): [string, LedgerSums][] {
+  return rows.flatMap((row): [string, LedgerSums][] =>
+    row.group === null
+      ? []
+      : [
+          [
+            row.group,
+            {
+              cost: row.costNanoUsd,
+              requests: row.requests - row.refusals,
+              refusals: row.refusals,
+              cacheHits: row.cacheHits,
+              saved: row.savedNanoUsd,
+            },
+          ],
+        ],
+  );
+}
+
+/** The ledger's sums of `ids` in each one's period (`periodOf`), added to `ledgerSums`: one query per period. */
+async function sumGroups(
+  config: DashboardConfig,
+  problems: SourceProblems,
+  scope: 'tenant' | 'feature',
+  now: number,
+  ids: readonly string[],
+  periodOf: (id: string) => CalendarPeriod,
+  ledgerSums: Map<CalendarPeriod, Map<string, LedgerSums>>,
+): Promise<void> {
+  const ledger = config.ledger;
+  if (!ledger) return;
+  const byPeriod = new Map<CalendarPeriod, string[]>();
+  for (const id of ids) {
+    const group = byPeriod.get(periodOf(id));
+    if (group) group.push(id);
+    else byPeriod.set(periodOf(id), [id]);
+  }
+  await Promise.all(
+    [...byPeriod].map(async ([period, groups]) => {
+      const window = periodWindow(period, now, config.timezone);
+      const range = { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) };
+      const sums = ledgerSums.get(period) ?? new Map<string, LedgerSums>();
+      ledgerSums.set(period, sums);
+      const rows = await problems.read('ledger', [], () => aggregateUsage(ledger, { ...range, groups }));
+      for (const [id, sum] of sumsOf(rows)) sums.set(id, sum);
+    }),
+  );
+}
+
 async function spendRows(
   config: DashboardConfig,
   problems: SourceProblems,
@@ -113,23 +163,6 @@ async function spendRows(
   const periods = new Set<CalendarPeriod>([config.period, ...[...budgets.values()].map(periodOf)]);
   const ledgerSums = new Map<CalendarPeriod, Map<string, LedgerSums>>();
   const ledger = config.ledger;
-  const sumsOf = (rows: UsageAggregate[]) =>
-    rows.flatMap((row): [string, LedgerSums][] =>
-      row.group === null
-        ? []
-        : [
-            [
-              row.group,
-              {
-                cost: row.costNanoUsd,
-                requests: row.requests - row.refusals,
-                refusals: row.refusals,
-                cacheHits: row.cacheHits,
-                saved: row.savedNanoUsd,
-              },
-            ],
-          ],
-    );
   if (ledger) {
     await Promise.all(
       [...periods].map(async (period) => {
@@ -162,27 +195,9 @@ async function spendRows(
     .sort((a, b) => (b.used ?? -1) - (a.used ?? -1) || (b.spent ?? 0) - (a.spent ?? 0) || a.id.localeCompare(b.id));
   const shown = ranked.slice(0, MAX_ROWS).map((row) => row.id);
   if (ledger) {
-    const unsummed = new Map<CalendarPeriod, string[]>();
-    for (const id of shown) {
-      const budget = budgets.get(id);
-      const period = periodOf(budget);
-      if (!budget || ledgerSums.get(period)?.has(id)) continue;
-      const group = unsummed.get(period);
-      if (group) group.push(id);
-      else unsummed.set(period, [id]);
-    }
-    await Promise.all(
-      [...unsummed].map(async ([period, groups]) => {
-        const window = periodWindow(period, now, config.timezone);
-        const range = { ...config.ledgerTable, by: scope, since: new Date(window.start), until: new Date(window.end) };
-        const sums = ledgerSums.get(period) ?? new Map<string, LedgerSums>();
-        ledgerSums.set(period, sums);
-        for (const [id, sum] of sumsOf(
-          await problems.read('ledger', [], () => aggregateUsage(ledger, { ...range, groups })),
-        ))
-          sums.set(id, sum);
-      }),
-    );
+    const summed = (period: CalendarPeriod, id: string) => ledgerSums.get(period)?.has(id) === true;
+    const unsummed = shown.filter((id) => budgets.has(id) && !summed(periodOf(budgets.get(id)), id));
+    await sumGroups(config, problems, scope, now, unsummed, (id) => periodOf(budgets.get(id)), ledgerSums);
   }
   const rows = shown.map((id): SpendRow => {
     const budget = budgets.get(id) ?? null;
