@@ -449,6 +449,9 @@ export class BudgetPlan {
   async select(selector: BudgetSelector): Promise<ResolvedBudget[]> {
     const { scope, id, tenant, key, team } = selector;
     if (scope === 'global') return [...this.#global];
+    // Every model budget configured for one tenant (its page), without reading every budget there is.
+    if (scope === 'model' && id === undefined && typeof tenant === 'string')
+      return this.models.configured().filter((budget) => budget.tenantId === tenant);
     if (typeof id !== 'string' || id.length === 0) return [];
     // A session of a caller without a tenant: the key's.
     if (scope === 'session' && tenant === undefined && typeof key === 'string' && key.length > 0)

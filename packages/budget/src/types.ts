@@ -188,7 +188,7 @@ export interface BudgetStatus {
 /** Picks scopes for the operator view and calls. */
 export interface BudgetSelector {
   scope: BudgetScope;
-  /** Required except for `global`. */
+  /** Required except for `global`, and for `model` with a `tenant`: then every model budget configured for it. */
   id?: string;
   /**
    * The tenant of an end user's budget (`tenantUsers`), a model budget (required for `model`) or a session's (one of

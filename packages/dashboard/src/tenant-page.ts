@@ -126,7 +126,8 @@ export async function loadTenant(
     // One page of its keys (KeyStore.page), never every key of the store.
     loadKeyPage(config, problems, { tenant, ...(search === undefined ? {} : { search }) }),
     guard ? problems.read('budgets', [], () => guard.status({ scope: 'tenant', id: tenant })) : [],
-    guard ? problems.read('budgets', [], () => guard.status()) : [],
+    // The model budgets configured for this tenant: never every budget there is (a key budget on each of 100,000 keys).
+    guard ? problems.read('budgets', [], () => guard.status({ scope: 'model', tenant })) : [],
     ledger
       ? problems.read('ledger', null, () =>
           usageOverTime(ledger, {
@@ -161,9 +162,7 @@ export async function loadTenant(
   const sessions = bySession.flatMap((row) => (row.group === null ? [] : [row.group]));
   const models = new Set<string>([
     ...byModel.flatMap((row) => (row.group === null ? [] : [row.group])),
-    ...configured.flatMap((status) =>
-      status.scope === 'model' && status.tenantId === tenant && status.id !== null ? [status.id] : [],
-    ),
+    ...configured.flatMap((status) => (status.id !== null ? [status.id] : [])),
   ]);
   const asked = guard
     ? await problems.read('budgets', [], async () =>
@@ -172,14 +171,17 @@ export async function loadTenant(
             ...[...users].slice(0, MAX_ASKED).map((id) => guard.status({ scope: 'user', id, tenant })),
             ...[...models].slice(0, MAX_ASKED).map((id) => guard.status({ scope: 'model', id, tenant })),
             ...sessions.map((id) => guard.status({ scope: 'session', id, tenant })),
+            // The budgets of the keys on its page, each asked for.
+            ...keys.map((key) => guard.status({ scope: 'key', id: key.id })),
           ])
         ).flat(),
       )
     : [];
   const budgets = [
     ...own,
-    ...configured.filter((status) => status.scope === 'key' && status.id !== null && keyIds.has(status.id)),
-    ...asked.filter((status) => status.tenantId === tenant),
+    ...asked.filter(
+      (status) => status.tenantId === tenant || (status.scope === 'key' && status.id !== null && keyIds.has(status.id)),
+    ),
   ];
   const total = ledger
     ? byModel.reduce(

@@ -1,5 +1,6 @@
 // The overview at scale: with a budget on each of 300 tenants and 300 keys it shows the 200 most used of each, those
-// past a limit first, and counts in one alert the budgets past a limit it does not show.
+// past a limit first, and counts in one alert the budgets past a limit it does not show. A tenant's page asks for the
+// budgets of its own keys and models, never for every budget there is.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
@@ -26,8 +27,18 @@ beforeAll(async () => {
     ledger: stores.ledger,
     tenants: Object.fromEntries(names('t').map((id) => [id, cap])),
     keys: Object.fromEntries(names('k').map((id) => [id, cap])),
+    modelBudgets: { t100: { 'gpt-4o': { usd: 5, period: 'month' } } },
     log: false,
   });
+  // Two of t100's keys in the key store: its page lists them and their budgets.
+  for (const id of ['k000', 'k001'])
+    await stores.keys.put({
+      id,
+      sha256: hashApiKey(id),
+      tenantId: 't100',
+      scopes: [],
+      createdAt: '2026-11-01T00:00:00Z',
+    });
   // Spent: t250 and k260 over their cap, t251 and every other key from k070 on (229) past the soft limit, t100 a little.
   await spend('tenant', 't250', 12);
   await spend('tenant', 't251', 9);
@@ -66,5 +77,33 @@ describe('the overview with a budget on each of 300 tenants and 300 keys', () =>
     expect(body.alerts.map((alert) => alert.message)).toContainEqual(
       expect.stringMatching(/^30 more key, user or model budgets are past their soft limit or spent/),
     );
+  });
+});
+
+describe("a tenant's page", () => {
+  it('asks for the budgets of its keys and models, not for every budget', async () => {
+    const asked: unknown[] = [];
+    const status = guard.status.bind(guard);
+    guard.status = (selector) => {
+      asked.push(selector);
+      return status(selector);
+    };
+    const response = await request(app).get('/d/api/tenants/t100').set('authorization', `Bearer ${adminKey}`);
+    expect(response.status).toBe(200);
+    const budgets = (response.body as { budgets: { scope: string; id: string | null }[] }).budgets;
+    expect(budgets.map((budget) => `${budget.scope} ${budget.id}`).sort()).toEqual([
+      'key k000',
+      'key k001',
+      'model gpt-4o',
+      'tenant t100',
+    ]);
+    // Its own budget, its models' (configured, then each met or configured one), its page's keys: nothing else.
+    expect(asked).toEqual([
+      { scope: 'tenant', id: 't100' },
+      { scope: 'model', tenant: 't100' },
+      { scope: 'model', id: 'gpt-4o', tenant: 't100' },
+      { scope: 'key', id: 'k000' },
+      { scope: 'key', id: 'k001' },
+    ]);
   });
 });
