@@ -19,7 +19,7 @@ import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { runReportCommand } from '@tollgate/cli';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { caught, newApiKey, readUsageLog, redisTestStores, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
@@ -39,7 +39,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function configFor(name: string): ProxyConfig {
+function configFor(name: string): GatewayConfig {
   const table = `tg_attribution_${name}_${randomBytes(4).toString('hex')}`;
   tables.push(table);
   return {
@@ -100,7 +100,7 @@ describe.each(storeKinds)('attribution through the gateway on %s stores', (kind,
   let shared: ReturnType<typeof storesFor>;
   let mock: MockProvider;
   let proxy: RunningProxy;
-  let config: ProxyConfig;
+  let config: GatewayConfig;
   /** The proxy's access and error log, line by line. */
   const logLines: Record<string, unknown>[] = [];
 

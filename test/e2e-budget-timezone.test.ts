@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import OpenAI from 'openai';
 import type { TollgateStores } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import { fakeOnly } from './helpers/fake-clock.js';
 import { caught, deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
@@ -52,7 +52,7 @@ describe.each(backends)('a day budget in Europe/Berlin, on $name', ({ gateways, 
     fakeOnly(['Date'], Date.UTC(2030, 10, 22, 22, 30));
     const key = newApiKey();
     const adminKey = newApiKey();
-    const config: ProxyConfig = {
+    const config: GatewayConfig = {
       timezone: 'Europe/Berlin',
       adminKeySha256: sha256Hex(adminKey),
       tiers: { pro: { requestsPerMinute: 100 } },

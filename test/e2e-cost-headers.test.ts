@@ -13,7 +13,7 @@ import { exactUsd } from '@tollgate/core/costs';
 import { NANO_PER_USD } from '../packages/core/src/money.js';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import {
   deleteRedisPrefix,
   newApiKey,
@@ -83,7 +83,7 @@ class Setup {
   async start(): Promise<void> {
     this.mock = await startMockUpstream();
     this.bare = await startFakeUpstream(answerWithoutUsage);
-    const config: ProxyConfig = {
+    const config: GatewayConfig = {
       usageLog: this.usageLog,
       adminKeySha256: sha256Hex(adminKey),
       upstreams: {

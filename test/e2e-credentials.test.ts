@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { JWK } from 'jose';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
 
@@ -32,7 +32,7 @@ let keysOnly: RunningProxy;
 let withJwt: RunningProxy;
 let validJwt: string;
 
-function configWith(extra: Partial<ProxyConfig>): ProxyConfig {
+function configWith(extra: Partial<GatewayConfig>): GatewayConfig {
   return {
     requiredScope: 'chat',
     tiers: { pro: { requestsPerMinute: 1000, models: ['*'] } },

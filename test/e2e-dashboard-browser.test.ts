@@ -12,7 +12,7 @@ import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { migrateUsageLedger } from '@tollgate/metering';
 import { insertUsageRecords } from '../packages/metering/src/postgres-ledger.js';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { CHROMIUM } from '../packages/dashboard/test/helpers.js';
 import { fakeOnly } from './helpers/fake-clock.js';
 import { newApiKey, redisTestStores, ROOT, sha256Hex, startProxy } from './helpers/proxy.js';
@@ -77,7 +77,7 @@ function capsFor(records: readonly UsageRecord[], now: number): Record<string, n
   return { [TENANT]: cap(TENANT, 0.82), [OTHER]: cap(OTHER, 0.1), [SMALL_TENANT]: cap(SMALL_TENANT, 1.14) };
 }
 
-function proxyConfig(table: string, caps: Record<string, number>): ProxyConfig {
+function proxyConfig(table: string, caps: Record<string, number>): GatewayConfig {
   return {
     adminKeySha256: sha256Hex(adminKey),
     postgresUrl: POSTGRES_URL,
@@ -109,7 +109,7 @@ function proxyConfig(table: string, caps: Record<string, number>): ProxyConfig {
       },
       { id: 'acme-web', sha256: sha256Hex(keys.small), tenant: SMALL_TENANT, user: 'alice', feature: 'chat' },
     ],
-  } as ProxyConfig;
+  } as GatewayConfig;
 }
 
 function providerOf(model: string): string {

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import {
   caught,
@@ -31,7 +31,7 @@ const keys = {
  * Each request asks for at most 100 output tokens and the mock answers 100: about 108 tokens are reserved before the
  * call and 107 charged after it, so a day of 250 tokens holds two requests and refuses the third.
  */
-const config: ProxyConfig = {
+const config: GatewayConfig = {
   adminKeySha256: sha256Hex(adminKey),
   tiers: {
     daily: { requestsPerMinute: 100, requestsPerDay: 3, models: ['*'] },

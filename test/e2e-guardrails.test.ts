@@ -8,7 +8,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { caught, newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 
 const key = newApiKey();
 let upstream: RunningMock;
@@ -21,7 +21,7 @@ const answerTexts: string[] = [];
 const PROMPT = '連絡先は taro@example.com、電話 +81-3-1234-5678。بطاقتي 4111 1111 1111 1111 شكرا. Order 2024-118.';
 const MASKED = '連絡先は [EMAIL]、電話 [PHONE]。بطاقتي [CARD] شكرا. Order 2024-118.';
 
-function config(guardrails: ProxyConfig['guardrails']): ProxyConfig {
+function config(guardrails: GatewayConfig['guardrails']): GatewayConfig {
   return {
     metrics: { public: true },
     upstreams: { openai: { baseUrl: `${upstream.url}/v1` }, anthropic: { baseUrl: upstream.url } },

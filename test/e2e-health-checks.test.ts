@@ -4,7 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import {
   healthDetails,
   memoryAndRedisStores,
@@ -54,7 +54,7 @@ async function statusPage(): Promise<FakeUpstream & { page: { indicator: string 
 const calls = (upstream: FakeUpstream) => upstream.requests.filter((request) => request.method === 'POST').length;
 const listings = (upstream: FakeUpstream) => upstream.requests.filter((request) => request.method === 'GET').length;
 
-function gatewayConfig(upstreams: Record<string, FakeUpstream>, healthChecks: Record<string, unknown>): ProxyConfig {
+function gatewayConfig(upstreams: Record<string, FakeUpstream>, healthChecks: Record<string, unknown>): GatewayConfig {
   return {
     upstreams: Object.fromEntries(
       Object.entries(upstreams).map(([name, upstream]) => [name, { api: 'openai', baseUrl: `${upstream.url}/v1` }]),
@@ -70,7 +70,7 @@ function gatewayConfig(upstreams: Record<string, FakeUpstream>, healthChecks: Re
     adminKeySha256: sha256Hex(adminKey),
     keys: [{ id: 'client', sha256: sha256Hex(clientKey), scopes: ['chat'] }],
     spool: false,
-  } as ProxyConfig;
+  } as GatewayConfig;
 }
 
 interface TargetState {
@@ -100,7 +100,7 @@ const ask = (gateway: RunningProxy) =>
   });
 
 describe.each(memoryAndRedisStores('health-checks'))('health checks on %s stores', (kind, storesFor) => {
-  async function gateways(config: ProxyConfig): Promise<RunningProxy[]> {
+  async function gateways(config: GatewayConfig): Promise<RunningProxy[]> {
     const owned: OwnedStores = storesFor();
     const started = await startSharingGateways(kind, owned, () => config);
     open.push({ close: async () => (await started.close(), await owned.release()) });
@@ -154,7 +154,7 @@ describe.each(memoryAndRedisStores('health-checks'))('health checks on %s stores
 describe('health checks, one process', () => {
   const [[kind, storesFor]] = memoryAndRedisStores('health-checks-one') as [['memory', () => OwnedStores]];
 
-  async function gateway(config: ProxyConfig): Promise<RunningProxy> {
+  async function gateway(config: GatewayConfig): Promise<RunningProxy> {
     const owned = storesFor();
     const started = await startSharingGateways(kind, owned, () => config);
     open.push({ close: async () => (await started.close(), await owned.release()) });

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createMemoryStores, createPricing } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { costNanoUsd } from '@tollgate/core/costs';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { everyProviderKind, startCapIgnoringUpstream } from './helpers/cap-ignoring-upstream.js';
 import type { FakeApi, FakeUpstream } from './helpers/cap-ignoring-upstream.js';
 import { createRedisStores } from '@tollgate/redis';
@@ -149,7 +149,7 @@ type Outcome = { answer: Json; cost: string | null } | 'refused';
 interface Backend {
   name: string;
   open(): { stores: TollgateStores; release(): Promise<void> };
-  layers: Pick<ProxyConfig, 'redis'>;
+  layers: Pick<GatewayConfig, 'redis'>;
 }
 
 /** Redis stores on a prefix of the test's own, with a deadline a busy machine keeps (as the conformance suites'). */
@@ -198,7 +198,7 @@ describe.each(BACKENDS)('JSON calls in flight on $name', (backend) => {
     const owned = backend.open();
     release = owned.release;
     const kinds = everyProviderKind(upstream.url, PRICES);
-    const config: ProxyConfig = {
+    const config: GatewayConfig = {
       ...kinds,
       ...backend.layers,
       upstreams: {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Client, ProtocolError, SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { HEADER_MISMATCH, STATELESS_PROTOCOL_VERSION, TOOL_CALL_REFUSED } from '@tollgate/mcp';
 import { startMcpServer } from './helpers/mcp-server.js';
 import type { RunningMcpServer } from './helpers/mcp-server.js';
@@ -21,7 +21,7 @@ const keys = Object.fromEntries(NAMES.map((name) => [name, newApiKey()])) as Rec
  * frank and gina (tenant busy, tier pro): 3 tool calls a minute for both keys together.
  * erin (tenant frugal, tier team): every tool, a budget of $0.003 a day.
  */
-function gatewayConfig(upstream: RunningMcpServer, usageLog: string): ProxyConfig {
+function gatewayConfig(upstream: RunningMcpServer, usageLog: string): GatewayConfig {
   const key = (id: Name, fields: Record<string, unknown> = {}) => ({ id, sha256: sha256Hex(keys[id]), ...fields });
   return {
     usageLog,
@@ -41,7 +41,7 @@ function gatewayConfig(upstream: RunningMcpServer, usageLog: string): ProxyConfi
     mcpServers: {
       search: { url: upstream.url, tools: { web_search: { usdPerCall: 0.002 }, calculator: { usdPerCall: 0 } } },
     },
-  } as ProxyConfig;
+  } as GatewayConfig;
 }
 
 describe('the MCP gateway on the stateless revision', () => {

@@ -7,7 +7,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { TollgateStores } from '@tollgate/core';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { TOOL_CALL_REFUSED } from '@tollgate/mcp';
 import { startMcpServer } from './helpers/mcp-server.js';
 import type { RunningMcpServer } from './helpers/mcp-server.js';
@@ -28,7 +28,7 @@ const UPSTREAM_SECRET = 'Bearer upstream-secret';
  * carol (no tenant, the default tier free, which grants nothing): her key grants web_search. dave: nothing.
  * loopy (tier team): for the guard's repeated-request check (the same call at most twice a minute).
  */
-function gatewayConfig(upstream: RunningMcpServer, usageLog: string): ProxyConfig {
+function gatewayConfig(upstream: RunningMcpServer, usageLog: string): GatewayConfig {
   const key = (id: Name, fields: Record<string, unknown> = {}) => ({ id, sha256: sha256Hex(keys[id]), ...fields });
   return {
     adminKeySha256: sha256Hex(adminKey),
@@ -64,7 +64,7 @@ function gatewayConfig(upstream: RunningMcpServer, usageLog: string): ProxyConfi
         tools: { web_search: { usdPerCall: 0.002 }, calculator: { usdPerCall: 0 }, broken: { usdPerCall: 0.01 } },
       },
     },
-  } as ProxyConfig;
+  } as GatewayConfig;
 }
 
 /** The official client, connected (initialized) through the gateway with `key`, or with no key at all. */
@@ -335,7 +335,7 @@ describe('the spend-anomaly guard on tool calls', () => {
       keys: [{ id: 'runaway', sha256: sha256Hex(keys.loopy), tier: 'team' }],
       mcpServers: { search: { url: upstream.url, tools: { web_search: { usdPerCall: 0.002 } } } },
       adminKeySha256: sha256Hex(adminKey),
-    } as ProxyConfig;
+    } as GatewayConfig;
     proxy = await startProxy(config);
     client = await connect(proxy, keys.loopy);
   });
@@ -385,7 +385,7 @@ describe('the MCP gateway when the MCP server fails', () => {
       tenants: { thrift: { tier: 'team', budget: { usd: 1, period: 'day' } } },
       keys: [{ id: 'bob', sha256: sha256Hex(keys.bob), tenant: 'thrift' }],
       mcpServers: { search: { url: upstream.url, tools: { web_search: { usdPerCall: 0.002 } } } },
-    } as ProxyConfig;
+    } as GatewayConfig;
     proxy = await startProxy(config);
   });
 

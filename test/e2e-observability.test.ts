@@ -11,8 +11,8 @@ import { pino } from 'pino';
 import type { JWK } from 'jose';
 import { createMemoryStores } from '@tollgate/core';
 import { createProxyLog } from '../packages/metering/src/observe/access-log.js';
-import type { ProxyLog } from '../packages/metering/src/observe/access-log.js';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayLog } from '../packages/metering/src/observe/access-log.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
 import type { RunningMock, RunningProxy } from './helpers/proxy.js';
 
@@ -25,7 +25,7 @@ const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpan
 
 let upstream: RunningMock;
 let proxy: RunningProxy;
-let proxyLog: ProxyLog;
+let proxyLog: GatewayLog;
 let jwt: string;
 const logFile = join(dir, 'proxy.log');
 
@@ -106,7 +106,7 @@ beforeAll(async () => {
     .setExpirationTime('5m')
     .sign(pair.privateKey);
   upstream = await startMockUpstream();
-  const config: ProxyConfig = {
+  const config: GatewayConfig = {
     adminKeySha256: sha256Hex(adminKey),
     requiredScope: 'chat',
     upstreams: { openai: { baseUrl: `${upstream.url}/v1`, apiKey: upstreamKey } },

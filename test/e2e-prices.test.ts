@@ -11,7 +11,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import {
   closeServer,
   deleteRedisPrefix,
@@ -82,7 +82,7 @@ class Setup {
 
   async start(): Promise<void> {
     this.upstream = await startFakeUpstream(this.tiers.answer);
-    const config: ProxyConfig = {
+    const config: GatewayConfig = {
       usageLog: this.usageLog,
       adminKeySha256: sha256Hex(adminKey),
       upstreams: {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores } from '@tollgate/core';
 import { createStores } from '../packages/gateway/src/stores.js';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { eventually, freePort, PrivateRedis } from '../packages/redis/test/helpers.js';
 import { newApiKey, ROOT, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { RunningProxy } from './helpers/proxy.js';
@@ -33,7 +33,7 @@ async function chat(url: string): Promise<number> {
   return response.status;
 }
 
-const baseConfig: ProxyConfig = {
+const baseConfig: GatewayConfig = {
   keys: [{ id: 'app', sha256: sha256Hex(key), tenant: 'acme' }],
   tenants: { acme: { tier: 'pro', budget: { usd: 100, period: 'day' } } },
   tiers: { pro: { requestsPerMinute: 1000, tokensPerMinute: 1_000_000 } },
@@ -57,7 +57,7 @@ describe('/readyz while a Redis of its own is killed', () => {
     await redis.start();
     for (const [name, storeOutage] of Object.entries(settings)) {
       const stores = await createStores({ redisUrl: redis.url, redisPrefix: `tg-test:probes:${name}:` });
-      const config = { ...baseConfig, ...(storeOutage ? { storeOutage } : {}) } as ProxyConfig;
+      const config = { ...baseConfig, ...(storeOutage ? { storeOutage } : {}) } as GatewayConfig;
       gateways.push({ name, proxy: await startProxy(config, { stores }), stores });
     }
   }, 60_000);

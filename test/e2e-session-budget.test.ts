@@ -13,7 +13,7 @@ import pg from 'pg';
 import { createMemoryStores } from '@tollgate/core';
 import { runReportCommand } from '@tollgate/cli';
 import { createMockProvider } from '@tollgate/providers/mock';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import {
   caught,
   deleteRedisPrefix,
@@ -42,7 +42,7 @@ const SOLO_LIMIT_NANO = 1_000_000;
 /** Calls sent to a session at most before the test gives up waiting for its refusal. */
 const MAX_CALLS = 200;
 
-function configOf(table: string, usageLog: string): ProxyConfig {
+function configOf(table: string, usageLog: string): GatewayConfig {
   return {
     usageLog,
     postgresUrl: POSTGRES_URL,

@@ -10,7 +10,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import pg from 'pg';
 import type { UsageRecord } from '@tollgate/core';
 import { createMockProvider } from '@tollgate/providers/mock';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import {
   caught,
   memoryAndRedisStores,
@@ -39,7 +39,7 @@ function claudeCodeUserId(sessionId: string): string {
 describe.each(memoryAndRedisStores('sessions'))('coding agents through the gateway on %s stores', (kind, storesFor) => {
   let owned: OwnedStores;
   let proxy: RunningProxy;
-  let config: ProxyConfig;
+  let config: GatewayConfig;
 
   const claude = (headers: Record<string, string> = {}) =>
     new Anthropic({ apiKey: agentKey, baseURL: proxy.url, maxRetries: 0, defaultHeaders: headers });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import type { UsageRecord } from '@tollgate/core';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import {
   memoryAndRedisStores,
@@ -30,7 +30,7 @@ const keys = { trial: newApiKey(), spent: newApiKey(), enforced: newApiKey() };
  */
 const SPENT_BUDGET_USD = 0.00001;
 
-function configFor(usageLog: string): ProxyConfig {
+function configFor(usageLog: string): GatewayConfig {
   return {
     usageLog,
     adminKeySha256: sha256Hex(adminKey),

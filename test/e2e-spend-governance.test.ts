@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { createMemoryStores, periodWindow, type TollgateStores, type UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import {
   deleteRedisPrefix,
   newApiKey,
@@ -49,7 +49,7 @@ interface Deployment {
  * Prices chosen for easy sums: `big` $10 and `small` $1 per million tokens either way, so a call of about 10 input
  * and 100 output tokens costs about $0.0011 on `big`. Each tenant's budgets fit a few such calls.
  */
-function configOf(keys: Record<KeyId, string>, upstream: string, hook: string, usageLog: string): ProxyConfig {
+function configOf(keys: Record<KeyId, string>, upstream: string, hook: string, usageLog: string): GatewayConfig {
   const key = (id: KeyId, tenant: string, extra: { user?: string; feature?: string } = {}) => ({
     id,
     sha256: sha256Hex(keys[id]),
@@ -101,7 +101,7 @@ function configOf(keys: Record<KeyId, string>, upstream: string, hook: string, u
       key('grouped', 'grouped'),
     ],
     alerts: { webhooks: [{ url: hook }] },
-  } as ProxyConfig;
+  } as GatewayConfig;
 }
 
 const backends: { name: string; stores: () => { each: () => TollgateStores; release: () => Promise<void> } }[] = [

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
 import pg from 'pg';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { memoryAndRedisStores, newApiKey, sentUntilAnswered, sha256Hex, startProxy, waitFor } from './helpers/proxy.js';
 import type { OwnedStores, RunningProxy } from './helpers/proxy.js';
 
@@ -53,7 +53,7 @@ function token(subject: string, claims: Record<string, unknown>): Promise<string
     .sign(signingKey);
 }
 
-function configOf(table: string): ProxyConfig {
+function configOf(table: string): GatewayConfig {
   const at = (ms: number) => new Date(Date.now() + ms).toISOString();
   const each = { budget: { usd: MEMBER_USD, period: 'day' as const } };
   return {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { runCli } from '@tollgate/cli';
-import type { ProxyConfig } from '@tollgate/gateway';
+import type { GatewayConfig } from '@tollgate/gateway';
 import { deleteRedisPrefix, newApiKey, REDIS_URL, sha256Hex, spawnProxy, startProxy } from './helpers/proxy.js';
 import type { RunningProxy, SpawnedProxy } from './helpers/proxy.js';
 
@@ -23,14 +23,14 @@ const TIERS = {
   free: { requestsPerMinute: 600, models: ['*'] },
 };
 
-function baseConfig(extra: Partial<ProxyConfig> = {}): ProxyConfig {
+function baseConfig(extra: Partial<GatewayConfig> = {}): GatewayConfig {
   return {
     upstreams: { mock: { kind: 'mock' } },
     adminKeySha256: sha256Hex(adminKey),
     tiers: TIERS,
     tenants: { acme: { tier: 'pro' } },
     ...extra,
-  } as ProxyConfig;
+  } as GatewayConfig;
 }
 
 interface Answer<T = Record<string, unknown>> {

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { createMockProvider } from '@tollgate/providers/mock';
 import {
   deleteRedisPrefix,
@@ -34,7 +34,7 @@ const keys = {
  * reserved before the call, 107 charged after it. In tokens as in requests, a key has room for 2 requests and a
  * tenant for 3: a key's third would bring it to about 322 of its 250, a tenant's fourth to about 429 of its 400.
  */
-const config: ProxyConfig = {
+const config: GatewayConfig = {
   tiers: {
     shared: { requestsPerMinute: 4, models: ['gpt-4o-mini'] },
     split: { requestsPerMinute: 3, perKey: { requestsPerMinute: 2 }, models: ['gpt-4o-mini'] },

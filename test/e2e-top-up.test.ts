@@ -2,7 +2,7 @@
 // JSON and its pages show spent $0.25, credit $2 and remaining $2.75 (limit + credit - spent - held), on memory and
 // Redis, and the budget admits what its credit allows.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { ProxyConfig } from '../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { memoryAndRedisStores, newApiKey, sha256Hex, startProxy } from './helpers/proxy.js';
 import type { OwnedStores, RunningProxy } from './helpers/proxy.js';
 
@@ -10,7 +10,7 @@ const adminKey = newApiKey();
 const acmeKey = newApiKey();
 const admin = { authorization: `Bearer ${adminKey}` };
 
-const config: ProxyConfig = {
+const config: GatewayConfig = {
   adminKeySha256: sha256Hex(adminKey),
   tiers: { pro: { requestsPerMinute: 600, tokensPerMinute: 2_000_000, models: ['*'] } },
   tenants: { acme: { tier: 'pro', budget: { usd: 1, period: 'day' } } },

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TollgateStores } from '@tollgate/core';
-import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../../packages/gateway/src/config/index.js';
 import { startCapIgnoringUpstream } from '../helpers/cap-ignoring-upstream.js';
 import type { FakeUpstream } from '../helpers/cap-ignoring-upstream.js';
 import { newApiKey, readUsageLog, sha256Hex, startProxy, waitFor } from '../helpers/proxy.js';
@@ -20,7 +20,7 @@ export interface StreamHoldBackend {
   /** The stores of one more process over the backend (memory: the one process's, shared). */
   open(): TollgateStores;
   /** The config's say on the layers over the stores: `redis.blocks`, `storeOutage`. */
-  layers: Pick<ProxyConfig, 'redis' | 'storeOutage'>;
+  layers: Pick<GatewayConfig, 'redis' | 'storeOutage'>;
   cleanup(): Promise<void>;
 }
 
@@ -62,7 +62,12 @@ const WINDOW = { key: 'tg:tokens:tenant-day:tenant:windowed', windowMs: 86_400_0
 
 const budget = (usd: number) => ({ usd, period: 'day' as const });
 
-function configOf(upstream: FakeUpstream, usageLog: string, adminKey: string, keys: Map<string, string>): ProxyConfig {
+function configOf(
+  upstream: FakeUpstream,
+  usageLog: string,
+  adminKey: string,
+  keys: Map<string, string>,
+): GatewayConfig {
   const roomy = budget(100);
   return {
     usageLog,

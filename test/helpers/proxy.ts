@@ -15,8 +15,8 @@ import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import { pino } from 'pino';
 import { createProxyApp } from '../../packages/gateway/src/app.js';
-import type { ProxyApp, ProxyDeps } from '../../packages/gateway/src/app.js';
-import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
+import type { GatewayApp, GatewayDeps } from '../../packages/gateway/src/app.js';
+import type { GatewayConfig } from '../../packages/gateway/src/config/index.js';
 import { preloadTokenizers } from '@tollgate/providers';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockBehavior, MockProvider } from '@tollgate/providers/mock';
@@ -43,14 +43,14 @@ export async function closeServer(server: Server): Promise<void> {
 }
 
 export interface RunningProxy {
-  app: ProxyApp;
+  app: GatewayApp;
   url: string;
   server: Server;
   close(): Promise<void>;
 }
 
 /** How a config names the built-in mock as its upstream, on purpose. */
-export const MOCK_UPSTREAMS: NonNullable<ProxyConfig['upstreams']> = { mock: { kind: 'mock' } };
+export const MOCK_UPSTREAMS: NonNullable<GatewayConfig['upstreams']> = { mock: { kind: 'mock' } };
 /** A config's fields that serve the built-in mock, to spread into a test's config. */
 export const WITH_MOCK = { upstreams: MOCK_UPSTREAMS };
 
@@ -58,7 +58,7 @@ export const WITH_MOCK = { upstreams: MOCK_UPSTREAMS };
 const silentLogger = pino({ level: 'silent' });
 
 /** The proxy app from `config`, listening on an ephemeral port of 127.0.0.1. */
-export async function startProxy(config: ProxyConfig, deps: ProxyDeps = {}): Promise<RunningProxy> {
+export async function startProxy(config: GatewayConfig, deps: GatewayDeps = {}): Promise<RunningProxy> {
   // Both encodings in before the first request, so its counts are exact, not the byte bound.
   await preloadTokenizers();
   // Blocks (on by default on Redis) held at most a second unless a test says otherwise: tests read budgets once the
@@ -243,8 +243,8 @@ export function memoryAndRedisStores(name: string): [kind: 'memory' | 'Redis', s
 export async function startSharingGateways(
   kind: 'memory' | 'Redis',
   owned: OwnedStores,
-  configOf: (index: number) => ProxyConfig,
-  depsOf: () => ProxyDeps = () => ({}),
+  configOf: (index: number) => GatewayConfig,
+  depsOf: () => GatewayDeps = () => ({}),
 ): Promise<{ gateways: RunningProxy[]; close(): Promise<void> }> {
   const all = [owned.stores];
   if (kind === 'Redis') {

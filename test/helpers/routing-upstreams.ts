@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import type { ReservationLedger } from '@tollgate/core/store-contracts';
-import type { ProxyConfig } from '../../packages/gateway/src/config/index.js';
+import type { GatewayConfig } from '../../packages/gateway/src/config/index.js';
 import { newApiKey, readUsageLog, sha256Hex, startFakeUpstream, startProxy } from './proxy.js';
 import type { FakeUpstream, FakeUpstreamRequest, RunningProxy } from './proxy.js';
 
@@ -296,7 +296,7 @@ export interface RoutingProxy {
 /** The proxy with the given upstreams and routing config, a budgeted key, a usage log and a watched ledger. */
 export async function startRoutingProxy(
   config: Pick<
-    ProxyConfig,
+    GatewayConfig,
     | 'upstreams'
     | 'modelGroups'
     | 'requestClasses'

@@ -16,14 +16,14 @@ import {
   servableConfig,
   toConfigKey,
 } from './config/index.js';
-import type { ConfigFileReload, KeyConfig, ProxyConfig } from './config/index.js';
+import type { ConfigFileReload, KeyConfig, GatewayConfig } from './config/index.js';
 import { presetExpressFields } from './exchange.js';
 import type { ExpressHandle } from './exchange.js';
 import { gatewayParts } from './gateway-parts.js';
-import type { ProxyDeps } from './gateway-parts.js';
+import type { GatewayDeps } from './gateway-parts.js';
 import { mountChain } from './chain-mount.js';
 
-export type { ProxyDeps } from './gateway-parts.js';
+export type { GatewayDeps } from './gateway-parts.js';
 
 export interface GatewayControls {
   /** The stores the app uses. */
@@ -89,7 +89,7 @@ export interface Gateway extends Router, GatewayControls {
 }
 
 /** The gateway as an Express app of its own. */
-export interface ProxyApp extends Express, GatewayControls {
+export interface GatewayApp extends Express, GatewayControls {
   /** Serves the WebSocket modes (`/v1/responses`, `/v1/realtime`) on `server`'s upgrades (the server must run this app). */
   attachResponsesSocket(server: Server): void;
 }
@@ -98,7 +98,7 @@ export interface ProxyApp extends Express, GatewayControls {
  * Throws a ConfigError listing every problem when `config` would not start `tollgate-gateway --config` (its fields,
  * names across them, each upstream's `apiKeyEnv` set in `deps.env`).
  */
-export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway {
+export function createGateway(input: GatewayConfig, deps: GatewayDeps = {}): Gateway {
   const config = servableConfig(input, deps.env ?? process.env);
   // Each part's options, once: what the environment lacks for them stops the start before anything is held.
   const parts = gatewayParts(gatewayOptions(config, deps.env ?? process.env), deps);
@@ -165,10 +165,10 @@ export function createGateway(input: ProxyConfig, deps: ProxyDeps = {}): Gateway
  * The gateway as an Express app of its own: createGateway's router behind the app's settings (no `x-powered-by`, the
  * config's `trustProxy`), each exchange prepared before Express swaps the prototypes of `req` and `res`.
  */
-export function createProxyApp(input: ProxyConfig, deps: ProxyDeps = {}): ProxyApp {
+export function createProxyApp(input: GatewayConfig, deps: GatewayDeps = {}): GatewayApp {
   const config = servableConfig(input, deps.env ?? process.env);
   const gateway = createGateway(config, deps);
-  const app = express() as unknown as ProxyApp;
+  const app = express() as unknown as GatewayApp;
   app.disable('x-powered-by');
   app.set('case sensitive routing', true);
   app.set('strict routing', true);

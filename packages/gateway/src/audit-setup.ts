@@ -9,7 +9,7 @@ import type { LedgerLocation, Queryable } from '@tollgate/metering';
 export const CONFIG_FILE_ACTOR: AuditActor = { actor: 'config file', role: 'admin', via: 'file-watch' };
 
 export interface AuditSetupParts {
-  /** The store given by the caller (ProxyDeps.audit), which wins. */
+  /** The store given by the caller (GatewayDeps.audit), which wins. */
   store?: AuditStore;
   /** The ledger's database: the audit table sits beside the usage table. */
   ledger: Queryable | undefined;

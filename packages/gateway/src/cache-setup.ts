@@ -20,7 +20,7 @@ export interface CacheSetupOptions extends Pick<ResponseCacheOptions, 'scope' | 
   tierTtls: Readonly<Record<string, number | string>>;
 }
 
-export interface ProxyCache {
+export interface GatewayCache {
   /**
    * Right after the permission and tier checks, before the meter: a memory store answers here, so
    * a hit skips the estimate (its prompt is never tokenized). Passes on Redis, whose lookup starts
@@ -61,7 +61,7 @@ export function createProxyCache(
   options: CacheSetupOptions | undefined,
   stores: TollgateStores,
   log: (line: string) => void,
-): ProxyCache | undefined {
+): GatewayCache | undefined {
   if (!options) return undefined;
   let lastWarnedAt = 0;
   const tiersOff = new Set(options.tiersOff);
@@ -95,7 +95,7 @@ export function createProxyCache(
 export function cacheStages(
   cache: ReturnType<typeof createResponseCache>,
   promptCaching: readonly RequestHandler[] = [],
-): ProxyCache {
+): GatewayCache {
   return {
     beforeEstimate: cache.lookupBeforeEstimate,
     limits: (limits, hitLimits) => [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits })],

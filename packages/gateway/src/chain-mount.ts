@@ -17,7 +17,7 @@ import { providerFormBody } from './form-body.js';
 import { JSON_BODY_TYPES, providerJsonBody } from './json-body.js';
 import { shadowMiddleware, tierPolicyMiddleware, toolCallLimitMiddleware } from './limits-setup.js';
 import { createProxyMcp } from './mcp-setup.js';
-import type { ProxyMcp } from './mcp-setup.js';
+import type { GatewayMcp } from './mcp-setup.js';
 import { mountOperatorRoutes } from './operator-routes.js';
 import { watchEventLoop } from './probes.js';
 import { CLIENT_SECRET_PATHS } from './realtime-secrets.js';
@@ -66,7 +66,7 @@ function sharedStages(parts: BuiltParts): SharedStages {
 }
 
 /** The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-setup.ts). */
-function proxyMcp(parts: BuiltParts, stages: SharedStages): ProxyMcp | undefined {
+function proxyMcp(parts: BuiltParts, stages: SharedStages): GatewayMcp | undefined {
   const { options, guarding, budget, metering, limitStores, storeFailures } = parts;
   const { identify, readProviderBody, permissions, attribution } = stages;
   const mcp =

@@ -18,7 +18,7 @@ import type { PromptGuardrailsOptions } from '@tollgate/guard';
 import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
 import { memoryTenantTable, postgresTenantTable } from '@tollgate/metering/postgres';
 import { createProxyLog } from '@tollgate/metering/log';
-import type { ProxyLog } from '@tollgate/metering/log';
+import type { GatewayLog } from '@tollgate/metering/log';
 import { createProxyMetrics } from '@tollgate/metering/prometheus';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
@@ -59,7 +59,7 @@ import { keepSpend } from './spend-rebuild.js';
 import type { SpendKeeper } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
 
-export interface ProxyDeps {
+export interface GatewayDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
   stores?: TollgateStores;
   /** The mock served when the config has no `upstreams`. @default a fresh createMockProvider() */
@@ -115,7 +115,7 @@ function layeredStores(
   options: Pick<GatewayOptions, 'storeOutage' | 'blocks'>,
   stores: TollgateStores,
   metrics: ReturnType<typeof createProxyMetrics> | undefined,
-  deps: ProxyDeps,
+  deps: GatewayDeps,
   log: (line: string) => void,
 ) {
   const timeStoreCalls = deps.timeStoreCalls ?? stores.kind !== 'memory';
@@ -128,7 +128,7 @@ function layeredStores(
 type LogOptions = NonNullable<Parameters<typeof createProxyLog>[0]>;
 
 /** The config's log; a destination it cannot open stops the start as the config's error (metering knows no config). */
-function openProxyLog(options: LogOptions | undefined, log: (line: string) => void): ProxyLog {
+function openProxyLog(options: LogOptions | undefined, log: (line: string) => void): GatewayLog {
   try {
     return createProxyLog(options, log);
   } catch (error) {
@@ -137,9 +137,9 @@ function openProxyLog(options: LogOptions | undefined, log: (line: string) => vo
 }
 
 /** What the gateway holds first and lets go of last: its log, its data directory, its stores. */
-function heldParts(options: GatewayOptions, deps: ProxyDeps) {
+function heldParts(options: GatewayOptions, deps: GatewayDeps) {
   const log = deps.log ?? ((line: string) => console.error(line));
-  const proxyLog: ProxyLog = deps.logger
+  const proxyLog: GatewayLog = deps.logger
     ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
     : openProxyLog(options.log, log);
   const { logger } = proxyLog;
@@ -160,7 +160,7 @@ function heldParts(options: GatewayOptions, deps: ProxyDeps) {
 type Held = ReturnType<typeof heldParts>;
 
 /** The guard, the meter and the metrics: the guard learns spend from the meter's records, the metrics watch both. */
-function watchingParts(options: GatewayOptions, deps: ProxyDeps, held: Held) {
+function watchingParts(options: GatewayOptions, deps: GatewayDeps, held: Held) {
   const { stores, log, logger, logging, configFiles } = held;
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
   const admission = createOperatorAdmission(options.operator, stores);
@@ -269,7 +269,7 @@ function tenantParts(options: GatewayOptions, held: Held, watching: Watching) {
 /** The upstreams and the budget: a routed request that moves to another target re-prices its reservation. */
 function callingParts(
   options: GatewayOptions,
-  deps: ProxyDeps,
+  deps: GatewayDeps,
   held: Held,
   watching: Watching,
   tenants: TenantDirectory,
@@ -348,7 +348,7 @@ function keepingParts(options: GatewayOptions, held: Held, watching: Watching, c
 }
 
 /** Every part of a gateway, made from its config's options, and what closes them. */
-export function gatewayParts(configured: GatewayOptions, deps: ProxyDeps) {
+export function gatewayParts(configured: GatewayOptions, deps: GatewayDeps) {
   const held = heldParts(configured, deps);
   // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
   const responseCache = createProxyCache(configured.cache, held.stores, held.log);

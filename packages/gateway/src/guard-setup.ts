@@ -2,7 +2,7 @@
 // its alert stream.
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import type { createClient } from '@redis/client';
-import type { ProxyMetrics } from '@tollgate/metering/prometheus';
+import type { GatewayMetrics } from '@tollgate/metering/prometheus';
 import { refusalRenderer } from '@tollgate/core';
 import { loadOnDemand } from '@tollgate/core/options';
 import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@tollgate/core';
@@ -38,10 +38,10 @@ export interface BudgetAlertHooks {
   renderError: ErrorRenderer;
 }
 
-export interface ProxyGuard {
+export interface GatewayGuard {
   /**
    * Before auth: a blocked address is refused, and the 401s of the others are counted per address; a request with the
-   * operator's valid credential passes first (`ProxyGuardDeps.isOperator`), whatever its address.
+   * operator's valid credential passes first (`GatewayGuardDeps.isOperator`), whatever its address.
    */
   readonly beforeAuth: RequestHandler[];
   /** Right after auth: shedding of lower tiers when the process is saturated, then the body, read only now and under a deadline. */
@@ -96,7 +96,7 @@ export interface GuardSetupOptions {
 /** The prompt checks a config can hold (promptGuardrails' rules). */
 export type GuardrailRules = Pick<PromptGuardrailsOptions, 'maxPromptChars' | 'deny' | 'pii'>;
 
-export interface ProxyGuardDeps {
+export interface GatewayGuardDeps {
   stores: TollgateStores;
   /** The operator log: each alert is one JSON line there. */
   log: (line: string) => void;
@@ -117,7 +117,7 @@ export interface ProxyGuardDeps {
 function admitOperatorFirst(
   checks: RequestHandler[],
   mayRefuse: () => boolean,
-  isOperator: ProxyGuardDeps['isOperator'],
+  isOperator: GatewayGuardDeps['isOperator'],
 ): RequestHandler[] {
   if (checks.length === 0 || isOperator === undefined) return checks;
   return [
@@ -152,7 +152,7 @@ function budgetRenderer(alerts: Alerts): ErrorRenderer {
   };
 }
 
-const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
+const NO_GUARD: Omit<GatewayGuard, 'afterAuth'> = {
   beforeAuth: [],
   afterEstimate: [],
   limitChecks: [],
@@ -176,11 +176,11 @@ const NO_GUARD: Omit<ProxyGuard, 'afterAuth'> = {
  * or not a guard is enabled.
  */
 /** No guard at all: the body read right after auth, nothing refused before it or after the estimate. */
-export function noProxyGuard(): ProxyGuard {
+export function noProxyGuard(): GatewayGuard {
   return { ...NO_GUARD, afterAuth: (readBody) => [readBody] };
 }
 
-export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDeps): ProxyGuard {
+export function createProxyGuard(settings: GuardSetupOptions, deps: GatewayGuardDeps): GatewayGuard {
   const { bodyTimeout, webhooks } = settings;
   // A shed request is the guard's refusal in the access log and the metrics, not a store's.
   const shedder: LoadShedder | undefined = settings.shedding
@@ -271,7 +271,7 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: ProxyGuardDe
  */
 export function createProxyGuardrails(
   rules: GuardrailRules | undefined,
-  metrics: ProxyMetrics | undefined,
+  metrics: GatewayMetrics | undefined,
   hooks: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'> | undefined,
 ): RequestHandler[] {
   if (rules === undefined && hooks === undefined) return [];

@@ -11,5 +11,5 @@ export {
   reconcileBudgets,
   validateConfig,
 } from './config/index.js';
-export type { ProxyConfig } from './config/index.js';
+export type { GatewayConfig } from './config/index.js';
 export { serveGateway } from './serve.js';

@@ -6,14 +6,14 @@ import type { BudgetGuard } from '@tollgate/budget';
 import { optionalPeerError } from '@tollgate/core/options';
 import type { McpGateway, McpGatewayOptions, McpStages } from '@tollgate/mcp';
 import { combineLimits } from '@tollgate/ratelimit';
-import type { ProxyGuard } from './guard-setup.js';
-import type { ProxyMetering } from './metering-setup.js';
+import type { GatewayGuard } from './guard-setup.js';
+import type { GatewayMetering } from './metering-setup.js';
 import { composeRoute, PROFILES, stageHandlers } from './stages.js';
 import type { StageBuilders } from './stages.js';
 
 /** What the MCP route shares with the provider routes. */
 export interface McpStageParts {
-  guarding: ProxyGuard;
+  guarding: GatewayGuard;
   /** Auth, as the provider routes run it. */
   identify: readonly RequestHandler[];
   /** The body reader the provider routes use (read after auth, under the guard's deadline). */
@@ -23,7 +23,7 @@ export interface McpStageParts {
   /** `toolCallsPerMinute` of the tiers (counted apart from the request limits). */
   toolCallLimits: readonly RequestHandler[];
   budget: BudgetGuard;
-  metering: ProxyMetering;
+  metering: GatewayMetering;
 }
 
 /**
@@ -63,7 +63,7 @@ export function mcpStages(parts: McpStageParts): McpStages {
 }
 
 /** The config's MCP servers, while @tollgate/mcp loads: its routes wait for it, `ready` says whether it could. */
-export interface ProxyMcp {
+export interface GatewayMcp {
   router: RequestHandler;
   /** Rejects with ERR_TG_PROXY_MISSING_PEER when @tollgate/mcp is not installed. */
   ready: Promise<void>;
@@ -71,7 +71,7 @@ export interface ProxyMcp {
 }
 
 /** The MCP gateway of the config's servers (mount its router at `/mcp`). */
-export function createProxyMcp(options: Omit<McpGatewayOptions, 'stages'>, parts: McpStageParts): ProxyMcp {
+export function createProxyMcp(options: Omit<McpGatewayOptions, 'stages'>, parts: McpStageParts): GatewayMcp {
   const stages = mcpStages(parts);
   const loading: Promise<McpGateway> = import('@tollgate/mcp').then(
     ({ createMcpGateway }) => createMcpGateway({ ...options, stages }),

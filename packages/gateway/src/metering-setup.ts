@@ -34,7 +34,7 @@ export interface MeteringOptions {
   countCacheChars?: number | undefined;
 }
 
-export interface ProxyMetering {
+export interface GatewayMetering {
   middleware: RequestHandler[];
   /** Meters an MCP tool call at its price: its record goes to the same sinks and usage feed as the meter's. */
   chargeToolCall(req: Request, res: Response, call: PricedToolCall): MeteredToolCall;
@@ -72,14 +72,14 @@ export function createMetering(
     tracer?: Tracer | false;
     onUsage?: (record: UsageRecord, req: Request) => void;
   } = {},
-): ProxyMetering {
+): GatewayMetering {
   const prometheus =
     options.metrics === false ? undefined : prometheusSink(options.tenants ? { tenants: options.tenants } : {});
   const sinks: UsageSink[] = prometheus ? [prometheus] : [];
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
   if (usage.usageLog) sinks.push(jsonlSink({ path: usage.usageLog, flushIntervalMs: 200 }));
   let ledger: Queryable | undefined;
-  let embedded: ProxyMetering['embedded'];
+  let embedded: GatewayMetering['embedded'];
   if (usage.postgres) {
     const sink = postgresSink(usage.postgres);
     sinks.push(sink);

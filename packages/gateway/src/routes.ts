@@ -5,9 +5,9 @@ import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import { providerAdapters } from '@tollgate/providers/routes';
 import { combineLimits } from '@tollgate/ratelimit';
-import type { ProxyCache } from './cache-setup.js';
+import type { GatewayCache } from './cache-setup.js';
 import { answerTokenCount, COUNT_ROUTES } from './count-tokens-route.js';
-import type { ProxyGuard } from './guard-setup.js';
+import type { GatewayGuard } from './guard-setup.js';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { validateCountRequest, validateProviderRequest } from './request-validation.js';
 import { providerRouteStages, routePaths } from './route-methods.js';
@@ -40,7 +40,7 @@ export const ROUTE_PATHS: readonly string[] = [
 
 /** What the routes' stages are built from: the gateway's parts, each made once and shared by every route. */
 export interface RouteParts {
-  guarding: ProxyGuard;
+  guarding: GatewayGuard;
   /** Auth and shadow mode. */
   identify: readonly RequestHandler[];
   readProviderBody: RequestHandler;
@@ -53,7 +53,7 @@ export interface RouteParts {
   /** A count's: the models the caller may count for, by the same rule. */
   countModels: (route: RouteSpec) => RequestHandler;
   guardrails: readonly RequestHandler[];
-  responseCache: ProxyCache | undefined;
+  responseCache: GatewayCache | undefined;
   meter: readonly RequestHandler[];
   /** The request limits (and the guard's repeat count): all a count passes. */
   requestLimits: readonly RequestHandler[];

@@ -10,7 +10,7 @@ import { preloadTokenizers } from '@tollgate/providers';
 import { startTracing } from '@tollgate/metering/tracing';
 import { createProxyApp } from './app.js';
 import { ConfigError, parseConfig } from './config/index.js';
-import type { ProxyConfig } from './config/index.js';
+import type { GatewayConfig } from './config/index.js';
 import { createDemoConfig, demoBanner } from './config/demo.js';
 import type { DemoKey } from './config/demo.js';
 import { servingInWords, spoolDirectory } from './config/index.js';
@@ -22,7 +22,7 @@ import { turnOffPretenuring } from './v8-flags.js';
 const DEFAULT_PORT = 8787;
 
 interface StartPlan {
-  config: ProxyConfig;
+  config: GatewayConfig;
   configPath?: string;
   port: number;
   redisUrl?: string;
@@ -30,7 +30,7 @@ interface StartPlan {
 }
 
 function planStart(env: NodeJS.ProcessEnv): StartPlan {
-  let config: ProxyConfig;
+  let config: GatewayConfig;
   let demoKeys: DemoKey[] = [];
   const path = env.TOLLGATE_CONFIG;
   if (path) {
@@ -192,7 +192,7 @@ function listenOn(app: ReturnType<typeof createProxyApp>, plan: StartPlan, env: 
  * taken is noted beside the file, for `tollgate keys` to say whether this process took its change. Polling survives
  * the command's atomic rename.
  */
-function watchConfigKeys(path: string, started: ProxyConfig, app: ReturnType<typeof createProxyApp>): () => void {
+function watchConfigKeys(path: string, started: GatewayConfig, app: ReturnType<typeof createProxyApp>): () => void {
   const withoutKeys = (config: unknown) => JSON.stringify({ ...(config as object), keys: undefined });
   const take = (text: string) => {
     const reload = app.reloadConfigFile(text, path);

@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { endResponseNow, parseDuration } from '@tollgate/core';
-import type { ProxyConfig } from './config/index.js';
+import type { GatewayConfig } from './config/index.js';
 
 /** The config's `shutdown` defaults: served 5 s after the signal, then 30 s for what is in flight. */
 const DEFAULT_DRAIN_DELAY = '5s';
@@ -23,7 +23,7 @@ export interface ShutdownTimes {
 }
 
 /** The config's `shutdown` in ms, with its defaults. */
-export function shutdownTimes(config: ProxyConfig): ShutdownTimes {
+export function shutdownTimes(config: GatewayConfig): ShutdownTimes {
   return {
     drainDelayMs: parseDuration(config.shutdown?.drainDelay ?? DEFAULT_DRAIN_DELAY),
     timeoutMs: parseDuration(config.shutdown?.timeout ?? DEFAULT_SHUTDOWN_TIMEOUT),

@@ -5,18 +5,18 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
 import { createProxyApp } from '../src/app.js';
-import type { ProxyApp } from '../src/app.js';
+import type { GatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 
 const adminKey = generateApiKey();
 const admin = { authorization: `Bearer ${adminKey}` };
-let app: ProxyApp | undefined;
+let app: GatewayApp | undefined;
 
 afterEach(async () => app?.close());
 
 /** A gateway with two config keys (c-acme, k-050x) and 150 stored keys k000..k149, tenants acme and globex by turns. */
-async function gateway(): Promise<ProxyApp> {
+async function gateway(): Promise<GatewayApp> {
   const stores = createMemoryStores();
   // Lists read pages: a list of every key is a failure here.
   stores.keys.list = () => Promise.reject(new Error('a list read every key'));

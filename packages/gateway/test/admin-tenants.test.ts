@@ -5,17 +5,17 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
 import { createProxyApp } from '../src/app.js';
-import type { ProxyApp } from '../src/app.js';
+import type { GatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 
 const adminKey = generateApiKey();
 const admin = { authorization: `Bearer ${adminKey}` };
-let app: ProxyApp | undefined;
+let app: GatewayApp | undefined;
 
 afterEach(async () => app?.close());
 
-function gateway(): ProxyApp {
+function gateway(): GatewayApp {
   app = createProxyApp(
     validateConfig({
       ...WITH_MOCK,
@@ -29,7 +29,7 @@ function gateway(): ProxyApp {
   return app;
 }
 
-const chat = (proxy: ProxyApp, key: string) =>
+const chat = (proxy: GatewayApp, key: string) =>
   request(proxy)
     .post('/v1/chat/completions')
     .set('authorization', `Bearer ${key}`)

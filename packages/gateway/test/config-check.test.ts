@@ -13,7 +13,7 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { checkGatewayConfig } from '../src/check.js';
 import { ConfigError, createGateway, createProxyApp, validateConfig } from '../src/index.js';
-import type { ProxyConfig } from '../src/index.js';
+import type { GatewayConfig } from '../src/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 
 const root = resolve(import.meta.dirname, '../../..');
@@ -74,8 +74,8 @@ describe('every problem in one pass', () => {
   it('a shape error, an unknown tier, an unknown model and an unset variable, each with its value', () => {
     expect(problemsOf(() => validateConfig(fourProblems, { env: {} }))).toEqual(expected);
     // createGateway and createProxyApp say the same list (the environment is the one they are given).
-    expect(problemsOf(() => createGateway(fourProblems as unknown as ProxyConfig, { env: {} }))).toEqual(expected);
-    expect(problemsOf(() => createProxyApp(fourProblems as unknown as ProxyConfig, { env: {} }))).toEqual(expected);
+    expect(problemsOf(() => createGateway(fourProblems as unknown as GatewayConfig, { env: {} }))).toEqual(expected);
+    expect(problemsOf(() => createProxyApp(fourProblems as unknown as GatewayConfig, { env: {} }))).toEqual(expected);
   });
 
   it('a name pointing at an entry the schema refused is not reported twice, and array positions stay true', () => {
@@ -253,7 +253,7 @@ describe('tollgate-gateway --check', () => {
 
 describe('the upstreams a config names', () => {
   it('none: refused at every door; the mock named on purpose: served', async () => {
-    const bare = { tiers: { free: {} } } as ProxyConfig;
+    const bare = { tiers: { free: {} } } as GatewayConfig;
     const missing = 'the config names no "upstreams", so no provider would answer';
     expect(problemsOf(() => validateConfig(bare))[0]).toContain(missing);
     expect(problemsOf(() => createGateway(bare, { env: {} }))[0]).toContain(missing);

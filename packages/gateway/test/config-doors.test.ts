@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { ConfigError, createGateway, createProxyApp, validateConfig } from '../src/index.js';
-import type { ProxyConfig } from '../src/index.js';
+import type { GatewayConfig } from '../src/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 
 const root = resolve(import.meta.dirname, '../../..');
@@ -18,7 +18,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const wrong = {
   tiers: { free: { requestsPerMinut: 5 } },
   upstreams: { openai: { baseUrl: 'https://api.openai.com/v1', apiKeyEnv: 'TG_DOORS_UNSET_KEY' } },
-} as unknown as ProxyConfig;
+} as unknown as GatewayConfig;
 const misspelt = 'tiers.free has no field "requestsPerMinut"; did you mean "requestsPerMinute"?';
 const unset = 'upstreams.openai.apiKeyEnv names TG_DOORS_UNSET_KEY, which is not set';
 
@@ -34,16 +34,16 @@ function problemsOf(make: () => unknown): readonly string[] {
 
 describe('one validation, every door', () => {
   it.each([
-    ['createGateway', (config: ProxyConfig) => createGateway(config, { env: {} })],
-    ['createProxyApp', (config: ProxyConfig) => createProxyApp(config, { env: {} })],
+    ['createGateway', (config: GatewayConfig) => createGateway(config, { env: {} })],
+    ['createProxyApp', (config: GatewayConfig) => createProxyApp(config, { env: {} })],
   ])('%s throws one ConfigError naming the misspelt field and the unset apiKeyEnv', (_door, open) => {
     const problems = problemsOf(() => open(wrong));
     expect(problems).toHaveLength(2);
     expect(problems[0]).toContain(misspelt);
     expect(problems[1]).toContain(unset);
     // Each alone too.
-    expect(problemsOf(() => open({ tiers: wrong.tiers } as ProxyConfig))[0]).toContain(misspelt);
-    expect(problemsOf(() => open({ upstreams: wrong.upstreams } as ProxyConfig))[0]).toContain(unset);
+    expect(problemsOf(() => open({ tiers: wrong.tiers } as GatewayConfig))[0]).toContain(misspelt);
+    expect(problemsOf(() => open({ upstreams: wrong.upstreams } as GatewayConfig))[0]).toContain(unset);
   });
 
   it("a config validateConfig made is still checked against the gateway's environment", () => {
@@ -53,7 +53,7 @@ describe('one validation, every door', () => {
     const unknownTier = {
       ...WITH_MOCK,
       keys: [{ id: 'k', sha256: 'a'.repeat(64), tier: 'platinum' }],
-    } as unknown as ProxyConfig;
+    } as unknown as GatewayConfig;
     expect(problemsOf(() => createGateway(unknownTier, { env: {} }))[0]).toContain(
       'keys[0].tier names an unknown tier "platinum"',
     );

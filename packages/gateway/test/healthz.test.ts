@@ -12,7 +12,7 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createProxyApp, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
-import type { ProxyApp } from '../src/app.js';
+import type { GatewayApp } from '../src/app.js';
 
 const key = generateApiKey();
 const adminKey = generateApiKey();
@@ -21,7 +21,7 @@ const PROBE_TIMEOUT_MS = 15_000;
 let reachable: Server;
 let reachableUrl: string;
 let closedUrl: string;
-const apps: ProxyApp[] = [];
+const apps: GatewayApp[] = [];
 
 interface Health {
   status: string;
@@ -40,7 +40,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-function gateway(config: Record<string, unknown>): ProxyApp {
+function gateway(config: Record<string, unknown>): GatewayApp {
   const app = createProxyApp(
     validateConfig({
       ...WITH_MOCK,
@@ -56,10 +56,10 @@ function gateway(config: Record<string, unknown>): ProxyApp {
 }
 
 /** /healthz as the admin sees it. */
-const details = (app: ProxyApp) => request(app).get('/healthz').set('authorization', `Bearer ${adminKey}`);
+const details = (app: GatewayApp) => request(app).get('/healthz').set('authorization', `Bearer ${adminKey}`);
 
 /** /healthz once `ready` holds of it (the first probes run as the gateway starts; their end is not an event). */
-async function healthOnce(app: ProxyApp, ready: (health: Health) => boolean): Promise<request.Response> {
+async function healthOnce(app: GatewayApp, ready: (health: Health) => boolean): Promise<request.Response> {
   const deadline = Date.now() + 25_000;
   while (Date.now() < deadline) {
     const response = await details(app);

@@ -12,7 +12,7 @@ import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createGateway, createProxyApp, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
-import type { Gateway, ProxyApp } from '../src/app.js';
+import type { Gateway, GatewayApp } from '../src/app.js';
 
 const key = generateApiKey();
 const limitedKey = generateApiKey();
@@ -30,7 +30,7 @@ const config = validateConfig({
   ],
   log: { level: 'silent' },
 });
-let app: ProxyApp;
+let app: GatewayApp;
 let server: Server;
 let baseUrl: string;
 

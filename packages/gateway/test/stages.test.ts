@@ -11,11 +11,11 @@ import { batchRouteSpecs } from '../src/batch/batch-mount.js';
 import { batchHandlers } from '../src/batch/batch-routes.js';
 import { memoryBatchBook } from '../src/batch/batch-book.js';
 import type { RouteParts } from '../src/routes.js';
-import type { ProxyGuard } from '../src/guard-setup.js';
+import type { GatewayGuard } from '../src/guard-setup.js';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
-import type { ProxyCache } from '../src/cache-setup.js';
+import type { GatewayCache } from '../src/cache-setup.js';
 import { mcpStages } from '../src/mcp-setup.js';
-import type { ProxyMetering } from '../src/metering-setup.js';
+import type { GatewayMetering } from '../src/metering-setup.js';
 import type { BudgetGuard } from '@tollgate/budget';
 import { budgetGuard } from '@tollgate/budget';
 
@@ -32,7 +32,7 @@ function everyPart(): RouteParts {
     beforeAuth: [named('guard admit')],
     afterAuth: () => [named('body guard')],
     afterEstimate: [named('guard after estimate')],
-  } as unknown as ProxyGuard;
+  } as unknown as GatewayGuard;
   const providers = {
     declareCall: () => named('declare'),
     handler: () => named('call'),
@@ -41,7 +41,7 @@ function everyPart(): RouteParts {
     beforeEstimate: named('cache lookup'),
     limits: () => [named('limits and budget')],
     around: [named('cache around')],
-  } as unknown as ProxyCache;
+  } as unknown as GatewayCache;
   return {
     guarding,
     identify: [named('auth')],
@@ -153,14 +153,14 @@ describe('the stage list', () => {
     const stores = createMemoryStores();
     const budget = budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' } }) as unknown as BudgetGuard;
     const stages = mcpStages({
-      guarding: { ...parts.guarding, limitChecks: [] } as ProxyGuard,
+      guarding: { ...parts.guarding, limitChecks: [] } as GatewayGuard,
       identify: parts.identify,
       readBody: parts.readProviderBody,
       permissions: parts.permissions,
       attribution: parts.attribution,
       toolCallLimits: parts.requestLimits,
       budget,
-      metering: { chargeToolCall: () => undefined } as unknown as ProxyMetering,
+      metering: { chargeToolCall: () => undefined } as unknown as GatewayMetering,
     });
     const names = (handlers: readonly RequestHandler[]) => handlers.map((handler) => handler.name);
     // The MCP package runs: its framing (route), admit, readBody (POST), the server (declare), permissions, the message.

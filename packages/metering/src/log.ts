@@ -2,4 +2,4 @@
 export { logSink } from './log-sink.js';
 export type { LogSinkOptions } from './log-sink.js';
 export { createProxyLog, accessLog } from './observe/access-log.js';
-export type { ProxyLog } from './observe/access-log.js';
+export type { GatewayLog } from './observe/access-log.js';

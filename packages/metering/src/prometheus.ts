@@ -3,4 +3,4 @@ export { prometheusSink, metricsHandler, BoundedLabel } from './prometheus-sink.
 export type { PrometheusSink, PrometheusSinkOptions } from './prometheus-sink.js';
 export { CounterSeries, HistogramSeries, SeriesCounter, SeriesHistogram } from './prometheus-series.js';
 export { createProxyMetrics } from './observe/proxy-metrics.js';
-export type { ProxyMetrics } from './observe/proxy-metrics.js';
+export type { GatewayMetrics } from './observe/proxy-metrics.js';

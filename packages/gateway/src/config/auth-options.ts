@@ -2,13 +2,13 @@
 import type { AttributionOptions, JwtVerifyOptions } from '@tollgate/auth';
 import type { AuthOptions, TierAssignment } from '../auth-setup.js';
 import { keyNamesOf, keyReferenceProblems } from './key-names.js';
-import type { JwtConfig, ProxyConfig } from './schema.js';
+import type { JwtConfig, GatewayConfig } from './schema.js';
 
 /** A static JWKS as apiKeyAuth's `jwt` takes it (the schema checked its shape). */
 type JwtKeySet = Exclude<NonNullable<JwtVerifyOptions['jwks']>, string | URL>;
 
 /** The tier of callers whose identity names none (nor their tenant): `defaultTier`, else "free" when defined. */
-export function defaultTierOf(config: ProxyConfig): string | undefined {
+export function defaultTierOf(config: GatewayConfig): string | undefined {
   return config.defaultTier ?? (config.tiers && Object.hasOwn(config.tiers, 'free') ? 'free' : undefined);
 }
 
@@ -16,7 +16,7 @@ export function defaultTierOf(config: ProxyConfig): string | undefined {
  * The config file's tenants' tiers, and the default one. The gateway's parts swap `tierOfTenant` for its tenant
  * lookup (TenantDirectory), which adds the stored tenants.
  */
-export function tierAssignment(config: ProxyConfig): TierAssignment {
+export function tierAssignment(config: GatewayConfig): TierAssignment {
   const tenants = config.tenants ?? {};
   return {
     tierOfTenant: (id) => (Object.hasOwn(tenants, id) ? tenants[id]!.tier : undefined),
@@ -41,7 +41,7 @@ function jwtVerifyOptions(jwt: JwtConfig): Omit<JwtVerifyOptions, 'mapIdentity'>
 }
 
 /** The config's `attribution`, with the session headers of its `sessions`, as attribution() takes them. */
-export function attributionOptionsOf(config: ProxyConfig): AttributionOptions {
+export function attributionOptionsOf(config: GatewayConfig): AttributionOptions {
   const headers = config.sessions?.headers;
   const tenants = config.tenants ?? {};
   return {
@@ -52,7 +52,7 @@ export function attributionOptionsOf(config: ProxyConfig): AttributionOptions {
 }
 
 /** How callers are identified: the config's keys, its JWTs, its scope and attribution, its tenants' tiers. */
-export function authOptions(config: ProxyConfig): AuthOptions {
+export function authOptions(config: GatewayConfig): AuthOptions {
   const names = keyNamesOf(config);
   return {
     keys: config.keys ?? [],

@@ -4,7 +4,7 @@ import type { BudgetLimit, BudgetLimits, SessionBudgetMaps, TeamConfig } from '@
 import type { LedgerLocation } from '@tollgate/metering';
 import type { BudgetOptions } from '../budget-setup.js';
 import { defaultTierOf } from './auth-options.js';
-import type { BudgetsConfig, ProxyConfig } from './schema.js';
+import type { BudgetsConfig, GatewayConfig } from './schema.js';
 
 /** The config's one budget or list, as the guard takes it; `extra` joins the entries it suits. */
 function limitsOf(budgets: BudgetsConfig, extra?: (budget: BudgetLimit) => Partial<BudgetLimit>): BudgetLimits {
@@ -14,7 +14,7 @@ function limitsOf(budgets: BudgetsConfig, extra?: (budget: BudgetLimit) => Parti
 }
 
 /** Where the config puts the ledger table (the credit journal, the spend rebuild and the outcomes route read it). */
-export function ledgerTableOf(config: ProxyConfig): LedgerLocation {
+export function ledgerTableOf(config: GatewayConfig): LedgerLocation {
   return {
     ...(config.postgresSchema ? { schema: config.postgresSchema } : {}),
     ...(config.postgresTable ? { table: config.postgresTable } : {}),
@@ -22,7 +22,7 @@ export function ledgerTableOf(config: ProxyConfig): LedgerLocation {
 }
 
 /** Each tenant's budgets, its users', its models' and the downgrades those apply. */
-function tenantBudgets(config: ProxyConfig) {
+function tenantBudgets(config: GatewayConfig) {
   const tenants: Record<string, BudgetLimits> = {};
   const tenantUsers: Record<string, BudgetLimits> = {};
   const modelBudgets: Record<string, Record<string, BudgetLimits>> = {};
@@ -51,7 +51,7 @@ function tenantBudgets(config: ProxyConfig) {
  * tenant's, a tenant's own over any tier's; a tier is the key's, else its tenant's, else `defaultTier`, as auth
  * assigns it, and a key whose tier is not its tenant's takes that tier's.
  */
-function sessionBudgets(config: ProxyConfig): SessionBudgetMaps | undefined {
+function sessionBudgets(config: GatewayConfig): SessionBudgetMaps | undefined {
   const tiers = config.tiers ?? {};
   const defaultTier = defaultTierOf(config);
   const ofTier = (tier: string | undefined) => (tier === undefined ? undefined : tiers[tier]?.sessionBudget);
@@ -77,7 +77,7 @@ function sessionBudgets(config: ProxyConfig): SessionBudgetMaps | undefined {
  * The config's budgets, checked by budgetGuard's own rules (resolveBudgetOptions) when the guard is made. A key's
  * budget is not here: it is part of the key (its record's `budget`), read where the key is (createBudgetGuard).
  */
-export function budgetOptions(config: ProxyConfig): BudgetOptions {
+export function budgetOptions(config: GatewayConfig): BudgetOptions {
   const { tenants, tenantUsers, modelBudgets, modelDowngrades, teamBudgets } = tenantBudgets(config);
   const features: Record<string, BudgetLimits> = {};
   for (const [name, feature] of Object.entries(config.features ?? {}))

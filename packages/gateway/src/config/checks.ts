@@ -9,10 +9,10 @@ import { providerAdapters } from '@tollgate/providers/routes';
 import { attributionOptionsOf } from './auth-options.js';
 import { guardChecks, guardrailRules } from './guard-options.js';
 import { keyListProblems, keyNamesOf, toolServerProblems } from './key-names.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 import { httpUpstreams } from './upstream-schema.js';
 /** Two fields that say the same thing two ways. */
-export function checkChoices(config: ProxyConfig, problems: string[]): void {
+export function checkChoices(config: GatewayConfig, problems: string[]): void {
   if (config.redis?.cluster && config.redisUrl !== undefined)
     problems.push('redisUrl and redis.cluster are two ways to reach Redis: give one');
   if (config.embeddedLedger !== undefined && config.embeddedLedger !== false && config.postgresUrl !== undefined) {
@@ -21,7 +21,7 @@ export function checkChoices(config: ProxyConfig, problems: string[]): void {
 }
 
 /** Values whose rules belong to another package: the guard's options and guardrails, attribution's, Express's `trust proxy` (it compiles the addresses). */
-export function checkByOwners(config: ProxyConfig, problems: string[]): void {
+export function checkByOwners(config: GatewayConfig, problems: string[]): void {
   // Each judged as its translator hands it to the part (guard-options.ts), so the check and the start see one value.
   if (config.guard) {
     try {
@@ -66,7 +66,7 @@ export const MOCK_UPSTREAMS = '"upstreams": { "mock": { "kind": "mock" } }';
  * Calls go where the config says: a config that names no upstream would serve the built-in mock's fake answers,
  * priced and recorded as real ones, so it must say so (`{ "kind": "mock" }`); the mock answers every call, alone.
  */
-export function checkUpstreams(config: ProxyConfig, problems: string[]): void {
+export function checkUpstreams(config: GatewayConfig, problems: string[]): void {
   const upstreams = config.upstreams;
   if (upstreams === undefined) {
     problems.push(
@@ -89,7 +89,7 @@ export function checkUpstreams(config: ProxyConfig, problems: string[]): void {
 }
 
 /** Names that point elsewhere in the config must exist there. */
-export function checkReferences(config: ProxyConfig, problems: string[]): void {
+export function checkReferences(config: GatewayConfig, problems: string[]): void {
   const tiers = config.tiers ?? {};
   const tenants = config.tenants ?? {};
   const tierProblem = (field: string, name: string | undefined) => {
@@ -123,7 +123,7 @@ function unknownModel(model: string, pricing: Pricing, aliases: readonly string[
  * refuse that model's callers for good, and one in a downgrade would never apply. Patterns
  * (`gpt-4o*`, `*`) pass. The targets of model groups are checked with the router's rules.
  */
-export function checkModelNames(config: ProxyConfig, problems: string[]): void {
+export function checkModelNames(config: GatewayConfig, problems: string[]): void {
   let pricing: Pricing;
   try {
     pricing = createPricing({ models: { ...config.models } });
@@ -168,7 +168,7 @@ export function checkModelNames(config: ProxyConfig, problems: string[]): void {
 }
 
 /** MCP server names go in paths and tool names (`/mcp/search`, `search/web_search`); tool patterns name a server. */
-export function checkToolReferences(config: ProxyConfig, problems: string[]): void {
+export function checkToolReferences(config: GatewayConfig, problems: string[]): void {
   const servers = Object.keys(config.mcpServers ?? {});
   for (const name of servers) {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(name))
@@ -187,7 +187,7 @@ export function checkToolReferences(config: ProxyConfig, problems: string[]): vo
  * scope, so with `jwt` it is fine; with no keys in the file, the keys live in the key store, which
  * is not read at start.
  */
-export function checkRequiredScope(config: ProxyConfig, problems: string[]): void {
+export function checkRequiredScope(config: GatewayConfig, problems: string[]): void {
   const scope = config.requiredScope;
   const keys = config.keys ?? [];
   if (scope === undefined || config.jwt !== undefined || keys.length === 0) return;

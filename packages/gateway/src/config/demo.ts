@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { ConfigError } from './error.js';
-import type { KeyConfig, ProxyConfig } from './schema.js';
+import type { KeyConfig, GatewayConfig } from './schema.js';
 import { dataDirLayout } from '../data-dir.js';
 import { embeddedLedgerInstalled } from './summary.js';
 
@@ -17,7 +17,7 @@ export interface DemoKey {
   key: string;
 }
 
-const DEMO_TIERS: NonNullable<ProxyConfig['tiers']> = {
+const DEMO_TIERS: NonNullable<GatewayConfig['tiers']> = {
   free: {
     requestsPerMinute: 5,
     tokensPerMinute: 20_000,
@@ -27,7 +27,7 @@ const DEMO_TIERS: NonNullable<ProxyConfig['tiers']> = {
   pro: { requestsPerMinute: 600, tokensPerMinute: 2_000_000, models: ['*'] },
 };
 
-const DEMO_TENANTS: NonNullable<ProxyConfig['tenants']> = {
+const DEMO_TENANTS: NonNullable<GatewayConfig['tenants']> = {
   'demo-free': { tier: 'free', budget: { usd: 1, period: 'day' } },
   'demo-pro': {
     tier: 'pro',
@@ -61,10 +61,10 @@ function makeDemoKeys(): { adminKeySha256: string; entries: KeyConfig[]; keys: D
  * made at each start. With one, the ledger and the keys are kept there: the first start makes the keys and writes
  * their hashes (and the admin key's) to `<dataDir>/keys.json`; later starts read them, and print no key.
  */
-export function createDemoConfig(dataDir?: string): { config: ProxyConfig; keys: DemoKey[] } {
+export function createDemoConfig(dataDir?: string): { config: GatewayConfig; keys: DemoKey[] } {
   // The mock on purpose; the ledger in PGlite when it is installed (an optional peer), else none: the demo runs
   // after `npm i @tollgate/gateway` alone, and its start line and banner say that usage is not kept.
-  const base: ProxyConfig = {
+  const base: GatewayConfig = {
     upstreams: { mock: { kind: 'mock' } },
     embeddedLedger: embeddedLedgerInstalled(),
     tiers: DEMO_TIERS,

@@ -15,12 +15,12 @@ import { limitOptions } from './limit-options.js';
 import { meteringOptions, spoolDirectory } from './metering-options.js';
 import { mcpOptions } from './mcp-options.js';
 import { tenantOptions } from './tenant-options.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 import { ConfigError } from './error.js';
 import type { OperatorOptions } from '../operator-options.js';
 
 /** The admin key's role and OIDC sign-in (`operators`), their secrets read from `env`. */
-function operatorSignIn(config: ProxyConfig, env: NodeJS.ProcessEnv): Pick<OperatorOptions, 'keyRole' | 'oidc'> {
+function operatorSignIn(config: GatewayConfig, env: NodeJS.ProcessEnv): Pick<OperatorOptions, 'keyRole' | 'oidc'> {
   const keyRole = config.operators?.keyRole ?? 'admin';
   const oidc = config.operators?.oidc;
   if (oidc === undefined) return { keyRole };
@@ -63,7 +63,7 @@ const DEFAULT_DRIFT_INTERVAL = '30s';
 const DEFAULT_DRIFT_SCOPES_PER_TICK = 20;
 
 /** The config's upstreams, models and routes as the provider router takes them: each upstream's kind resolved. */
-function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
+function routingOptions(config: GatewayConfig): GatewayOptions['routing'] {
   // The built-in mock, named on purpose, is no upstream to call: the router serves it in-process.
   const http = httpUpstreams(config.upstreams);
   const upstreams =
@@ -82,7 +82,7 @@ function routingOptions(config: ProxyConfig): GatewayOptions['routing'] {
  * Redis URL). Throws a ConfigError when the environment lacks what the config names. Each part's own rules (its
  * factory's option resolver) check what it is given when the part is made.
  */
-export function gatewayOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): GatewayOptions {
+export function gatewayOptions(config: GatewayConfig, env: NodeJS.ProcessEnv): GatewayOptions {
   const limits = limitOptions(config);
   const budget = budgetOptions(config);
   const routing = routingOptions(config);

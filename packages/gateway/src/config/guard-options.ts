@@ -3,7 +3,7 @@
 import type { WebhookOptions } from '@tollgate/guard';
 import type { GuardrailRules, GuardSetupOptions } from '../guard-setup.js';
 import { ConfigError } from './error.js';
-import type { GuardConfig, ProxyConfig } from './schema.js';
+import type { GuardConfig, GatewayConfig } from './schema.js';
 
 /** The guard's checks as createGuard (and resolveGuardOptions) take them: a section left out is off. */
 export function guardChecks(
@@ -18,7 +18,7 @@ export function guardChecks(
 }
 
 /** The config's webhooks, their secrets read from `env` (as the upstream keys are): a missing one stops the start. */
-function webhooksOf(config: ProxyConfig, env: NodeJS.ProcessEnv): WebhookOptions[] {
+function webhooksOf(config: GatewayConfig, env: NodeJS.ProcessEnv): WebhookOptions[] {
   const unset: string[] = [];
   const hooks = (config.alerts?.webhooks ?? []).map((hook, i) => {
     let secret: string | undefined;
@@ -37,7 +37,7 @@ function webhooksOf(config: ProxyConfig, env: NodeJS.ProcessEnv): WebhookOptions
  * The guard the config asks for: each `guard` section turns its check on; with `alerts` and no `guard`, only its
  * alert stream runs. The Redis URL is the one the stores were opened on (the environment first, then the config).
  */
-export function guardOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): GuardSetupOptions {
+export function guardOptions(config: GatewayConfig, env: NodeJS.ProcessEnv): GuardSetupOptions {
   const guard = config.guard;
   const redisUrl = env.REDIS_URL || config.redisUrl || config.redis?.cluster?.[0];
   return {
@@ -51,6 +51,6 @@ export function guardOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Guard
 }
 
 /** The config's prompt guardrails (checked by promptGuardrails' own rules, resolvePromptGuardrails). */
-export function guardrailRules(config: ProxyConfig): GuardrailRules | undefined {
+export function guardrailRules(config: GatewayConfig): GuardrailRules | undefined {
   return config.guardrails;
 }

@@ -4,7 +4,7 @@ import type { ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { ConfigError } from './error.js';
 import { configSchema } from './schema.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 import { configProblems } from './validate.js';
 import type { ValidateOptions } from './validate.js';
 /**
@@ -28,7 +28,7 @@ function lineAndColumn(text: string, offset: number): string {
 }
 
 /** Parses JSON text and validates it; a JSON syntax error becomes a ConfigError too, naming its line and column. */
-export function parseConfig(text: string, source = 'the config', options: ValidateOptions = {}): ProxyConfig {
+export function parseConfig(text: string, source = 'the config', options: ValidateOptions = {}): GatewayConfig {
   const { problems, config } = configTextProblems(text, source, options);
   if (problems.length > 0 || !config) throw new ConfigError(problems);
   return config;
@@ -39,7 +39,7 @@ export function configTextProblems(
   text: string,
   source = 'the config',
   options: ValidateOptions = {},
-): { problems: readonly string[]; config?: ProxyConfig } {
+): { problems: readonly string[]; config?: GatewayConfig } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

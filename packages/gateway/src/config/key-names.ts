@@ -1,7 +1,7 @@
 // What a key may name (tenants, tiers, MCP servers) and the one rule for every door a key comes in by.
 import { didYouMean } from '@tollgate/core/options';
 import { budgetsSchema } from './budget-schema.js';
-import type { KeyConfig, ProxyConfig } from './schema.js';
+import type { KeyConfig, GatewayConfig } from './schema.js';
 import { describeIssue } from './shape.js';
 
 /** Tool patterns whose server is not in mcpServers. */
@@ -29,7 +29,7 @@ export interface KeyNames {
 }
 
 /** The names a config's keys may give. */
-export function keyNamesOf(config: Pick<ProxyConfig, 'tenants' | 'tiers' | 'mcpServers'>): KeyNames {
+export function keyNamesOf(config: Pick<GatewayConfig, 'tenants' | 'tiers' | 'mcpServers'>): KeyNames {
   return {
     tenants: Object.keys(config.tenants ?? {}),
     teams: Object.fromEntries(

@@ -3,14 +3,14 @@ import type { LimitLayerOptions, TierPolicyOptions } from '@tollgate/ratelimit';
 import { TIER_WINDOWS } from '../limits-setup.js';
 import type { LimitOptions, ShadowPlan } from '../limits-setup.js';
 import { defaultTierOf } from './auth-options.js';
-import type { ProxyConfig, TierConfig } from './schema.js';
+import type { GatewayConfig, TierConfig } from './schema.js';
 
 /** A tier without a limit of some kind is not limited by it: a ceiling no caller reaches. */
 const UNLIMITED = 1_000_000_000;
 
 /** One limit of a tier, by tier name (a tier without it is unlimited by it); undefined when no tier sets it. */
 function perTier(
-  config: ProxyConfig,
+  config: GatewayConfig,
   limitOf: (tier: TierConfig) => number | undefined,
 ): Record<string, number> | undefined {
   const tiers = Object.entries(config.tiers ?? {});
@@ -28,7 +28,7 @@ interface TierLimits {
  * The tier layers of one window: per tenant by tier (a key without a tenant counts as its own tenant), and per key by
  * the tier's `perKey`, named `tenant`/`key` plus the window's suffix.
  */
-function tierLayers(config: ProxyConfig, tiers: TierLimits, window: string, suffix: string): LimitLayerOptions[] {
+function tierLayers(config: GatewayConfig, tiers: TierLimits, window: string, suffix: string): LimitLayerOptions[] {
   const result: LimitLayerOptions[] = [];
   const defaultTier = defaultTierOf(config);
   for (const by of ['tenant', 'key'] as const) {
@@ -55,7 +55,7 @@ function tierLayers(config: ProxyConfig, tiers: TierLimits, window: string, suff
  * Layers of one limiter: the global ceiling per minute (if any), then the tiers' limits over each tenant and over each
  * key (`perKey`), per minute and per day. All are counted in one check, and each must allow the request.
  */
-function layers(config: ProxyConfig, kind: 'requests' | 'tokens', global: number | undefined): LimitLayerOptions[] {
+function layers(config: GatewayConfig, kind: 'requests' | 'tokens', global: number | undefined): LimitLayerOptions[] {
   const result: LimitLayerOptions[] = [];
   if (global !== undefined) result.push({ name: 'global', by: 'global', limit: global, window: '1m' });
   for (const { field, window, suffix } of TIER_WINDOWS[kind]) {
@@ -69,7 +69,7 @@ function layers(config: ProxyConfig, kind: 'requests' | 'tokens', global: number
 }
 
 /** MCP tool calls per minute of each tenant, by its tier's `toolCallsPerMinute`: one layer named `toolCalls`. */
-function toolCallLayers(config: ProxyConfig): LimitLayerOptions[] {
+function toolCallLayers(config: GatewayConfig): LimitLayerOptions[] {
   const tenant = perTier(config, (tier) => tier.toolCallsPerMinute);
   if (!tenant) return [];
   // The refusal names it: "Rate limit reached for requests (toolCalls): limit 120 per 1 minute".
@@ -77,7 +77,7 @@ function toolCallLayers(config: ProxyConfig): LimitLayerOptions[] {
 }
 
 /** Model allowlists and output caps per tier, as tierPolicy takes them. */
-export function tierPolicyOptions(config: ProxyConfig): TierPolicyOptions {
+export function tierPolicyOptions(config: GatewayConfig): TierPolicyOptions {
   const defaultTier = defaultTierOf(config);
   const tiers =
     config.tiers &&
@@ -94,14 +94,14 @@ export function tierPolicyOptions(config: ProxyConfig): TierPolicyOptions {
 }
 
 /** `"shadow": true` on tiers, tenants or `global`. */
-function shadowPlan(config: ProxyConfig): ShadowPlan {
+function shadowPlan(config: GatewayConfig): ShadowPlan {
   const named = (entries: Record<string, { shadow?: boolean }> | undefined) =>
     Object.entries(entries ?? {}).flatMap(([name, entry]) => (entry.shadow ? [name] : []));
   return { all: config.global?.shadow === true, tiers: named(config.tiers), tenants: named(config.tenants) };
 }
 
 /** The chain's limits from the config's tiers and `global`. */
-export function limitOptions(config: ProxyConfig): LimitOptions {
+export function limitOptions(config: GatewayConfig): LimitOptions {
   const concurrent = perTier(config, (tier) => tier.maxConcurrent);
   const defaultTier = defaultTierOf(config);
   return {

@@ -3,10 +3,10 @@ import { parseDuration, usdToNano } from '@tollgate/core';
 import type { McpGatewayOptions, McpServerOptions } from '@tollgate/mcp';
 import { defaultTierOf } from './auth-options.js';
 import { ConfigError } from './error.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 
 /** One configured server: its headers read from the environment (a missing one stops the start), its prices in nano-USD. */
-function serverOptions(name: string, server: NonNullable<ProxyConfig['mcpServers']>[string], env: NodeJS.ProcessEnv) {
+function serverOptions(name: string, server: NonNullable<GatewayConfig['mcpServers']>[string], env: NodeJS.ProcessEnv) {
   const headers: Record<string, string> = {};
   const unset: string[] = [];
   for (const [header, variable] of Object.entries(server.headers ?? {})) {
@@ -23,7 +23,10 @@ function serverOptions(name: string, server: NonNullable<ProxyConfig['mcpServers
 }
 
 /** The config's servers and the `tools` its tiers and tenants list (a key's own list rides on its identity). */
-export function mcpOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): Omit<McpGatewayOptions, 'stages'> | undefined {
+export function mcpOptions(
+  config: GatewayConfig,
+  env: NodeJS.ProcessEnv,
+): Omit<McpGatewayOptions, 'stages'> | undefined {
   if (!config.mcpServers) return undefined;
   // Every server's unset variables at once, in one error.
   const unset: string[] = [];

@@ -3,13 +3,13 @@ import { join } from 'node:path';
 import { dataDirLayout, embeddedLedgerLocation } from '../data-dir.js';
 import type { MeteringOptions } from '../metering-setup.js';
 import { ConfigError } from './error.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 
 /**
  * Where the usage spool lives: the config's `spool`, else in the `dataDir`, else next to the usage log, else in the
  * working directory when only the ledger is set.
  */
-export function spoolDirectory(config: ProxyConfig): string | undefined {
+export function spoolDirectory(config: GatewayConfig): string | undefined {
   if (config.spool === false) return undefined;
   if (config.spool !== undefined) return config.spool;
   if (config.dataDir) return dataDirLayout(config.dataDir).spool;
@@ -23,7 +23,7 @@ export function spoolDirectory(config: ProxyConfig): string | undefined {
  * not accepted through a crash.
  */
 function stripeOptions(
-  config: ProxyConfig,
+  config: GatewayConfig,
   spool: string | undefined,
   env: NodeJS.ProcessEnv,
 ): MeteringOptions['stripe'] {
@@ -46,7 +46,7 @@ function stripeOptions(
 }
 
 /** Where the config sends usage records; Stripe's key is read from `env` (unset, a ConfigError). */
-export function meteringOptions(config: ProxyConfig, env: NodeJS.ProcessEnv): MeteringOptions {
+export function meteringOptions(config: GatewayConfig, env: NodeJS.ProcessEnv): MeteringOptions {
   const spool = spoolDirectory(config);
   const stripe = stripeOptions(config, spool, env);
   const embeddedLedger = config.postgresUrl ? undefined : embeddedLedgerLocation(config);

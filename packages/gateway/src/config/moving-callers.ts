@@ -7,10 +7,10 @@ import { createBudgetGuard as budgetGuardOf } from '../budget-setup.js';
 import type { BudgetSetupHooks } from '../budget-setup.js';
 import { rebuildFromLedger as rebuildFromLedgerAt } from '../spend-rebuild.js';
 import { budgetOptions, ledgerTableOf } from './budget-options.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 
 export function createBudgetGuard(
-  config: ProxyConfig,
+  config: GatewayConfig,
   stores: TollgateStores,
   pricing: Pricing,
   log: (line: string) => void,
@@ -19,6 +19,10 @@ export function createBudgetGuard(
   return budgetGuardOf(budgetOptions(config), stores, pricing, log, hooks);
 }
 
-export function rebuildFromLedger(config: ProxyConfig, guard: BudgetGuard, ledger: Queryable): Promise<RebuildReport> {
+export function rebuildFromLedger(
+  config: GatewayConfig,
+  guard: BudgetGuard,
+  ledger: Queryable,
+): Promise<RebuildReport> {
   return rebuildFromLedgerAt(ledgerTableOf(config), guard, ledger);
 }

@@ -5,13 +5,13 @@ import { createPricing } from '@tollgate/core';
 import { createStores } from '../stores.js';
 import { ConfigError } from './error.js';
 import { createBudgetGuard, rebuildFromLedger } from './moving-callers.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 
 /**
  * Every budget of `config` in the Redis at `redisUrl` raised to the spend its PostgreSQL ledger (`postgresUrl`)
  * recorded; never lowers one. The report lists the scopes raised.
  */
-export async function reconcileBudgets(config: ProxyConfig, redisUrl: string): Promise<RebuildReport> {
+export async function reconcileBudgets(config: GatewayConfig, redisUrl: string): Promise<RebuildReport> {
   // Without it pg would connect wherever its environment points: raising budgets to another database's spend.
   if (!config.postgresUrl) throw new ConfigError('postgresUrl: reconciling budgets reads the PostgreSQL ledger');
   const stores = await createStores({ redisUrl, ...(config.redisPrefix ? { redisPrefix: config.redisPrefix } : {}) });

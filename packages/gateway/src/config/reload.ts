@@ -2,7 +2,7 @@
 import { configKeyFromRecord, keysWithRemovals } from '@tollgate/auth';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { ConfigFileStatus } from '../config-file-state.js';
-import type { KeyConfig, ProxyConfig } from './schema.js';
+import type { KeyConfig, GatewayConfig } from './schema.js';
 import { configProblems } from './validate.js';
 
 /** What a gateway does with a changed config file's text. */
@@ -12,7 +12,7 @@ export interface ConfigFileReload {
   /** The keys now in force from the file. */
   keys: readonly KeyConfig[];
   /** The file's config, when it validates whole. */
-  config?: ProxyConfig;
+  config?: GatewayConfig;
 }
 
 /** A running key record back in the config's form (what reloadKeys takes). */
@@ -23,7 +23,7 @@ export const toConfigKey = (record: ApiKeyRecord) => configKeyFromRecord(record)
  * config with these keys, so that a key naming a tenant, tier or MCP server it does not know, or an id used twice, is
  * refused as at start (a key of an unknown tenant would be served with no tenant budget).
  */
-export function reloadedKeyProblems(served: ProxyConfig, keys: unknown): readonly string[] {
+export function reloadedKeyProblems(served: GatewayConfig, keys: unknown): readonly string[] {
   return configProblems({ ...served, keys }).problems;
 }
 
@@ -35,7 +35,7 @@ export function reloadedKeyProblems(served: ProxyConfig, keys: unknown): readonl
 export function keysFromChangedConfig(
   text: string,
   running: readonly ApiKeyRecord[],
-  served: ProxyConfig,
+  served: GatewayConfig,
 ): ConfigFileReload {
   let parsed: unknown;
   try {

@@ -341,4 +341,4 @@ export type GuardConfig = z.output<typeof guardSchema>;
 export type GuardrailsConfig = z.output<typeof guardrailsSchema>;
 export type WebhookConfig = z.output<typeof webhookSchema>;
 /** The routing sections keep the router's own types: the schema only knows they are objects. */
-export type ProxyConfig = Omit<z.output<typeof configSchema>, keyof RoutingConfig> & RoutingConfig;
+export type GatewayConfig = Omit<z.output<typeof configSchema>, keyof RoutingConfig> & RoutingConfig;

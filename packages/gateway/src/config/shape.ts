@@ -2,7 +2,7 @@
 // config without its faulty fields, so that the rules across fields run in the same pass (docs/config-check.md).
 import { z } from 'zod';
 import { configSchema } from './schema.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 
 /** How much of a refused value a problem quotes. */
 const QUOTED_CHARS = 60;
@@ -65,7 +65,7 @@ export function fieldName(path: readonly PropertyKey[]): string {
 /** The config with its faulty fields taken out, and what that took out (to keep the other problems true). */
 export interface Salvage {
   /** The rest of the config, sound for the schema; undefined when nothing sound is left (not an object). */
-  config?: ProxyConfig;
+  config?: GatewayConfig;
   /** Names of entries taken out of the named sections: a field naming one is not reported as pointing nowhere. */
   dropped: Set<string>;
   /** Problems found on the rest, with the positions in arrays written back as they were in the config given. */
@@ -93,7 +93,7 @@ export function salvageConfig(input: unknown, issues: readonly z.core.$ZodIssue[
     for (const issue of issues) takeOut(current, issue, dropped);
     closeUpArrays(current, [], positions);
     const parsed = configSchema.safeParse(current);
-    if (parsed.success) return { config: parsed.data as ProxyConfig, dropped, restore };
+    if (parsed.success) return { config: parsed.data as GatewayConfig, dropped, restore };
     issues = parsed.error.issues;
   }
   return { dropped, restore };

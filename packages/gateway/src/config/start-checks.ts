@@ -2,7 +2,7 @@
 import type { createClient } from '@redis/client';
 import { readPriceSource } from '@tollgate/core/costs';
 import { ConfigError } from './error.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 
 /** How long the start waits for PostgreSQL before refusing to start. */
 const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
@@ -38,7 +38,7 @@ async function postgresProblem(url: string): Promise<string | undefined> {
 }
 
 /** A PostgreSQL ledger that does not answer now would lose every usage record to the spool: refuse to start instead. */
-export async function checkPostgres(config: ProxyConfig): Promise<void> {
+export async function checkPostgres(config: GatewayConfig): Promise<void> {
   if (!config.postgresUrl) return;
   const problem = await postgresProblem(config.postgresUrl);
   if (problem !== undefined) throw new ConfigError(problem);
@@ -102,7 +102,7 @@ function redactPassword(url: string): string {
  * source reads and validates. A problem each, with its path and what was tried. The start asks Redis and PostgreSQL
  * itself (stores.ts, checkBeforeStart) and keeps the prices in use when the source fails; createGateway asks nothing.
  */
-export async function reachabilityProblems(config: ProxyConfig, env: NodeJS.ProcessEnv): Promise<string[]> {
+export async function reachabilityProblems(config: GatewayConfig, env: NodeJS.ProcessEnv): Promise<string[]> {
   const redisUrl = env.REDIS_URL || config.redisUrl;
   const redis: [string, string][] = redisUrl
     ? [[env.REDIS_URL ? 'REDIS_URL' : 'redisUrl', redisUrl]]
@@ -119,6 +119,6 @@ export async function reachabilityProblems(config: ProxyConfig, env: NodeJS.Proc
  * What only the network can confirm, before the start: every check that needs none (the file, its names, the
  * environment) is validateConfig's, which createGateway runs again on whatever config it is given.
  */
-export async function checkBeforeStart(config: ProxyConfig): Promise<void> {
+export async function checkBeforeStart(config: GatewayConfig): Promise<void> {
   await checkPostgres(config);
 }

@@ -2,7 +2,7 @@
 // the demo's choices said as the warnings they are for a deployment.
 import { createRequire } from 'node:module';
 import { embeddedLedgerLocation } from '../data-dir.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 import { httpUpstreams } from './upstream-schema.js';
 
 /** The optional peer the embedded ledger runs on. */
@@ -29,7 +29,7 @@ function hostOf(url: string): string {
 }
 
 /** Where limits, budgets and keys are counted. */
-export function storesInWords(config: ProxyConfig, env: NodeJS.ProcessEnv): string {
+export function storesInWords(config: GatewayConfig, env: NodeJS.ProcessEnv): string {
   const redisUrl = env.REDIS_URL || config.redisUrl;
   if (redisUrl) return `Redis at ${hostOf(redisUrl)}`;
   const cluster = config.redis?.cluster;
@@ -38,7 +38,7 @@ export function storesInWords(config: ProxyConfig, env: NodeJS.ProcessEnv): stri
 }
 
 /** Where usage records are kept; `demo`: the demo, whose ledger is PGlite's when it is installed. */
-export function ledgerInWords(config: ProxyConfig, demo = false): string {
+export function ledgerInWords(config: GatewayConfig, demo = false): string {
   if (config.postgresUrl) return `PostgreSQL at ${hostOf(config.postgresUrl)}`;
   if (demo && config.embeddedLedger === false)
     return 'none, usage records are not kept (@electric-sql/pglite is not installed)';
@@ -50,20 +50,20 @@ export function ledgerInWords(config: ProxyConfig, demo = false): string {
 }
 
 /** Where calls go. */
-export function upstreamsInWords(config: ProxyConfig): string {
+export function upstreamsInWords(config: GatewayConfig): string {
   const upstreams = httpUpstreams(config.upstreams);
   if (!upstreams) return 'the built-in mock (fake answers, not a provider)';
   return Object.keys(upstreams).join(', ');
 }
 
 /** `stores: ...; ledger: ...; upstreams: ...`: the start line's and `--check`'s words for a config. */
-export function servingInWords(config: ProxyConfig, env: NodeJS.ProcessEnv, demo = false): string {
+export function servingInWords(config: GatewayConfig, env: NodeJS.ProcessEnv, demo = false): string {
   const ledger = ledgerInWords(config, demo);
   return `stores: ${storesInWords(config, env)}; ledger: ${ledger}; upstreams: ${upstreamsInWords(config)}`;
 }
 
 /** `--check`'s one line for a config that would serve: what it names, and where it counts, keeps and sends. */
-export function configSummary(config: ProxyConfig, env: NodeJS.ProcessEnv): string {
+export function configSummary(config: GatewayConfig, env: NodeJS.ProcessEnv): string {
   const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   const names = `${count(Object.keys(config.tenants ?? {}).length, 'tenant')}, ${count((config.keys ?? []).length, 'key')}`;
   return `${names}; ${servingInWords(config, env)}`;

@@ -2,7 +2,7 @@
 import { didYouMean } from '@tollgate/core/options';
 import type { TenantOptions } from '../admin-tenants-router.js';
 import { tenantSchema } from './budget-schema.js';
-import type { ProxyConfig, TenantConfig } from './schema.js';
+import type { GatewayConfig, TenantConfig } from './schema.js';
 import { describeIssue } from './shape.js';
 
 /** Fields a stored tenant cannot hold yet: they are read from the config file at start only (docs/tenants.md). */
@@ -53,7 +53,7 @@ function storedTenantProblems(
 }
 
 /** The config's tenants and the rule for stored ones. */
-export function tenantOptions(config: ProxyConfig, redisUrl: string | undefined): TenantOptions {
+export function tenantOptions(config: GatewayConfig, redisUrl: string | undefined): TenantOptions {
   const tiers = Object.keys(config.tiers ?? {});
   return {
     config: config.tenants ?? {},

@@ -11,7 +11,7 @@ import {
 } from './checks.js';
 import { ConfigError } from './error.js';
 import { configSchema } from './schema.js';
-import type { ProxyConfig } from './schema.js';
+import type { GatewayConfig } from './schema.js';
 import { guardOptions } from './guard-options.js';
 import { mcpOptions } from './mcp-options.js';
 import { meteringOptions } from './metering-options.js';
@@ -23,7 +23,7 @@ import { defaultUpstreamKind, httpUpstreams, kindTokenizer } from './upstream-sc
  * integer; got 0`): what the schema finds, what names and rules across the fields find, and (with `env`) what the
  * environment lacks.
  */
-export function validateConfig(input: unknown, options: ValidateOptions = {}): ProxyConfig {
+export function validateConfig(input: unknown, options: ValidateOptions = {}): GatewayConfig {
   const { problems, config } = configProblems(input, options);
   if (problems.length > 0 || !config) throw new ConfigError(problems);
   return config;
@@ -34,7 +34,7 @@ export function validateConfig(input: unknown, options: ValidateOptions = {}): P
  * validateConfig returned and changed since is judged as it is now; the gateway keeps its own copy). Throws a
  * ConfigError listing every problem.
  */
-export function servableConfig(config: unknown, env: NodeJS.ProcessEnv): ProxyConfig {
+export function servableConfig(config: unknown, env: NodeJS.ProcessEnv): GatewayConfig {
   return validateConfig(config, { env });
 }
 
@@ -57,13 +57,13 @@ export interface ValidateOptions {
 export function configProblems(
   input: unknown,
   options: ValidateOptions = {},
-): { problems: readonly string[]; config?: ProxyConfig } {
+): { problems: readonly string[]; config?: GatewayConfig } {
   // reportInput: a union's branches are told apart by the kind of value they refused, and each problem quotes it.
   const parsed = configSchema.safeParse(input, { reportInput: true });
   // The upstreams' credentials are read off the file as given, so that they are judged even beside a broken field.
   const credentials = options.env ? upstreamCredentialProblems(input, options.env) : [];
   if (parsed.success) {
-    const config = parsed.data as ProxyConfig;
+    const config = parsed.data as GatewayConfig;
     const problems = [...acrossFields(config), ...credentials, ...environmentProblems(config, options.env)];
     if (problems.length > 0) return { problems };
     countingDefaults(config);
@@ -80,7 +80,7 @@ export function configProblems(
 }
 
 /** What names and rules across a config's fields find (the fields themselves sound). */
-function acrossFields(config: ProxyConfig): string[] {
+function acrossFields(config: GatewayConfig): string[] {
   const problems: string[] = [];
   checkUpstreams(config, problems);
   checkChoices(config, problems);
@@ -99,7 +99,7 @@ function acrossFields(config: ProxyConfig): string[] {
  * What the environment lacks for the parts' options (webhook secrets, MCP headers, Stripe's key and spool): each
  * translator's own reading of `env`, the one the start makes (gateway-options.ts), so that the two never disagree.
  */
-function environmentProblems(config: ProxyConfig, env: NodeJS.ProcessEnv | undefined): string[] {
+function environmentProblems(config: GatewayConfig, env: NodeJS.ProcessEnv | undefined): string[] {
   if (!env) return [];
   const problems: string[] = [];
   for (const translate of [meteringOptions, guardOptions, mcpOptions]) {
@@ -136,7 +136,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * Llama speaks OpenAI's API too), so the hard stop cuts it only on a lower bound (`ownTokenizer: false`); naming the
  * tokenizer declares it the provider's own.
  */
-function countingDefaults(config: ProxyConfig): void {
+function countingDefaults(config: GatewayConfig): void {
   for (const model of Object.values(config.models ?? {})) {
     if (model.tokenizer !== undefined) continue;
     const upstreams = httpUpstreams(config.upstreams);

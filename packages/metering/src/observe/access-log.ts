@@ -57,7 +57,7 @@ interface AccessWriter {
   write(fields: Record<string, unknown>, message: string): void;
 }
 
-export interface ProxyLog {
+export interface GatewayLog {
   readonly logger: Logger;
   /** Writes out the lines still buffered. */
   flush(): Promise<void>;
@@ -157,7 +157,7 @@ class LogFile {
 export function createProxyLog(
   config: LogOptions = {},
   report: (line: string) => void = (line) => console.error(line),
-): ProxyLog {
+): GatewayLog {
   // Loaded when the log is made: the door stays importable without pino (an optional peer).
   const { pino } = loadOptionalPeer<typeof import('pino')>('pino', 'createProxyLog()');
   const level = config.level ?? 'info';

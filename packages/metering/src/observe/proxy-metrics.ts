@@ -18,7 +18,7 @@ const PREFIX = 'tollgate_';
 const UPSTREAM_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-export interface ProxyMetrics {
+export interface GatewayMetrics {
   /**
    * Counts a response that ended (call it on 'close'), by route and status, its refusal by layer and reason, and the
    * refusal a shadow let through by reason.
@@ -52,7 +52,7 @@ export interface ProxyMetrics {
   guardrailRefused(rule: string): void;
 }
 
-export interface ProxyMetricsOptions {
+export interface GatewayMetricsOptions {
   /** Hears a budget read that failed at a scrape. */
   report: (error: unknown) => void;
   /** The config's tenants: refusals name these; any other tenant counts as `__other__` (see `tenantLabeller`). */
@@ -108,7 +108,7 @@ function registerProcessMetrics(registry: Registry): void {
 }
 
 /** Upstream calls by upstream, model and status, their durations, time to first token, and failures by reason. */
-function upstreamCallCounter(registry: Registry, models: BoundedLabel): ProxyMetrics['upstreamCall'] {
+function upstreamCallCounter(registry: Registry, models: BoundedLabel): GatewayMetrics['upstreamCall'] {
   const { Counter } = promClient();
   const registers = [registry];
   const upstreamRequests = new SeriesCounter(
@@ -174,7 +174,7 @@ function upstreamCallCounter(registry: Registry, models: BoundedLabel): ProxyMet
 }
 
 /** Personal data masked and prompts refused by the guardrails. */
-function guardrailCounters(registers: Registry[]): Pick<ProxyMetrics, 'guardrailMasked' | 'guardrailRefused'> {
+function guardrailCounters(registers: Registry[]): Pick<GatewayMetrics, 'guardrailMasked' | 'guardrailRefused'> {
   const { Counter } = promClient();
   const guardrailMasks = new Counter({
     name: 'tollgate_guardrail_masked_total',
@@ -195,7 +195,7 @@ function guardrailCounters(registers: Registry[]): Pick<ProxyMetrics, 'guardrail
 }
 
 /** Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both), and the process's. */
-export function createProxyMetrics(registry: Registry, options: ProxyMetricsOptions): ProxyMetrics {
+export function createProxyMetrics(registry: Registry, options: GatewayMetricsOptions): GatewayMetrics {
   const { Counter } = promClient();
   const { report } = options;
   const registers = [registry];
