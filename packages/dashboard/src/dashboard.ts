@@ -358,7 +358,7 @@ export function dashboard(options: DashboardOptions): Router {
   const admin = requireAdmin(config, sessions);
   const pages = pageRoutes(config);
   // Every write behind the admin goes through the audit trail (recorded before it runs, refused if it cannot be).
-  const audited = config.audit ? [config.audit.record as RequestHandler] : [];
+  const audited = config.audit ? [config.audit.record] : [];
   router.use(securityHeaders);
   router.get('/assets/:name', assetHandler());
   router.use(signInRoutes(config, sessions));

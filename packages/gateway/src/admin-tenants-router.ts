@@ -270,5 +270,5 @@ export function importTenantsRoute(options: TenantOptions, directory: TenantDire
       lines: results,
     });
   });
-  return [readText as RequestHandler, importTenants as RequestHandler];
+  return [readText, importTenants];
 }

@@ -165,7 +165,7 @@ export function authMiddleware(
       ...(options.jwt ? { jwt: { ...options.jwt, mapIdentity: withTier } } : {}),
       renderError: refusalRenderer('auth'),
       ...(onStoreError ? { onStoreError } : {}),
-    }) as RequestHandler,
+    }),
   ];
 }
 
@@ -174,7 +174,7 @@ export function authMiddleware(
  * tierPolicy (tier list, then the key's own `models`), which also clamps the output cap.
  */
 export function permissionMiddleware(options: Pick<AuthOptions, 'requiredScope'>): RequestHandler[] {
-  return options.requiredScope ? [requireScope(options.requiredScope) as RequestHandler] : [];
+  return options.requiredScope ? [requireScope(options.requiredScope)] : [];
 }
 
 /**
@@ -184,5 +184,5 @@ export function permissionMiddleware(options: Pick<AuthOptions, 'requiredScope'>
  * `attribution_required`, before any limit, reservation or upstream call.
  */
 export function attributionMiddleware(options: Pick<AuthOptions, 'attribution'>): RequestHandler[] {
-  return [attribution(options.attribution) as RequestHandler];
+  return [attribution(options.attribution)];
 }

@@ -94,23 +94,23 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
     ...requestLimits,
     ...(parts.limits?.tokens ? [tokenRateLimit({ ...parts.limits.tokens, stores })] : []),
     ...(parts.limits?.concurrency ? [concurrencyLimit({ ...parts.limits.concurrency, stores })] : []),
-    ...(parts.budget ? [budgetGuard({ pricing, ...parts.budget, ledger: stores.ledger }) as RequestHandler] : []),
+    ...(parts.budget ? [budgetGuard({ pricing, ...parts.budget, ledger: stores.ledger })] : []),
   ];
   const pass: RequestHandler = (_req, _res, next) => next();
   const cache = parts.cache ? cacheStages(createResponseCache(parts.cache)) : undefined;
   const policy = parts.policy ?? {};
   const routeParts: RouteParts = {
     guarding: noProxyGuard(),
-    identify: [apiKeyAuth({ keys: stores.keys, ...parts.auth }) as RequestHandler],
+    identify: [apiKeyAuth({ keys: stores.keys, ...parts.auth })],
     readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
     readUploadBody: providerFormBody(parts.uploadLimit ?? DEFAULT_UPLOAD_LIMIT),
-    permissions: parts.scope ? [requireScope(parts.scope) as RequestHandler] : [],
-    attribution: [attribution(parts.attribution ?? {}) as RequestHandler],
+    permissions: parts.scope ? [requireScope(parts.scope)] : [],
+    attribution: [attribution(parts.attribution ?? {})],
     tierPolicy: tierPolicy(policy),
     countModels: (route) => countModelAllowlist(policy, route),
-    guardrails: parts.guardrails ? [promptGuardrails(parts.guardrails) as RequestHandler] : [],
+    guardrails: parts.guardrails ? [promptGuardrails(parts.guardrails)] : [],
     responseCache: cache,
-    meter: [meter({ pricing, ...parts.meter }) as RequestHandler],
+    meter: [meter({ pricing, ...parts.meter })],
     requestLimits,
     limits: limiters.length > 0 ? combineLimits(...limiters) : pass,
     pricing,

@@ -51,11 +51,11 @@ export function tierModelAllowlist(
   readModel: (req: Request) => string | undefined,
 ): RequestHandler {
   const read = (req: unknown) => readModel(req as Request);
-  if (!policy.tiers) return modelAllowlist({ readModel: read }) as RequestHandler;
+  if (!policy.tiers) return modelAllowlist({ readModel: read });
   const tiers = Object.fromEntries(Object.entries(policy.tiers).map(([name, tier]) => [name, tier.models ?? ['*']]));
   const defaultTier = policy.defaultTier;
   const otherTiers = defaultTier !== undefined && Object.hasOwn(tiers, defaultTier) ? tiers[defaultTier] : [];
-  return modelAllowlist({ tiers, otherTiers, readModel: read }) as RequestHandler;
+  return modelAllowlist({ tiers, otherTiers, readModel: read });
 }
 
 /**

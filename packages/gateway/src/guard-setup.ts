@@ -187,8 +187,8 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: GatewayGuard
     ? loadShedder({ ...settings.shedding, renderError: refusalRenderer('guard') })
     : undefined;
   const afterAuth = (parseBody: RequestHandler): RequestHandler[] => [
-    ...(shedder ? [shedder as RequestHandler] : []),
-    bodyAfterAuth(parseBody as Parameters<typeof bodyAfterAuth>[0], { timeout: bodyTimeout }) as RequestHandler,
+    ...(shedder ? [shedder] : []),
+    bodyAfterAuth(parseBody as Parameters<typeof bodyAfterAuth>[0], { timeout: bodyTimeout }),
   ];
   if (!settings.enabled) return { ...NO_GUARD, afterAuth, close: async () => shedder?.close() };
 
@@ -216,19 +216,13 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: GatewayGuard
   return {
     // The abuse checks first: an address the model blocked is answered 403 abuse_blocked, not as an auth flood.
     beforeAuth: admitOperatorFirst(
-      [
-        ...(settings.abuse ? [guard.abuseBeforeAuth as RequestHandler] : []),
-        ...(settings.authFailures ? [guard.authFailures as RequestHandler] : []),
-      ],
+      [...(settings.abuse ? [guard.abuseBeforeAuth] : []), ...(settings.authFailures ? [guard.authFailures] : [])],
       () => guard.refusesBeforeAuth(),
       deps.isOperator,
     ),
     afterAuth,
-    afterEstimate: [
-      guard.suspensions as RequestHandler,
-      ...(settings.abuse ? [guard.abuseAfterAuth as RequestHandler] : []),
-    ],
-    limitChecks: settings.repeatedRequests ? [guard.repeatedRequests as RequestHandler] : [],
+    afterEstimate: [guard.suspensions, ...(settings.abuse ? [guard.abuseAfterAuth] : [])],
+    limitChecks: settings.repeatedRequests ? [guard.repeatedRequests] : [],
     limitScale: (req) => guard.limitScale(req.tollgate.identity),
     onUsage: settings.spendAnomaly || settings.abuse ? guard.onUsage : undefined,
     budgetHooks: { onEvent: budgetAlerts(alerts), renderError: budgetRenderer(alerts) },
@@ -285,6 +279,6 @@ export function createProxyGuardrails(
             onRefused: (rule) => metrics.guardrailRefused(rule),
           }
         : {}),
-    }) as RequestHandler,
+    }),
   ];
 }

@@ -141,7 +141,7 @@ export function socketHandshakeRoute(
     paths: [path],
     match: matchSocketHandshake,
   });
-  return { ...composed, path, admit: admitSocketHandshake as RequestHandler };
+  return { ...composed, path, admit: admitSocketHandshake };
 }
 
 /** What a Realtime response's route adds to the shared stages: its own match, its meter's charge and its call. */

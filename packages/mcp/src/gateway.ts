@@ -226,7 +226,7 @@ export function createMcpGateway(options: McpGatewayOptions): McpGateway {
   const sessions = new McpSessions(policy);
   const stateless = new StatelessExchanges(policy);
   const { admit, readBody, permissions = [], meter, limitAndReserve } = options.stages;
-  const admitToolCall = toolCallAdmission(policy, meter, chain(...limitAndReserve) as RequestHandler);
+  const admitToolCall = toolCallAdmission(policy, meter, chain(...limitAndReserve));
   const { findServer, handleMessage, handleSessionRequest } = mcpHandlers(entries, sessions, stateless, admitToolCall);
   const screen = statelessScreen(entries, policy);
 
