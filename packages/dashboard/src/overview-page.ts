@@ -298,7 +298,8 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
     ),
     // The keys that expire within the warning, from the store's index by expiry: never every key read.
     problems.read('keys', [], async () =>
-      expiringKeysWith(config.keys, [...config.configKeys()], now, now + EXPIRY_WARNING_MS, MAX_EXPIRY_ALERTS),
+      // Four times as many as are named: revoked keys among the soonest do not hide the active ones after them.
+      expiringKeysWith(config.keys, [...config.configKeys()], now, now + EXPIRY_WARNING_MS, 4 * MAX_EXPIRY_ALERTS),
     ),
     problems.read('alerts', [], async () => [...(await config.alerts())]),
     ledger
@@ -358,13 +359,12 @@ export async function loadOverview(config: DashboardConfig): Promise<OverviewDat
         message: `No ${QUOTA_UNITS[quota.unit].left} left for ${quota.name}${quota.resetAt ? ` until ${utcTime(quota.resetAt)}` : ''}.`,
       });
   }
-  for (const key of keys)
-    if (keyState(key, now) === 'active')
-      alerts.push({
-        level: 'info',
-        message: `Key ${key.id} expires ${fromNow(Date.parse(key.expiresAt!), now)}.`,
-        href: 'keys',
-      });
+  for (const key of keys.filter((record) => keyState(record, now) === 'active').slice(0, MAX_EXPIRY_ALERTS))
+    alerts.push({
+      level: 'info',
+      message: `Key ${key.id} expires ${fromNow(Date.parse(key.expiresAt!), now)}.`,
+      href: 'keys',
+    });
   alerts.push(...extra);
   return {
     generatedAt: new Date(now).toISOString(),
