@@ -91,4 +91,18 @@ describe('withTimeout across a stall of this process', () => {
     expect(second).toMatchObject({ operation: 'second' });
     expect(performance.now() - started).toBeGreaterThanOrEqual(99);
   });
+
+  it('fails a call that was not due at a late check by its own deadline, though spared calls stand before it', async () => {
+    const started = performance.now();
+    const spared = withTimeout(new Promise<number>(() => undefined), 200, 'first').catch(() => performance.now());
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const later = withTimeout(new Promise<number>(() => undefined), 200, 'second').catch(() => performance.now());
+    // Held to about 340 ms: 'first' is checked about 140 ms late and spared to about 480 ms; 'second' (due at 350)
+    // was not due then, and fails at its own deadline, not when the spared call in front of it does.
+    await stall(190);
+    const [first, second] = await Promise.all([spared, later]);
+    expect(second - started).toBeGreaterThanOrEqual(349);
+    expect(second - started).toBeLessThan(first - started);
+    expect(first - started).toBeGreaterThanOrEqual(400);
+  });
 });
