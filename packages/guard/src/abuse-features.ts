@@ -402,10 +402,15 @@ const VARIATION_AT = FEATURE_NAMES.indexOf('gapVariation');
  * variation as its logarithm.
  */
 export function modelInput(features: readonly number[]): number[] {
-  return features.map((value, i) => {
-    if (i === VARIATION_AT) return Math.log(Math.max(value, LEAST_VARIATION));
-    return LOGGED_AT[i] ? Math.log1p(FEATURE_NAMES[i] === 'usdPerMinute' ? value * 1e6 : value) : value;
-  });
+  return features.map((value, i) => modelInputOf(i, value));
+}
+
+const USD_AT = FEATURE_NAMES.indexOf('usdPerMinute');
+
+/** One feature (its index in `FEATURE_NAMES`) as the model reads it (`modelInput`). */
+export function modelInputOf(feature: number, value: number): number {
+  if (feature === VARIATION_AT) return Math.log(Math.max(value, LEAST_VARIATION));
+  return LOGGED_AT[feature] ? Math.log1p(feature === USD_AT ? value * 1e6 : value) : value;
 }
 
 /** A delta as a store's hash fields: `<subject>\x1f<count>` with its increment, and `<subject>\x1f<mark>` fields. */
@@ -468,6 +473,8 @@ interface RowBlock {
   marks: Uint32Array;
   head: Int32Array;
   chained: Uint8Array;
+  /** The round each row was last written in (a table kept across rounds, `renew()`): one of an earlier round is empty. */
+  round: Uint32Array;
 }
 
 /** A block of a table's pool of marks: each node's hash and the next node of its row's chain (-1: the end). */
@@ -485,6 +492,8 @@ const spareNodes: NodeBlock[] = [];
 /** At most this many spare blocks are kept (about 25 MB and 6 MB). */
 const MAX_SPARE_ROW_BLOCKS = 32;
 const MAX_SPARE_NODE_BLOCKS = 32;
+/** Rows of earlier rounds a kept table holds (`renew()`) before it starts afresh, at least: and no more than live ones. */
+const STALE_ROWS_KEPT = 4_096;
 
 function rowBlock(): RowBlock {
   const spare = spareRows.pop();
@@ -494,11 +503,13 @@ function rowBlock(): RowBlock {
       marks: new Uint32Array(ROWS_PER_BLOCK * KIND_SLOTS),
       head: new Int32Array(ROWS_PER_BLOCK).fill(-1),
       chained: new Uint8Array(ROWS_PER_BLOCK),
+      round: new Uint32Array(ROWS_PER_BLOCK),
     };
   spare.counts.fill(0);
   spare.marks.fill(0);
   spare.head.fill(-1);
   spare.chained.fill(0);
+  spare.round.fill(0);
   return spare;
 }
 
@@ -518,7 +529,8 @@ export interface AbuseTallyView {
  * 100,000 subjects is merged every second: objects for each (a record, a Set of marks) would survive the young
  * generation's collections for the length of a round and be copied by each, and arrays grown by copying would hold
  * the loop for tens of ms; this was the watch's longest stall (bench/guard-stall.ts). Marks are kept as hashes, not
- * strings: a row tells how many, not which. `release()` hands the blocks to the next table.
+ * strings: a row tells how many, not which. `release()` hands the blocks to the next table; a table kept across rounds
+ * (`renew()`) keeps its subjects' rows and builds nothing anew.
  */
 export class AbuseTallyTable {
   readonly subjects: AbuseSubject[] = [];
@@ -532,6 +544,9 @@ export class AbuseTallyTable {
   #nodeCount = 0;
   /** Rows with more than CHAIN_LIMIT marks, their marks in a Set instead. */
   readonly #overflow = new Map<number, Set<number>>();
+  /** The round rows are written in now (`renew()`), and how many were. */
+  #round = 0;
+  #live = 0;
 
   /** `ordered`: one map, least recently seen first (`seen()`), as a bucket of the memory store keeps its subjects. */
   constructor(ordered = false) {
@@ -552,17 +567,43 @@ export class AbuseTallyTable {
     return table;
   }
 
+  /** Rows (`subjects`' length): in a table kept across rounds, those of earlier rounds too (`live()`). */
   get size(): number {
     return this.subjects.length;
   }
 
+  /** Rows written in this round: `size` but in a table kept across rounds. */
+  get liveSize(): number {
+    return this.#live;
+  }
+
+  /** Whether a row was written in this round: one of an earlier round (`renew()`) reads as no row. */
+  live(row: number): boolean {
+    return this.#blocks[row >> ROW_SHIFT]!.round[row & (ROWS_PER_BLOCK - 1)] === this.#round;
+  }
+
   has(subject: AbuseSubject): boolean {
-    return this.#rows(subject).has(subject);
+    return this.find(subject) !== undefined;
   }
 
   /** A subject's row, undefined when it has none. */
   find(subject: AbuseSubject): number | undefined {
-    return this.#rows(subject).get(subject);
+    const row = this.#rows(subject).get(subject);
+    return row !== undefined && this.live(row) ? row : undefined;
+  }
+
+  /**
+   * A new round of a table kept across rounds (the watch's window): every row reads as empty until written again, and
+   * a subject keeps its row, so its maps and `subjects` are not built anew each round. Built anew, 100,000 subjects'
+   * maps were garbage that outlived the young generation, and the full collections they brought held the loop longer
+   * than a slice (bench/guard-stall.ts). When more rows are stale than live, the table starts afresh.
+   */
+  renew(): void {
+    if (this.subjects.length - this.#live > Math.max(STALE_ROWS_KEPT, this.#live)) this.release();
+    this.#round++;
+    this.#nodeCount = 0;
+    this.#overflow.clear();
+    this.#live = 0;
   }
 
   /**
@@ -595,6 +636,7 @@ export class AbuseTallyTable {
     block.marks.fill(0, at * KIND_SLOTS, (at + 1) * KIND_SLOTS);
     block.head[at] = -1;
     block.chained[at] = 0;
+    block.round[at] = this.#round;
     this.#overflow.delete(row);
   }
 
@@ -602,11 +644,19 @@ export class AbuseTallyTable {
   rowOf(subject: AbuseSubject): number {
     const rows = this.#rows(subject);
     let row = rows.get(subject);
-    if (row !== undefined) return row;
+    if (row !== undefined) {
+      if (this.live(row)) return row;
+      // A row of an earlier round, emptied for this one.
+      this.#clearRow(row);
+      this.#live++;
+      return row;
+    }
     row = this.subjects.length;
     if (row >> ROW_SHIFT === this.#blocks.length) this.#blocks.push(rowBlock());
+    this.#blocks[row >> ROW_SHIFT]!.round[row & (ROWS_PER_BLOCK - 1)] = this.#round;
     this.subjects.push(subject);
     rows.set(subject, row);
+    this.#live++;
     return row;
   }
 
@@ -716,18 +766,19 @@ export class AbuseTallyTable {
     for (const rows of this.#index) rows.clear();
     this.#overflow.clear();
     this.#nodeCount = 0;
+    this.#live = 0;
   }
 
   /** A subject's features as a person reads them (`featuresOf`), undefined when it has no row. */
   features(subject: AbuseSubject, windowMs: number): number[] | undefined {
-    const row = this.#rows(subject).get(subject);
+    const row = this.find(subject);
     if (row === undefined) return undefined;
     return Array.from(writeFeatures(new Float64Array(FEATURE_NAMES.length), 0, this, row, windowMs));
   }
 
   /** A subject's sums as a person reads them: each count by name, and distinct marks per kind. */
   get(subject: AbuseSubject): AbuseTallyView | undefined {
-    const row = this.#rows(subject).get(subject);
+    const row = this.find(subject);
     if (row === undefined) return undefined;
     const counts = Object.fromEntries(TALLY_COUNTS.map((name, i) => [name, this.count(row, i)])) as Record<
       TallyCount,

@@ -1,6 +1,6 @@
 // The abuse model: an isolation forest grown on the deployment's recent windows, scoring subjects and saying why.
-import { FEATURE_NAMES, modelInput, type AbuseSubject, type FeatureName } from './abuse-features.js';
-import { featureRanges, isolationScore, trainIsolationForest, type IsolationForest } from './isolation-forest.js';
+import { FEATURE_NAMES, modelInput, modelInputOf, type AbuseSubject, type FeatureName } from './abuse-features.js';
+import { featureRanges, isolationScores, trainIsolationForest, type IsolationForest } from './isolation-forest.js';
 
 /** One feature that set a subject apart: its value and the population's (the median of subjects of its kind). */
 export interface AbuseReason {
@@ -88,14 +88,71 @@ export function novelTo(model: Pick<AbuseModel, 'ranges'>, features: readonly nu
 
 /** The highest score of the model's forests. */
 export function abuseScore(model: Pick<AbuseModel, 'views'>, features: readonly number[]): number {
-  const input = modelInput(features);
-  const [whole, ...groups] = model.views.map((view) => isolationScore(view.forest, pick(input, view.features)));
-  return Math.max(whole!, ...groups.map((score, i) => score - VIEWS[i]!.handicap));
+  return abuseScores(model, Float64Array.from(features), 1)[0]!;
 }
 
-function median(sorted: readonly number[]): number {
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+/**
+ * `abuseScore` of `count` rows of a flat window (`FEATURE_NAMES.length` features a row): each view's features of every
+ * row in one buffer, scored forest by forest (`isolationScores`), with no array made per row.
+ */
+export function abuseScores(model: Pick<AbuseModel, 'views'>, rows: Float64Array, count: number): Float64Array {
+  const width = FEATURE_NAMES.length;
+  const inputs = new Float64Array(count * width);
+  for (let i = 0; i < inputs.length; i++) inputs[i] = modelInputOf(i % width, rows[i]!);
+  const best = new Float64Array(count).fill(-Infinity);
+  const scores = new Float64Array(count);
+  model.views.forEach((view, v) => {
+    const features = view.features;
+    const points = new Float64Array(count * features.length);
+    for (let row = 0, at = 0; row < count; row++)
+      for (const feature of features) points[at++] = inputs[row * width + feature]!;
+    isolationScores(view.forest, points, count, scores);
+    // The whole set first, then the groups, each less its handicap.
+    const handicap = v === 0 ? 0 : VIEWS[v - 1]!.handicap;
+    for (let row = 0; row < count; row++) if (scores[row]! - handicap > best[row]!) best[row] = scores[row]! - handicap;
+  });
+  return best;
+}
+
+/**
+ * The k-th smallest of `values`' first `n` (quickselect, three-way: values alike are common), leaving every value
+ * before k no greater than it: a median of 100,000 in about a millisecond, where a sort took tens (bench/guard-stall.ts).
+ */
+function select(values: Float64Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  while (hi > lo) {
+    // A pivot drawn at random: no order of values makes it slow.
+    const pivot = values[lo + Math.floor(Math.random() * (hi - lo + 1))]!;
+    let lt = lo;
+    let gt = hi;
+    let i = lo;
+    while (i <= gt) {
+      const value = values[i]!;
+      if (value < pivot) {
+        values[i++] = values[lt]!;
+        values[lt++] = value;
+      } else if (value > pivot) {
+        values[i] = values[gt]!;
+        values[gt--] = value;
+      } else i++;
+    }
+    if (k < lt) hi = lt - 1;
+    else if (k > gt) lo = gt + 1;
+    else return pivot;
+  }
+  return values[k]!;
+}
+
+/** The median of `values`' first `n` (0 for none); reorders them. */
+function median(values: Float64Array, n: number): number {
+  if (n === 0) return 0;
+  const middle = n >> 1;
+  const upper = select(values, n, middle);
+  if (n % 2) return upper;
+  let lower = -Infinity;
+  for (let i = 0; i < middle; i++) if (values[i]! > lower) lower = values[i]!;
+  return (lower + upper) / 2;
 }
 
 /**
@@ -139,18 +196,31 @@ const MIN_SPREAD: Record<FeatureName, number> = {
   subjectKind: 1,
 };
 
-export function populationProfile(rows: readonly number[][]): PopulationProfile {
-  const inputs = rows.map(modelInput);
+export function populationProfile(rows: readonly (readonly number[])[]): PopulationProfile {
+  const flat = new Float64Array(rows.length * FEATURE_NAMES.length);
+  rows.forEach((row, i) => flat.set(row, i * FEATURE_NAMES.length));
+  return windowProfile(flat, Int32Array.from(rows.keys()));
+}
+
+/** `populationProfile` of some rows of a flat window (`FEATURE_NAMES.length` features a row), by their indices. */
+export function windowProfile(flat: Float64Array, indices: ArrayLike<number>): PopulationProfile {
+  const width = FEATURE_NAMES.length;
+  const n = indices.length;
+  const raw = new Float64Array(n);
+  const values = new Float64Array(n);
   const profile: PopulationProfile = { medians: [], inputMedians: [], inputSpreads: [] };
-  for (let feature = 0; feature < FEATURE_NAMES.length; feature++) {
-    const raw = rows.map((row) => row[feature]!).sort((a, b) => a - b);
-    const values = inputs.map((row) => row[feature]!).sort((a, b) => a - b);
-    const middle = values.length ? median(values) : 0;
-    const deviations = values.map((value) => Math.abs(value - middle)).sort((a, b) => a - b);
-    profile.medians.push(raw.length ? median(raw) : 0);
+  for (let feature = 0; feature < width; feature++) {
+    for (let i = 0; i < n; i++) {
+      const value = flat[indices[i]! * width + feature]!;
+      raw[i] = value;
+      values[i] = modelInputOf(feature, value);
+    }
+    const middle = median(values, n);
+    for (let i = 0; i < n; i++) values[i] = Math.abs(values[i]! - middle);
+    profile.medians.push(median(raw, n));
     profile.inputMedians.push(middle);
     const floor = MIN_SPREAD[FEATURE_NAMES[feature]!];
-    profile.inputSpreads.push(Math.max(1.4826 * (deviations.length ? median(deviations) : 0), floor));
+    profile.inputSpreads.push(Math.max(1.4826 * median(values, n), floor));
   }
   return profile;
 }

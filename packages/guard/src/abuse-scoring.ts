@@ -3,11 +3,13 @@ import { FEATURE_NAMES, MARK_SEPARATOR } from './abuse-features.js';
 import {
   abuseEvidence,
   abuseScore,
+  abuseScores,
   novelTo,
-  populationProfile,
   trainAbuseForest,
+  windowProfile,
   type AbuseModel,
   type AbuseReason,
+  type PopulationProfile,
 } from './abuse-model.js';
 import { seededRandom } from './isolation-forest.js';
 
@@ -54,7 +56,8 @@ export interface ScoredRow {
 
 /**
  * Scores every row, each against the population of its own kind, and keeps the `MAX_LISTED_SUBJECTS` highest
- * (rows in the window's order, grouped by kind in order of first appearance; a stable sort by score).
+ * (rows in the window's order, grouped by kind in order of first appearance; a stable sort by score). Only those
+ * kept are given their evidence; no array is made per row (100,000 rows took 5 s before: bench/guard-stall.ts).
  */
 export function scoreWindow(model: Pick<AbuseModel, 'views'>, window: WindowRows): ScoredRow[] {
   const groups = new Map<number, number[]>();
@@ -64,19 +67,71 @@ export function scoreWindow(model: Pick<AbuseModel, 'views'>, window: WindowRows
     if (!group) groups.set(kind, (group = []));
     group.push(index);
   }
-  const scored: ScoredRow[] = [];
-  for (const group of groups.values()) {
-    const rows = group.map((index) => rowOf(window, index));
-    const profile = populationProfile(rows);
-    group.forEach((index, i) => {
-      const score = Number(abuseScore(model, rows[i]!).toFixed(4));
-      const { reasons, distance } = abuseEvidence(rows[i]!, profile);
-      scored.push({ index, score, distance, reasons });
-    });
+  const { rows: distinct, count, of } = distinctRows(window);
+  const distinctScores = abuseScores(model, distinct, count);
+  const scores = new Float64Array(window.count);
+  const order: number[] = [];
+  for (const group of groups.values())
+    for (const index of group) {
+      scores[index] = Number(distinctScores[of[index]!]!.toFixed(4));
+      order.push(index);
+    }
+  order.sort((a, b) => scores[b]! - scores[a]!);
+  order.length = Math.min(order.length, MAX_LISTED_SUBJECTS);
+  const profiles = new Map<number, PopulationProfile>();
+  return order.map((index) => {
+    const kind = window.rows[index * FEATURE_COUNT + KIND]!;
+    let profile = profiles.get(kind);
+    if (!profile) profiles.set(kind, (profile = windowProfile(window.rows, groups.get(kind)!)));
+    const { reasons, distance } = abuseEvidence(rowOf(window, index), profile);
+    return { index, score: scores[index]!, distance, reasons };
+  });
+}
+
+/**
+ * The window's distinct rows (`count` of them, in order of first appearance) and, per row, which of them it equals:
+ * a crowd of 100,000 addresses holds many alike (one request each, the same client), each scored once. Rows are
+ * compared whole (a hash only finds the candidates), so no two rows that differ share a score.
+ */
+function distinctRows(window: WindowRows): { rows: Float64Array; count: number; of: Int32Array } {
+  const { rows, count: total } = window;
+  const words = new Uint32Array(rows.buffer, rows.byteOffset, total * FEATURE_COUNT * 2);
+  let size = 1024;
+  while (size < 2 * total) size *= 2;
+  // Open addressing: a slot holds 1 + the first row of a distinct row, 0 when empty.
+  const slots = new Int32Array(size);
+  const of = new Int32Array(total);
+  const firsts: number[] = [];
+  const alike = (a: number, b: number) => {
+    for (let f = 0; f < FEATURE_COUNT; f++)
+      if (!Object.is(rows[a * FEATURE_COUNT + f], rows[b * FEATURE_COUNT + f])) return false;
+    return true;
+  };
+  for (let row = 0; row < total; row++) {
+    let hash = 0x811c9dc5;
+    for (let w = row * FEATURE_COUNT * 2, end = w + FEATURE_COUNT * 2; w < end; w++)
+      hash = Math.imul(hash ^ words[w]!, 0x01000193);
+    let slot = hash & (size - 1);
+    for (;;) {
+      const held = slots[slot]!;
+      if (held === 0) {
+        slots[slot] = row + 1;
+        of[row] = firsts.length;
+        firsts.push(row);
+        break;
+      }
+      if (alike(held - 1, row)) {
+        of[row] = of[held - 1]!;
+        break;
+      }
+      slot = (slot + 1) & (size - 1);
+    }
   }
-  scored.sort((a, b) => b.score - a.score);
-  scored.length = Math.min(scored.length, MAX_LISTED_SUBJECTS);
-  return scored;
+  const distinct = new Float64Array(firsts.length * FEATURE_COUNT);
+  firsts.forEach((row, i) =>
+    distinct.set(rows.subarray(row * FEATURE_COUNT, (row + 1) * FEATURE_COUNT), i * FEATURE_COUNT),
+  );
+  return { rows: distinct, count: firsts.length, of };
 }
 
 /** Whether a row with enough requests to act on lies outside what the model was grown on. */
@@ -101,7 +156,7 @@ export function stuffingWindow(model: Pick<AbuseModel, 'views'> | undefined, win
     if (window.rows[at + SHARE_401] === 1 && window.rows[at + PEERS]! >= STUFFING_CREDENTIALS) found.push(index);
   }
   if (found.length < STUFFING_ADDRESSES) return [];
-  const profile = populationProfile(addresses.map((index) => rowOf(window, index)));
+  const profile = windowProfile(window.rows, addresses);
   return found.slice(0, MAX_LISTED_SUBJECTS).map((index) => {
     const row = rowOf(window, index);
     const { reasons, distance } = abuseEvidence(row, profile);

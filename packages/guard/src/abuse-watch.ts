@@ -10,9 +10,9 @@ import {
   MARK_SEPARATOR,
   SubjectTally,
   TALLY_COUNTS,
+  AbuseTallyTable,
   type AbuseSubject,
   type AbuseTallyDelta,
-  type AbuseTallyTable,
   type RequestTraits,
   writeFeatures,
 } from './abuse-features.js';
@@ -34,7 +34,10 @@ interface Scoring {
   entries: AbuseEntry[];
 }
 
-/** A window of subjects as the watch sends it to the worker (`rows`) and reads it after (`subjects`, `requests`). */
+/**
+ * A window of subjects as the watch sends it to the worker (`rows`) and reads it after (`subjects`, `requests`: their
+ * first `rows.count` entries).
+ */
 interface Window {
   subjects: AbuseSubject[];
   requests: Float64Array;
@@ -95,6 +98,13 @@ export class AbuseWatch {
   #restUntil = 0;
   /** See `#windowBuffers`. */
   #shared: { rows: Float64Array; requests: Float64Array } | undefined;
+  /**
+   * The window's sums and its subjects, kept from round to round (`AbuseTallyTable.renew()`): built anew, 100,000
+   * subjects' maps and arrays each round outlived the young generation, and the full collections they brought held
+   * the loop past the stall target (bench/guard-stall.ts).
+   */
+  readonly #windowTable = new AbuseTallyTable();
+  readonly #windowSubjects: AbuseSubject[] = [];
 
   constructor(config: ResolvedAbuse, parts: AbuseWatchParts) {
     this.#config = config;
@@ -251,15 +261,16 @@ export class AbuseWatch {
     const train = claimedTrain || (now && !this.#model);
     const score = claimedScore || now;
     if (!train && !score) return this.#followScoring();
-    const tallies = await store.abuseTallies(this.#buckets(at), slice);
+    this.#windowTable.renew();
+    const tallies = await store.abuseTallies(this.#buckets(at), slice, this.#windowTable);
     const window = await this.#window(tallies, slice);
-    // Its blocks go to the next round's table.
-    tallies.release();
+    // A store that made a table of its own: its blocks go to the next round's table.
+    if (tallies !== this.#windowTable) tallies.release();
     const novel = await this.#worker.load(window.rows);
-    if (train) await this.#train(window.subjects, at, true, slice);
+    if (train) await this.#train(window, at, true, slice);
     // A subject unlike anything the model was grown on: grown anew with it (at most once a bucket).
     else if (score && novel && this.#model && (now || at - this.#model.trainedAt >= this.#config.bucketMs))
-      await this.#train(window.subjects, at, false, slice);
+      await this.#train(window, at, false, slice);
     if (score) await this.#score(window, at);
     else await this.#followScoring();
   }
@@ -283,18 +294,22 @@ export class AbuseWatch {
 
   /** The window's subjects with requests, and their features as rows for the worker (built in slices). */
   async #window(tallies: AbuseTallyTable, slice: TimeSlice): Promise<Window> {
-    const subjects: AbuseSubject[] = [];
-    const { rows, requests } = this.#windowBuffers(tallies.size);
+    // Kept and written over (entries past `count` are an earlier round's), as the table is.
+    const subjects = this.#windowSubjects;
+    const { rows, requests } = this.#windowBuffers(tallies.liveSize);
+    let count = 0;
     for (let row = 0; row < tallies.size; row++) {
+      if (!tallies.live(row)) continue;
       const sent = tallies.count(row, REQUESTS);
       if (sent <= 0) continue;
-      writeFeatures(rows, subjects.length * FEATURE_COUNT, tallies, row, this.#config.windowMs);
-      requests[subjects.length] = sent;
-      subjects.push(tallies.subjects[row]!);
-      if ((subjects.length & 63) === 0) await slice.pause();
+      writeFeatures(rows, count * FEATURE_COUNT, tallies, row, this.#config.windowMs);
+      requests[count] = sent;
+      if (count < subjects.length) subjects[count] = tallies.subjects[row]!;
+      else subjects.push(tallies.subjects[row]!);
+      if ((++count & 63) === 0) await slice.pause();
     }
-    // Rows past `count` are an earlier round's: the worker reads `count` rows only.
-    return { subjects, requests, rows: { rows, requests, count: subjects.length } };
+    // The worker reads `count` rows only.
+    return { subjects, requests, rows: { rows, requests, count } };
   }
 
   /**
@@ -339,13 +354,15 @@ export class AbuseWatch {
    * Grows a forest, in the worker, on the training windows and this one (`growModel`); `keep`: this window joins
    * the training windows.
    */
-  async #train(subjects: AbuseSubject[], now: number, keep: boolean, slice: TimeSlice): Promise<void> {
+  async #train(window: Window, now: number, keep: boolean, slice: TimeSlice): Promise<void> {
     const { store } = this.#parts;
     const config = this.#config;
+    const { subjects } = window;
+    const count = window.rows.count;
     // One string crosses to the worker faster than 100,000 (a subject never holds the separator), joined in parts.
     let joined = '';
-    for (let from = 0; from < subjects.length; from += JOIN_PART) {
-      const part = subjects.slice(from, from + JOIN_PART).join(MARK_SEPARATOR);
+    for (let from = 0; from < count; from += JOIN_PART) {
+      const part = subjects.slice(from, Math.min(count, from + JOIN_PART)).join(MARK_SEPARATOR);
       joined = from === 0 ? part : `${joined}${MARK_SEPARATOR}${part}`;
       await slice.pause();
     }

@@ -88,8 +88,11 @@ export interface GuardStore {
    * event loop, so that the steps of one round do not each hold it a slice in a row (a new one when not given).
    */
   addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[], slice?: TimeSlice): Promise<void>;
-  /** The sums of `buckets`, merged per subject across buckets and processes (`slice` as above). */
-  abuseTallies(buckets: readonly number[], slice?: TimeSlice): Promise<AbuseTallyTable>;
+  /**
+   * The sums of `buckets`, merged per subject across buckets and processes (`slice` as above), into `into` when given
+   * (a table the caller keeps across rounds and has renewed) and returned.
+   */
+  abuseTallies(buckets: readonly number[], slice?: TimeSlice, into?: AbuseTallyTable): Promise<AbuseTallyTable>;
   /** A named value of the abuse model (forest, training windows, latest scores, a clear), kept `ttlMs` when given. */
   putAbuseState(name: string, value: string, ttlMs?: number): Promise<void>;
   abuseState(name: string): Promise<string | undefined>;

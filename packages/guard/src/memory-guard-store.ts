@@ -206,9 +206,10 @@ export class MemoryGuardStore implements GuardStore {
   async abuseTallies(
     buckets: readonly number[],
     slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+    into?: AbuseTallyTable,
   ): Promise<AbuseTallyTable> {
     const now = this.#clock();
-    const merged = new AbuseTallyTable();
+    const merged = into ?? new AbuseTallyTable();
     let merging = 0;
     for (const bucket of buckets) {
       const entry = this.#abuseBuckets.get(bucket);

@@ -273,12 +273,12 @@ export class RedisGuardStore implements GuardStore {
   async abuseTallies(
     buckets: readonly number[],
     slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+    into?: AbuseTallyTable,
   ): Promise<AbuseTallyTable> {
     // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop turn.
-    const [merged = new AbuseTallyTable(), ...others] = await Promise.all(
-      buckets.map((bucket) => this.#scanTallies(bucket, slice)),
-    );
-    // The first bucket's table is the sum's start: the others are added to it.
+    const scanned = await Promise.all(buckets.map((bucket) => this.#scanTallies(bucket, slice)));
+    // The first bucket's table is the sum's start (without `into`): the others are added to it.
+    const [merged = new AbuseTallyTable(), ...others] = into ? [into, ...scanned] : scanned;
     let merging = 0;
     for (const table of others) {
       for (let row = 0; row < table.size; row++) {

@@ -1,9 +1,9 @@
 // The abuse watch at scale: bounded tallies in both stores (with their ends), and the worker scoring as the watch did.
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
-import { FEATURE_NAMES, type AbuseSubject } from '../src/abuse-features.js';
+import { AbuseTallyTable, FEATURE_NAMES, type AbuseSubject, type AbuseTallyDelta } from '../src/abuse-features.js';
 import { abuseEvidence, abuseScore, byKind, populationProfile, trainAbuseForest } from '../src/abuse-model.js';
-import { FEATURE_COUNT } from '../src/abuse-scoring.js';
+import { FEATURE_COUNT, scoreWindow } from '../src/abuse-scoring.js';
 import { AbuseWorker } from '../src/abuse-worker-client.js';
 import { MAX_ABUSE_SUBJECTS, MAX_AUTH_FAILURE_ADDRESSES, MemoryGuardStore } from '../src/memory-guard-store.js';
 import { RedisGuardStore, TALLY_SCAN_COUNT } from '../src/redis-guard-store.js';
@@ -139,6 +139,83 @@ describe("the Redis guard store's read of a large bucket", () => {
   }, 30_000);
 });
 
+describe('a window table kept from round to round', () => {
+  const delta = (subject: AbuseSubject, requests: number, marks: string[] = []): AbuseTallyDelta => ({
+    subject,
+    counts: { requests, tokens: 3 * requests },
+    marks,
+  });
+  /** Every live row as a person reads it, by subject: what a fresh table's would be. */
+  const rowsOf = (table: AbuseTallyTable) =>
+    Object.fromEntries(
+      table.subjects.filter((subject) => table.has(subject)).map((subject) => [subject, table.get(subject)]),
+    );
+
+  it.each([
+    ['memory', () => new MemoryGuardStore()],
+    ['Redis', () => new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: `${prefix}kept:` })],
+  ])('reads each round as a fresh table would (%s store)', async (_name, makeStore) => {
+    const store = makeStore();
+    const kept = new AbuseTallyTable();
+    // Round 1: a and b in bucket 31; round 2: b and c in bucket 32, the window now bucket 32 alone.
+    await store.addAbuseTallies(31, 60_000, [delta('key:a', 2, ['peer\u001fx', 'peer\u001fy']), delta('key:b', 1)]);
+    kept.renew();
+    const first = await store.abuseTallies([31], undefined, kept);
+    expect(first).toBe(kept);
+    expect(rowsOf(kept)).toEqual(rowsOf(await store.abuseTallies([31])));
+    expect(kept.liveSize).toBe(2);
+
+    await store.addAbuseTallies(32, 60_000, [delta('key:b', 5, ['peer\u001fz']), delta('key:c', 1)]);
+    kept.renew();
+    await store.abuseTallies([32], undefined, kept);
+    const fresh = await store.abuseTallies([32]);
+    expect(rowsOf(kept)).toEqual(rowsOf(fresh));
+    // a's row is stale: it reads as no row, its sums and marks gone; b's sums and marks are this round's alone.
+    expect(kept.has('key:a')).toBe(false);
+    expect(kept.get('key:a')).toBeUndefined();
+    expect(kept.get('key:b')).toEqual({
+      counts: expect.objectContaining({ requests: 5, tokens: 15 }),
+      marks: { peer: 1, agent: 0, model: 0, route: 0 },
+    });
+    expect(kept.liveSize).toBe(2);
+    expect(kept.size).toBe(3);
+    expect([...Array(kept.size).keys()].filter((row) => kept.live(row)).map((row) => kept.subjects[row])).toEqual([
+      'key:b',
+      'key:c',
+    ]);
+
+    // Back in a later round, a subject's row holds that round's sums only.
+    kept.renew();
+    await store.abuseTallies([31, 32], undefined, kept);
+    expect(rowsOf(kept)).toEqual(rowsOf(await store.abuseTallies([31, 32])));
+    expect(kept.get('key:b')!.counts.requests).toBe(6);
+    expect(kept.get('key:b')!.marks.peer).toBe(1);
+    expect(kept.get('key:a')).toEqual({
+      counts: expect.objectContaining({ requests: 2, tokens: 6 }),
+      marks: { peer: 2, agent: 0, model: 0, route: 0 },
+    });
+    await store.close();
+  });
+
+  it('starts afresh once more rows are stale than live (and more than a few thousand)', () => {
+    const table = new AbuseTallyTable();
+    table.renew();
+    for (let i = 0; i < 10_000; i++) table.addDelta(table.rowOf(`address:10.0.${i}`), delta(`address:10.0.${i}`, 1));
+    table.renew();
+    table.addDelta(table.rowOf('key:only'), delta('key:only', 4));
+    expect(table.size).toBe(10_001);
+    // 10,000 stale against 1 live: the next round's table holds only what it is given.
+    table.renew();
+    expect(table.size).toBe(0);
+    table.addDelta(table.rowOf('key:only'), delta('key:only', 1, ['model\u001fm']));
+    expect(table.size).toBe(1);
+    expect(table.get('key:only')).toEqual({
+      counts: expect.objectContaining({ requests: 1 }),
+      marks: { peer: 0, agent: 0, model: 1, route: 0 },
+    });
+  });
+});
+
 describe('scoring in the worker thread', () => {
   it('gives every subject the score, reasons and evidence the synchronous scoring gave, in its order', async () => {
     let state = 3;
@@ -180,6 +257,53 @@ describe('scoring in the worker thread', () => {
       expect(expected[0]!.score).toBeGreaterThan(0.65);
     } finally {
       await worker.close();
+    }
+  });
+});
+
+describe('scoring a large window at once', () => {
+  let state = 11;
+  const random = () => (state = (state * 48271) % 2147483647) / 2147483647;
+  const crowd = (count: number) =>
+    Array.from({ length: count }, (_, i) =>
+      FEATURE_NAMES.map((name, f) => {
+        if (name === 'subjectKind') return i % 2;
+        // Few distinct values (ties everywhere), a crowd of rows alike, and rows that differ from them in one value.
+        if (i % 3 === 0) return f % 5;
+        if (i % 3 === 1) return (f % 5) + (f === i % FEATURE_COUNT ? 1e-12 : 0);
+        return Math.floor(random() * 4) * (f % 3 === 0 ? -1 : 1);
+      }),
+    );
+
+  it("gives each row the score abuseScore gives it alone, rows alike or not, and each kind's medians", () => {
+    const rows = crowd(901);
+    const model = trainAbuseForest(rows, 2);
+    const flat = new Float64Array(rows.length * FEATURE_COUNT);
+    rows.forEach((row, i) => flat.set(row, i * FEATURE_COUNT));
+    const scored = scoreWindow(model, {
+      rows: flat,
+      requests: new Float64Array(rows.length).fill(9),
+      count: rows.length,
+    });
+    expect(scored.length).toBe(rows.length);
+    const expected = rows.map((row) => Number(abuseScore(model, row).toFixed(4)));
+    for (const { index, score } of scored) expect(score).toBe(expected[index]);
+    // The rows that differ from the crowd's in one value by 1e-12 are scored apart from it, not as one of it.
+    expect(new Set(scored.map(({ score }) => score)).size).toBeGreaterThan(3);
+
+    // Medians by selection, against medians by sorting: odd and even counts, ties, negative values.
+    const sortedMedian = (values: number[]) => {
+      const sorted = [...values].sort((a, b) => a - b);
+      const middle = sorted.length >> 1;
+      return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+    };
+    for (const count of [1, 2, 7, 8, 400, 401]) {
+      const some = rows.slice(0, count);
+      const profile = populationProfile(some);
+      // (+ 0: a zero's sign depends on which of -0 and 0 an order puts in the middle; both read as 0.)
+      FEATURE_NAMES.forEach((_, f) =>
+        expect(profile.medians[f]! + 0).toBe(sortedMedian(some.map((row) => row[f]!)) + 0),
+      );
     }
   });
 });
