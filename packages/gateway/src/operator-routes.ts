@@ -1,7 +1,7 @@
 // The operator's routes beside the chain: health, metrics, the model list, outcomes, and behind the admin key or an
 // operator's sign-in (docs/operators.md) the admin API (budgets, keys, tenants, the guard) and the dashboard.
 import express from 'express';
-import type { Request, Response, Router } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import { budgetAdminRouter } from '@tollgate/budget';
 import { auditListing } from '@tollgate/core/audit';
 import { asyncRoute } from '@tollgate/core/checks';
@@ -23,6 +23,7 @@ import { mountProbes } from './probes.js';
 import type { LoopWatch } from './probes.js';
 import { providerOfModel } from '@tollgate/router/upstreams';
 import { storesAnswer } from './stores.js';
+import { composeRoute, PROFILES, type ComposedRoute } from './stages.js';
 
 /** What the operator routes are built from. */
 export type OperatorParts = Pick<
@@ -120,22 +121,27 @@ function mountMetrics(router: Router, parts: OperatorParts): void {
 
 /** What callers ask with their own key: the models they may use, and outcomes (cost per outcome) of their requests. */
 function mountCallerRoutes(router: Router, parts: OperatorParts): void {
-  const { options, pricing, metering, guarding, identify } = parts;
+  const { options, pricing, metering } = parts;
   const providerOf = (model: string) => providerOfModel(model, 'openai.chat', options.routing, pricing);
-  router.get(
-    '/v1/models',
-    ...guarding.beforeAuth,
-    ...identify,
-    modelsRoute({ ...options.models, providerOf }, pricing),
-  );
-  router.post(
-    '/v1/outcomes',
-    ...identify,
-    outcomesRoute({
-      ledger: metering.ledger,
-      location: options.budget.ledgerTable,
-      flushUsage: () => metering.flush(),
-    }),
+  const models = modelsRoute({ ...options.models, providerOf }, pricing);
+  const outcomes = outcomesRoute({
+    ledger: metering.ledger,
+    location: options.budget.ledgerTable,
+    flushUsage: () => metering.flush(),
+  });
+  router.get('/v1/models', ...callerQuery(parts, models).handlers);
+  router.post('/v1/outcomes', ...callerQuery(parts, outcomes).handlers);
+}
+
+/** A caller's query composed as its profile (`PROFILES.callerQuery`): the address checks, the caller, `answer`. */
+export function callerQuery(
+  parts: Pick<OperatorParts, 'guarding' | 'identify'>,
+  answer: RequestHandler,
+): ComposedRoute {
+  return composeRoute(
+    PROFILES.callerQuery,
+    { 'guard admit': () => parts.guarding.beforeAuth, auth: () => parts.identify, call: () => [answer] },
+    undefined,
   );
 }
 

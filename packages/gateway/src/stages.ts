@@ -58,7 +58,15 @@ const MCP_SKIPS: readonly Stage[] = ['validate', 'tier policy', 'guardrails', 'c
 /** Every route kind the gateway serves. */
 export const PROFILES: Readonly<
   Record<
-    'provider' | 'count' | 'mcpMessage' | 'mcpSession' | 'toolCall' | 'socketHandshake' | 'realtimeResponse' | 'batch',
+    | 'provider'
+    | 'count'
+    | 'mcpMessage'
+    | 'mcpSession'
+    | 'toolCall'
+    | 'socketHandshake'
+    | 'realtimeResponse'
+    | 'batch'
+    | 'callerQuery',
     Profile
   >
 > = {
@@ -104,6 +112,11 @@ export const PROFILES: Readonly<
     kind: 'Batch call',
     skips: ['validate', 'declare', 'tier policy', 'guardrails', 'cache lookup', 'meter', 'cache around'],
   },
+  /**
+   * What a caller asks of the gateway with its own key, no provider call (GET /v1/models, POST /v1/outcomes): the
+   * address checks, the caller, then the route's own answer.
+   */
+  callerQuery: { kind: 'caller query', skips: allBut('guard admit', 'auth', 'call') },
 };
 
 /**
