@@ -76,6 +76,15 @@ export class RedisGuardStore implements GuardStore {
   readonly #clock: (() => number) | undefined;
   readonly #mitigationKeys: string[];
   readonly #channel: string;
+  /**
+   * Each bucket's sums as last read, kept from read to read (`AbuseTallyTable.renew()`) while the bucket is asked for:
+   * a bucket of 100,000 subjects read into a new table every round made 100,000 subject strings and a map of them that
+   * outlived the young generation (GC pauses of 20-32 ms under load, bench/guard-stall.ts); a kept table finds each
+   * subject's row again, and what a page's reply made dies young.
+   */
+  readonly #bucketTables = new Map<number, AbuseTallyTable>();
+  /** A read in flight holds the kept tables: one beside it reads into tables of its own. */
+  #bucketTablesBusy = false;
   #watching = false;
   #closed = false;
 
@@ -275,25 +284,49 @@ export class RedisGuardStore implements GuardStore {
     slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
     into?: AbuseTallyTable,
   ): Promise<AbuseTallyTable> {
-    // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop turn.
-    const scanned = await Promise.all(buckets.map((bucket) => this.#scanTallies(bucket, slice)));
-    // The first bucket's table is the sum's start (without `into`): the others are added to it.
-    const [merged = new AbuseTallyTable(), ...others] = into ? [into, ...scanned] : scanned;
-    let merging = 0;
-    for (const table of others) {
-      for (let row = 0; row < table.size; row++) {
-        merged.addRow(table, row);
-        if ((++merging & 63) === 0) await slice.pause();
+    const kept = !this.#bucketTablesBusy;
+    if (kept) this.#keepBucketTables(buckets);
+    try {
+      // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop
+      // turn.
+      const scanned = await Promise.all(
+        buckets.map((bucket) => this.#scanTallies(bucket, slice, kept ? this.#bucketTables.get(bucket)! : undefined)),
+      );
+      const merged = into ?? new AbuseTallyTable();
+      let merging = 0;
+      for (const table of scanned) {
+        for (let row = 0; row < table.size; row++) {
+          if (!table.live(row)) continue;
+          merged.addRow(table, row);
+          if ((++merging & 63) === 0) await slice.pause();
+        }
+        if (!kept) table.release();
       }
-      table.release();
+      return merged;
+    } finally {
+      if (kept) this.#bucketTablesBusy = false;
     }
-    return merged;
   }
 
-  /** One bucket's sums per subject, read in HSCAN pages of about TALLY_SCAN_COUNT fields. */
-  async #scanTallies(bucket: number, slice: TimeSlice): Promise<AbuseTallyTable> {
+  /** Holds the kept tables for a read of `buckets`: one for each, those of buckets no longer asked for released. */
+  #keepBucketTables(buckets: readonly number[]): void {
+    this.#bucketTablesBusy = true;
+    for (const [bucket, table] of this.#bucketTables)
+      if (!buckets.includes(bucket)) {
+        this.#bucketTables.delete(bucket);
+        table.release();
+      }
+    for (const bucket of buckets)
+      if (!this.#bucketTables.has(bucket)) this.#bucketTables.set(bucket, new AbuseTallyTable());
+  }
+
+  /**
+   * One bucket's sums per subject, read in HSCAN pages of about TALLY_SCAN_COUNT fields, into `table` (renewed) when
+   * given, else a new one.
+   */
+  async #scanTallies(bucket: number, slice: TimeSlice, table = new AbuseTallyTable()): Promise<AbuseTallyTable> {
     const key = this.#abuseKey(`bucket:${bucket}`);
-    const table = new AbuseTallyTable();
+    table.renew();
     let cursor = '0';
     do {
       const [next, fields] = (await this.#send(['HSCAN', key, cursor, 'COUNT', String(TALLY_SCAN_COUNT)])) as [

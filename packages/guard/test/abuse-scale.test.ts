@@ -197,6 +197,24 @@ describe('a window table kept from round to round', () => {
     await store.close();
   });
 
+  it("reads a Redis bucket again exactly, and two reads at once alike (the store's own tables kept between reads)", async () => {
+    const store = new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: `${prefix}reread:` });
+    const crowd = Array.from({ length: 300 }, (_, i) => delta(`address:10.3.${i >> 8}.${i & 255}`, 1 + (i % 4)));
+    await store.addAbuseTallies(41, 60_000, crowd);
+    await store.addAbuseTallies(42, 60_000, crowd.slice(0, 50));
+    const [one, two] = await Promise.all([store.abuseTallies([41, 42]), store.abuseTallies([41, 42])]);
+    expect(rowsOf(one)).toEqual(rowsOf(two));
+    expect(one.get('address:10.3.0.0')!.counts.requests).toBe(2);
+    // More sums in one bucket, another bucket left out: read again, nothing counted twice or left over.
+    await store.addAbuseTallies(41, 60_000, [delta('address:10.3.0.0', 5)]);
+    const again = await store.abuseTallies([41]);
+    expect(again.get('address:10.3.0.0')!.counts.requests).toBe(6);
+    expect(again.get('address:10.3.0.1')!.counts).toMatchObject({ requests: 2, tokens: 6 });
+    expect(again.liveSize).toBe(300);
+    expect((await store.abuseTallies([42])).liveSize).toBe(50);
+    await store.close();
+  });
+
   it('starts afresh once more rows are stale than live (and more than a few thousand)', () => {
     const table = new AbuseTallyTable();
     table.renew();
