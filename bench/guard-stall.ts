@@ -24,12 +24,13 @@ const CONNECTIONS = 8;
 /** The stall target (ms) and how far the p99 may move from the control's (ms, or a share of it). */
 const STALL_TARGET_MS = 10;
 const P99_NOISE = { ms: 2, share: 0.25 };
-const ALL_MODES: StallMode[] = ['control', 'worker', 'on-loop'];
+const ALL_MODES: StallMode[] = ['control', 'worker', 'redis', 'on-loop'];
 /** `BENCH_STALL_MODES=on-loop` (a comma list) runs some cases only; the verdicts need `control` and `worker`. */
 const MODES = (process.env.BENCH_STALL_MODES?.split(',') ?? ALL_MODES) as StallMode[];
 const LABELS: Record<StallMode, string> = {
   control: 'no abuse watch',
   worker: `abuse watch, ${SUBJECTS.toLocaleString('en')} subjects (after: worker thread + slices)`,
+  redis: `the same on Redis stores (the sums read back from Redis each round)`,
   'on-loop': `the same scoring on the loop, ${SUBJECTS.toLocaleString('en')} subjects (before, a lower bound)`,
 };
 
@@ -102,6 +103,51 @@ export async function backgroundStalls(log: (line: string) => void): Promise<str
   ].join('\n');
 }
 
+const p99Of = (round: Round) => quantile(round.load.latencies, 0.99);
+
+/** The three verdicts on a watched case's rounds against the control's, paired by round. */
+function watchTargets(on: string, watched: Round[], control: Round[], rounds: number): TargetVerdict[] {
+  const measured = watched.length > 0 && control.length > 0;
+  const worstStall = Math.max(...watched.map((r) => r.loop.maxMs));
+  const worstCpu = Math.max(...watched.map((r) => r.loop.cpuMaxMs));
+  const threadCpu = watched.every((r) => r.loop.cpuOf === 'thread');
+  // Paired by round (each case in turn, the machine's pace alike): what the watch adds to the longest stall.
+  const added = watched.map((r, i) => r.loop.maxMs - (control[i]?.loop.maxMs ?? NaN));
+  const p99Watched = median(watched.map(p99Of));
+  const p99Control = median(control.map(p99Of));
+  const p99Holds = p99Watched - p99Control <= Math.max(P99_NOISE.ms, P99_NOISE.share * p99Control);
+  const scored = measured && watched.every((r) => r.loop.model && r.loop.listed > 0);
+  return [
+    {
+      target:
+        `${on}The watch's longest stall of the loop in its own CPU (main thread) under load with ` +
+        `${fmtNumber(SUBJECTS)} subjects ≤ ${STALL_TARGET_MS} ms`,
+      holds: scored && threadCpu ? worstCpu <= STALL_TARGET_MS : undefined,
+      figures: threadCpu
+        ? `${fmtNumber(worstCpu, 1)} ms (worst of ${rounds} rounds; without the watch ${fmtNumber(
+            Math.max(...control.map((r) => r.loop.cpuMaxMs)),
+            1,
+          )} ms)`
+        : 'not judged: this Node has no process.threadCpuUsage (run the bench on Node 22 or 24)',
+    },
+    {
+      target: `${on}What the watch adds to the longest wall-clock stall (median of rounds, paired) ≤ ${STALL_TARGET_MS} ms`,
+      holds: scored && rounds >= 5 ? median(added) <= STALL_TARGET_MS : undefined,
+      figures:
+        `${fmtNumber(median(added), 1)} ms (each round: ${added.map((d) => fmtNumber(d, 1)).join(' / ')}; ` +
+        `worst with the watch ${fmtNumber(worstStall, 1)} ms, without ${fmtNumber(
+          Math.max(...control.map((r) => r.loop.maxMs)),
+          1,
+        )} ms)`,
+    },
+    {
+      target: `${on}p99 request latency with the watch unchanged within noise (≤ 2 ms or 25% over no watch)`,
+      holds: measured ? p99Holds : undefined,
+      figures: `${fmtNumber(p99Watched, 1)} ms against ${fmtNumber(p99Control, 1)} ms`,
+    },
+  ];
+}
+
 export async function runGuardStallBenchmark(context: BenchContext): Promise<SectionResult> {
   const rounds = context.quick ? 1 : 5;
   const durationS = context.quick ? 15 : 40;
@@ -109,7 +155,6 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
   for (let round = 0; round < rounds; round++)
     for (const mode of MODES) results.get(mode)!.push(await measure(mode, durationS, context.log));
 
-  const p99Of = (round: Round) => quantile(round.load.latencies, 0.99);
   const rows = MODES.map((mode) => {
     const all = results.get(mode)!;
     const non2xx = all.reduce((sum, r) => sum + r.load.requests - (r.load.statuses['200'] ?? 0), 0);
@@ -123,53 +168,24 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
       all.map((r) => fmtNumber(p99Of(r), 1)).join(' / '),
       fmtNumber(median(all.map((r) => r.load.rps))),
       String(non2xx),
-      mode === 'worker' ? all.map((r) => `${r.loop.listed}${r.loop.model ? '' : ' (no model)'}`).join(' / ') : '',
+      mode === 'worker' || mode === 'redis'
+        ? all.map((r) => `${r.loop.listed}${r.loop.model ? '' : ' (no model)'}`).join(' / ')
+        : '',
       mode === 'on-loop' ? all.map((r) => fmtNumber(r.loop.roundCpuMs)).join(' / ') : '',
     ];
   });
   const worker = results.get('worker')!;
   const control = results.get('control')!;
-  const measured = worker.length > 0 && control.length > 0;
-  const worstStall = Math.max(...worker.map((r) => r.loop.maxMs));
-  const worstCpu = Math.max(...worker.map((r) => r.loop.cpuMaxMs));
-  const threadCpu = worker.every((r) => r.loop.cpuOf === 'thread');
-  // Paired by round (each case in turn, the machine's pace alike): what the watch adds to the longest stall.
-  const added = worker.map((r, i) => r.loop.maxMs - (control[i]?.loop.maxMs ?? NaN));
-  const p99Worker = median(worker.map(p99Of));
-  const p99Control = median(control.map(p99Of));
-  const p99Holds = p99Worker - p99Control <= Math.max(P99_NOISE.ms, P99_NOISE.share * p99Control);
-  const scored = measured && worker.every((r) => r.loop.model && r.loop.listed > 0);
-  const targets: TargetVerdict[] = [
-    {
-      target:
-        `The watch's longest stall of the loop in its own CPU (main thread) under load with ${fmtNumber(SUBJECTS)} ` +
-        `subjects ≤ ${STALL_TARGET_MS} ms`,
-      holds: scored && threadCpu ? worstCpu <= STALL_TARGET_MS : undefined,
-      figures: threadCpu
-        ? `${fmtNumber(worstCpu, 1)} ms (worst of ${rounds} rounds; without the watch ${fmtNumber(
-            Math.max(...control.map((r) => r.loop.cpuMaxMs)),
-            1,
-          )} ms)`
-        : 'not judged: this Node has no process.threadCpuUsage (run the bench on Node 22 or 24)',
-    },
-    {
-      target: `What the watch adds to the longest wall-clock stall (median of rounds, paired) ≤ ${STALL_TARGET_MS} ms`,
-      holds: scored && rounds >= 5 ? median(added) <= STALL_TARGET_MS : undefined,
-      figures:
-        `${fmtNumber(median(added), 1)} ms (each round: ${added.map((d) => fmtNumber(d, 1)).join(' / ')}; ` +
-        `worst with the watch ${fmtNumber(worstStall, 1)} ms, without ${fmtNumber(
-          Math.max(...control.map((r) => r.loop.maxMs)),
-          1,
-        )} ms)`,
-    },
-    {
-      target: 'p99 request latency with the watch unchanged within noise (≤ 2 ms or 25% over no watch)',
-      holds: measured ? p99Holds : undefined,
-      figures: `${fmtNumber(p99Worker, 1)} ms against ${fmtNumber(p99Control, 1)} ms`,
-    },
+  const targets = [
+    ...watchTargets('', worker, control, rounds),
+    ...(results.get('redis')!.length > 0
+      ? watchTargets('On Redis stores: ', results.get('redis')!, control, rounds)
+      : []),
   ];
   const body = [
-    `${rounds} round(s) of each case in turn, each a fresh process: ${fmtNumber(SUBJECTS)} client addresses one ` +
+    `${rounds} round(s) of each case in turn, each a fresh process (V8's allocation-site pretenuring ` +
+      `${process.env.BENCH_STALL_PRETENURING === '1' ? "on, V8's default" : 'off, as the gateway server sets it'}): ` +
+      `${fmtNumber(SUBJECTS)} client addresses one ` +
       `request each through the app first (the watch's window then holds them all; the first model grown), then ` +
       `${durationS} s of load at ${RATE} req/s over ${CONNECTIONS} connections from another address while ` +
       `\`monitorEventLoopDelay\` (1 ms resolution) watches the server's loop. The watch scores every second.`,

@@ -29,7 +29,7 @@ export interface BackgroundStall {
 }
 
 /** A full collection now (`--expose-gc` turned on for a fresh context when the process was not started with it). */
-function collectGarbage(): void {
+export function collectGarbage(): void {
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
 }

@@ -9,13 +9,18 @@ import { createGuard, type Guard } from '@tollgate/guard';
 import { FEATURE_NAMES } from '../../packages/guard/src/abuse-features.js';
 import { trainAbuseForest } from '../../packages/guard/src/abuse-model.js';
 import { FEATURE_COUNT, scoreWindow, type WindowRows } from '../../packages/guard/src/abuse-scoring.js';
+import { randomUUID } from 'node:crypto';
+import { createRedisStores, type RedisStores } from '@tollgate/redis';
+import { turnOffPretenuring } from '../../packages/gateway/src/v8-flags.js';
 import { answerParent } from './child-answers.js';
+import { collectGarbage } from './background-stall.js';
 import { startLoopProbe, type LoopProbeResult } from './loop-probe.js';
 import { inject } from './inject.js';
 
-/** `worker`: the abuse watch as shipped; `on-loop`: the same scoring of the same number of subjects on the event loop,
- * once a second (what the watch did before issue 58: a lower bound of its stall); `control`: no abuse watch. */
-export type StallMode = 'control' | 'worker' | 'on-loop';
+/** `worker`: the abuse watch as shipped; `redis`: the same on Redis stores (`REDIS_URL`, a prefix of its own, deleted
+ * after); `on-loop`: the same scoring of the same number of subjects on the event loop, once a second (what the watch
+ * did before issue 58: a lower bound of its stall); `control`: no abuse watch. */
+export type StallMode = 'control' | 'worker' | 'redis' | 'on-loop';
 
 export type StallMessage =
   { type: 'start'; mode: StallMode; subjects: number } | { type: 'monitor' } | { type: 'stats' } | { type: 'exit' };
@@ -38,6 +43,15 @@ export interface LoopStats {
   listed: number;
   model: boolean;
 }
+
+/**
+ * The V8 setting the gateway's server process makes for itself (`serveGateway`): without it, V8 pretenures the
+ * Redis client's reply arrays once a few survive, and a read of 100,000 subjects' sums promotes about 10 MB a
+ * scavenge into full collections. `BENCH_STALL_PRETENURING=1` keeps V8's default, as an app that embeds the guard
+ * without the flag runs.
+ */
+const PRETENURING = process.env.BENCH_STALL_PRETENURING === '1';
+if (!PRETENURING) turnOffPretenuring();
 
 export const CHAT_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello there' }] });
 
@@ -109,12 +123,23 @@ function syntheticWindow(subjects: number): { window: WindowRows; model: ReturnT
   };
 }
 
+let redis: RedisStores | undefined;
+
 async function start(mode: StallMode, subjects: number): Promise<{ port: number }> {
-  guard = createGuard({ alerts: { log: false }, ...(mode === 'worker' ? { abuse: { subjects: ['address'] } } : {}) });
+  const watched = mode === 'worker' || mode === 'redis';
+  if (mode === 'redis') {
+    const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    redis = createRedisStores({ url, prefix: `tg-bench:guard-stall:${randomUUID()}:` });
+  }
+  guard = createGuard({
+    alerts: { log: false },
+    ...(watched ? { abuse: { subjects: ['address'] } } : {}),
+    ...(redis ? { stores: redis } : {}),
+  });
   const app = appOf(guard);
   // The control served as many requests first: its code is as warm as the watch's when the load starts.
   if (mode === 'control') await fill(app, subjects);
-  if (mode === 'worker') {
+  if (watched) {
     await fill(app, subjects);
     // The first model, grown and used once before the load (a training in the load's time is the worker's too).
     await guard.flush();
@@ -138,6 +163,9 @@ answerParent<StallMessage>((message) => {
     case 'start':
       return start(message.mode, message.subjects);
     case 'monitor':
+      // The garbage of the start (100,000 requests served, their sums filed, a model grown) is not the load's stall:
+      // the first scavenge under load copied what the fill left young (12 ms), in every case alike.
+      collectGarbage();
       histogram = monitorEventLoopDelay({ resolution: 1 });
       histogram.enable();
       probe = startLoopProbe();
@@ -164,6 +192,27 @@ answerParent<StallMessage>((message) => {
     }
     case 'exit':
       if (scoring) clearInterval(scoring);
-      return guard!.close().then(() => process.exit(0));
+      return guard!
+        .close()
+        .then(() => redis && deleteOwnKeys(redis))
+        .then(() => process.exit(0));
   }
 });
+
+/** The keys this child wrote on the shared Redis (its prefix only: the shared Redis is never flushed). */
+async function deleteOwnKeys(stores: RedisStores): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = (await stores.sendCommand([
+      'SCAN',
+      cursor,
+      'MATCH',
+      `${stores.prefix}*`,
+      'COUNT',
+      '1000',
+    ])) as [string, string[]];
+    if (keys.length > 0) await stores.sendCommand(['UNLINK', ...keys]);
+    cursor = next;
+  } while (cursor !== '0');
+  await stores.close();
+}
