@@ -80,9 +80,10 @@ export class RedisGuardStore implements GuardStore {
    * Each bucket's sums as last read, kept from read to read (`AbuseTallyTable.renew()`) while the bucket is asked for:
    * a bucket of 100,000 subjects read into a new table every round made 100,000 subject strings and a map of them that
    * outlived the young generation (GC pauses of 20-32 ms under load, bench/guard-stall.ts); a kept table finds each
-   * subject's row again, and what a page's reply made dies young.
+   * subject's row again, and what a page's reply made dies young. With the bucket's version as it was before that read:
+   * a bucket no process wrote since (every one but the current, mostly) is not read again.
    */
-  readonly #bucketTables = new Map<number, AbuseTallyTable>();
+  readonly #bucketTables = new Map<number, { table: AbuseTallyTable; version: string | null }>();
   /** A read in flight holds the kept tables: one beside it reads into tables of its own. */
   #bucketTablesBusy = false;
   #watching = false;
@@ -268,11 +269,13 @@ export class RedisGuardStore implements GuardStore {
         marks.push(...fields.marks);
       }
       calls.push(
-        scripts.addAbuseTallies.run(
-          this.#send,
-          [this.#abuseKey(`bucket:${bucket}`)],
-          [String(Math.ceil(ttlMs)), String(MAX_ABUSE_FIELDS), String(sums.length / 2), ...sums, ...marks],
-        ),
+        scripts.addAbuseTallies.run(this.#send, this.#bucketKeys(bucket), [
+          String(Math.ceil(ttlMs)),
+          String(MAX_ABUSE_FIELDS),
+          String(sums.length / 2),
+          ...sums,
+          ...marks,
+        ]),
       );
       await slice.pause();
     }
@@ -290,7 +293,9 @@ export class RedisGuardStore implements GuardStore {
       // Each bucket (its own hash slot on Cluster) is scanned in pages, all at once: each page's answer lets the loop
       // turn.
       const scanned = await Promise.all(
-        buckets.map((bucket) => this.#scanTallies(bucket, slice, kept ? this.#bucketTables.get(bucket)! : undefined)),
+        buckets.map((bucket) =>
+          kept ? this.#readKept(bucket, this.#bucketTables.get(bucket)!, slice) : this.#scanTallies(bucket, slice),
+        ),
       );
       const merged = into ?? new AbuseTallyTable();
       let merging = 0;
@@ -311,13 +316,38 @@ export class RedisGuardStore implements GuardStore {
   /** Holds the kept tables for a read of `buckets`: one for each, those of buckets no longer asked for released. */
   #keepBucketTables(buckets: readonly number[]): void {
     this.#bucketTablesBusy = true;
-    for (const [bucket, table] of this.#bucketTables)
+    for (const [bucket, { table }] of this.#bucketTables)
       if (!buckets.includes(bucket)) {
         this.#bucketTables.delete(bucket);
         table.release();
       }
     for (const bucket of buckets)
-      if (!this.#bucketTables.has(bucket)) this.#bucketTables.set(bucket, new AbuseTallyTable());
+      if (!this.#bucketTables.has(bucket))
+        this.#bucketTables.set(bucket, { table: new AbuseTallyTable(), version: null });
+  }
+
+  /**
+   * A bucket into its kept table: read again only when its version moved since the last read (a write during a read
+   * moves it, so the next read takes that write too); a bucket without one (none written yet) is always read.
+   */
+  async #readKept(
+    bucket: number,
+    kept: { table: AbuseTallyTable; version: string | null },
+    slice: TimeSlice,
+  ): Promise<AbuseTallyTable> {
+    const [, version] = this.#bucketKeys(bucket);
+    const now = (await this.#send(['GET', version])) as string | null;
+    if (now !== null && now === kept.version) return kept.table;
+    kept.version = null;
+    await this.#scanTallies(bucket, slice, kept.table);
+    kept.version = now;
+    return kept.table;
+  }
+
+  /** A bucket's hash of sums and its version (written by every add), in one hash slot. */
+  #bucketKeys(bucket: number): [hash: string, version: string] {
+    const hash = this.#abuseKey(`bucket:${bucket}`);
+    return [hash, `${hash}:version`];
   }
 
   /**
@@ -325,7 +355,7 @@ export class RedisGuardStore implements GuardStore {
    * given, else a new one.
    */
   async #scanTallies(bucket: number, slice: TimeSlice, table = new AbuseTallyTable()): Promise<AbuseTallyTable> {
-    const key = this.#abuseKey(`bucket:${bucket}`);
+    const [key] = this.#bucketKeys(bucket);
     table.renew();
     let cursor = '0';
     do {

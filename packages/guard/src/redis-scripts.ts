@@ -331,8 +331,9 @@ export const countAuthFailure = new LuaScript(
 
 /**
  * The abuse watch's sums of one bucket. KEYS: the bucket's hash ("<subject>\x1f<count>" -> sum, "<subject>\x1f<mark>"
- * -> 1). ARGV: ttl ms, the most fields the bucket may hold, n, then n pairs of (field, increment), then the mark
- * fields. A full bucket only adds to the fields it holds.
+ * -> 1), its version (counts the writes: a reader reads the bucket again only once it moved). ARGV: ttl ms, the most
+ * fields the bucket may hold, n, then n pairs of (field, increment), then the mark fields. A full bucket only adds to
+ * the fields it holds.
  */
 export const addAbuseTallies = new LuaScript(
   'guardAddAbuseTallies',
@@ -348,6 +349,8 @@ export const addAbuseTallies = new LuaScript(
     for i = 4 + 2 * pairs, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], 1) end
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
   return 1
   `,
 );

@@ -58,13 +58,14 @@ describe('the Redis guard store', () => {
       expect(await ttl(key)).toBeLessThanOrEqual(60_000);
     }
     expect(await ttl('abuse:{bucket:3}')).toBeGreaterThan(80_000);
+    expect(await ttl('abuse:{bucket:3}:version')).toBeGreaterThan(80_000);
 
     // The script with a bound of 4 fields: the second call finds 3 and adds all it has; the third finds 5.
     const key = `${prefix}guard:abuse:{bucket:small}`;
     const add = (pairs: [string, number][], marks: string[]) =>
       scripts.addAbuseTallies.run(
         redis.sendCommand,
-        [key],
+        [key, `${key}:version`],
         ['60000', '4', String(pairs.length), ...pairs.flatMap(([field, value]) => [field, String(value)]), ...marks],
       );
     await add(
@@ -212,6 +213,39 @@ describe('a window table kept from round to round', () => {
     expect(again.get('address:10.3.0.1')!.counts).toMatchObject({ requests: 2, tokens: 6 });
     expect(again.liveSize).toBe(300);
     expect((await store.abuseTallies([42])).liveSize).toBe(50);
+    await store.close();
+  });
+
+  it('reads a Redis bucket again only once a write moved its version', async () => {
+    const sent: string[][] = [];
+    const store = new RedisGuardStore({
+      sendCommand: ((command: string[]) => {
+        sent.push(command);
+        return redis.sendCommand(command);
+      }) as typeof redis.sendCommand,
+      prefix: `${prefix}versions:`,
+    });
+    const scans = () => sent.filter(([name]) => name === 'HSCAN').map((command) => command[1]!);
+    await store.addAbuseTallies(51, 60_000, [delta('key:old', 3)]);
+    await store.addAbuseTallies(52, 60_000, [delta('key:new', 1)]);
+    const first = await store.abuseTallies([51, 52]);
+    expect(first.get('key:old')!.counts.requests).toBe(3);
+    expect(scans()).toHaveLength(2);
+
+    // Nothing written since: neither bucket is scanned again, and the sums are the same.
+    sent.length = 0;
+    expect(rowsOf(await store.abuseTallies([51, 52]))).toEqual(rowsOf(first));
+    expect(scans()).toEqual([]);
+
+    // A write to one bucket: that one is read again, whole and exactly.
+    await store.addAbuseTallies(52, 60_000, [delta('key:new', 4), delta('key:other', 1)]);
+    sent.length = 0;
+    const after = await store.abuseTallies([51, 52]);
+    expect(scans()).toHaveLength(1);
+    expect(scans()[0]).toContain('{bucket:52}');
+    expect(after.get('key:new')!.counts.requests).toBe(5);
+    expect(after.get('key:old')!.counts.requests).toBe(3);
+    expect(after.get('key:other')!.counts.requests).toBe(1);
     await store.close();
   });
 
