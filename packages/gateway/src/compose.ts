@@ -33,6 +33,7 @@ import { cacheStages } from './cache-setup.js';
 import { answerMethodNotAllowed } from './exchange.js';
 import { DEFAULT_UPLOAD_LIMIT, providerFormBody } from './form-body.js';
 import { providerJsonBody } from './json-body.js';
+import { limitsInOrder } from './stages.js';
 
 /** What `tollgate()` is built from: each part the options of the package that owns it, all but none required. */
 export interface TollgateParts {
@@ -90,12 +91,12 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
   });
   const withStores = { stores: stores as StoresWithCommands };
   const requestLimits = parts.limits?.requests ? [tieredRateLimit({ ...parts.limits.requests, ...withStores })] : [];
-  const limiters: RequestHandler[] = [
-    ...requestLimits,
-    ...(parts.limits?.tokens ? [tokenRateLimit({ ...parts.limits.tokens, stores })] : []),
-    ...(parts.limits?.concurrency ? [concurrencyLimit({ ...parts.limits.concurrency, stores })] : []),
-    ...(parts.budget ? [budgetGuard({ pricing, ...parts.budget, ledger: stores.ledger })] : []),
-  ];
+  const limiters = limitsInOrder({
+    requests: requestLimits,
+    tokens: parts.limits?.tokens ? [tokenRateLimit({ ...parts.limits.tokens, stores })] : [],
+    concurrency: parts.limits?.concurrency ? [concurrencyLimit({ ...parts.limits.concurrency, stores })] : [],
+    budget: parts.budget ? [budgetGuard({ pricing, ...parts.budget, ledger: stores.ledger })] : [],
+  });
   const pass: RequestHandler = (_req, _res, next) => next();
   const cache = parts.cache ? cacheStages(createResponseCache(parts.cache)) : undefined;
   const policy = parts.policy ?? {};

@@ -58,6 +58,7 @@ import { registerHealthMetrics } from './health-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
 import type { SpendKeeper } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
+import { limitsInOrder } from './stages.js';
 
 export interface GatewayDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
@@ -479,10 +480,12 @@ export function fusedLimits(
     ...requestLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
   ];
   const limits = combineLimits(
-    ...requestLimits,
-    ...tokenLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
-    ...concurrencyMiddleware(options.limits, observedStores, storeFailures),
-    budget,
+    ...limitsInOrder({
+      requests: requestLimits,
+      tokens: tokenLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
+      concurrency: concurrencyMiddleware(options.limits, observedStores, storeFailures),
+      budget: [budget],
+    }),
   );
   return { limits, requestLimits };
 }

@@ -41,6 +41,19 @@ export const STAGES = [
 
 export type Stage = (typeof STAGES)[number];
 
+/**
+ * The order inside "limits and budget", for every assembly of the chain: request limits, token limits, concurrency,
+ * then the budget (fused by combineLimits: the cheap refusals first, and a refusal gives back what those before took).
+ */
+export function limitsInOrder(limits: {
+  requests: readonly RequestHandler[];
+  tokens: readonly RequestHandler[];
+  concurrency: readonly RequestHandler[];
+  budget: readonly RequestHandler[];
+}): RequestHandler[] {
+  return [...limits.requests, ...limits.tokens, ...limits.concurrency, ...limits.budget];
+}
+
 /** A route kind: the stages it does not run. The order is never its own: it is STAGES'. */
 export interface Profile {
   readonly kind: string;
