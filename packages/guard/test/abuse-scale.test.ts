@@ -246,6 +246,16 @@ describe('a window table kept from round to round', () => {
     expect(after.get('key:new')!.counts.requests).toBe(5);
     expect(after.get('key:old')!.counts.requests).toBe(3);
     expect(after.get('key:other')!.counts.requests).toBe(1);
+
+    // A bucket with no version (written by a release before versions): read at every read, never taken as unchanged.
+    const unversioned = `${prefix}versions:guard:abuse:{bucket:53}`;
+    await redis.sendCommand(['HSET', unversioned, 'key:plain\u001frequests', '2']);
+    await redis.sendCommand(['PEXPIRE', unversioned, '60000']);
+    sent.length = 0;
+    expect((await store.abuseTallies([53])).get('key:plain')!.counts.requests).toBe(2);
+    await redis.sendCommand(['HINCRBYFLOAT', unversioned, 'key:plain\u001frequests', '3']);
+    expect((await store.abuseTallies([53])).get('key:plain')!.counts.requests).toBe(5);
+    expect(scans()).toHaveLength(2);
     await store.close();
   });
 
