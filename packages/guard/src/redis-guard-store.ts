@@ -55,9 +55,35 @@ const MERGE_SLICE_MS = 3;
  * less, where one HGETALL of 100,000 subjects' two million fields held both at once (docs/performance.md).
  */
 export const TALLY_SCAN_COUNT = 1000;
+/**
+ * Entries a bucket's log of writes keeps (about: Redis trims whole nodes), each one script call of at most
+ * TALLY_DELTAS_PER_CALL subjects: a reader that fell further behind reads the bucket whole.
+ */
+export const TALLY_LOG_ENTRIES = 1024;
+/** Log entries asked per XRANGE page. */
+const TALLY_LOG_PAGE = 64;
 
 /** A subject's state outlives its last use by this many slow windows (its baselines are gone by then). */
 const STATE_LIFETIME_WINDOWS = 4;
+
+/** A bucket's table as last read: as of its version and its log's last entry then (null: read it whole). */
+interface KeptBucket {
+  table: AbuseTallyTable;
+  version: string | null;
+  logId: string | null;
+}
+
+/** An XRANGE entry of a bucket's log: its id, and its fields ("v": the write's version, "d": the fields it changed). */
+type LogEntry = [id: string, fields: string[]];
+
+function logVersion([, fields]: LogEntry): number {
+  return Number(fields[fields.indexOf('v') + 1]);
+}
+
+function logFields([, fields]: LogEntry): string[] {
+  const changed: unknown = JSON.parse(fields[fields.indexOf('d') + 1] ?? '[]');
+  return Array.isArray(changed) ? (changed as string[]) : [];
+}
 
 /** Braces end a Cluster hash tag early: escaped in the ids that go inside one. */
 function tagSafe(id: string): string {
@@ -81,9 +107,10 @@ export class RedisGuardStore implements GuardStore {
    * a bucket of 100,000 subjects read into a new table every round made 100,000 subject strings and a map of them that
    * outlived the young generation (GC pauses of 20-32 ms under load, bench/guard-stall.ts); a kept table finds each
    * subject's row again, and what a page's reply made dies young. With the bucket's version as it was before that read:
-   * a bucket no process wrote since (every one but the current, mostly) is not read again.
+   * a bucket no process wrote since (every one but the current, mostly) is not read again, and one written since is
+   * brought up to date from its log of writes when that follows on from the version held (`#readLog`).
    */
-  readonly #bucketTables = new Map<number, { table: AbuseTallyTable; version: string | null }>();
+  readonly #bucketTables = new Map<number, KeptBucket>();
   /** A read in flight holds the kept tables: one beside it reads into tables of its own. */
   #bucketTablesBusy = false;
   #watching = false;
@@ -273,6 +300,7 @@ export class RedisGuardStore implements GuardStore {
           String(Math.ceil(ttlMs)),
           String(MAX_ABUSE_FIELDS),
           String(sums.length / 2),
+          String(TALLY_LOG_ENTRIES),
           ...sums,
           ...marks,
         ]),
@@ -323,31 +351,68 @@ export class RedisGuardStore implements GuardStore {
       }
     for (const bucket of buckets)
       if (!this.#bucketTables.has(bucket))
-        this.#bucketTables.set(bucket, { table: new AbuseTallyTable(), version: null });
+        this.#bucketTables.set(bucket, { table: new AbuseTallyTable(), version: null, logId: null });
   }
 
   /**
-   * A bucket into its kept table: read again only when its version moved since the last read (a write during a read
-   * moves it, so the next read takes that write too); a bucket without one (none written yet) is always read.
+   * A bucket into its kept table, as of its version now. Unchanged (the version and the log's last entry as held): kept
+   * as it is. Written since: the log's entries after the one held, when each follows the one before (versions one
+   * apart, from the held version to at least the one read now: a write by a release without the log, a trimmed log or
+   * a bucket lost with its Redis breaks that chain); else the bucket is read whole, as of the log's last entry before
+   * the read (a write during the read is in the log after it: the next read applies it, again, to the same value). A
+   * bucket without a version (none written yet, or by a release before versions) is always read whole.
    */
-  async #readKept(
-    bucket: number,
-    kept: { table: AbuseTallyTable; version: string | null },
-    slice: TimeSlice,
-  ): Promise<AbuseTallyTable> {
-    const [, version] = this.#bucketKeys(bucket);
-    const now = (await this.#send(['GET', version])) as string | null;
-    if (now !== null && now === kept.version) return kept.table;
+  async #readKept(bucket: number, kept: KeptBucket, slice: TimeSlice): Promise<AbuseTallyTable> {
+    const [, versionKey, logKey] = this.#bucketKeys(bucket);
+    const [now, last] = await Promise.all([
+      this.#send(['GET', versionKey]) as Promise<string | null>,
+      this.#send(['XREVRANGE', logKey, '+', '-', 'COUNT', '1']) as Promise<LogEntry[]>,
+    ]);
+    const tail = last[0] ? { id: last[0][0], version: logVersion(last[0]) } : null;
+    if (now !== null && now === kept.version && (tail?.id ?? null) === kept.logId) return kept.table;
+    if (now !== null && tail && kept.logId !== null && (await this.#readLog(logKey, kept, Number(now), slice)))
+      return kept.table;
     kept.version = null;
+    kept.logId = null;
     await this.#scanTallies(bucket, slice, kept.table);
-    kept.version = now;
+    if (tail) {
+      kept.version = String(tail.version);
+      kept.logId = tail.id;
+    } else kept.version = now;
     return kept.table;
   }
 
-  /** A bucket's hash of sums and its version (written by every add), in one hash slot. */
-  #bucketKeys(bucket: number): [hash: string, version: string] {
+  /**
+   * The log's entries after the one `kept` holds, applied to its table (each field's value after that write, so an
+   * entry applied twice changes nothing): true when they follow on from its version to at least `now`. A gap leaves
+   * the table part-way, for the whole read that follows to renew.
+   */
+  async #readLog(logKey: string, kept: KeptBucket, now: number, slice: TimeSlice): Promise<boolean> {
+    let version = Number(kept.version);
+    let from = kept.logId!;
+    for (;;) {
+      // From the entry held (XRANGE's own bound is inclusive): its absence means the log was trimmed past it.
+      const page = (await this.#send(['XRANGE', logKey, from, '+', 'COUNT', String(TALLY_LOG_PAGE + 1)])) as LogEntry[];
+      if (page[0]?.[0] !== from) return false;
+      for (let i = 1; i < page.length; i++) {
+        const entry = page[i]!;
+        if (logVersion(entry) !== version + 1) return false;
+        const fields = logFields(entry);
+        for (let f = 0; f + 1 < fields.length; f += 2) setTallyField(kept.table, fields[f]!, Number(fields[f + 1]));
+        version++;
+        from = entry[0];
+        kept.version = String(version);
+        kept.logId = from;
+        await slice.pause();
+      }
+      if (page.length <= TALLY_LOG_PAGE) return version >= now;
+    }
+  }
+
+  /** A bucket's hash of sums, its version and its log of writes (written by every add), in one hash slot. */
+  #bucketKeys(bucket: number): [hash: string, version: string, log: string] {
     const hash = this.#abuseKey(`bucket:${bucket}`);
-    return [hash, `${hash}:version`];
+    return [hash, `${hash}:version`, `${hash}:log`];
   }
 
   /**

@@ -331,26 +331,39 @@ export const countAuthFailure = new LuaScript(
 
 /**
  * The abuse watch's sums of one bucket. KEYS: the bucket's hash ("<subject>\x1f<count>" -> sum, "<subject>\x1f<mark>"
- * -> 1), its version (counts the writes: a reader reads the bucket again only once it moved). ARGV: ttl ms, the most
- * fields the bucket may hold, n, then n pairs of (field, increment), then the mark fields. A full bucket only adds to
- * the fields it holds.
+ * -> 1), its version (counts the writes), its log (a stream: each write's version and the fields it changed with their
+ * values after it, as a JSON array of field, value, ...; at most ARGV[4] entries). A reader that holds the bucket as of
+ * a version reads the log's entries since, when they follow on without a gap, instead of the whole bucket. ARGV: ttl
+ * ms, the most fields the bucket may hold, n, the log's length, then n pairs of (field, increment), then the mark
+ * fields. A full bucket only adds to the fields it holds.
  */
 export const addAbuseTallies = new LuaScript(
   'guardAddAbuseTallies',
   `
   local full = redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2])
   local pairs = tonumber(ARGV[3])
-  for i = 4, 3 + 2 * pairs, 2 do
+  local changed = {}
+  for i = 5, 4 + 2 * pairs, 2 do
     if not full or redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-      redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+      changed[#changed + 1] = ARGV[i]
+      changed[#changed + 1] = redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
     end
   end
   if not full then
-    for i = 4 + 2 * pairs, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], 1) end
+    for i = 5 + 2 * pairs, #ARGV do
+      if redis.call('HSETNX', KEYS[1], ARGV[i], 1) == 1 then
+        changed[#changed + 1] = ARGV[i]
+        changed[#changed + 1] = '1'
+      end
+    end
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  redis.call('INCR', KEYS[2])
+  local version = redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
+  local entry = '[]'
+  if #changed > 0 then entry = cjson.encode(changed) end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'v', version, 'd', entry)
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
   return 1
   `,
 );

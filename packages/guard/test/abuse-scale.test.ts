@@ -59,14 +59,22 @@ describe('the Redis guard store', () => {
     }
     expect(await ttl('abuse:{bucket:3}')).toBeGreaterThan(80_000);
     expect(await ttl('abuse:{bucket:3}:version')).toBeGreaterThan(80_000);
+    expect(await ttl('abuse:{bucket:3}:log')).toBeGreaterThan(80_000);
 
     // The script with a bound of 4 fields: the second call finds 3 and adds all it has; the third finds 5.
     const key = `${prefix}guard:abuse:{bucket:small}`;
     const add = (pairs: [string, number][], marks: string[]) =>
       scripts.addAbuseTallies.run(
         redis.sendCommand,
-        [key, `${key}:version`],
-        ['60000', '4', String(pairs.length), ...pairs.flatMap(([field, value]) => [field, String(value)]), ...marks],
+        [key, `${key}:version`, `${key}:log`],
+        [
+          '60000',
+          '4',
+          String(pairs.length),
+          '1024',
+          ...pairs.flatMap(([field, value]) => [field, String(value)]),
+          ...marks,
+        ],
       );
     await add(
       [
@@ -216,39 +224,118 @@ describe('a window table kept from round to round', () => {
     await store.close();
   });
 
-  it('reads a Redis bucket again only once a write moved its version', async () => {
+  it('reads a Redis bucket again only once a write moved its version, from its log when that follows on', async () => {
     const sent: string[][] = [];
+    const keyPrefix = `${prefix}versions:`;
+    /** Runs once before the next log read reaches Redis: writes between the reader's version and its log. */
+    let beforeLogRead: (() => Promise<void>) | undefined;
     const store = new RedisGuardStore({
-      sendCommand: ((command: string[]) => {
+      sendCommand: (async (command: string[]) => {
         sent.push(command);
+        if (command[0] === 'XRANGE' && beforeLogRead) {
+          const hook = beforeLogRead;
+          beforeLogRead = undefined;
+          await hook();
+        }
         return redis.sendCommand(command);
       }) as typeof redis.sendCommand,
-      prefix: `${prefix}versions:`,
+      prefix: keyPrefix,
     });
     const scans = () => sent.filter(([name]) => name === 'HSCAN').map((command) => command[1]!);
+    const logReads = () => sent.filter(([name]) => name === 'XRANGE').length;
+    /** What a store holding nothing would read: the bucket's truth in Redis. */
+    const fresh = (buckets: number[]) =>
+      new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: keyPrefix }).abuseTallies(buckets);
     await store.addAbuseTallies(51, 60_000, [delta('key:old', 3)]);
-    await store.addAbuseTallies(52, 60_000, [delta('key:new', 1)]);
+    await store.addAbuseTallies(52, 60_000, [delta('key:new', 1, ['peer\u001fa'])]);
     const first = await store.abuseTallies([51, 52]);
     expect(first.get('key:old')!.counts.requests).toBe(3);
     expect(scans()).toHaveLength(2);
 
-    // Nothing written since: neither bucket is scanned again, and the sums are the same.
+    // Nothing written since: neither bucket is read again, and the sums are the same.
     sent.length = 0;
     expect(rowsOf(await store.abuseTallies([51, 52]))).toEqual(rowsOf(first));
     expect(scans()).toEqual([]);
+    expect(logReads()).toBe(0);
 
-    // A write to one bucket: that one is read again, whole and exactly.
-    await store.addAbuseTallies(52, 60_000, [delta('key:new', 4), delta('key:other', 1)]);
+    // Writes to one bucket (a new subject, a known one, a mark seen and a new one): its log brings it up to date.
+    await store.addAbuseTallies(52, 60_000, [
+      delta('key:new', 4, ['peer\u001fa', 'peer\u001fb']),
+      delta('key:other', 1),
+    ]);
+    await store.addAbuseTallies(52, 60_000, [delta('key:new', 2)]);
     sent.length = 0;
     const after = await store.abuseTallies([51, 52]);
-    expect(scans()).toHaveLength(1);
-    expect(scans()[0]).toContain('{bucket:52}');
-    expect(after.get('key:new')!.counts.requests).toBe(5);
+    expect(scans()).toEqual([]);
+    expect(logReads()).toBe(1);
+    expect(after.get('key:new')).toEqual({
+      counts: expect.objectContaining({ requests: 7, tokens: 21 }),
+      marks: { peer: 2, agent: 0, model: 0, route: 0 },
+    });
     expect(after.get('key:old')!.counts.requests).toBe(3);
     expect(after.get('key:other')!.counts.requests).toBe(1);
+    expect(rowsOf(after)).toEqual(rowsOf(await fresh([51, 52])));
+
+    // More entries than a page of the log: read in pages, every one applied.
+    for (let i = 0; i < 150; i++) await store.addAbuseTallies(52, 60_000, [delta(`key:page${i % 7}`, 1)]);
+    sent.length = 0;
+    const paged = await store.abuseTallies([52]);
+    expect(scans()).toEqual([]);
+    expect(logReads()).toBeGreaterThanOrEqual(3);
+    expect(paged.get('key:page0')!.counts.requests).toBe(22);
+    expect(rowsOf(paged)).toEqual(rowsOf(await fresh([52])));
+
+    // The log trimmed past the entry held (a reader further behind than its length): the bucket is read whole.
+    const bucket52 = `${keyPrefix}guard:abuse:{bucket:52}`;
+    await store.addAbuseTallies(52, 60_000, [delta('key:trimmed', 2)]);
+    await redis.sendCommand(['XTRIM', `${bucket52}:log`, 'MAXLEN', '1']);
+    await store.addAbuseTallies(52, 60_000, [delta('key:trimmed', 1)]);
+    sent.length = 0;
+    const trimmed = await store.abuseTallies([52]);
+    expect(scans()).toHaveLength(1);
+    expect(trimmed.get('key:trimmed')!.counts.requests).toBe(3);
+    expect(rowsOf(trimmed)).toEqual(rowsOf(await fresh([52])));
+
+    // A write that left no entry (a release before the log, during an upgrade): the chain breaks, the bucket is read.
+    await redis.sendCommand(['HINCRBYFLOAT', bucket52, 'key:new\u001frequests', '10']);
+    await redis.sendCommand(['INCR', `${bucket52}:version`]);
+    sent.length = 0;
+    expect((await store.abuseTallies([52])).get('key:new')!.counts.requests).toBe(17);
+    expect(scans()).toHaveLength(1);
+    // And one by this release after it: its entry does not follow the version held, read whole again, exactly.
+    await redis.sendCommand(['HINCRBYFLOAT', bucket52, 'key:new\u001frequests', '10']);
+    await redis.sendCommand(['INCR', `${bucket52}:version`]);
+    await store.addAbuseTallies(52, 60_000, [delta('key:new', 1)]);
+    sent.length = 0;
+    expect((await store.abuseTallies([52])).get('key:new')!.counts.requests).toBe(28);
+    expect(scans()).toHaveLength(1);
+    // A write without an entry, the reader's version read after it, then entries written before its log is read: as
+    // many entries as the version moved, but not the ones it moved by. Read whole, exactly.
+    await redis.sendCommand(['HINCRBYFLOAT', bucket52, 'key:new\u001frequests', '10']);
+    await redis.sendCommand(['INCR', `${bucket52}:version`]);
+    const other = new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: keyPrefix });
+    beforeLogRead = async () => {
+      await other.addAbuseTallies(52, 60_000, [delta('key:new', 1)]);
+      await other.addAbuseTallies(52, 60_000, [delta('key:new', 1)]);
+    };
+    sent.length = 0;
+    expect((await store.abuseTallies([52])).get('key:new')!.counts.requests).toBe(40);
+    expect(scans()).toHaveLength(1);
+
+    // The bucket lost with its Redis and written again, to the same number of writes: read whole, nothing left over.
+    await redis.sendCommand(['DEL', bucket52, `${bucket52}:version`, `${bucket52}:log`]);
+    const writes = Number(await redis.sendCommand(['GET', `${bucket52}:version`]));
+    expect(writes).toBe(0);
+    await store.addAbuseTallies(52, 60_000, [delta('key:new', 1)]);
+    sent.length = 0;
+    const lost = await store.abuseTallies([52]);
+    expect(scans()).toHaveLength(1);
+    expect(rowsOf(lost)).toEqual({
+      'key:new': expect.objectContaining({ counts: expect.objectContaining({ requests: 1 }) }),
+    });
 
     // A bucket with no version (written by a release before versions): read at every read, never taken as unchanged.
-    const unversioned = `${prefix}versions:guard:abuse:{bucket:53}`;
+    const unversioned = `${keyPrefix}guard:abuse:{bucket:53}`;
     await redis.sendCommand(['HSET', unversioned, 'key:plain\u001frequests', '2']);
     await redis.sendCommand(['PEXPIRE', unversioned, '60000']);
     sent.length = 0;
@@ -257,6 +344,42 @@ describe('a window table kept from round to round', () => {
     expect((await store.abuseTallies([53])).get('key:plain')!.counts.requests).toBe(5);
     expect(scans()).toHaveLength(2);
     await store.close();
+  });
+
+  it('brings a kept Redis bucket up to date exactly while other processes write during the reads', async () => {
+    const keyPrefix = `${prefix}racing:`;
+    const read: Record<string, number> = {};
+    const reader = new RedisGuardStore({
+      sendCommand: ((command: string[]) => {
+        read[command[0]!] = (read[command[0]!] ?? 0) + 1;
+        return redis.sendCommand(command);
+      }) as typeof redis.sendCommand,
+      prefix: keyPrefix,
+    });
+    const writers = [0, 1, 2].map(() => new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: keyPrefix }));
+    const expected = new Map<string, number>();
+    let stop = false;
+    const writing = writers.map(async (writer, w) => {
+      for (let round = 0; !stop; round++) {
+        const deltas = Array.from({ length: 40 }, (_, i) =>
+          delta(`key:w${w}s${(round * 7 + i) % 300}`, 1, [`route\u001fr${i % 3}`]),
+        );
+        for (const d of deltas) expected.set(d.subject, (expected.get(d.subject) ?? 0) + 1);
+        await writer.addAbuseTallies(61, 60_000, deltas);
+      }
+    });
+    for (let i = 0; i < 30; i++) await reader.abuseTallies([61]);
+    stop = true;
+    await Promise.all(writing);
+    const last = await reader.abuseTallies([61]);
+    const truth = await new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: keyPrefix }).abuseTallies([61]);
+    expect(rowsOf(last)).toEqual(rowsOf(truth));
+    // After the first read, from the log.
+    expect(read.XRANGE).toBeGreaterThan(10);
+    expect(read.HSCAN ?? 0).toBeLessThan(read.XRANGE!);
+    for (const [subject, requests] of expected)
+      expect(last.get(subject as AbuseSubject)!.counts.requests).toBe(requests);
+    await reader.close();
   });
 
   it('starts afresh once more rows are stale than live (and more than a few thousand)', () => {
