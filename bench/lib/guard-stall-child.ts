@@ -19,8 +19,9 @@ import { inject } from './inject.js';
 
 /** `worker`: the abuse watch as shipped; `redis`: the same on Redis stores (`REDIS_URL`, a prefix of its own, deleted
  * after); `on-loop`: the same scoring of the same number of subjects on the event loop, once a second (what the watch
- * did before issue 58: a lower bound of its stall); `control`: no abuse watch. */
-export type StallMode = 'control' | 'worker' | 'redis' | 'on-loop';
+ * did before issue 58: a lower bound of its stall); `control`: no abuse watch; `redis-control`: no abuse watch on
+ * Redis stores (what every request's own store calls cost, the Redis watch's baseline). */
+export type StallMode = 'control' | 'worker' | 'redis' | 'redis-control' | 'on-loop';
 
 export type StallMessage =
   { type: 'start'; mode: StallMode; subjects: number } | { type: 'monitor' } | { type: 'stats' } | { type: 'exit' };
@@ -127,7 +128,7 @@ let redis: RedisStores | undefined;
 
 async function start(mode: StallMode, subjects: number): Promise<{ port: number }> {
   const watched = mode === 'worker' || mode === 'redis';
-  if (mode === 'redis') {
+  if (mode === 'redis' || mode === 'redis-control') {
     const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
     redis = createRedisStores({ url, prefix: `tg-bench:guard-stall:${randomUUID()}:` });
   }
@@ -138,7 +139,7 @@ async function start(mode: StallMode, subjects: number): Promise<{ port: number 
   });
   const app = appOf(guard);
   // The control served as many requests first: its code is as warm as the watch's when the load starts.
-  if (mode === 'control') await fill(app, subjects);
+  if (mode === 'control' || mode === 'redis-control') await fill(app, subjects);
   if (watched) {
     await fill(app, subjects);
     // The first model, grown and used once before the load (a training in the load's time is the worker's too).

@@ -43,6 +43,12 @@ const ANOMALY_LOG_LENGTH = 1_000;
 /** Subjects' sums per script call of the abuse watch's flush. */
 const TALLY_DELTAS_PER_CALL = 256;
 /**
+ * Script calls of one flush in flight at once: a flush of 100,000 subjects issued all at once queued 400 calls, and
+ * the last waited past the store's timeout behind the others (and a rejection before the flush awaited them ended
+ * the process).
+ */
+const TALLY_CALLS_IN_FLIGHT = 4;
+/**
  * Fields of one bucket of the abuse watch's sums (about 20 per subject: some 200,000 subjects). Past it only fields the
  * bucket holds already grow: a subject first seen after the bucket filled is not counted in it (the bucket ends with
  * its TTL, a window later).
@@ -57,9 +63,10 @@ const MERGE_SLICE_MS = 3;
 export const TALLY_SCAN_COUNT = 1000;
 /**
  * Entries a bucket's log of writes keeps (about: Redis trims whole nodes), each one script call of at most
- * TALLY_DELTAS_PER_CALL subjects: a reader that fell further behind reads the bucket whole.
+ * TALLY_DELTAS_PER_CALL subjects (some 150 KB at most: the log of a bucket some 40 MB): a reader that fell further
+ * behind, as in a burst of new subjects, reads the bucket whole.
  */
-export const TALLY_LOG_ENTRIES = 1024;
+export const TALLY_LOG_ENTRIES = 256;
 /** Log entries asked per XRANGE page. */
 const TALLY_LOG_PAGE = 64;
 
@@ -295,16 +302,18 @@ export class RedisGuardStore implements GuardStore {
         for (const [field, value] of fields.sums) sums.push(field, String(value));
         marks.push(...fields.marks);
       }
-      calls.push(
-        scripts.addAbuseTallies.run(this.#send, this.#bucketKeys(bucket), [
-          String(Math.ceil(ttlMs)),
-          String(MAX_ABUSE_FIELDS),
-          String(sums.length / 2),
-          String(TALLY_LOG_ENTRIES),
-          ...sums,
-          ...marks,
-        ]),
-      );
+      if (calls.length >= TALLY_CALLS_IN_FLIGHT) await calls.shift();
+      const call = scripts.addAbuseTallies.run(this.#send, this.#bucketKeys(bucket), [
+        String(Math.ceil(ttlMs)),
+        String(MAX_ABUSE_FIELDS),
+        String(sums.length / 2),
+        String(TALLY_LOG_ENTRIES),
+        ...sums,
+        ...marks,
+      ]);
+      // Handled now, awaited later: a failure while this loop waits its turn is the flush's, not the process's end.
+      call.catch(() => undefined);
+      calls.push(call);
       await slice.pause();
     }
     await Promise.all(calls);

@@ -1,4 +1,6 @@
 // The abuse watch at scale: bounded tallies in both stores (with their ends), and the worker scoring as the watch did.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
 import { AbuseTallyTable, FEATURE_NAMES, type AbuseSubject, type AbuseTallyDelta } from '../src/abuse-features.js';
@@ -107,6 +109,51 @@ describe('the Redis guard store', () => {
     });
     expect(Number(await redis.sendCommand(['PTTL', key]))).toBeGreaterThan(50_000);
   });
+});
+
+describe("the Redis guard store's flush of many subjects", () => {
+  it('keeps a few script calls in flight, and a failing one fails the flush, never the process', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const send = (async (command: string[]) => {
+      if (!command[0]!.startsWith('EVAL')) return redis.sendCommand(command);
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return await redis.sendCommand(command);
+      } finally {
+        inFlight--;
+      }
+    }) as typeof redis.sendCommand;
+    const store = new RedisGuardStore({ sendCommand: send, prefix: `${prefix}flush:` });
+    const crowd = Array.from({ length: 5_000 }, (_, i) => ({
+      subject: `address:10.9.${i >> 8}.${i & 255}` as const,
+      counts: { requests: 1 },
+      marks: [],
+    }));
+    await store.addAbuseTallies(72, 60_000, crowd);
+    expect((await store.abuseTallies([72])).liveSize).toBe(5_000);
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(4);
+    await store.close();
+
+    // A call failing while the flush waits its turn to issue more: in a process of its own, where an unhandled
+    // rejection would end it.
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--conditions=source',
+        fileURLToPath(new URL('./fixtures/flush-failure.ts', import.meta.url)),
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(run.stderr).not.toContain('EVALSHA');
+    expect(run.stdout).toBe('flush: store operation EVALSHA took longer than 500 ms\nalive\n');
+    expect(run.status).toBe(0);
+  }, 90_000);
 });
 
 describe("the Redis guard store's read of a large bucket", () => {
