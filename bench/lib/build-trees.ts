@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 /** This checkout: the repository the bench runs from. */
-export const REPOSITORY_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const REPOSITORY_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Where earlier commits are checked out and built, one folder per commit (BENCH_BUILDS_DIR to put them elsewhere). */
 const CACHE_DIR = process.env.BENCH_BUILDS_DIR ?? join(tmpdir(), 'tollgate-builds');

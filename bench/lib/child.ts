@@ -29,7 +29,7 @@ interface Reply {
   error?: string;
 }
 
-export interface ForkOptions {
+interface ForkOptions {
   exposeGc?: boolean;
   env?: Record<string, string>;
   /** Node flags added to the child's (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */

@@ -10,7 +10,7 @@ import type { MemoryCgroup } from './memory-limit.js';
 import { freePort } from './private-redis.js';
 
 /** The example proxy compiled (`pnpm --filter @tollgate/example-proxy build`), as a deployment runs it. */
-export const COMPILED_MAIN = fileURLToPath(new URL('../../examples/proxy/dist/main.js', import.meta.url));
+const COMPILED_MAIN = fileURLToPath(new URL('../../examples/proxy/dist/main.js', import.meta.url));
 
 export interface RunningProxy {
   url: string;

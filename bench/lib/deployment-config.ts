@@ -76,7 +76,7 @@ export function deployedProxyConfig(upstream: string, stores: Record<string, unk
 export type DeploymentMode = 'json' | 'stream' | 'mixed';
 
 /** What runLoad sends: the first request, and a rewrite that gives each request the next key (and body, in `mixed`). */
-export interface RotatingLoad {
+interface RotatingLoad {
   body: string;
   headers: Record<string, string>;
   setupRequest: NonNullable<AutocannonRequest['setupRequest']>;

@@ -33,7 +33,7 @@ export function deploymentLoad(
 }
 
 /** A deployment load and what it cost, per request: the server process's CPU (/proc) and, on Redis, the scripts'. */
-export interface MeasuredLoad {
+interface MeasuredLoad {
   result: LoadResult;
   cpuUs?: number;
   cost?: CostPerRequest;

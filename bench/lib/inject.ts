@@ -22,7 +22,7 @@ export class DiscardSocket extends Duplex {
   }
 }
 
-export interface InjectRequest {
+interface InjectRequest {
   method: string;
   url: string;
   headers: Record<string, string>;

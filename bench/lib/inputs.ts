@@ -75,12 +75,12 @@ export function prosePrompt(chars: number, seed = 1): string {
 }
 
 /** One character repeated: a single pre-token a megabyte long, the classic BPE worst case. */
-export function repeatedChar(chars: number): string {
+function repeatedChar(chars: number): string {
   return 'a'.repeat(chars);
 }
 
 /** Random code points from every plane people type in (Latin, Cyrillic, CJK, emoji, combining marks), about `bytes` UTF-8 bytes. */
-export function randomUnicode(bytes: number, seed = 7): string {
+function randomUnicode(bytes: number, seed = 7): string {
   const next = lcg(seed);
   const ranges: [number, number][] = [
     [0x20, 0x7e],
@@ -108,14 +108,14 @@ export function randomUnicode(bytes: number, seed = 7): string {
 }
 
 /** Base64 with no break at all, as when a client pastes a file or an image into a prompt. */
-export function base64Blob(bytes: number, seed = 11): string {
+function base64Blob(bytes: number, seed = 11): string {
   const next = lcg(seed);
   const raw = Buffer.alloc(Math.ceil((bytes * 3) / 4));
   for (let i = 0; i < raw.length; i++) raw[i] = next() & 0xff;
   return raw.toString('base64').slice(0, bytes);
 }
 
-export interface EstimationInput {
+interface EstimationInput {
   name: string;
   /** Builds the input; `variant` gives a fresh text per timed run so no tokenizer cache flatters it. */
   make(variant: number): string;

@@ -2,7 +2,7 @@
 import autocannon, { type AutocannonRequest } from 'autocannon';
 import { SampleBuffer, median, quantile } from './stats.js';
 
-export interface LoadOptions {
+interface LoadOptions {
   url: string;
   path: string;
   body: string;

@@ -1,7 +1,7 @@
 // What machine and runtime produced the figures, for the head of RESULTS.md.
 import os from 'node:os';
 
-export interface MachineInfo {
+interface MachineInfo {
   cpu: string;
   cores: number;
   memory: string;

@@ -4,15 +4,15 @@ import { getHeapStatistics } from 'node:v8';
 import { median } from './stats.js';
 
 /** Sends one request of case `kind` (0 or 1) and resolves once it answered. */
-export type SendOne = (kind: 0 | 1) => Promise<void>;
+type SendOne = (kind: 0 | 1) => Promise<void>;
 
-export interface PairedRounds {
+interface PairedRounds {
   warmupRounds: number;
   blocks: number;
   roundsPerBlock: number;
 }
 
-export interface PairedRun {
+interface PairedRun {
   /** Per block, each case's samples: CPU µs per request. */
   blocks: [number[], number[]][];
   /** Bytes each case's request allocates on the heap: the median growth over the requests no collection ran in. */

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { PATCH_MARK } from './portkey-stream-fix.js';
 
-export interface PortkeyGateway {
+interface PortkeyGateway {
   readonly url: string;
   readonly pid: number;
   close(): Promise<void>;

@@ -4,7 +4,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { createClient } from 'redis';
 
 /** What Redis spent on commands, and its process CPU, at one moment. */
-export interface RedisCost {
+interface RedisCost {
   /** Commands by name (lower case, as INFO commandstats names them): calls and µs spent running them. */
   commands: Map<string, { calls: number; usec: number }>;
   /** used_cpu_user + used_cpu_sys of the server process, in µs: command execution plus networking and parsing. */
@@ -147,7 +147,7 @@ export function costPerRequest(before: RedisCost, after: RedisCost, requests: nu
 }
 
 /** What one case spent in Redis over its measured rounds, summed, and the requests they served. */
-export interface RedisSpend extends CostPerRequest {
+interface RedisSpend extends CostPerRequest {
   requests: number;
 }
 

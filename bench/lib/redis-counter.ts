@@ -85,7 +85,7 @@ function describeCommand(args: string[], at: number): SeenCommand {
 }
 
 /** The commands and flights (round trips) of one call, before it resolved and after it. */
-export interface Trip {
+interface Trip {
   before: SeenCommand[];
   after: SeenCommand[];
   tripsBefore: number;

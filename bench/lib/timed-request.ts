@@ -1,7 +1,7 @@
 // One request at a time with the arrival time of its headers and of every body chunk (for TTFB and per-chunk figures).
 import { Agent, request } from 'undici';
 
-export interface TimedResponse {
+interface TimedResponse {
   status: number;
   /** ms from sending to the response headers. */
   headersMs: number;

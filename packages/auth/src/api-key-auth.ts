@@ -107,7 +107,7 @@ const KNOWN_OPTIONS = [
 ] as const;
 
 /** Reports a failing store without its message (a driver error may quote the looked-up hash), at most once per 10 s. */
-export const warnStoreError: (error: unknown) => void = throttledWarning((error) => {
+const warnStoreError: (error: unknown) => void = throttledWarning((error) => {
   const name = error instanceof Error ? error.name : typeof error;
   return `tollgate auth: the key store failed (${name}); requests get 503 until it answers`;
 });

@@ -4,7 +4,7 @@ import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /** The prefix every generated key carries, so leaked keys are easy to spot by secret scanners. */
-export const API_KEY_PREFIX = 'tgk_';
+const API_KEY_PREFIX = 'tgk_';
 
 /** What a tollgate API key looks like: `tgk_` and at least 32 base62 characters. */
 export const API_KEY_PATTERN = /^tgk_[0-9A-Za-z]{32,}$/;

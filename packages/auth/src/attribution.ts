@@ -107,7 +107,7 @@ const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
  * The most characters of a body end-user value kept as it was sent when it cannot be a user id (`clientUserId`):
  * Claude Code's JSON `metadata.user_id` is about 140. A longer or unprintable one is kept as `sha256:<hex>`.
  */
-export const MAX_CLIENT_USER_LENGTH = 1024;
+const MAX_CLIENT_USER_LENGTH = 1024;
 
 /** Options resolved once: every field set. */
 interface Attribution {

@@ -24,7 +24,7 @@ import { checkApiKey, identityFromRecord, isAuthenticated, KEY_REJECTION_MESSAGE
 export const BEARER_STRATEGY_NAME = 'tollgate-bearer';
 
 /** The API-key options of `apiKeyAuth` (keys, keyFormat, realm, timeoutMs, mapIdentity, onStoreError). */
-export type BearerStrategyOptions = KeyAuthOptions;
+type BearerStrategyOptions = KeyAuthOptions;
 
 /**
  * A passport strategy as passport calls it. Written here rather than imported from @types/passport, so the published
@@ -36,7 +36,7 @@ interface Strategy {
 }
 
 /** What bearerAuth needs of a passport instance (`passport` itself or `new passport.Passport()`). */
-export interface PassportLike {
+interface PassportLike {
   use(name: string, strategy: Strategy): unknown;
   authenticate(
     strategy: string,
@@ -45,7 +45,7 @@ export interface PassportLike {
   ): unknown;
 }
 
-export interface BearerAuthOptions extends BearerStrategyOptions {
+interface BearerAuthOptions extends BearerStrategyOptions {
   /**
    * The passport instance to register the strategy on and authenticate with.
    * @default a private `new passport.Passport()`, so the app's global passport is left alone
@@ -62,7 +62,7 @@ const STRATEGY_OPTIONS = ['keys', 'keyFormat', 'realm', 'timeoutMs', 'mapIdentit
 const KNOWN_OPTIONS = [...STRATEGY_OPTIONS, 'passport', 'renderError'] as const;
 
 /** Marks a key-store failure on its way through passport, so bearerAuth can answer 503 rather than 500. */
-export class KeyStoreUnavailableError extends Error {
+class KeyStoreUnavailableError extends Error {
   override readonly name = 'KeyStoreUnavailableError';
   constructor(cause: unknown) {
     super('the key store did not answer', { cause });

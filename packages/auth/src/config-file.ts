@@ -10,7 +10,7 @@ import type { LockHolder } from '@tollgate/core/process-lock';
 import { TollgateError } from '@tollgate/core';
 import { configKeyFromRecord, keyRecordsFromConfig } from './config-keys.js';
 
-export type ConfigObject = Record<string, unknown>;
+type ConfigObject = Record<string, unknown>;
 
 /** How long a second writer waits for the lock before giving up. */
 const LOCK_WAIT_MS = 5000;
@@ -125,7 +125,7 @@ export async function editConfigKeys<T>(
 }
 
 /** How editConfigKeys treats the file. */
-export interface EditOptions {
+interface EditOptions {
   /** A missing file is made (`{ "keys": [...] }`). */
   create?: boolean;
   /** Checks the whole file as it would be written, beside the file as it is; throws to refuse the write. */

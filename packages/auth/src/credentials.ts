@@ -75,7 +75,7 @@ export const KEY_IN_X_API_KEY = 2;
 export const JWT_IN_BEARER = 4;
 
 /** The advice of a 401: what to send, naming exactly the credentials accepted. */
-export interface CredentialMessages {
+interface CredentialMessages {
   missing: string;
   malformed: string;
   unknown: string;

@@ -29,7 +29,7 @@ function parsedKeys(text: string): { readable: boolean; keys?: unknown } {
   }
 }
 
-export interface FileKeyStoreOptions {
+interface FileKeyStoreOptions {
   /** How often the file is checked for changes made by another process; 0 never checks. @default 1000 */
   watchIntervalMs?: number;
   /**

@@ -8,7 +8,7 @@ import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { LockHolder } from '@tollgate/core/process-lock';
 
 /** How a reader took the file's last text: all of it, or only what it removes (the rest did not validate). */
-export type KeyFileTaking = 'whole' | 'removals';
+type KeyFileTaking = 'whole' | 'removals';
 
 interface ReaderNote extends LockHolder {
   /** SHA-256 hex of the file's text the reader took. */
@@ -21,7 +21,7 @@ interface ReaderNote extends LockHolder {
 }
 
 /** How often a reader rewrites its note while it reads the file. */
-export const READER_HEARTBEAT_MS = 5_000;
+const READER_HEARTBEAT_MS = 5_000;
 /**
  * A note not rewritten for this long is a reader gone (a container that died leaves its note behind, and another
  * host's process cannot be asked): a revoke no longer waits for it. Four heartbeats: a live reader never misses them.
@@ -34,7 +34,7 @@ export function readersFolder(path: string): string {
 }
 
 /** The SHA-256 hex of a file's text, as readers note it. */
-export function keyFileDigest(text: string): string {
+function keyFileDigest(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
@@ -93,7 +93,7 @@ function noteAlive(note: ReaderNote, now: number): boolean {
 }
 
 /** The processes reading `path` now, with what they last took; notes of processes gone (or silent) are removed. */
-export function keyFileReaders(path: string): ReaderNote[] {
+function keyFileReaders(path: string): ReaderNote[] {
   const folder = readersFolder(path);
   let names: string[];
   try {

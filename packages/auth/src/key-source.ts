@@ -53,7 +53,7 @@ export function resolveKeySource(keys: unknown, code: string, factory: string): 
   );
 }
 
-export type KeyCheck = { ok: true; record: ApiKeyRecord } | { ok: false; reason: 'unknown' | 'disabled' | 'expired' };
+type KeyCheck = { ok: true; record: ApiKeyRecord } | { ok: false; reason: 'unknown' | 'disabled' | 'expired' };
 
 const UNKNOWN: KeyCheck = Object.freeze({ ok: false, reason: 'unknown' });
 const DISABLED: KeyCheck = Object.freeze({ ok: false, reason: 'disabled' });

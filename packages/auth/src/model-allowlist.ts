@@ -6,7 +6,7 @@ import { assertKnownOptions } from '@tollgate/core/options';
 import { isModelAllowed, resolveTierModels } from '@tollgate/core/checks';
 import { invalidCredentials } from './credentials.js';
 
-export interface ModelAllowlistOptions {
+interface ModelAllowlistOptions {
   /**
    * Models each tier may use (`*` = any, `prefix*` by prefix, dated ids match their family).
    * An identity whose tier is not listed gets `otherTiers`. The same rule as tierPolicy's

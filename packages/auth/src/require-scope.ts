@@ -6,7 +6,7 @@ import { assertKnownOptions } from '@tollgate/core/options';
 import { isValidRealm, readCredential, refuseCredential } from './credentials.js';
 import { isAuthenticated } from './key-source.js';
 
-export interface RequireScopeOptions {
+interface RequireScopeOptions {
   /**
    * Renders denials (401 when nobody is identified, 403 when a scope is missing).
    * @default core renderApiError

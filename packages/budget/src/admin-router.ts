@@ -11,7 +11,7 @@ import type { BudgetGuard } from './budget-guard.js';
 import type { SpendDrift } from './spend-drift.js';
 import type { BudgetScope, BudgetSelector } from './types.js';
 
-export interface BudgetAdminRouterOptions {
+interface BudgetAdminRouterOptions {
   /**
    * Renders bad requests and unknown scopes.
    * @default renderApiError from @tollgate/core

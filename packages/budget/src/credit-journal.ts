@@ -5,7 +5,7 @@ import { withTimeout } from '@tollgate/core/store-contracts';
 import type { LedgerScope, ReservationLedger } from '@tollgate/core/store-contracts';
 
 /** A budget scope of one period (or rolling bucket) as the journal keeps it: the store's scope key and its slot. */
-export interface CreditScope {
+interface CreditScope {
   key: string;
   slot?: string;
   /** Epoch ms when the scope's period ends (its credit ends with it). */
@@ -13,7 +13,7 @@ export interface CreditScope {
 }
 
 /** What one operator action gives a scope. */
-export interface CreditEntry extends CreditScope {
+interface CreditEntry extends CreditScope {
   nanoUsd: number;
 }
 
@@ -53,7 +53,7 @@ export interface CreditJournal {
 }
 
 /** What the journal's calls need of a guard's book (budget-status's BudgetBook): its ledger, deadline and clock. */
-export interface CreditBook {
+interface CreditBook {
   ledger: ReservationLedger;
   storeTimeoutMs: number;
   now: () => number;

@@ -24,7 +24,7 @@ export interface ModelBudgetOptions {
 const NONE: readonly ResolvedBudget[] = [];
 
 /** The family of `model` that `table` names (dated ids match their family), if any. */
-export function familyEntry<T>(model: string, table: ReadonlyMap<string, T>): T | undefined {
+function familyEntry<T>(model: string, table: ReadonlyMap<string, T>): T | undefined {
   for (const family of modelFamilies(model)) {
     const entry = table.get(family);
     if (entry !== undefined) return entry;

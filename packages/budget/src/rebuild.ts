@@ -81,7 +81,7 @@ export interface SpendSource {
  * the processes' clocks apart): a rebuild counts every record that finished this long before it read as read, and
  * names those that finished since one by one (its cut).
  */
-export const RECORD_DELIVERY_MS = 60_000;
+const RECORD_DELIVERY_MS = 60_000;
 
 /** A rebuild of many scopes gives the event loop a turn after about this many ms of its own work. */
 const REBUILD_SLICE_MS = 4;
@@ -338,7 +338,7 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
 }
 
 /** What the usage ledger holds for one ledger scope in its current period (nano-USD). */
-export interface LedgerScopeSpend {
+interface LedgerScopeSpend {
   scope: LedgerScope;
   budget: ResolvedBudget;
   spentNanoUsd: number;

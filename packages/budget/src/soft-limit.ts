@@ -9,7 +9,7 @@ import { expiringMarks } from './expiring-marks.js';
 import type { BudgetEvent, BudgetThresholdEvent, DriftFigures } from './types.js';
 import type { WebhookSender } from './webhook.js';
 
-export interface BudgetEventMonitorOptions {
+interface BudgetEventMonitorOptions {
   ledger: ReservationLedger;
   storeTimeoutMs: number;
   /** Every event. */

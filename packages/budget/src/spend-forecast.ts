@@ -15,7 +15,7 @@ interface PeriodSamples {
 }
 
 /** What the forecast of one budget period reads. */
-export interface ForecastInput {
+interface ForecastInput {
   /** The period's ledger key. */
   key: string;
   /** Nano-USD spent and held now. */
@@ -33,14 +33,14 @@ export interface ForecastInput {
  */
 export const SAMPLE_GAP_MS = 60_000;
 /** The longest span the rate is read over: what happened in the last hour says more than last week. */
-export const MAX_SPAN_MS = 3_600_000;
+const MAX_SPAN_MS = 3_600_000;
 /** The shortest span a rate is trusted over: with less, no forecast (null). */
 export const MIN_SPAN_MS = 5 * 60_000;
 /** Budget periods remembered at once (a few hundred bytes each); the oldest sampled is dropped past it. */
 const MAX_PERIODS = 100_000;
 
 /** The span a period's rate is read over: the last hour, or a quarter of a shorter period (an `hour`: 15 minutes). */
-export function forecastSpan(start: number, end: number): number {
+function forecastSpan(start: number, end: number): number {
   return Math.min(MAX_SPAN_MS, Math.max(MIN_SPAN_MS, (end - start) / 4));
 }
 

@@ -31,7 +31,7 @@ export interface TeamBudgetOptions {
 }
 
 /** What a call's member is: its end user when it has one, else its key. */
-export type MemberKind = 'user' | 'key';
+type MemberKind = 'user' | 'key';
 
 const NONE: readonly ResolvedBudget[] = [];
 /** Bound member budgets kept at most: members met through a template are unbounded in number. */
@@ -61,7 +61,7 @@ export function memberIdOf(userId: string | undefined, keyId: string): string | 
 }
 
 /** `user:bob` → ['user', 'bob']; undefined when it names no kind. */
-export function parseMemberId(memberId: string): [MemberKind, string] | undefined {
+function parseMemberId(memberId: string): [MemberKind, string] | undefined {
   const at = memberId.indexOf(':');
   const kind = memberId.slice(0, at) as MemberKind;
   if (at < 0 || !KINDS.includes(kind) || at === memberId.length - 1) return undefined;

@@ -10,7 +10,7 @@ export type CacheScope = 'tenant' | 'key' | 'global';
  * how it is delivered (`stream`, `stream_options`) and routing hints for the provider's own cache
  * (`prompt_cache_key`). A JSON answer and a stream of the same request share one entry.
  */
-export const IGNORED_BODY_FIELDS: readonly string[] = [
+const IGNORED_BODY_FIELDS: readonly string[] = [
   'user',
   'metadata',
   'safety_identifier',

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { TollgateError } from '@tollgate/core';
 import type { CacheStore } from './cache-store.js';
 
-export interface MemoryCacheStoreOptions {
+interface MemoryCacheStoreOptions {
   /**
    * The most bytes the store holds (answers as UTF-8, and their keys); the least recently used
    * entries go first.

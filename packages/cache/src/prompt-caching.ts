@@ -3,7 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { getContext, TollgateError } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
 
-export interface PromptCachingOptions {
+interface PromptCachingOptions {
   /**
    * The fewest tokens a cached prefix must hold, else no breakpoint is placed (Anthropic caches
    * nothing shorter, and charges nothing for a breakpoint it ignores).

@@ -2,7 +2,7 @@
 import { TollgateError } from '@tollgate/core';
 import type { CacheStore } from './cache-store.js';
 
-export interface RedisCacheStoreOptions {
+interface RedisCacheStoreOptions {
   /**
    * Sends one command and resolves with its reply: `createRedisStores().sendCommand`, so the cache
    * shares the stores' connection and deadline instead of opening a client of its own.

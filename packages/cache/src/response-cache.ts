@@ -138,7 +138,7 @@ function resolveOptions(options: ResponseCacheOptions): CacheConfig {
   };
 }
 
-export interface ResponseCache {
+interface ResponseCache {
   /** Lookup and answer in one, for a route that mounts it where the cache belongs (after `meter()` and request limits). */
   readonly middleware: RequestHandler;
   /**

@@ -13,7 +13,7 @@ import {
 import type { CommandIo, ParsedCommandLine } from './command-line.js';
 
 /** Calls `method` on `<url>/admin<base><route>` with the admin key; the gateway's refusal is thrown with its reason. */
-export function adminApi(url: string, adminKey: string, base: string) {
+function adminApi(url: string, adminKey: string, base: string) {
   return async function call(method: string, route: string, body?: string, type = 'application/json') {
     const response = await fetch(`${url.replace(/\/$/, '')}/admin${base}${route}`, {
       method,
@@ -32,12 +32,7 @@ export function adminApi(url: string, adminKey: string, base: string) {
 export type AdminCall = ReturnType<typeof adminApi>;
 
 /** The admin API of the gateway a command names (`--url`, else TOLLGATE_URL, else the proxy's default address). */
-export function gatewayAdmin(
-  command: string,
-  base: string,
-  url: string | undefined,
-  env: NodeJS.ProcessEnv,
-): AdminCall {
+function gatewayAdmin(command: string, base: string, url: string | undefined, env: NodeJS.ProcessEnv): AdminCall {
   const adminKey = env.TOLLGATE_ADMIN_KEY;
   if (!adminKey) throw new UsageError(`${command} needs the admin key in TOLLGATE_ADMIN_KEY`);
   return adminApi(url ?? (env.TOLLGATE_URL || 'http://127.0.0.1:8787'), adminKey, base);
@@ -52,7 +47,7 @@ type Options = typeof ADMIN_OPTIONS & Parameters<typeof parseCommandLine>[1];
 export type AdminSubcommand<V> = (call: AdminCall, positionals: string[], values: V, io: CommandIo) => Promise<number>;
 
 /** What an admin command is: its name, where its routes are under /admin, its help, options and subcommands. */
-export interface AdminCommand<O extends Options> {
+interface AdminCommand<O extends Options> {
   name: string;
   base: string;
   usage: string;

@@ -131,7 +131,7 @@ export interface Column<Row> {
   value(row: Row): string | readonly string[] | number | null | undefined;
 }
 
-export interface FormatOptions<Row> {
+interface FormatOptions<Row> {
   /** A total row, under the table's rule (tables only: CSV and JSON hold the rows alone). */
   total?: Row;
   /** What the table shows for an unset text value. @default '-' */

@@ -33,7 +33,7 @@ import {
 import type { ReadersVerdict } from '@tollgate/auth';
 
 /** Where the command writes its output. */
-export type KeysCommandIo = CommandIo;
+type KeysCommandIo = CommandIo;
 
 const USAGE_TEXT = `Usage: tollgate keys <command> [target] [options]
 

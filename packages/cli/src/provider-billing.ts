@@ -9,13 +9,13 @@ import type { LedgerLocation, Queryable } from '@tollgate/metering';
 export type BilledProvider = 'openai' | 'anthropic';
 
 /** One provider's figure: a day (UTC, YYYY-MM-DD), a model as the provider names it, its cost. */
-export interface BilledCost {
+interface BilledCost {
   day: string;
   model: string;
   costNanoUsd: number;
 }
 
-export interface ProviderBillingOptions {
+interface ProviderBillingOptions {
   provider: BilledProvider;
   /** The admin key (OpenAI: an admin key; Anthropic: an Admin API key). */
   adminKey: string;
@@ -43,7 +43,7 @@ function dayOf(ms: number): string {
 }
 
 /** The days asked for, as epoch ms of their start and of the end of the last. */
-export function dayRange(from: string, to: string): { start: number; end: number } {
+function dayRange(from: string, to: string): { start: number; end: number } {
   const day = /^\d{4}-\d{2}-\d{2}$/;
   const start = Date.parse(`${from}T00:00:00Z`);
   const last = Date.parse(`${to}T00:00:00Z`);
@@ -207,7 +207,7 @@ export interface ReconciledRow {
   flagged: boolean;
 }
 
-export interface ReconcileThresholds {
+interface ReconcileThresholds {
   /** A row is flagged when its difference passes this share of its larger figure. @default 0.05 */
   share?: number;
   /** …and this amount, in nano-USD (rounding on small rows is not a finding). @default 10,000,000 (one cent) */

@@ -174,7 +174,7 @@ export function formatUsageReport(
 }
 
 /** Cost per outcome as a table, CSV or JSON: per group and kind, what one outcome cost and, where valued, value per cost. */
-export function formatOutcomeReport(
+function formatOutcomeReport(
   by: OutcomeGrouping,
   rows: readonly OutcomeCost[],
   format: OutputFormat = 'table',

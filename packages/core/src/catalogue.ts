@@ -185,7 +185,7 @@ function anthropicModifiersOf(id: string, row: ModelPrice): Partial<ModelPrice> 
 }
 
 /** The catalogue on `day` (YYYY-MM-DD): every row by id, and the match rules of the maintained rows in their order. */
-export function buildCatalogue(day: string): {
+function buildCatalogue(day: string): {
   prices: Readonly<Record<string, ModelPrice>>;
   matchers: readonly { id: string; matches: Matcher }[];
 } {

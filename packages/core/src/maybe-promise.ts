@@ -14,13 +14,3 @@ export function whenReady<T, R>(
 ): MaybePromise<R> {
   return value instanceof Promise ? value.then(then, failed) : then(value);
 }
-
-/** The answer as a promise, a throw as a rejection: for the promise-returning twin of a call that may answer at once. */
-export function promised<T>(answer: () => MaybePromise<T>): Promise<T> {
-  try {
-    const value = answer();
-    return value instanceof Promise ? value : Promise.resolve(value);
-  } catch (error) {
-    return Promise.reject(error);
-  }
-}

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { TollgateError } from './errors.js';
 
 /** Which optional package a feature needs, and whose peer it is. */
-export interface OptionalPeer {
+interface OptionalPeer {
   /** The npm package. */
   name: string;
   /** What needs it, as the user configured it (`"export.stripe"`, `postgresSink({ connectionString })`). */

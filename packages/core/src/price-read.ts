@@ -8,7 +8,7 @@ import { servedPart } from './price-source.js';
 /** A source that does not answer within this is a failed read: the prices in use stay. */
 const FETCH_TIMEOUT_MS = 10_000;
 /** LiteLLM's file is about 1.5 MB; a source past this is refused as it is read, never held whole. */
-export const MAX_SOURCE_BYTES = 32 * 1024 * 1024;
+const MAX_SOURCE_BYTES = 32 * 1024 * 1024;
 
 const isUrl = (source: string) => /^https?:\/\//i.test(source);
 
@@ -57,7 +57,7 @@ async function readSourceFile(path: string): Promise<string> {
 }
 
 /** One read of a source: the part of it served here (`servedPart`), a digest of the whole text, and its ETag. */
-export interface SourceRead {
+interface SourceRead {
   served: string;
   digest: string;
   etag?: string;

@@ -273,7 +273,7 @@ export interface ReservationLedger {
 }
 
 /** What a layer over a ledger (blocks, leases) hands to the ledger under it as it is: balances, operator calls. */
-export type LedgerPassThrough = Pick<
+type LedgerPassThrough = Pick<
   ReservationLedger,
   | 'usage'
   | 'adjustSpent'

@@ -1,7 +1,7 @@
 // Which models a tier may use: the one rule of every per-tier allowlist (tierPolicy, modelAllowlist, /v1/models).
 
 /** Where a caller whose tier has no entry of its own is sent. Only what the options say: nothing is implied. */
-export interface TierModelsFallback {
+interface TierModelsFallback {
   /** The tier whose entry such a caller gets. An entry without patterns allows any model. */
   defaultTier?: string;
   /** The patterns such a caller gets, when there is no `defaultTier` entry. */

@@ -8,7 +8,7 @@ import type { AbuseSubjectStatus, DashboardConfig } from './options.js';
 /** Subjects shown: the highest scores. */
 const SHOWN = 50;
 
-export interface AbuseData {
+interface AbuseData {
   /** False when the app gave no abuse scoring (`abuse` option). */
   watched: boolean;
   subjects: readonly AbuseSubjectStatus[];

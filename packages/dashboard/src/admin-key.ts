@@ -12,7 +12,7 @@ export function adminKeyCheck(adminKeySha256: string): (key: string) => boolean 
 }
 
 /** What a request's headers present as its credential. */
-export type PresentedCredential = { kind: 'none' } | { kind: 'malformed' } | { kind: 'key'; key: string };
+type PresentedCredential = { kind: 'none' } | { kind: 'malformed' } | { kind: 'key'; key: string };
 
 /** `Authorization: Bearer <key>` or `x-api-key: <key>`; another `Authorization` scheme is malformed, never ignored. */
 export function presentedCredential(req: Request): PresentedCredential {

@@ -11,7 +11,7 @@ import type { DashboardConfig } from './options.js';
 /** Rows a page shows unless asked. */
 const PAGE_ROWS = 50;
 
-export interface AuditData {
+interface AuditData {
   /** False when the app gave no audit trail (`audit` option). */
   recorded: boolean;
   filter: AuditQuery;

@@ -1,5 +1,4 @@
 // How numbers, money and times read on the pages (the JSON keeps them raw).
-import { nanoToUsd } from '@tollgate/core';
 
 /** `$12.50`, `-$0.000001`: nano-USD at a fixed number of decimals, rounded half up in integers (no float between). */
 function fixedUsd(nano: number, decimals: number): string {
@@ -41,11 +40,6 @@ export function exactMoney(nanos: readonly number[]): (nano: number) => string {
   return function formatExactly(nano: number): string {
     return fixedUsd(nano, decimals);
   };
-}
-
-/** USD for a chart axis or a table cell that sorts: a plain number. */
-export function usd(nano: number): number {
-  return nanoToUsd(nano);
 }
 
 export function count(value: number): string {

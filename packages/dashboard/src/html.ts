@@ -29,7 +29,7 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): SafeH
 }
 
 /** Markup from a trusted constant (never from a request or a store). */
-export function rawHtml(markup: string): SafeHtml {
+function rawHtml(markup: string): SafeHtml {
   return new SafeHtml(markup);
 }
 

@@ -18,7 +18,7 @@ import { hasControlCharacter } from './text-checks.js';
 import type { ListedKey } from './sources.js';
 
 /** A key made here: the only moment the key exists outside its owner. */
-export interface CreatedKey {
+interface CreatedKey {
   key: string;
   record: ListedKey;
 }

@@ -17,7 +17,7 @@ export const KEYS_PER_PAGE = 100;
 /** Cursors of earlier pages a Previous link keeps (older ones lead back to the first page). */
 const MAX_TRAIL = 20;
 
-export interface KeysQuery {
+interface KeysQuery {
   /** Only keys whose id starts with this. */
   search?: string;
   /** Only this tenant's keys. */
@@ -28,7 +28,7 @@ export interface KeysQuery {
   trail: string[];
 }
 
-export interface KeysData {
+interface KeysData {
   /** This page's keys, in id order. */
   keys: ListedKey[];
   search: string | null;

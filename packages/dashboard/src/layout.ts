@@ -85,7 +85,7 @@ export interface BudgetStanding {
  * What the budget's spend and holds are past its cap. The store's remaining stops at 0, so past the cap
  * it takes this to add up: spent − credit + held + remaining − over = cap.
  */
-export function overCapNanoUsd(status: BudgetStatus): number {
+function overCapNanoUsd(status: BudgetStatus): number {
   return Math.max(0, status.spentNanoUsd - status.creditNanoUsd + status.reservedNanoUsd - status.limitNanoUsd);
 }
 
@@ -181,7 +181,7 @@ export function budgetCell(
  * flagged (`data-over`, the error colour) when it passes the cap plus credit; `short` (a table cell) leaves the date
  * to the row and says "(over)". Amounts in `usd`, the figures' own format. Empty while no forecast is known.
  */
-export function forecastNote(status: BudgetStatus, usd: (nano: number) => string, short = false): SafeHtml {
+function forecastNote(status: BudgetStatus, usd: (nano: number) => string, short = false): SafeHtml {
   const forecast = status.forecastNanoUsd;
   if (forecast === null || forecast === undefined) return html``;
   const over = forecast > status.limitNanoUsd + status.creditNanoUsd;

@@ -84,7 +84,7 @@ export type DashboardAudit = Pick<AuditTrail, 'record' | 'list'>;
 type ListSource = readonly string[] | (() => readonly string[]);
 
 /** A session the app signed an operator in with (OpenID Connect), as the dashboard uses it. */
-export interface OperatorSessionView {
+interface OperatorSessionView {
   /** The session's id: its flash messages are kept under it. */
   id: string;
   /** Who signed in, as the audit trail names them. */

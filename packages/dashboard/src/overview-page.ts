@@ -30,7 +30,7 @@ import { seriesFromPoints } from './series.js';
 import { keyState, SourceProblems } from './sources.js';
 
 /** Spend of one tenant or feature in its current period, against its budget if it has one. */
-export interface SpendRow {
+interface SpendRow {
   id: string;
   /** The period the ledger's spend is summed over: the budget's own, else the dashboard's. */
   period: CalendarPeriod;
@@ -54,7 +54,7 @@ export interface SpendRow {
   overNanoUsd: number | null;
 }
 
-export interface OverviewData {
+interface OverviewData {
   generatedAt: string;
   tenants: SpendRow[];
   features: SpendRow[];
@@ -71,7 +71,7 @@ export interface OverviewData {
   ledger: boolean;
 }
 
-export interface CacheSavings {
+interface CacheSavings {
   periodStart: string;
   periodEnd: string;
   /** Requests answered from the response cache. */

@@ -11,7 +11,7 @@ import { SourceProblems } from './sources.js';
 import { RANGES } from './tenant-page.js';
 import type { RangeName } from './tenant-page.js';
 
-export interface ProvidersData {
+interface ProvidersData {
   range: RangeName;
   since: string;
   until: string;

@@ -11,7 +11,7 @@ import type { PageContext } from './layout.js';
 import type { DashboardConfig } from './options.js';
 import { SourceProblems } from './sources.js';
 
-export interface RequestsQuery {
+interface RequestsQuery {
   tenant?: string;
   key?: string;
   model?: string;
@@ -22,7 +22,7 @@ export interface RequestsQuery {
   after?: string;
 }
 
-export interface RequestsData {
+interface RequestsData {
   filter: RequestsQuery;
   records: UsageRecord[];
   /** Pass as `after` for the next page; absent on the last. */

@@ -3,7 +3,7 @@ import { nanoToUsd } from '@tollgate/core';
 import type { UsagePoint } from '@tollgate/metering';
 import type { ChartData } from './layout.js';
 
-export interface SeriesRange {
+interface SeriesRange {
   /** Epoch seconds of the first bucket's start (a multiple of `bucketSeconds`). */
   since: number;
   /** Epoch seconds; the last bucket is the one holding it. */

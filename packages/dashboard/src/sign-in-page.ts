@@ -2,7 +2,7 @@
 import { html } from './html.js';
 import type { SafeHtml } from './html.js';
 
-export interface SignInView {
+interface SignInView {
   base: string;
   title: string;
   /** The token the form posts back, matched against the sign-in cookie (no one else can post this form for you). */

@@ -2,7 +2,7 @@
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { DashboardAlert } from './options.js';
 
-export type SourceName = 'ledger' | 'budgets' | 'keys' | 'limits' | 'alerts';
+type SourceName = 'ledger' | 'budgets' | 'keys' | 'limits' | 'alerts';
 
 /** Collects what failed while a page was read; each failure becomes an alert on the page. */
 export class SourceProblems {

@@ -60,7 +60,7 @@ export function readCallerSearch(value: unknown): string | undefined {
   });
 }
 
-export interface TenantData {
+interface TenantData {
   tenant: string;
   range: RangeName;
   /** The start of the user and key ids listed, when searched. */

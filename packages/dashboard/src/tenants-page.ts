@@ -11,17 +11,17 @@ import type { DashboardConfig } from './options.js';
 import { SourceProblems } from './sources.js';
 
 /** Tenants per page. */
-export const TENANTS_PER_PAGE = 50;
+const TENANTS_PER_PAGE = 50;
 const MAX_PAGE = 10_000;
 
-export interface TenantsQuery {
+interface TenantsQuery {
   /** Only tenants whose id starts with this. */
   search?: string;
   /** From 1. */
   page: number;
 }
 
-export interface TenantsData {
+interface TenantsData {
   periodStart: string;
   periodEnd: string;
   search: string | null;

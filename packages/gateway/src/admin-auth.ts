@@ -13,7 +13,7 @@ import type { OperatorSession, RevocationRedis } from './operator-sessions.js';
 import type { OperatorOptions } from './operator-options.js';
 
 /** The credential of a request: `Authorization: Bearer <key>` or `x-api-key: <key>`. */
-export function presentedKey(req: Request): string | undefined {
+function presentedKey(req: Request): string | undefined {
   const authorization = req.headers.authorization;
   if (typeof authorization === 'string') {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
@@ -84,7 +84,7 @@ export function oidcActor(session: OperatorSession): AuditActor {
 }
 
 /** Who a request acts as: the admin key, a live session, `invalid` (a wrong key, a dead cookie), or nobody. */
-export async function operatorOf(
+async function operatorOf(
   admission: OperatorAdmission,
   req: Request,
 ): Promise<{ who: SignedInOperator } | 'invalid' | undefined> {

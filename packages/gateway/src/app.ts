@@ -25,7 +25,7 @@ import { mountChain } from './chain-mount.js';
 
 export type { GatewayDeps } from './gateway-parts.js';
 
-export interface GatewayControls {
+interface GatewayControls {
   /** The stores the app uses. */
   readonly stores: TollgateStores;
   /**

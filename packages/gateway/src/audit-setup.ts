@@ -8,7 +8,7 @@ import type { LedgerLocation, Queryable } from '@tollgate/metering';
 /** Who changes what a config file holds: whoever wrote the file, which the gateway cannot tell. */
 export const CONFIG_FILE_ACTOR: AuditActor = { actor: 'config file', role: 'admin', via: 'file-watch' };
 
-export interface AuditSetupParts {
+interface AuditSetupParts {
   /** The store given by the caller (GatewayDeps.audit), which wins. */
   store?: AuditStore;
   /** The ledger's database: the audit table sits beside the usage table. */
@@ -36,7 +36,7 @@ export function createAuditTrail(parts: AuditSetupParts): AuditTrail {
 }
 
 /** Who changes the prices a price source holds: whoever published it (`prices.source`). */
-export const PRICE_SOURCE_ACTOR: AuditActor = { actor: 'price source', role: 'admin', via: 'price-refresh' };
+const PRICE_SOURCE_ACTOR: AuditActor = { actor: 'price source', role: 'admin', via: 'price-refresh' };
 
 /** Price changes an entry names; the rest are counted (`GET /admin/prices` lists them all). */
 const RECORDED_PRICE_CHANGES = 200;

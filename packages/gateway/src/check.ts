@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, configSummary, configTextProblems, parsePort, reachabilityProblems } from './config/index.js';
 
 /** What `--check` found: 0 when the config would serve (a one-line summary), 1 with every problem. */
-export interface ConfigCheck {
+interface ConfigCheck {
   code: 0 | 1;
   /** The summary (stdout) or the problems (stderr). */
   text: string;

@@ -36,7 +36,7 @@ import { providerJsonBody } from './json-body.js';
 import { limitsInOrder } from './stages.js';
 
 /** What `tollgate()` is built from: each part the options of the package that owns it, all but none required. */
-export interface TollgateParts {
+interface TollgateParts {
   /** @default in-memory stores, closed by `close()` */
   stores?: TollgateStores;
   /** @tollgate/auth `apiKeyAuth`. @default `{ keys: stores.keys }` */
@@ -70,7 +70,7 @@ export interface TollgateParts {
 }
 
 /** What `tollgate()` returns: an Express router to mount, and the close of what it made. */
-export interface TollgateRouter extends Router {
+interface TollgateRouter extends Router {
   readonly stores: TollgateStores;
   /** Ends the upstream calls, then closes what `tollgate()` made (the stores too, when it made them). */
   close(): Promise<void>;

@@ -11,7 +11,7 @@ import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { countRouteStages, routePaths } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';
 
-export interface CountRoute extends RouteStages {
+interface CountRoute extends RouteStages {
   path: string;
   /** Every path it answers: its own, or its API route's with that route's aliases. */
   paths: readonly string[];

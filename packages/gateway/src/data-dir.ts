@@ -14,7 +14,7 @@ const TAKEOVER_STALE_MS = 5000;
 export { dataDirLayout };
 
 /** What places the usage ledger: a PostgreSQL URL, the embedded one (in memory, in a directory), the data directory. */
-export interface LedgerPlacement {
+interface LedgerPlacement {
   postgresUrl?: string | undefined;
   embeddedLedger?: boolean | string | undefined;
   dataDir?: string | undefined;

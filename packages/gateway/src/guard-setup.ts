@@ -96,7 +96,7 @@ export interface GuardSetupOptions {
 /** The prompt checks a config can hold (promptGuardrails' rules). */
 export type GuardrailRules = Pick<PromptGuardrailsOptions, 'maxPromptChars' | 'deny' | 'pii'>;
 
-export interface GatewayGuardDeps {
+interface GatewayGuardDeps {
   stores: TollgateStores;
   /** The operator log: each alert is one JSON line there. */
   log: (line: string) => void;

@@ -7,7 +7,7 @@ import type { createProviderRouter } from '@tollgate/router/upstreams';
 /** How one round of one health check ended, as the provider router tells it. */
 type ProbeEvent = Parameters<NonNullable<Parameters<typeof createProviderRouter>[1]['observeProbe']>>[0];
 
-export interface HealthMetrics {
+interface HealthMetrics {
   /** Told how each check's round ended. */
   observeProbe(event: ProbeEvent): void;
   /** Reads each routing target's state from `routes` when scraped. */

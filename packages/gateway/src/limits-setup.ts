@@ -40,7 +40,7 @@ function reporting(layer: 'requests' | 'tokens' | 'concurrency', storeFailures: 
 }
 
 /** What a guard's throttle multiplies a caller's tier limit by (the global ceiling is nobody's own). */
-export type LimitScale = (req: Request) => number;
+type LimitScale = (req: Request) => number;
 
 /** Who shadow mode serves where a limit, a budget or the guard would refuse (the refusal recorded). */
 export interface ShadowPlan {

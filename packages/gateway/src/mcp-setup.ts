@@ -12,7 +12,7 @@ import { composeRoute, PROFILES, stageHandlers } from './stages.js';
 import type { StageBuilders } from './stages.js';
 
 /** What the MCP route shares with the provider routes. */
-export interface McpStageParts {
+interface McpStageParts {
   guarding: GatewayGuard;
   /** Auth, as the provider routes run it. */
   identify: readonly RequestHandler[];

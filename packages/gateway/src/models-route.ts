@@ -17,7 +17,7 @@ export interface ModelListOptions {
   tierPolicy: TierPolicyOptions;
 }
 
-export function listModels(options: ModelListOptions, pricing: Pricing) {
+function listModels(options: ModelListOptions, pricing: Pricing) {
   const known = new Set([...pricing.models(), ...options.configured]);
   const upstreams = options.upstreams;
   // With real upstreams, only models some upstream serves; the mock serves every priced model.

@@ -55,7 +55,7 @@ function claimValues(claims: Record<string, unknown>, path: string): string[] {
 }
 
 /** The highest role the claim's values map to; undefined when none maps (the sign-in is refused). */
-export function roleOfClaims(claims: Record<string, unknown>, options: OidcSignInOptions): AuditRole | undefined {
+function roleOfClaims(claims: Record<string, unknown>, options: OidcSignInOptions): AuditRole | undefined {
   let best: AuditRole | undefined;
   for (const value of claimValues(claims, options.rolesClaim)) {
     const role = options.roleMap ? options.roleMap[value] : ROLE_NAMES.has(value) ? (value as AuditRole) : undefined;

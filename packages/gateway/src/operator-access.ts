@@ -26,7 +26,7 @@ declare module '@tollgate/core' {
  */
 type TenantScope = 'list' | ((params: Record<string, string>) => string | undefined);
 
-export interface AccessRule {
+interface AccessRule {
   area: 'admin' | 'dashboard';
   method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** Segments; `:name` is a parameter. */
@@ -168,7 +168,7 @@ export function accessRuleOf(
  * What a signed-in operator gets of a route: let in, refused (403), or told it does not exist (404): a route no rule
  * names is answered 404 whatever the role, so a route added without its rule serves nobody until it has one.
  */
-export function accessVerdict(
+function accessVerdict(
   who: SignedInOperator,
   area: AccessRule['area'],
   method: string,

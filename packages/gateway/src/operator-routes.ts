@@ -26,7 +26,7 @@ import { storesAnswer } from './stores.js';
 import { composeRoute, PROFILES, type ComposedRoute } from './stages.js';
 
 /** What the operator routes are built from. */
-export type OperatorParts = Pick<
+type OperatorParts = Pick<
   GatewayParts,
   | 'options'
   | 'stores'
@@ -134,10 +134,7 @@ function mountCallerRoutes(router: Router, parts: OperatorParts): void {
 }
 
 /** A caller's query composed as its profile (`PROFILES.callerQuery`): the address checks, the caller, `answer`. */
-export function callerQuery(
-  parts: Pick<OperatorParts, 'guarding' | 'identify'>,
-  answer: RequestHandler,
-): ComposedRoute {
+function callerQuery(parts: Pick<OperatorParts, 'guarding' | 'identify'>, answer: RequestHandler): ComposedRoute {
   return composeRoute(
     PROFILES.callerQuery,
     { 'guard admit': () => parts.guarding.beforeAuth, auth: () => parts.identify, call: () => [answer] },

@@ -25,7 +25,7 @@ export interface OperatorSession {
 }
 
 /** Revoked sessions and subjects, kept until the sessions they refuse would have ended anyway. */
-export interface SessionRevocations {
+interface SessionRevocations {
   revokeSession(id: string, until: number): Promise<void>;
   /** Every session of `subject` opened at or before `at` is refused. */
   revokeSubject(subject: string, at: number, until: number): Promise<void>;
@@ -92,7 +92,7 @@ const AUDIENCE = 'tollgate-operator';
 const ISSUER = 'tollgate';
 const ROLES: readonly AuditRole[] = ['viewer', 'operator', 'admin'];
 
-export interface OperatorSessionsOptions {
+interface OperatorSessionsOptions {
   /** The signing secret (32 bytes or more). */
   secret: Uint8Array;
   ttlMs: number;

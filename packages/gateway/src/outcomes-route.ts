@@ -4,7 +4,7 @@ import { recordOutcome } from '@tollgate/metering';
 import type { LedgerLocation, OutcomeReport, Queryable, RecordedOutcome } from '@tollgate/metering';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 
-export interface OutcomesRouteOptions {
+interface OutcomesRouteOptions {
   /** The usage ledger; without one the route answers 404. */
   ledger: Queryable | undefined;
   location: LedgerLocation;

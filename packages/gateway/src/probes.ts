@@ -9,7 +9,7 @@ import { storesAnswer } from './stores.js';
 /** How often the event loop's lateness is sampled. */
 const TICK_MS = 250;
 /** A stall of the event loop this long fails /livez: nothing a gateway does holds its loop a second, let alone five. */
-export const LIVENESS_STALL_MS = 5_000;
+const LIVENESS_STALL_MS = 5_000;
 /** A stall is told for this long after it ended, so that a probe answered between two stalls still fails. */
 const STALL_MEMORY_MS = 10_000;
 
@@ -45,7 +45,7 @@ export function watchEventLoop(): LoopWatch {
 }
 
 /** What readiness reads. */
-export interface ReadinessParts {
+interface ReadinessParts {
   stores: TollgateStores;
   /** The config's `storeOutage` (undefined: failClosed everywhere). */
   storeOutage: StoreOutageConfig | undefined;
@@ -56,7 +56,7 @@ export interface ReadinessParts {
   draining(): boolean;
 }
 
-export type Readiness = 'ready' | 'starting' | 'draining' | 'store_down' | 'prices_loading';
+type Readiness = 'ready' | 'starting' | 'draining' | 'store_down' | 'prices_loading';
 
 /**
  * Whether the gateway can serve without its store: every layer that counts on it serves through an outage (a lease or
@@ -69,7 +69,7 @@ function servesWithoutStore(stores: TollgateStores, outage: StoreOutageConfig | 
 }
 
 /** Why this replica should not get traffic now, or 'ready'. */
-export async function readiness(parts: ReadinessParts): Promise<Readiness> {
+async function readiness(parts: ReadinessParts): Promise<Readiness> {
   if (parts.draining()) return 'draining';
   if (!parts.tokenizersReady()) return 'starting';
   // Before a configured source's first load the prices are the shipped table's, not the ones the operator chose.

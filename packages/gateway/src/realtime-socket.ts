@@ -21,9 +21,9 @@ import { GOING_AWAY } from './socket-upgrade.js';
 import type { SocketMode } from './socket-upgrade.js';
 
 /** The path of the mode: OpenAI's. */
-export const REALTIME_PATH = '/v1/realtime';
+const REALTIME_PATH = '/v1/realtime';
 /** The close code of a session cut by policy: its key no longer admitted, or its budget spent (RFC 6455). */
-export const POLICY_CLOSE = 1008;
+const POLICY_CLOSE = 1008;
 /** The largest frame: OpenAI takes appended audio up to 15 MiB a message. */
 const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** How a refused response cuts the session: a budget spent or a key refused ends it; a rate limit does not. */
@@ -56,7 +56,7 @@ interface Session {
 }
 
 /** What the mode is built from: where a model's session goes, its prices, and the meter's charge. */
-export interface RealtimeSocketOptions {
+interface RealtimeSocketOptions {
   providers: Pick<ProviderRouter, 'realtimeUpstream'>;
   pricing: Pricing;
   charge: (req: Request, res: Response, ask: RealtimeResponseAsk) => MeteredRealtimeResponse;
@@ -64,7 +64,7 @@ export interface RealtimeSocketOptions {
 }
 
 /** The mode, with its handshake's own check and its responses' stages (routes.ts composes them). */
-export interface RealtimeSocketServer extends SocketMode {
+interface RealtimeSocketServer extends SocketMode {
   /** The handshake's last check: a Realtime model the caller may use, that an upstream serves. */
   checkModel: RequestHandler;
   stages: RealtimeResponseStages;

@@ -69,7 +69,7 @@ function noRequestLimits(_req: Request, _res: Response, next: NextFunction): voi
 }
 
 /** Every stage of the provider and count routes. The order is not here: it is STAGES'. */
-export function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
+function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
   const { guarding, responseCache: cache } = parts;
   // The request limits fused once: what a count passes, and what a cached answer passes.
   const requestLimits = parts.requestLimits.length > 0 ? combineLimits(...parts.requestLimits) : undefined;

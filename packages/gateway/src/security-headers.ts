@@ -4,7 +4,7 @@ import helmet from 'helmet';
 import type { HelmetOptions } from 'helmet';
 
 /** One thing helmet does to a response: a header set to `value`, or removed (`value` undefined). */
-export type SecurityHeaderStep = readonly [name: string, value: string | number | readonly string[] | undefined];
+type SecurityHeaderStep = readonly [name: string, value: string | number | readonly string[] | undefined];
 
 /**
  * What helmet does to a response, in its order, recorded on a stand-in response. With the options

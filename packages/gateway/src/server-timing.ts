@@ -21,7 +21,7 @@ function ms(value: number): number {
  * (`markSending()`, the first try of a routed call) to now, 0 when no call left (refusals, cache
  * hits); `tollgate` the rest of the time since the gateway saw the request.
  */
-export function serverTiming(ctx: TollgateContext, now: number): string {
+function serverTiming(ctx: TollgateContext, now: number): string {
   const sent = ctx.monotonicSentAt;
   const upstream = sent === undefined ? 0 : now - sent;
   return `tollgate;dur=${ms(now - ctx.monotonicStartedAt - upstream)}, upstream;dur=${ms(upstream)}`;

@@ -17,7 +17,7 @@ export const FLUSH_MARGIN_MS = 10_000;
 const ENDINGS_OUT_MS = 2_000;
 
 /** How the process stops (the config's `shutdown`, resolved). */
-export interface ShutdownTimes {
+interface ShutdownTimes {
   drainDelayMs: number;
   timeoutMs: number;
 }

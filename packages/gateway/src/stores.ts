@@ -12,7 +12,7 @@ const REDIS_TIMEOUT_MS = 5000;
 /** /healthz and the start check answer within this, however slow Redis is. */
 const HEALTH_TIMEOUT_MS = 1000;
 
-export interface StoreChoice {
+interface StoreChoice {
   redisUrl?: string;
   /** Node URLs of a Redis Cluster, when there is no `redisUrl`. */
   redisCluster?: string[];
@@ -47,7 +47,7 @@ export async function createStores(choice: StoreChoice): Promise<TollgateStores>
 }
 
 /** The URL without its password, for messages. */
-export function redactUrl(url: string): string {
+function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

@@ -31,7 +31,7 @@ export interface TenantChanges {
   subscriber: ChangeSubscriber;
 }
 
-export interface TenantDirectoryOptions {
+interface TenantDirectoryOptions {
   /** The config file's tenants: they win over a stored tenant of the same id. */
   configTenants: Readonly<Record<string, TenantConfig>>;
   table: TenantTable;

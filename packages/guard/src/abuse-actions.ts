@@ -32,7 +32,7 @@ export interface AbuseEntry {
  * Buckets (a fifth of the window) a subject's score must stay past the throttle threshold before it is acted on: a
  * burst or a template that sets an ordinary key apart for a moment passes, abuse that goes on does not.
  */
-export const PERSIST_BUCKETS = 1;
+const PERSIST_BUCKETS = 1;
 
 /** The mitigation registry's subject for an abuse subject (addresses are `ip:` there, as the auth-failure blocks). */
 export function registrySubject(subject: AbuseSubject): Subject {

@@ -35,9 +35,9 @@ const COUNT_INDEX = Object.fromEntries(TALLY_COUNTS.map((name, i) => [name, i]))
  * Distinct values kept per subject and bucket: the other side (addresses of a key, keys an address tried), user
  * agents, models, routes.
  */
-export type MarkKind = 'peer' | 'agent' | 'model' | 'route';
+type MarkKind = 'peer' | 'agent' | 'model' | 'route';
 /** Distinct values of a kind one process sends per subject and bucket: past it a count saturates (bounds the store). */
-export const MARKS_PER_KIND = 64;
+const MARKS_PER_KIND = 64;
 /** The separator of a mark's kind and value (never in a value: removed from it). */
 export const MARK_SEPARATOR = '\u001f';
 
@@ -50,7 +50,7 @@ export interface AbuseTallyDelta {
 }
 
 /** A subject's bucket sums over a window, merged across processes and buckets. */
-export interface AbuseTally {
+interface AbuseTally {
   counts: Record<TallyCount, number>;
   marks: Set<string>;
 }
@@ -73,7 +73,7 @@ export interface PromptTraits {
 }
 
 /** Characters of a prompt read for its entropy and fingerprints: a bound on the per-request cost. */
-export const PROMPT_SAMPLE_CHARS = 1024;
+const PROMPT_SAMPLE_CHARS = 1024;
 
 /**
  * Reads the first `PROMPT_SAMPLE_CHARS` characters of `texts` once: entropy over char codes folded into 256 bins
@@ -128,7 +128,7 @@ const RECENT_PROMPTS = 32;
  * recently seen leaves first. A subject that turns through more than this many (an address many keys share) sees
  * each as new again, which it then is to the extent that matters here: it was not among its recent ones.
  */
-export const REMEMBERED_PER_KIND = 8;
+const REMEMBERED_PER_KIND = 8;
 /**
  * Requests a subject must have made (besides a window's time) before a value is new to it: a key seen a handful of
  * times has not yet shown all its addresses, clients and models.
@@ -309,7 +309,7 @@ export type FeatureName = (typeof FEATURE_NAMES)[number];
 
 const KIND_CODE: Record<AbuseSubjectKind, number> = { key: 0, address: 1, tenant: 2 };
 
-export function subjectKind(subject: AbuseSubject): AbuseSubjectKind {
+function subjectKind(subject: AbuseSubject): AbuseSubjectKind {
   return subject.slice(0, subject.indexOf(':')) as AbuseSubjectKind;
 }
 
@@ -518,7 +518,7 @@ function nodeBlock(): NodeBlock {
 }
 
 /** A subject's sums as a person reads them: each count by name, and how many distinct marks of each kind. */
-export interface AbuseTallyView {
+interface AbuseTallyView {
   counts: Record<TallyCount, number>;
   marks: Record<MarkKind, number>;
 }

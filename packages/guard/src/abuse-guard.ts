@@ -48,7 +48,7 @@ function abuseRefusal(mitigation: Mitigation, subject: AbuseSubject, now: number
 /** Counters of the requests of throttled subjects in this process: one in 1/scale is let through. */
 const MAX_PACED = 10_000;
 
-export interface AbuseGuard {
+interface AbuseGuard {
   /** Before authentication: a blocked or throttled address is refused; every request is recorded at its end. */
   beforeAuth: Middleware;
   /** After authentication: a blocked or throttled key or tenant is refused; the caller's score goes on the record. */

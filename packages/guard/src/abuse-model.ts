@@ -226,7 +226,7 @@ export function windowProfile(flat: Float64Array, indices: ArrayLike<number>): P
 }
 
 /** What set a subject apart: its top features, and how far the furthest lies from the median, in robust spreads. */
-export interface AbuseEvidence {
+interface AbuseEvidence {
   reasons: AbuseReason[];
   distance: number;
 }

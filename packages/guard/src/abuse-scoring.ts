@@ -16,9 +16,9 @@ import { seededRandom } from './isolation-forest.js';
 /** Features per row of a window (`featuresOf`): rows travel to the worker as one flat Float64Array. */
 export const FEATURE_COUNT = FEATURE_NAMES.length;
 /** Rows the model is trained on at most (the oldest windows dropped first; a larger window sampled). */
-export const MAX_TRAINING_ROWS = 8_192;
+const MAX_TRAINING_ROWS = 8_192;
 /** Subjects in the shared scoring (highest scores kept): bounds the store's value and each process's copy. */
-export const MAX_LISTED_SUBJECTS = 2_000;
+const MAX_LISTED_SUBJECTS = 2_000;
 /** A subject with fewer requests in the window is scored but never acted on: too little to judge. */
 export const MIN_REQUESTS_TO_ACT = 5;
 
@@ -27,8 +27,8 @@ export const MIN_REQUESTS_TO_ACT = 5;
  * `STUFFING_CREDENTIALS` different credentials and had every request refused 401. One such address is a person
  * with a wrong key; this many at once is one attack spread thin (each address too slow for its own limits).
  */
-export const STUFFING_ADDRESSES = 5;
-export const STUFFING_CREDENTIALS = 2;
+const STUFFING_ADDRESSES = 5;
+const STUFFING_CREDENTIALS = 2;
 
 const SHARE_401 = FEATURE_NAMES.indexOf('share401');
 const PEERS = FEATURE_NAMES.indexOf('peers');
@@ -43,7 +43,7 @@ export interface WindowRows {
   count: number;
 }
 
-export const rowOf = (window: WindowRows, index: number): number[] =>
+const rowOf = (window: WindowRows, index: number): number[] =>
   Array.from(window.rows.subarray(index * FEATURE_COUNT, (index + 1) * FEATURE_COUNT));
 
 /** One scored row: its index in the window, score, reasons and how far its furthest feature lies (spreads). */
@@ -165,7 +165,7 @@ export function stuffingWindow(model: Pick<AbuseModel, 'views'> | undefined, win
 }
 
 /** One window of training rows, as the store keeps them. */
-export interface TrainingWindow {
+interface TrainingWindow {
   at: number;
   subjects: string[];
   rows: number[][];
@@ -191,7 +191,7 @@ export interface GrowRequest {
   minSubjects: number;
 }
 
-export interface GrowResult {
+interface GrowResult {
   /** The training windows to store (JSON), when this window joined them. */
   history?: string;
   model?: AbuseModel;

@@ -51,16 +51,16 @@ const SLICE_MS = 3;
 /** Subjects joined at a time for the worker (a join of 100,000 holds the loop about 4 ms). */
 const JOIN_PART = 8_192;
 /** How often sums are flushed, the model looked for and subjects scored. */
-export const ABUSE_TICK_MS = 1_000;
+const ABUSE_TICK_MS = 1_000;
 /** Subjects this process keeps sums of (least recently seen dropped first). */
-export const MAX_LOCAL_SUBJECTS = 10_000;
+const MAX_LOCAL_SUBJECTS = 10_000;
 /**
  * A score past a threshold acts only when one of the subject's features lies at least this many robust spreads from
  * its kind's median (`abuseEvidence`): in a small, uniform population a forest isolates trifles, and an action must
  * have a reason a person would call one.
  */
-export const MIN_EVIDENCE = 5;
-export interface AbuseWatchParts {
+const MIN_EVIDENCE = 5;
+interface AbuseWatchParts {
   store: GuardStore;
   registry: MitigationRegistry;
   alerts: Alerts;

@@ -20,13 +20,13 @@ type WorkerRequest =
 export type WorkerCall = { id: number } & WorkerRequest;
 export type WorkerReply = { id: number } & ({ ok: true; value: unknown } | { ok: false; error: string });
 
-export interface Grown {
+interface Grown {
   history?: string;
   json?: string;
   meta?: ModelMeta;
 }
 
-export interface Scored {
+interface Scored {
   scored: ScoredRow[];
   /** The addresses of a coordinated credential-stuffing attack (`stuffingWindow`). */
   stuffing: ScoredRow[];

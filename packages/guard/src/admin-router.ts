@@ -6,7 +6,7 @@ import { assertKnownOptions } from '@tollgate/core/options';
 import type { AbuseSubject } from './abuse-features.js';
 import type { Guard } from './create-guard.js';
 
-export interface GuardAdminRouterOptions {
+interface GuardAdminRouterOptions {
   /** Renders the 400 and 404 answers. @default core renderApiError */
   renderError?: ErrorRenderer;
 }

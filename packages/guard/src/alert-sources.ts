@@ -25,9 +25,6 @@ export interface BudgetEventNotice {
   timestamp?: string;
 }
 
-/** The threshold notice under its name from before `budget.exhausted` joined it. */
-export type SoftLimitNotice = BudgetEventNotice;
-
 /**
  * `budgetGuard({ onEvent: budgetAlerts(alerts) })`: a `budget.threshold` event per budget, threshold
  * and period, a `budget.exhausted` and a `budget.forecast` event per budget and period, and a `budget.drift` event

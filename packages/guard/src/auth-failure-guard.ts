@@ -9,7 +9,7 @@ import type { ResolvedAuthFailures } from './guard-options.js';
 import type { GuardStore } from './guard-store.js';
 import type { MitigationRegistry } from './mitigation-registry.js';
 
-export interface AuthFailureGuardParts {
+interface AuthFailureGuardParts {
   config: ResolvedAuthFailures;
   store: GuardStore;
   registry: MitigationRegistry;

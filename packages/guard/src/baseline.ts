@@ -5,15 +5,15 @@
 export const METRIC_NAMES = ['spend', 'tokens', 'requests', 'addresses'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 export const METRIC_COUNT = METRIC_NAMES.length;
-export const SPEND = 0;
-export const REQUESTS = 2;
+const SPEND = 0;
+const REQUESTS = 2;
 /** Spend and tokens are judged without the bucket's largest request: a runaway is many requests, one large request is a cost. */
 export const TRIMMED_METRICS = 2;
 /** Numbers kept per metric: fast mean, fast variance, slow mean, slow variance (of square roots), CUSUM. */
 export const STATE_WIDTH = 5;
 
 /** Beyond this many idle buckets in a row, the rest of a gap decays the baselines in one step. */
-export const EXACT_GAP_STEPS = 32;
+const EXACT_GAP_STEPS = 32;
 
 /** The detector's settings, resolved once (spend-anomaly-options.ts says why each constant is what it is). */
 export interface DetectorParams {
@@ -122,7 +122,7 @@ function floorOf(state: EntityState, m: number, params: DetectorParams): number 
  * The standard deviation the z-score divides by: the measured one (or the relative floor when that
  * is larger: a level that wanders), plus one request's worth of noise.
  */
-export function effectiveSd(mean: number, variance: number, floor: number, relativeFloor: number): number {
+function effectiveSd(mean: number, variance: number, floor: number, relativeFloor: number): number {
   const relative = relativeFloor * mean;
   return Math.sqrt(Math.max(variance, relative * relative) + floor * floor);
 }
@@ -177,7 +177,7 @@ function joinBaselines(state: EntityState, roots: readonly number[], offset: num
 }
 
 /** Closed buckets of history: those in the baselines and those waiting to join them. */
-export function historyOf(state: EntityState): number {
+function historyOf(state: EntityState): number {
   return state.seen + state.recentCount;
 }
 
@@ -261,7 +261,7 @@ function rollTo(state: EntityState, bucket: number, params: DetectorParams): voi
 }
 
 /** The current bucket judged against the baselines; undefined when it is normal or may not be judged yet. */
-export function judgeBucket(state: EntityState, params: DetectorParams): AnomalyFinding | undefined {
+function judgeBucket(state: EntityState, params: DetectorParams): AnomalyFinding | undefined {
   if (historyOf(state) < params.minBuckets || state.bucket < state.quietUntil) return undefined;
   if (state.current[SPEND]! < params.minSpend || state.current[REQUESTS]! < params.minRequests) return undefined;
   let found: AnomalyFinding | undefined;

@@ -10,7 +10,7 @@ import {
 } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
 
-export interface BodyAfterAuthOptions {
+interface BodyAfterAuthOptions {
   /**
    * The whole body must have arrived within this, counted from when this middleware starts
    * reading it; past it the request gets 408 and its connection is closed. Ms or `"10s"`.

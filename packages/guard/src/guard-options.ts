@@ -104,7 +104,7 @@ export interface ResolvedAuthFailures {
   distinctKeys: number;
 }
 
-export interface GuardConfig {
+interface GuardConfig {
   spendAnomaly: ResolvedSpendAnomaly | undefined;
   repeatedRequests: ResolvedRepeatedRequests | undefined;
   authFailures: ResolvedAuthFailures | undefined;

@@ -28,7 +28,7 @@ export interface IsolationForest {
   trees: IsolationTree[];
 }
 
-export interface IsolationForestOptions {
+interface IsolationForestOptions {
   /** t. @default 100 */
   trees?: number;
   /** ψ (capped by the points given). @default 256 */

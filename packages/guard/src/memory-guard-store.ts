@@ -13,7 +13,7 @@ import type {
 } from './guard-store.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
-export interface MemoryGuardStoreOptions {
+interface MemoryGuardStoreOptions {
   /**
    * Source of "now" in epoch ms; inject a fake clock in tests and benchmarks.
    * @default Date.now
@@ -28,7 +28,7 @@ interface Watched {
 }
 
 /** Beyond this many addresses in one bucket a subject's count stops growing (it is an anomaly long before). */
-export const MAX_ADDRESSES_PER_BUCKET = 10_000;
+const MAX_ADDRESSES_PER_BUCKET = 10_000;
 const MAX_ANOMALIES = 1_000;
 /**
  * Addresses whose failed authentications are counted at once (each window ends by itself besides): past it the least

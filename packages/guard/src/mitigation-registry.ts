@@ -3,7 +3,7 @@ import type { Identity } from '@tollgate/core';
 import type { GuardStore, MitigationChange, MitigationSnapshot } from './guard-store.js';
 import type { Mitigation, Subject } from './types.js';
 
-export interface MitigationRegistryOptions {
+interface MitigationRegistryOptions {
   /** How often the store's version is compared with this copy's (a backstop for lost pub/sub messages); 0: never. */
   syncIntervalMs: number;
   onStoreError: (error: unknown) => void;

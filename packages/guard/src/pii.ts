@@ -5,7 +5,7 @@ export const PII_KINDS = ['email', 'phone', 'card'] as const;
 export type PiiKind = (typeof PII_KINDS)[number];
 
 /** What each kind is replaced with. */
-export const PII_MASKS: Readonly<Record<PiiKind, string>> = { email: '[EMAIL]', phone: '[PHONE]', card: '[CARD]' };
+const PII_MASKS: Readonly<Record<PiiKind, string>> = { email: '[EMAIL]', phone: '[PHONE]', card: '[CARD]' };
 
 /** How many of each kind were found (and masked) so far. */
 export type PiiCounts = Record<PiiKind, number>;

@@ -23,7 +23,7 @@ import type {
 import * as scripts from './redis-scripts.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
-export interface RedisGuardStoreOptions {
+interface RedisGuardStoreOptions {
   /** The stores' `sendCommand` (`createRedisStores().sendCommand`): the guard opens no connection of its own. */
   sendCommand: SendCommand;
   /** Put in front of every key (the stores' `prefix`); `guard:` follows it. */
@@ -53,7 +53,7 @@ const TALLY_CALLS_IN_FLIGHT = 4;
  * bucket holds already grow: a subject first seen after the bucket filled is not counted in it (the bucket ends with
  * its TTL, a window later).
  */
-export const MAX_ABUSE_FIELDS = 4_000_000;
+const MAX_ABUSE_FIELDS = 4_000_000;
 /** The abuse watch's sums are merged in slices of about this many ms. */
 const MERGE_SLICE_MS = 3;
 /**
@@ -66,7 +66,7 @@ export const TALLY_SCAN_COUNT = 1000;
  * TALLY_DELTAS_PER_CALL subjects (some 150 KB at most: the log of a bucket some 40 MB): a reader that fell further
  * behind, as in a burst of new subjects, reads the bucket whole.
  */
-export const TALLY_LOG_ENTRIES = 256;
+const TALLY_LOG_ENTRIES = 256;
 /** Log entries asked per XRANGE page. */
 const TALLY_LOG_PAGE = 64;
 
@@ -474,7 +474,7 @@ export class RedisGuardStore implements GuardStore {
 }
 
 /** The detector's settings as the observe script reads them (ARGV 4-26). */
-export function detectorArgs(params: DetectorParams): string[] {
+function detectorArgs(params: DetectorParams): string[] {
   return [
     params.zScore,
     params.minBuckets,
@@ -508,7 +508,7 @@ function parseFinding(reply: unknown[]): AnomalyFinding {
 }
 
 /** The script's layout (see redis-scripts.ts) back into baseline.ts's shape. */
-export function decodeState(numbers: number[], lag: number): EntityState {
+function decodeState(numbers: number[], lag: number): EntityState {
   const at = (first: number, count: number) => numbers.slice(first - 1, first - 1 + count);
   return {
     bucket: numbers[0]!,

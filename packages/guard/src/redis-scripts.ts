@@ -11,7 +11,7 @@ end
 `;
 
 /** ARGV positions of the detector's settings in `observeSubject` (spend-anomaly-options.ts builds them in this order). */
-export const OBSERVE_ARGS = {
+const OBSERVE_ARGS = {
   bucketMs: 1,
   ttlMs: 2,
   now: 3,

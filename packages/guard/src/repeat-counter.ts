@@ -1,7 +1,7 @@
 // Counts sends of one request fingerprint per key in a sliding window of the shared stores' window counter.
 import type { WindowCounter, WindowResult } from '@tollgate/core/store-contracts';
 
-export interface RepeatCounterConfig {
+interface RepeatCounterConfig {
   /** Sends allowed per window; the next one is refused. */
   max: number;
   windowMs: number;

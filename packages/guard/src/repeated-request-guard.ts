@@ -7,7 +7,7 @@ import type { ResolvedRepeatedRequests } from './guard-options.js';
 import { RepeatCounter, type CountedSend } from './repeat-counter.js';
 import { requestFingerprint } from './request-fingerprint.js';
 
-export interface RepeatedRequestGuardParts {
+interface RepeatedRequestGuardParts {
   config: ResolvedRepeatedRequests;
   counter: WindowCounter;
   /** Store key prefix of the counters. */

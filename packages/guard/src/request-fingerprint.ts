@@ -6,7 +6,7 @@ import { hash } from 'node:crypto';
  * (`user`, `safety_identifier`, Anthropic's `metadata`), how the answer is delivered (`stream`,
  * `stream_options`), and ids a client or SDK puts on each request.
  */
-export const VOLATILE_FIELDS: readonly string[] = [
+const VOLATILE_FIELDS: readonly string[] = [
   'user',
   'stream',
   'stream_options',

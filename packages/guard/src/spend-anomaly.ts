@@ -30,7 +30,7 @@ export interface SubjectFinding {
   finding: AnomalyFinding;
 }
 
-export interface SpendAnomalyDetectorOptions {
+interface SpendAnomalyDetectorOptions {
   store: GuardStore;
   params: ObserveParams;
   /** Watch each API key, each tenant, or both. */

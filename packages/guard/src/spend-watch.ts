@@ -26,7 +26,7 @@ function amount(metric: AnomalyRecord['metric'], value: number): string {
 }
 
 /** One sentence for a person: who, how much in which bucket, against what is usual. */
-export function describeAnomaly(anomaly: AnomalyRecord): string {
+function describeAnomaly(anomaly: AnomalyRecord): string {
   const who = anomaly.subject.startsWith('tenant:')
     ? `Tenant ${anomaly.tenantId}`
     : `Key ${anomaly.keyId}${anomaly.tenantId ? ` (tenant ${anomaly.tenantId})` : ''}`;
@@ -37,7 +37,7 @@ export function describeAnomaly(anomaly: AnomalyRecord): string {
 }
 
 /** Where an anomaly's answer goes: the record of anomalies, the mitigations in force and the alert stream. */
-export interface AnomalyResponders {
+interface AnomalyResponders {
   readonly store: GuardStore;
   readonly registry: MitigationRegistry;
   readonly alerts: Alerts;

@@ -70,7 +70,7 @@ export function signBody(secret: string, body: string): string {
 }
 
 /** A Slack incoming-webhook message: one line of text, and blocks that name the scope. */
-export function slackMessage(event: GuardEvent): Record<string, unknown> {
+function slackMessage(event: GuardEvent): Record<string, unknown> {
   const scope = [
     event.tenantId && `tenant \`${event.tenantId}\``,
     event.keyId && `key \`${event.keyId}\``,

@@ -42,7 +42,7 @@ function jsonRpcCodeOf(error: ApiError, answersCall: boolean): number {
  * as the SDK's own transport answers those. `error.data` carries the gateway's `code`, `type`, `status` and, when
  * retrying later helps, `retryAfter` (seconds).
  */
-export const renderJsonRpcError: ErrorRenderer = function renderJsonRpcError(error, req, res) {
+const renderJsonRpcError: ErrorRenderer = function renderJsonRpcError(error, req, res) {
   noteRefusal(req, res, error);
   if (res.headersSent) {
     res.destroy();

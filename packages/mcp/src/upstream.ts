@@ -49,7 +49,7 @@ export function upstreamFailure(error: unknown, server: string): McpError {
   });
 }
 
-export interface UpstreamCallOptions {
+interface UpstreamCallOptions {
   signal: AbortSignal;
   /** The server's progress, for a client that asked for it. */
   onprogress?: (progress: Progress) => void;

@@ -7,8 +7,8 @@ import { budgetRemainingAfter } from '@tollgate/core/provider-call';
 import { memberValueRange } from './answer-scan.js';
 
 /** The headers a JSON answer tells its cost in: this call's, and what the tightest budget has left after it. */
-export const COST_HEADER = 'x-tollgate-cost-usd';
-export const BUDGET_REMAINING_HEADER = 'x-tollgate-budget-remaining-usd';
+const COST_HEADER = 'x-tollgate-cost-usd';
+const BUDGET_REMAINING_HEADER = 'x-tollgate-budget-remaining-usd';
 
 /** `bytes` with `"cost_usd": cost` as the last member of the object that spans `[open, close]` (its braces). */
 function withCostMember(bytes: Buffer, open: number, close: number, cost: string): Buffer {

@@ -3,14 +3,14 @@ import { creditTableName, migrateOnce, migrateUsageLedger } from './postgres-led
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 
 /** A budget scope of one period, as @tollgate/budget's `CreditScope`. */
-export interface CreditScopeRow {
+interface CreditScopeRow {
   key: string;
   slot?: string;
   expiresAt: number;
 }
 
 /** One operator action on credit, as @tollgate/budget's `CreditOperation`. */
-export interface CreditOperationRow {
+interface CreditOperationRow {
   id: string;
   kind: 'top-up' | 'carried' | 'reset';
   at: number;
@@ -18,7 +18,7 @@ export interface CreditOperationRow {
 }
 
 /** What @tollgate/budget's `creditJournal` option takes (the shape of its `CreditJournal`). */
-export interface LedgerCreditJournal {
+interface LedgerCreditJournal {
   record(operation: CreditOperationRow): Promise<void>;
   withdraw(id: string): Promise<void>;
   credits(

@@ -47,7 +47,7 @@ function jsonBytes(parts: (string | Buffer)[]): Buffer {
 }
 
 /** A JSON body as kept to be read: its bytes, and whether only its tail is there. */
-export interface KeptJson {
+interface KeptJson {
   bytes: Buffer;
   truncated: boolean;
 }
@@ -131,7 +131,7 @@ export class JsonBody {
 }
 
 /** How readJsonAnswer reads a whole body: the adapter's usage fields, and what a scan of them alone must yield. */
-export interface JsonReading {
+interface JsonReading {
   /** The top-level fields that carry usage and model (the adapter's `answerUsageFields`). */
   fields: readonly string[] | undefined;
   /** Whether what `reader` read of those fields is the answer's complete usage. */

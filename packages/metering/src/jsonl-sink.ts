@@ -9,7 +9,7 @@ import type { UsageRecord } from '@tollgate/core';
 import { BatchQueue, logOnce } from './sink.js';
 import type { SinkErrorHandler, UsageSink } from './sink.js';
 
-export interface JsonlSinkOptions {
+interface JsonlSinkOptions {
   /** File to append to (created if missing). Required. */
   path: string;
   /** Records per write. @default 100 */

@@ -55,7 +55,7 @@ function filterSql(filter: UsageFilter, values: unknown[], onRollup = false): st
 }
 
 /** The dimensions a time series can be split by. */
-export type SeriesSplit = 'model' | 'feature' | 'key' | 'user' | 'tenant' | 'provider';
+type SeriesSplit = 'model' | 'feature' | 'key' | 'user' | 'tenant' | 'provider';
 
 const SPLIT_COLUMNS: Record<SeriesSplit, string> = {
   model: 'model',
@@ -66,7 +66,7 @@ const SPLIT_COLUMNS: Record<SeriesSplit, string> = {
   provider: 'provider',
 };
 
-export interface UsageOverTimeOptions extends LedgerLocation, UsageFilter {
+interface UsageOverTimeOptions extends LedgerLocation, UsageFilter {
   /** Start (inclusive). */
   since: Date;
   /** End (exclusive). @default now */
@@ -290,7 +290,7 @@ export interface RecordCursor {
   id: string;
 }
 
-export interface RecentUsageOptions extends LedgerLocation, UsageFilter {
+interface RecentUsageOptions extends LedgerLocation, UsageFilter {
   /** Records per page, at most 500. @default 50 */
   limit?: number;
   /** Only records older than this one (the `next` of the previous page). */
@@ -299,7 +299,7 @@ export interface RecentUsageOptions extends LedgerLocation, UsageFilter {
   since?: Date;
 }
 
-export interface RecentUsage {
+interface RecentUsage {
   records: UsageRecord[];
   /** Pass as `after` for the next page; absent on the last one. */
   next?: RecordCursor;
@@ -386,7 +386,7 @@ export async function recentUsage(db: Queryable, options: RecentUsageOptions = {
     : { records };
 }
 
-export interface ProviderUsageOptions extends LedgerLocation, UsageFilter {
+interface ProviderUsageOptions extends LedgerLocation, UsageFilter {
   since: Date;
   /** @default now */
   until?: Date;

@@ -148,7 +148,7 @@ export async function recordOutcome(
 export type OutcomeGrouping = 'tenant' | 'feature';
 export const OUTCOME_GROUPINGS: readonly OutcomeGrouping[] = ['tenant', 'feature'];
 
-export interface OutcomeCostOptions extends LedgerLocation {
+interface OutcomeCostOptions extends LedgerLocation {
   by: OutcomeGrouping;
   /** Outcomes reported from (inclusive); their requests may be older. */
   since: Date;

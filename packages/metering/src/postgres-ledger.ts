@@ -347,7 +347,7 @@ const SPEND_COLUMNS = {
 type SpendScope = keyof typeof SPEND_COLUMNS;
 
 /** What a budget guard's `rebuild()` asks a usage ledger (the shape of @tollgate/budget's `SpendSource`). */
-export interface LedgerSpendSource {
+interface LedgerSpendSource {
   spent(query: { scope: SpendScope; id: string | null; since: number; until: number }): Promise<number>;
   idsWithSpend(scope: Exclude<SpendScope, 'global'>, since: number): Promise<string[]>;
   /**
@@ -372,7 +372,7 @@ export interface LedgerSpendSource {
 }
 
 /** The callers a read keeps to: of one of the tenants or keys (the shape of @tollgate/budget's `CallerFilter`). */
-export interface CallerFilterRows {
+interface CallerFilterRows {
   tenantIds: readonly string[];
   keyIds: readonly string[];
 }
@@ -385,14 +385,14 @@ function callersCondition(only: CallerFilterRows | undefined, values: unknown[])
 }
 
 /** One record's spend (the shape of @tollgate/budget's `RecordSpend`). */
-export interface RecordSpendRow extends CallerSpendRow {
+interface RecordSpendRow extends CallerSpendRow {
   id: string;
   startedAt: number;
   finishedAt: number;
 }
 
 /** One caller's spend (the shape of @tollgate/budget's `CallerSpend`). */
-export interface CallerSpendRow {
+interface CallerSpendRow {
   keyId: string | null;
   userId: string | null;
   tenantId: string | null;

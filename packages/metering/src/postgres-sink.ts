@@ -61,7 +61,7 @@ export interface LedgerSink extends UsageSink {
 }
 
 /** An embedded ledger as its users need it: queries, transactions (the ledger socket), close. */
-export interface EmbeddedLedger extends Queryable {
+interface EmbeddedLedger extends Queryable {
   transaction<T>(run: (tx: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -40,7 +40,7 @@ const KNOWN = [
 /** The label value of series that overflowed `maxLabelValues`. */
 export const OVERFLOW_LABEL = '__other__';
 /** The label value for a record without tenant, model or feature. */
-export const NONE_LABEL = 'none';
+const NONE_LABEL = 'none';
 
 type LabelName = 'tenant' | 'model' | 'feature';
 const LABELS: Exclude<LabelName, 'tenant'>[] = ['model', 'feature'];

@@ -14,7 +14,6 @@ import { JsonBody, readJsonAnswer } from './json-answer.js';
 import { StreamAssembly } from './stream-assembly.js';
 
 export { findUsageObject } from './json-answer.js';
-export { BUDGET_REMAINING_HEADER, COST_HEADER } from './cost-telling.js';
 export type { OutputCounting } from './output-hold.js';
 
 /** What the tap asks the meter once an answer's usage is known, to tell the client what the call cost. */
@@ -48,7 +47,7 @@ interface WaitingBlock {
 }
 
 /** The counting of the model a request runs with now (a model group may have switched it): made once per meter. */
-export type CountingOf = (ctx: TollgateContext) => OutputCounting;
+type CountingOf = (ctx: TollgateContext) => OutputCounting;
 
 type WriteCallback = (error?: Error | null) => void;
 const EMPTY = Buffer.alloc(0);

@@ -61,7 +61,7 @@ export function logOnce(sinkName: string): SinkErrorHandler {
   };
 }
 
-export interface BatchOptions {
+interface BatchOptions {
   /** Records per store call. */
   batchSize: number;
   /** Longest a record waits before it is stored, in ms. */

@@ -27,7 +27,7 @@ export interface MeterEvent {
 }
 
 /** A record the sink bills: whose, when and what it cost. */
-export interface BilledRecord {
+interface BilledRecord {
   id: string;
   customer: string;
   /** The record's time (ISO 8601): its month is the period its remainder is carried in. */
@@ -56,7 +56,7 @@ interface Assigned {
 }
 
 /** The UTC month a record's time falls in, `2026-11`: the period a customer's remainder is carried in. */
-export function meterPeriodOf(timestamp: string): string {
+function meterPeriodOf(timestamp: string): string {
   return new Date(timestamp).toISOString().slice(0, 7);
 }
 
@@ -71,7 +71,7 @@ function totalKey(customer: string, period: string): string {
  * carried to the next record (a record whose cost carries no whole micro-USD makes no event), and only the last
  * remainder of a period, under $0.000001, is never billed.
  */
-export function carriedValue(totalBefore: number, costNanoUsd: number): number {
+function carriedValue(totalBefore: number, costNanoUsd: number): number {
   return Math.floor((totalBefore + costNanoUsd) / NANO_PER_MICRO) - Math.floor(totalBefore / NANO_PER_MICRO);
 }
 

@@ -9,7 +9,7 @@ import { newRecord, tellUsage, usageDeliverer } from './meter.js';
 import { invalidOption, resolveDestination } from './meter-options.js';
 import type { MeterOptions } from './meter-options.js';
 
-export type ToolMeterOptions = Pick<MeterOptions, 'sinks' | 'spool' | 'onUsage'>;
+type ToolMeterOptions = Pick<MeterOptions, 'sinks' | 'spool' | 'onUsage'>;
 
 const KNOWN_OPTIONS = ['sinks', 'spool', 'onUsage'] as const;
 

@@ -19,7 +19,7 @@ export const USAGE_GROUPINGS: readonly UsageGrouping[] = [
   'team',
 ];
 
-export const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
+const GROUP_EXPRESSIONS: Record<UsageGrouping, string> = {
   tenant: 'tenant_id',
   feature: 'feature',
   model: 'model',
@@ -54,7 +54,7 @@ export interface UsageAggregate {
   savedNanoUsd: number;
 }
 
-export interface AggregateOptions extends LedgerLocation {
+interface AggregateOptions extends LedgerLocation {
   by: UsageGrouping;
   /** Start (inclusive). */
   since: Date;
@@ -75,7 +75,7 @@ export interface AggregateOptions extends LedgerLocation {
 }
 
 /** The sums of an aggregate over raw rows, named as the rollups' columns (usage-rollups.ts sums those alike). */
-export const AGGREGATE_SUMS = `count(*) AS requests,
+const AGGREGATE_SUMS = `count(*) AS requests,
             count(*) FILTER (WHERE refused_by IS NOT NULL) AS refusals,
             coalesce(sum(input_tokens), 0) AS input_tokens,
             coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,
@@ -189,7 +189,7 @@ const AGGREGATE_COLUMNS = [
  * rest, or undefined when no rollup keeps the grouping or the range holds no whole hour. `values` holds since, until
  * and the placeholders of `filter` (on tenant_id and the group's column) and `orderAndLimit`.
  */
-export function rolledUpAggregateSql(
+function rolledUpAggregateSql(
   options: AggregateOptions,
   until: Date,
   values: readonly unknown[],

@@ -174,7 +174,7 @@ export function rollupMigrationSql(location: LedgerLocation = {}): string[] {
 }
 
 /** The parts of a read over [since, until): a condition on raw rows' `ts` and one on each rollup's time column. */
-export interface RollupPlan {
+interface RollupPlan {
   /** The read's values with the parts' bounds added. */
   values: unknown[];
   raw: string;

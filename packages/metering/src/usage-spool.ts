@@ -23,7 +23,7 @@ import type { UsageRecord } from '@tollgate/core';
 import { logOnce, writeToSinks } from './sink.js';
 import type { SinkErrorHandler, UsageSink } from './sink.js';
 
-export interface UsageSpoolOptions {
+interface UsageSpoolOptions {
   /**
    * Directory of the spool (created if missing), on a local disk. Processes may share one: each
    * keeps files of its own, and takes over those of a process of this host that died. Required.

@@ -12,7 +12,7 @@ import { embeddingsAnswerForms } from './openai-embeddings/answer.js';
 import { responsesAnswerForms } from './openai-responses/answer.js';
 import type { AnswerForms } from './answer-types.js';
 
-export type { AnswerForms, PlainAnswer, SseMessage, StreamOptions } from './answer-types.js';
+export type { AnswerForms } from './answer-types.js';
 
 const FORMS: Readonly<Record<WireFamily, AnswerForms>> = {
   chat: chatAnswerForms,

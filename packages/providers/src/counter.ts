@@ -68,7 +68,7 @@ export interface RequestEstimate extends UsageEstimate, InputTokenEstimate {}
  * Upper bound of the tokens of one image (see `imageTokens`): OpenAI's largest documented formula
  * for exactly counted (OpenAI) models, gpt-4o-mini's own, and Anthropic's resize bound elsewhere.
  */
-export function imageTokenBound(model: string, exactTokenizer: boolean): number {
+function imageTokenBound(model: string, exactTokenizer: boolean): number {
   if (!exactTokenizer) return 1_600;
   if (/^(ft:)?gpt-4o-mini/i.test(model)) return 48_169;
   return 3_779;

@@ -11,7 +11,7 @@ import { isObject } from './json.js';
 import { ALWAYS_EXACT_CHARS, TimeSlice } from './tokenizer.js';
 
 /** The cap assumed for a model whose catalogue row names no maximum output. */
-export const FALLBACK_MAX_OUTPUT_TOKENS = 16_384;
+const FALLBACK_MAX_OUTPUT_TOKENS = 16_384;
 
 /** The shipped catalogue, for estimates asked for without a pricing table. */
 let shipped: Pricing | undefined;
@@ -244,7 +244,7 @@ function pricedModel(input: EstimateRequestInput): { adapter: ProviderAdapter; m
  * Input too large for a model's context window is refused by its provider; an open-ended request
  * without a known window is bounded by the largest window of any model.
  */
-export const OPEN_ENDED_INPUT_TOKENS = 2_000_000;
+const OPEN_ENDED_INPUT_TOKENS = 2_000_000;
 
 /** The request's input bound (see `InputTokenEstimate.bound`), capped at the model's context window. */
 function inputBound(estimate: InputTokenEstimate, price: ResolvedPrice): number {

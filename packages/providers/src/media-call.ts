@@ -21,7 +21,7 @@ export interface MediaCallUsage {
 }
 
 /** How one answer of a media API is read (a fresh one per answer). */
-export interface MediaAnswerReading {
+interface MediaAnswerReading {
   /** Reads one parsed stream event; true when it carried the answer's final usage (its `usage` gets `cost_usd`). */
   event(data: Json): boolean;
   /** Reads a whole JSON answer. */
@@ -31,7 +31,7 @@ export interface MediaAnswerReading {
 }
 
 /** What one OpenAI media API is (see `mediaAdapter`). */
-export interface MediaApi {
+interface MediaApi {
   readonly api: 'openai.speech' | 'openai.images' | 'openai.transcriptions';
   readonly operation: string;
   /** The gateway's path (`/v1/audio/speech`); the upstream's is the same after OpenAI's `/v1`. */

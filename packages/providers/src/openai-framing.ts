@@ -153,7 +153,7 @@ export function mapChatMessage(message: unknown, map: TextMap): unknown {
   return mapField(message, 'content', (content) => mapOpenAiContent(content, map));
 }
 
-export function countToolCalls(counter: RequestCounter, calls: unknown): number {
+function countToolCalls(counter: RequestCounter, calls: unknown): number {
   if (!Array.isArray(calls)) return 0;
   let tokens = 0;
   for (const call of calls) {

@@ -15,9 +15,9 @@ import type { OutputCounter } from './usage.js';
  * vocabulary: Claude 2's holds a run of 1,024 spaces, Gemma's 16 "…"): n bytes of its output are at least
  * n / this many tokens, whatever the text. A provider not listed (self-hosted and the rest) gets the largest known.
  */
-export const MAX_TOKEN_BYTES_OF_PROVIDER: Readonly<Partial<Record<Provider, number>>> = { google: 48 };
+const MAX_TOKEN_BYTES_OF_PROVIDER: Readonly<Partial<Record<Provider, number>>> = { google: 48 };
 /** The longest token of any vocabulary measured (Claude 2's): the bound for a provider whose tokenizer is unknown. */
-export const MAX_KNOWN_TOKEN_BYTES = 1024;
+const MAX_KNOWN_TOKEN_BYTES = 1024;
 
 /** The longest token of the provider's kind of tokenizer, in bytes. */
 export function maxTokenBytesOf(provider: Provider | undefined): number {

@@ -23,7 +23,7 @@ export { MAX_TOKEN_BYTES };
  * Which way a count may err where text cannot be counted exactly in time: `upper` (estimates and
  * reservations: never below the true count) or `lower` (the hard stop: never above it).
  */
-export type CountBound = 'upper' | 'lower';
+type CountBound = 'upper' | 'lower';
 
 /** What `bytes` of text not counted exactly stand for, as `bound` says: a text of n bytes is at least n / 128 tokens. */
 function boundOfBytes(bytes: number, bound: CountBound): number {
@@ -31,9 +31,6 @@ function boundOfBytes(bytes: number, bound: CountBound): number {
 }
 
 const WARM_UP_TEXT = 'Warm up: naïve café, 数据 😀 {"json": [1, 2.5]} <|endoftext|>\n\tcode();';
-
-/** Every encoding a count may ask for. */
-export const ENCODINGS: readonly EncodingName[] = ['o200k_base', 'cl100k_base', 'llama3', 'tekken', 'qwen2', 'gemma'];
 
 /**
  * The counts of up to this many pre-tokenizer chunks that had to be merged are kept, per encoding, for their repeats.

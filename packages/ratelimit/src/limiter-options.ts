@@ -20,10 +20,10 @@ export const LIMITER_OPTION_NAMES = [
 ] as const;
 
 /** The option names of a limiter counted in layers (tieredRateLimit, tokenRateLimit). */
-export const LAYERED_OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', ...LIMITER_OPTION_NAMES] as const;
+const LAYERED_OPTION_NAMES = [...LAYER_OPTION_NAMES, 'layers', 'stores', ...LIMITER_OPTION_NAMES] as const;
 
 /** What resolving reads from a limiter's options (the factory's own names are checked first). */
-export interface LimiterOptions extends CommonLimitOptions, LimitLayerOptions {
+interface LimiterOptions extends CommonLimitOptions, LimitLayerOptions {
   layers?: LimitLayerOptions[];
   stores?: object;
   prefix?: string;
@@ -31,7 +31,7 @@ export interface LimiterOptions extends CommonLimitOptions, LimitLayerOptions {
 }
 
 /** How one limiter differs from the others. */
-export interface LimiterDefaults<O extends LimiterOptions> {
+interface LimiterDefaults<O extends LimiterOptions> {
   /** The factory's name, in messages: `tieredRateLimit`. */
   factory: string;
   /**

@@ -60,12 +60,12 @@ export function mostRestrictive(reports: readonly LimitReport[]): LimitReport | 
 }
 
 /** Whole seconds until `at`, never below 0. */
-export function secondsUntil(at: number, now = Date.now()): number {
+function secondsUntil(at: number, now = Date.now()): number {
   return Math.max(0, Math.ceil((at - now) / 1000));
 }
 
 /** Seconds for `Retry-After`: at least 1, so a client never retries in a tight loop. */
-export function retryAfterSeconds(ms: number): number {
+function retryAfterSeconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 

@@ -3,9 +3,9 @@ import type { ServerResponse } from 'node:http';
 import { parseDuration, TollgateError } from '@tollgate/core';
 import type { WaitOptions } from './types.js';
 
-export type Attempt<T> = { ok: true; value: T } | { ok: false; value: T; retryAfterMs: number };
+type Attempt<T> = { ok: true; value: T } | { ok: false; value: T; retryAfterMs: number };
 
-export type WaitOutcome<T> =
+type WaitOutcome<T> =
   | { status: 'ok'; value: T; waitedMs: number }
   /** `value` is the last refusal seen, undefined when this request never reached the head. */
   | { status: 'refused'; value: T | undefined; waitedMs: number }
@@ -19,14 +19,14 @@ interface Waiter {
   wake(): void;
 }
 
-export interface WaitQueueSettings {
+interface WaitQueueSettings {
   maxMs: number;
   maxQueue: number;
   /** Head retries at least this often, for room freed by other processes that nobody announces. */
   pollMs: number;
 }
 
-export interface WaitQueueOptions {
+interface WaitQueueOptions {
   /**
    * True when `retryAfterMs` is a promise (request windows): a wait longer than `maxMs` is
    * refused at once. False when room may come back sooner (token refunds at settle).

@@ -39,7 +39,7 @@ export interface RedisClusterLike {
 }
 
 /** A cluster client, told apart from a one-server client by what only a cluster has. */
-export function isClusterClient(client: RedisClientLike | RedisClusterLike): client is RedisClusterLike {
+function isClusterClient(client: RedisClientLike | RedisClusterLike): client is RedisClusterLike {
   return typeof (client as Partial<RedisClusterLike>).nodeClient === 'function' && 'masters' in client;
 }
 

@@ -12,7 +12,7 @@ export interface BatchTransport {
   connecting(): Promise<void> | undefined;
 }
 
-export interface ScriptBatcherOptions {
+interface ScriptBatcherOptions {
   /**
    * `'slot'`: one bundle per Cluster hash slot (of each call's first key), for a sendCommand that
    * routes by key. `'none'`: one bundle for every call of the turn (one server).

@@ -5,7 +5,7 @@ import { LuaScript, type SendCommand } from './lua.js';
 export type ScriptCommand = readonly string[];
 
 /** What one operation of a bundle answered: its script's reply, or the error it raised. */
-export type BundledReply = { ok: true; value: unknown } | { ok: false; error: BundledScriptError };
+type BundledReply = { ok: true; value: unknown } | { ok: false; error: BundledScriptError };
 
 /** One operation of a bundle, as the stores queue it (no EVALSHA command built), told its outcome. */
 export interface BundleOperation {

@@ -82,7 +82,7 @@ interface Share {
 }
 
 /** The pending settles summed per scope and bucket, with their usage records as sent. */
-export interface SummedSettles {
+interface SummedSettles {
   /** The scopes, in the order the batch numbers them (from 1). */
   scopeKeys: string[];
   shares: Share[];

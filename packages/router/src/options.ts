@@ -1,7 +1,7 @@
 // The router's options (what a user writes) and their resolution into a checked, fully-filled configuration.
 import { TollgateError } from '@tollgate/core';
 
-export const STRATEGIES = ['fallback', 'cheapest', 'lowest-latency', 'weighted'] as const;
+const STRATEGIES = ['fallback', 'cheapest', 'lowest-latency', 'weighted'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
 export interface TargetOptions {

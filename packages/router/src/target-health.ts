@@ -51,7 +51,7 @@ class RunOrRateBreaker implements IBreaker {
   }
 }
 
-export type GuardedCall<T> = { ran: true; result: T } | { ran: false };
+type GuardedCall<T> = { ran: true; result: T } | { ran: false };
 
 const REFUSED: GuardedCall<never> = Object.freeze({ ran: false });
 

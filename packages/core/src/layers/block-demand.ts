@@ -44,7 +44,7 @@ const EARLY_SHARE = 0.5;
 const IN_USE_SWEEPS = 3;
 
 /** What a sweep needs of a block to pace its renewal: its birth, and what it handed out (to tell it is in use). */
-export interface Aging {
+interface Aging {
   bornAt: number;
   used: number;
 }

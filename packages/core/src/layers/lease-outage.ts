@@ -30,7 +30,7 @@ export interface ResolvedLeaseOptions {
 }
 
 /** What a slice granted, charged to the store once it answers: exactly once, a reservation of 0 settled at the amount. */
-export interface PendingCharge {
+interface PendingCharge {
   id: string;
   scopes: LedgerScope[];
   amount: number;

@@ -17,7 +17,7 @@ import { LEAST_REQUESTS_PER_BLOCK, type BlockDemand, type BlockSends, DirectUnti
 import type { LedgerPolicy } from './wrap-stores.js';
 
 /** A block of one budget scope: one reservation of `amount` in the store, granted to requests in-process. */
-export interface LedgerBlock {
+interface LedgerBlock {
   id: string;
   signature: string;
   /** The scope as its opener named it: what a successor opened by the sweep reserves. */

@@ -46,7 +46,7 @@ export interface StoreLayer<Name extends string, State> {
 }
 
 /** The stores with a layer over their parts, and its state under its name. */
-export type LayeredStores<S extends TollgateStores, Name extends string, State> = S & { readonly [K in Name]: State };
+type LayeredStores<S extends TollgateStores, Name extends string, State> = S & { readonly [K in Name]: State };
 
 /*
  * The parts below answer the promise-returning calls and their at-once twins from one policy: the twin returns what

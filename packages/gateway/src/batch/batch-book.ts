@@ -92,7 +92,7 @@ export function memoryBatchBook(now: () => number = Date.now): BatchBook {
 }
 
 /** The Redis calls a shared book makes: the stores' own connection and key prefix. */
-export interface RedisBookConnection {
+interface RedisBookConnection {
   sendCommand(args: string[]): Promise<unknown>;
   prefix: string;
 }
@@ -101,7 +101,7 @@ export interface RedisBookConnection {
  * The book of every process sharing one Redis: each file, job and claim one key (under one hash tag, so a cluster
  * keeps them on one slot), kept KEPT_MS. The claim is `SET NX`: one process of all settles a job.
  */
-export function redisBatchBook({ sendCommand, prefix }: RedisBookConnection): BatchBook {
+function redisBatchBook({ sendCommand, prefix }: RedisBookConnection): BatchBook {
   const keyOf = (kind: string, owner: string, id: string) => `${prefix}{batch}:${kind}:${JSON.stringify([owner, id])}`;
   /** The jobs not settled yet: a set of their job keys. */
   const openKey = `${prefix}{batch}:open`;

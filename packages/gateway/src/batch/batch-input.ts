@@ -19,7 +19,7 @@ export const BATCH_ENDPOINTS: Readonly<Record<string, ProviderApi>> = Object.fro
 export const BATCH_TIER = 'batch';
 
 /** What the gateway keeps of an input file: its models and the most it may cost. */
-export interface BatchInput {
+interface BatchInput {
   models: string[];
   lines: number;
   /** The sum over its lines of input at its bound and the whole output cap, at batch prices. */

@@ -2,7 +2,6 @@
 import type { RequestHandler } from 'express';
 import { resolveUpstreamKey } from '@tollgate/router/upstreams';
 import type { BatchRouteSpec } from '../routes.js';
-import type { BatchBook } from './batch-book.js';
 import type { BatchHandlers, BatchUpstream } from './batch-routes.js';
 
 /** The first upstream of the OpenAI kind, which Batch jobs go to; undefined (no Batch routes) without one. */
@@ -65,5 +64,3 @@ export function batchRouteSpecs(handlers: BatchHandlers): BatchRouteSpec[] {
     route('post', '/v1/batches/:id/cancel', 'none', handlers.batchCall),
   ];
 }
-
-export type { BatchBook };

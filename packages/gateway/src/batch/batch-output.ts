@@ -64,7 +64,7 @@ function lineRecord(
 }
 
 /** An output file read: a record per line answered with usage, and how many lines could not be read at all. */
-export interface BatchOutput {
+interface BatchOutput {
   records: UsageRecord[];
   unreadable: number;
 }

@@ -25,7 +25,7 @@ export interface BatchUpstream {
 }
 
 /** What the Batch routes are built from. */
-export interface BatchParts {
+interface BatchParts {
   upstream: BatchUpstream;
   book: BatchBook;
   pricing: Pricing;
@@ -41,7 +41,7 @@ export interface BatchParts {
 const FINISHED = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
 /** The owner files and jobs are kept under: the caller's tenant, else its key. */
-export function ownerOf(identity: Identity | undefined): string {
+function ownerOf(identity: Identity | undefined): string {
   if (identity?.tenantId) return `tenant:${identity.tenantId}`;
   return `key:${identity?.keyId ?? ''}`;
 }

@@ -16,7 +16,7 @@ export function defaultTierOf(config: GatewayConfig): string | undefined {
  * The config file's tenants' tiers, and the default one. The gateway's parts swap `tierOfTenant` for its tenant
  * lookup (TenantDirectory), which adds the stored tenants.
  */
-export function tierAssignment(config: GatewayConfig): TierAssignment {
+function tierAssignment(config: GatewayConfig): TierAssignment {
   const tenants = config.tenants ?? {};
   return {
     tierOfTenant: (id) => (Object.hasOwn(tenants, id) ? tenants[id]!.tier : undefined),

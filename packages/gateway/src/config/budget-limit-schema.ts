@@ -11,7 +11,7 @@ const instant = z
   .string(INSTANT)
   .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/, INSTANT)
   .refine((text) => Number.isFinite(Date.parse(text)), INSTANT);
-export const budgetSchema = fields({
+const budgetSchema = fields({
   usd: z
     .number(`must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)
     .gt(0, `must be a positive number of USD (at most ${MAX_USD.toLocaleString('en-US')})`)

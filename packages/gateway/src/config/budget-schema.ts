@@ -4,7 +4,7 @@ import { fields, nonEmptyString, positiveInteger, recordOf } from './rules.js';
 import { budgetsSchema, sessionBudgetSchema, teamsSchema } from './budget-limit-schema.js';
 import { shadow, toolPatterns } from './tier-schema.js';
 
-export { budgetSchema, budgetsSchema } from './budget-limit-schema.js';
+export { budgetsSchema } from './budget-limit-schema.js';
 
 export const tenantSchema = fields({
   tier: nonEmptyString().optional().describe("The tier of the tenant's keys that name none (a key of `tiers`)."),

@@ -60,7 +60,7 @@ const MOCK_PROVIDERS: readonly string[] = [
 ];
 
 /** How a config says on purpose that the built-in mock answers its calls. */
-export const MOCK_UPSTREAMS = '"upstreams": { "mock": { "kind": "mock" } }';
+const MOCK_UPSTREAMS = '"upstreams": { "mock": { "kind": "mock" } }';
 
 /**
  * Calls go where the config says: a config that names no upstream would serve the built-in mock's fake answers,

@@ -7,7 +7,7 @@ import { dataDirLayout } from '../data-dir.js';
 import { embeddedLedgerInstalled } from './summary.js';
 
 /** What the demo says when PGlite is not installed. */
-export const PGLITE_HINT = '@electric-sql/pglite is not installed; `npm i @electric-sql/pglite` keeps it';
+const PGLITE_HINT = '@electric-sql/pglite is not installed; `npm i @electric-sql/pglite` keeps it';
 
 export interface DemoKey {
   /** A tenant's name, or `admin` for the key of /admin and /dashboard. */

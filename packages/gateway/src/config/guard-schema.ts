@@ -13,7 +13,7 @@ import {
   url,
 } from './rules.js';
 
-export const sheddingSchema = fields({
+const sheddingSchema = fields({
   priorities: recordOf(z.number('must be a number (higher keeps service longer)'))
     .optional()
     .describe('Priority per tier: the lowest are shed first, the highest never. Default: every tier alike.'),
@@ -32,7 +32,7 @@ export const sheddingSchema = fields({
 // (resolveGuardOptions, run after the schema), so the config and the package never disagree.
 const ANOMALY_ACTIONS = ['alert', 'throttle', 'suspend'] as const satisfies readonly AnomalyAction[];
 const NUMBER = 'must be a number';
-export const spendAnomalySchema = fields({
+const spendAnomalySchema = fields({
   bucketSeconds: z.number(NUMBER).optional().describe('Length of one bucket in seconds. Default: 60.'),
   zScore: z
     .number(NUMBER)
@@ -66,7 +66,7 @@ export const spendAnomalySchema = fields({
   slowWindow: duration.optional().describe('How far back the slow baseline looks. Default: "1d".'),
 }).describe('Spend, tokens, requests and addresses per bucket against moving baselines.');
 
-export const repeatedRequestsSchema = fields({
+const repeatedRequestsSchema = fields({
   max: z
     .number(NUMBER)
     .optional()
@@ -74,7 +74,7 @@ export const repeatedRequestsSchema = fields({
   windowSeconds: z.number(NUMBER).optional().describe('Default: 60.'),
 }).describe('The same request repeated by one key (a runaway loop).');
 
-export const authFailuresSchema = fields({
+const authFailuresSchema = fields({
   max: z
     .number(NUMBER)
     .optional()
@@ -90,7 +90,7 @@ export const authFailuresSchema = fields({
 }).describe('Failed authentications per client address.');
 
 // The names the guard README's abuse section documents; ranges checked by the guard's resolveAbuseOptions.
-export const abuseSchema = fields({
+const abuseSchema = fields({
   subjects: z
     .array(choice(['key', 'address', 'tenant'], 'must be "key", "address" or "tenant"'), 'must be a list')
     .optional()

@@ -20,7 +20,7 @@ export function toolServerProblems(
 }
 
 /** The names a key may give: the config's tenants, tiers and MCP servers. */
-export interface KeyNames {
+interface KeyNames {
   tenants: readonly string[];
   /** Each tenant's teams (a key's `team` names one of its tenant's). Absent: no tenant has any. */
   teams?: Readonly<Record<string, readonly string[]>>;
@@ -41,7 +41,7 @@ export function keyNamesOf(config: Pick<GatewayConfig, 'tenants' | 'tiers' | 'mc
 }
 
 /** What a key names elsewhere in the config: its tenant, tier and tools' servers. */
-export interface KeyReferences {
+interface KeyReferences {
   tenant?: string | undefined;
   tier?: string | undefined;
   tools?: readonly string[] | undefined;

@@ -77,7 +77,7 @@ function toolCallLayers(config: GatewayConfig): LimitLayerOptions[] {
 }
 
 /** Model allowlists and output caps per tier, as tierPolicy takes them. */
-export function tierPolicyOptions(config: GatewayConfig): TierPolicyOptions {
+function tierPolicyOptions(config: GatewayConfig): TierPolicyOptions {
   const defaultTier = defaultTierOf(config);
   const tiers =
     config.tiers &&

@@ -1,9 +1,8 @@
 // The config's `operators` section: the admin key's role and operator sign-in with OpenID Connect (docs/operators.md).
-import { z } from 'zod';
 import { choice, duration, environmentName, fields, nonEmptyString, recordOf, stringList, url } from './rules.js';
 
 const ROLE = 'must be "viewer", "operator" or "admin"';
-export const operatorRole = choice(['viewer', 'operator', 'admin'], ROLE);
+const operatorRole = choice(['viewer', 'operator', 'admin'], ROLE);
 
 /** A plain-http issuer is accepted only on this machine (a test provider): anywhere else its tokens could be read. */
 function isLoopbackHttp(text: string): boolean {
@@ -12,7 +11,7 @@ function isLoopbackHttp(text: string): boolean {
 }
 const LOOPBACK_ONLY = 'must use https: (plain http: only for localhost)';
 
-export const oidcSchema = fields({
+const oidcSchema = fields({
   issuer: url(['https:', 'http:'])
     .refine(isLoopbackHttp, LOOPBACK_ONLY)
     .describe('The issuer URL; its `/.well-known/openid-configuration` is read at the first sign-in.'),
@@ -50,5 +49,3 @@ export const operatorsSchema = fields({
   keyRole: operatorRole.optional().describe('The role of the admin key (`adminKeySha256`). Default: "admin".'),
   oidc: oidcSchema.optional(),
 }).describe('Who may use /admin and the dashboard besides the admin key, and what each role may do.');
-
-export type OperatorsConfig = z.output<typeof operatorsSchema>;

@@ -16,9 +16,9 @@ import {
   trueOrFalse,
   url,
 } from './rules.js';
-import { budgetSchema, budgetsSchema, featureSchema, globalSchema, tenantSchema } from './budget-schema.js';
+import { budgetsSchema, featureSchema, globalSchema, tenantSchema } from './budget-schema.js';
 import { attributionSchema, jwtSchema, keySchema, sessionsSchema } from './identity-schema.js';
-import { guardrailsSchema, guardSchema, sheddingSchema, webhookSchema } from './guard-schema.js';
+import { guardrailsSchema, guardSchema, webhookSchema } from './guard-schema.js';
 import { operatorsSchema } from './operators-schema.js';
 import { logSchema, redisSchema, storeOutageSchema } from './store-schema.js';
 import { cacheSchema, tierSchema } from './tier-schema.js';
@@ -322,23 +322,11 @@ export const configSchema = fields({
     description: 'The config file of the tollgate example proxy (TOLLGATE_CONFIG).',
   });
 
-export type BudgetConfig = z.output<typeof budgetSchema>;
 export type BudgetsConfig = z.output<typeof budgetsSchema>;
-export type UpstreamConfig = Exclude<z.output<typeof upstreamSchema>, { kind: 'mock' }>;
-export type ModelConfig = z.output<typeof modelSchema>;
 export type TierConfig = z.output<typeof tierSchema>;
-export type CacheConfig = z.output<typeof cacheSchema>;
 export type TenantConfig = z.output<typeof tenantSchema>;
-export type McpServerConfig = z.output<typeof mcpServerSchema>;
 export type KeyConfig = z.output<typeof keySchema>;
-export type AttributionConfig = z.output<typeof attributionSchema>;
 export type JwtConfig = z.output<typeof jwtSchema>;
-export type RedisConfig = z.output<typeof redisSchema>;
-export type GlobalConfig = z.output<typeof globalSchema>;
-export type LogConfig = z.output<typeof logSchema>;
-export type SheddingConfig = z.output<typeof sheddingSchema>;
 export type GuardConfig = z.output<typeof guardSchema>;
-export type GuardrailsConfig = z.output<typeof guardrailsSchema>;
-export type WebhookConfig = z.output<typeof webhookSchema>;
 /** The routing sections keep the router's own types: the schema only knows they are objects. */
 export type GatewayConfig = Omit<z.output<typeof configSchema>, keyof RoutingConfig> & RoutingConfig;

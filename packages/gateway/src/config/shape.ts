@@ -55,7 +55,7 @@ function isOtherKind(issue: z.core.$ZodIssue): boolean {
 }
 
 /** `tiers.free.models[1]`, or `the config` for the whole. */
-export function fieldName(path: readonly PropertyKey[]): string {
+function fieldName(path: readonly PropertyKey[]): string {
   if (path.length === 0) return 'the config';
   return path
     .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
@@ -63,7 +63,7 @@ export function fieldName(path: readonly PropertyKey[]): string {
 }
 
 /** The config with its faulty fields taken out, and what that took out (to keep the other problems true). */
-export interface Salvage {
+interface Salvage {
   /** The rest of the config, sound for the schema; undefined when nothing sound is left (not an object). */
   config?: GatewayConfig;
   /** Names of entries taken out of the named sections: a field naming one is not reported as pointing nowhere. */

@@ -38,7 +38,7 @@ async function postgresProblem(url: string): Promise<string | undefined> {
 }
 
 /** A PostgreSQL ledger that does not answer now would lose every usage record to the spool: refuse to start instead. */
-export async function checkPostgres(config: GatewayConfig): Promise<void> {
+async function checkPostgres(config: GatewayConfig): Promise<void> {
   if (!config.postgresUrl) return;
   const problem = await postgresProblem(config.postgresUrl);
   if (problem !== undefined) throw new ConfigError(problem);

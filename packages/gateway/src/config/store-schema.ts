@@ -5,8 +5,7 @@ import type { StoreOutageConfig } from '../outage-setup.js';
 import { choice, duration, fields, fraction, nonEmptyString, trueOrFalse, url } from './rules.js';
 
 /** The levels of the proxy's log, most severe first; `silent` writes nothing. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const CLUSTER = 'must be a non-empty array of node URLs ("redis://host:port")';
 export const redisSchema = fields({

@@ -29,7 +29,7 @@ function hostOf(url: string): string {
 }
 
 /** Where limits, budgets and keys are counted. */
-export function storesInWords(config: GatewayConfig, env: NodeJS.ProcessEnv): string {
+function storesInWords(config: GatewayConfig, env: NodeJS.ProcessEnv): string {
   const redisUrl = env.REDIS_URL || config.redisUrl;
   if (redisUrl) return `Redis at ${hostOf(redisUrl)}`;
   const cluster = config.redis?.cluster;
@@ -38,7 +38,7 @@ export function storesInWords(config: GatewayConfig, env: NodeJS.ProcessEnv): st
 }
 
 /** Where usage records are kept; `demo`: the demo, whose ledger is PGlite's when it is installed. */
-export function ledgerInWords(config: GatewayConfig, demo = false): string {
+function ledgerInWords(config: GatewayConfig, demo = false): string {
   if (config.postgresUrl) return `PostgreSQL at ${hostOf(config.postgresUrl)}`;
   if (demo && config.embeddedLedger === false)
     return 'none, usage records are not kept (@electric-sql/pglite is not installed)';
@@ -50,7 +50,7 @@ export function ledgerInWords(config: GatewayConfig, demo = false): string {
 }
 
 /** Where calls go. */
-export function upstreamsInWords(config: GatewayConfig): string {
+function upstreamsInWords(config: GatewayConfig): string {
   const upstreams = httpUpstreams(config.upstreams);
   if (!upstreams) return 'the built-in mock (fake answers, not a provider)';
   return Object.keys(upstreams).join(', ');

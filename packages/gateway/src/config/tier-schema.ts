@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { choice, duration, fields, nonEmptyString, positiveInteger, stringList, trueOrFalse } from './rules.js';
 import { sessionBudgetSchema } from './budget-limit-schema.js';
 
-export const perKeySchema = fields({
+const perKeySchema = fields({
   requestsPerMinute: positiveInteger.optional().describe('Requests per minute of each key of the tier.'),
   requestsPerDay: positiveInteger.optional().describe('Requests per day (24 h) of each key of the tier.'),
   tokensPerMinute: positiveInteger.optional().describe('Tokens (input and output) per minute of each key.'),

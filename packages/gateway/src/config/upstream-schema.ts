@@ -21,8 +21,8 @@ const DEFAULT_UPSTREAM_KIND = 'openai';
 const KINDS = [...upstreamKinds().values()];
 
 /** The wire formats an upstream may speak: the kinds the adapters declare. */
-export const UPSTREAM_KINDS = KINDS.map((kind) => kind.kind) as [string, ...string[]];
-export type UpstreamKind = string;
+const UPSTREAM_KINDS = KINDS.map((kind) => kind.kind) as [string, ...string[]];
+type UpstreamKind = string;
 
 /** The kind of an upstream that names none, from its name (the kind whose `names` hold it). */
 export function defaultUpstreamKind(name: string): UpstreamKind {
@@ -123,7 +123,7 @@ export function httpUpstreams<Upstream extends { kind?: string | undefined }>(
 }
 
 /** Whether the config's upstreams are the built-in mock, named on purpose. */
-export function servesMock(upstreams: Readonly<Record<string, { kind?: string | undefined }>> | undefined): boolean {
+function servesMock(upstreams: Readonly<Record<string, { kind?: string | undefined }>> | undefined): boolean {
   return upstreams !== undefined && Object.values(upstreams).some((upstream) => upstream.kind === 'mock');
 }
 

@@ -12,7 +12,7 @@ import { flushLogger } from '../log-sink.js';
 import { loadOptionalPeer } from '../optional-peer.js';
 
 /** The access and error log: its level and where it goes. */
-export interface LogOptions {
+interface LogOptions {
   /** Lines below this level are not written. @default "info" */
   level?: Level | 'silent' | undefined;
   /** `stdout`, `stderr`, or the path of a file the lines are appended to. @default "stderr" */
@@ -27,7 +27,7 @@ const CENSOR = '[redacted]';
  * Each path costs every line something: the credential headers, no more (with those the adapters'
  * routes read a key from, `route.keyHeaders`).
  */
-export const REDACTED_PATHS: readonly string[] = [
+const REDACTED_PATHS: readonly string[] = [
   'req.headers.authorization',
   ...[...new Set(['x-api-key', ...providerAdapters().flatMap((adapter) => adapter.route?.keyHeaders ?? [])])].map(
     (header) => `req.headers[${JSON.stringify(header)}]`,
@@ -247,7 +247,7 @@ function accessFields(
   return fields;
 }
 
-export interface AccessLog {
+interface AccessLog {
   /** When the response closes: its access line. */
   end(req: IncomingMessage, res: ServerResponse): void;
 }

@@ -70,7 +70,7 @@ function randomHex(bytes: number): string {
 let handedOver: SamplingResult | undefined;
 
 /** The provider's sampler: the decision made before the span when there is one, else `sampler`'s own. */
-export function decidedSampler(sampler: Sampler): Sampler {
+function decidedSampler(sampler: Sampler): Sampler {
   return {
     shouldSample(context, traceId, spanName, spanKind, attributes, links) {
       const decided = handedOver;
@@ -179,7 +179,7 @@ const UNSAMPLED_ROOT = trace.wrapSpanContext({
  * decisions may be made ahead). Make `provider` with `sampler: decidedSampler(sampler)`
  * (sampleFirstProvider does both).
  */
-export function sampleFirstTracers(
+function sampleFirstTracers(
   provider: TracerProvider,
   sampler: Sampler,
   options: { standardSampler?: boolean } = {},

@@ -104,7 +104,7 @@ export interface DriftFigures {
 }
 
 /** What the gauges read at each scrape, given once the gateway has it. */
-export interface GaugeWatchers {
+interface GaugeWatchers {
   watchBudgets(budget: BudgetReader): void;
   watchMitigations(list: () => readonly { kind: (typeof MITIGATION_KINDS)[number]; anomalyId?: string }[]): void;
   watchAbuseActions(list: () => readonly AbuseAction[]): void;

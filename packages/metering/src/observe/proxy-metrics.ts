@@ -52,7 +52,7 @@ export interface GatewayMetrics {
   guardrailRefused(rule: string): void;
 }
 
-export interface GatewayMetricsOptions {
+interface GatewayMetricsOptions {
   /** Hears a budget read that failed at a scrape. */
   report: (error: unknown) => void;
   /** The config's tenants: refusals name these; any other tenant counts as `__other__` (see `tenantLabeller`). */

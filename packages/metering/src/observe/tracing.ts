@@ -3,7 +3,7 @@ import { sampleFirstProvider } from './head-sampling.js';
 import { importOptionalPeer } from '../optional-peer.js';
 
 /** What a started SDK gives back to the process that stops. */
-export interface Tracing {
+interface Tracing {
   /** Exports the spans still queued, then stops. */
   shutdown(): Promise<void>;
 }

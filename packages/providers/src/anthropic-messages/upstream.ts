@@ -2,7 +2,7 @@
 import type { ClientHeaders, UpstreamSettings, UpstreamWire } from '../adapter.js';
 
 /** The `anthropic-version` sent when neither the client nor the upstream's entry names one. */
-export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
+const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 
 /** Anthropic's version and beta flags are the client's choice, when well-formed; else the entry's version. */
 function anthropicHeaders(client: ClientHeaders | undefined, settings: UpstreamSettings): Record<string, string> {

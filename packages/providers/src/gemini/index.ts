@@ -13,7 +13,7 @@ import { countedOutput, OutputText, sseEvent } from '../usage.js';
 import type { UsageReader } from '../usage.js';
 import { GEMINI_COUNT_ACTION, GEMINI_ROUTE, GEMINI_STREAM_ACTION, GEMINI_UPSTREAM } from './route.js';
 
-export { GEMINI_ACTIONS, GEMINI_COUNT_ACTION, GEMINI_STREAM_ACTION, splitGeminiTarget } from './route.js';
+export { GEMINI_ACTIONS, GEMINI_STREAM_ACTION } from './route.js';
 
 function param(request: CallRequest, name: string): string | undefined {
   const value = request.params?.[name];

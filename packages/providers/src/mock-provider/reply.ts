@@ -21,7 +21,7 @@ export function countMockTokens(text: string): number {
 }
 
 /** Every string a prompt carries (message contents, text parts, system, instructions), depth-limited. */
-export function collectPromptText(value: unknown, out: string[] = [], depth = 0): string[] {
+function collectPromptText(value: unknown, out: string[] = [], depth = 0): string[] {
   if (depth > 8) return out;
   if (typeof value === 'string') out.push(value);
   else if (Array.isArray(value)) for (const item of value) collectPromptText(item, out, depth + 1);

@@ -37,7 +37,7 @@ export function chatAnswer(answer: PlainAnswer): Json {
   };
 }
 
-export interface ChatStreamOptions extends StreamOptions {
+interface ChatStreamOptions extends StreamOptions {
   /**
    * Where the answer's usage goes: a last chunk without choices (`chunk`, what `stream_options.include_usage` asks
    * for), the chunk that finishes the answer (`inline`, a dialect that sends it unasked), or nowhere. @default 'chunk'

@@ -3,7 +3,7 @@ import type { UpstreamSettings, UpstreamWire } from '../adapter.js';
 import { oneChatToken } from './upstreams.js';
 
 /** Azure OpenAI's generally available API version of Chat Completions, used when the upstream's entry names none. */
-export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
+const DEFAULT_AZURE_API_VERSION = '2024-10-21';
 
 function apiVersion(settings: UpstreamSettings): string {
   return encodeURIComponent(settings.apiVersion ?? DEFAULT_AZURE_API_VERSION);

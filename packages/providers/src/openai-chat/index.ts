@@ -205,7 +205,7 @@ class ChatReader implements UsageReader {
   }
 }
 
-export interface ChatAdapterOptions {
+interface ChatAdapterOptions {
   api: ProviderApi;
   provider: Provider;
   /** The cap fields the API reads, the one written when the request names none first. */

@@ -13,7 +13,7 @@ import { OutputText } from '../usage.js';
 import type { UsageReader } from '../usage.js';
 
 /** The most inputs one request may hold (OpenAI refuses more). */
-export const MAX_EMBEDDING_INPUTS = 2048;
+const MAX_EMBEDDING_INPUTS = 2048;
 
 /**
  * Every top-level field OpenAI's embeddings API reads: it refuses any other (400 "Unrecognized request argument"), as

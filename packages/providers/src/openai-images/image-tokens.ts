@@ -12,7 +12,7 @@ const TOKENS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
 /** The dearest listed image (high, portrait) and its pixels: a size the table does not list is scaled from it. */
 const DEAREST = { tokens: 6240, pixels: 1024 * 1536 };
 /** Tokens each partial image of a stream adds (the guide: "Each partial image adds 100 image output tokens"). */
-export const PARTIAL_IMAGE_TOKENS = 100;
+const PARTIAL_IMAGE_TOKENS = 100;
 
 const SIZE = /^(\d{2,5})x(\d{2,5})$/;
 

@@ -9,7 +9,7 @@ import { imagesAnswer } from './answer.js';
 import { imageOutputTokens } from './image-tokens.js';
 
 /** The most images one request may ask for (OpenAI refuses more). */
-export const MAX_IMAGES = 10;
+const MAX_IMAGES = 10;
 
 /**
  * The quality and size an image is billed at when the request names none (OpenAI's defaults: quality `auto`, "the best

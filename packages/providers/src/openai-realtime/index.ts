@@ -5,7 +5,7 @@ import type { MediaUsage } from '@tollgate/core/costs';
 import { isObject, tokenCount } from '../json.js';
 
 /** The most output tokens one Realtime response may have ("inf" means this): OpenAI's limit per response. */
-export const REALTIME_MAX_OUTPUT_TOKENS = 4096;
+const REALTIME_MAX_OUTPUT_TOKENS = 4096;
 /**
  * Bytes of appended audio per input token reserved: 24 kHz 16-bit mono PCM is 48,000 bytes a second, which OpenAI
  * bills at 10 tokens a second (one per 100 ms); one per 50 ms is reserved, twice that, for G.711's 8 kHz and slack.

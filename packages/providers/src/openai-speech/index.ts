@@ -8,14 +8,14 @@ import type { MediaCallUsage } from '../media-call.js';
 import { speechAudio } from './audio.js';
 
 /** The most characters of `input` OpenAI takes. */
-export const MAX_SPEECH_CHARACTERS = 4096;
+const MAX_SPEECH_CHARACTERS = 4096;
 
 /**
  * Audio tokens a character of text may become at speed 1, for a model billed per audio token that reports no usage
  * in a binary answer: OpenAI's own figure for gpt-4o-mini-tts is 1,250 tokens a minute ($0.015 at $12 per 1M), about
  * 1.4 a character at 14 characters a second; 2 leaves a margin. An estimate, not a proof (docs/prices.md).
  */
-export const AUDIO_TOKENS_PER_CHARACTER = 2;
+const AUDIO_TOKENS_PER_CHARACTER = 2;
 
 const FORMATS: readonly string[] = ['mp3', 'opus', 'aac', 'flac', 'wav', 'pcm'];
 const STREAM_FORMATS: readonly string[] = ['sse', 'audio'];

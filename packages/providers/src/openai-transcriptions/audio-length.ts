@@ -17,7 +17,7 @@ export const UPLOAD_HEAD_BYTES = 4096;
  * The lowest bitrate of the formats OpenAI transcribes, in bytes a second: Opus's floor, 6 kbit/s (RFC 6716); MP3's
  * is 8, AAC's and FLAC's above it. A file of another format at a lower rate would play longer than this bound says.
  */
-export const MIN_AUDIO_BYTES_PER_SECOND = 750;
+const MIN_AUDIO_BYTES_PER_SECOND = 750;
 
 /** The seconds a PCM WAV file plays: its `data` chunk over the header's byte rate; undefined when it is no such file. */
 function wavSeconds(file: UploadedFile): number | undefined {

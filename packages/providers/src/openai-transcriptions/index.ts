@@ -13,9 +13,9 @@ import { transcriptionAnswer } from './answer.js';
  * Audio tokens a second of audio may become (gpt-4o-transcribe): OpenAI's estimate of $0.006 a minute at $6 per 1M
  * audio tokens is 1,000 tokens a minute, about 17 a second; 25 leaves a margin. An estimate, not a proof.
  */
-export const AUDIO_TOKENS_PER_SECOND = 25;
+const AUDIO_TOKENS_PER_SECOND = 25;
 /** Transcript tokens a second of speech may hold: fast speech is about 4 words, 6 tokens; 12 leaves a margin. */
-export const TRANSCRIPT_TOKENS_PER_SECOND = 12;
+const TRANSCRIPT_TOKENS_PER_SECOND = 12;
 
 const FORMATS: readonly string[] = ['json', 'text', 'srt', 'verbose_json', 'vtt', 'diarized_json'];
 

@@ -35,7 +35,7 @@ export function anthropicStopReason(finishReason: unknown): string {
 }
 
 /** An OpenAI tool call's arguments as the object Anthropic's tool_use carries (text that is not one is kept under `arguments`). */
-export function toolInput(argumentsText: unknown): Json {
+function toolInput(argumentsText: unknown): Json {
   if (typeof argumentsText !== 'string' || argumentsText.trim() === '') return {};
   const parsed = parseJson(argumentsText);
   return isObject(parsed) ? parsed : { arguments: argumentsText };

@@ -18,9 +18,6 @@ import { responsesToMessagesRequest } from './responses-to-messages.js';
 import type { StreamTranslator } from './stream.js';
 
 export type { StreamTranslator } from './stream.js';
-export type { TranslatedError } from './errors.js';
-export type { TranslatedRequest } from './json.js';
-
 /**
  * The family each API belongs to is its adapter's word (`family`): Chat Completions is spoken by OpenAI, by
  * self-hosted servers and by providers' own dialects of it; each member says how its fields differ (`toChat`,
@@ -132,7 +129,7 @@ export function translateResponse(
   return unsupported(from, to);
 }
 
-export interface StreamTranslatorOptions {
+interface StreamTranslatorOptions {
   /**
    * OpenAI chat clients: end with the usage chunk (`choices: []`). Set it from the client's
    * `stream_options.include_usage`; the proxy's meter asks for usage itself and strips the chunk

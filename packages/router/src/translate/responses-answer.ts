@@ -5,7 +5,7 @@ import type { Json } from './json.js';
 import { fromAnthropicUsage } from './usage.js';
 
 /** Responses usage: input tokens include cache reads and writes, cache reads also in `cached_tokens`. */
-export function toResponsesUsage(usage: TokenUsage): Json {
+function toResponsesUsage(usage: TokenUsage): Json {
   return {
     input_tokens: usage.inputTokens,
     input_tokens_details: { cached_tokens: usage.cachedInputTokens },

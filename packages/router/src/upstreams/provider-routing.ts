@@ -174,7 +174,7 @@ function declarePlannedCall(declare: RequestHandler, routes: RoutedCalls): Reque
   };
 }
 
-export interface ProviderRouterOptions {
+interface ProviderRouterOptions {
   mock?: MockProvider;
   pricing?: Pricing;
   env?: NodeJS.ProcessEnv;

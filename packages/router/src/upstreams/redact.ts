@@ -1,7 +1,7 @@
 // Finds the gateway's own upstream credentials in text an upstream wrote, in every form an encoder may give them.
 
 /** What stands where a secret was. */
-export const REDACTED = '[redacted]';
+const REDACTED = '[redacted]';
 
 /** The longest form of one character: `\\u002F`, a JSON escape escaped again (JSON in a JSON string). */
 const LONGEST_FORM = 7;

@@ -169,7 +169,7 @@ class RoutedRequest implements RouteAttempts, RoutedTry {
   }
 }
 
-export interface RoutedCallsOptions {
+interface RoutedCallsOptions {
   upstreams: ReadonlyMap<string, Upstream>;
   pricing: Pricing;
   /** Re-prices the request's budget reservation for the model its call now runs with; false: it cannot be covered. */

@@ -15,7 +15,7 @@ const PROBE_TEXT = '.';
 const MAX_KEPT_OVERHEADS = 1000;
 
 /** An upstream's counts of output texts. */
-export interface OutputCounts {
+interface OutputCounts {
   /** The count of one output text, for a call of `api` to `model`; undefined where the API cannot count text. */
   of(api: ProviderApi, model: string): ((text: string) => Promise<number>) | undefined;
   /** Resolves once no count is running. */
