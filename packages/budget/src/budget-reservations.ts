@@ -66,8 +66,8 @@ export class BudgetReservations {
     }
   }
 
-  /** The attempt, made at once where nothing has to be waited for: static budgets on an in-memory ledger. */
-  #reserveFor(req: Request, res: Response, ctx: TollgateContext): BudgetVerdict | Promise<BudgetVerdict> {
+  /** The attempt: its budgets, then their windows, then the reserve. */
+  #reserveFor(req: Request, res: Response, ctx: TollgateContext): MaybePromise<BudgetVerdict> {
     const estimate = ctx.estimate;
     if (!estimate) {
       // Nothing says what this request may cost: refused, never let through unbudgeted.
@@ -75,42 +75,46 @@ export class BudgetReservations {
         'This route is budgeted but declares no provider call to price: mount meter({ api }) (or providerCall()) before budgetGuard().';
       return { kind: 'denied', value: new ApiError('misconfigured_route', message), retryAfterMs: 0, final: true };
     }
-    const found = this.config.plan.forIdentity(ctx.identity);
-    if (!this.downgrades.ledgerReportsBalances || !Array.isArray(found))
-      return this.#reserveAsync(req, res, ctx, estimate, found, 0);
-    if (found.length === 0 && !this.config.plan.models.any) return { kind: 'allowed', value: undefined };
-    let ask: Ask;
-    try {
-      // The ledger reports balances (checked above): a downgrade is judged without a read, with nothing to wait for.
-      const current = this.#windowsFor(req, res, estimate, found, true, ctx.identity?.tenantId) as BudgetWindows;
-      if (current.scopes.length === 0) return { kind: 'allowed', value: undefined };
-      ask = this.#askFor(ctx, estimate, current, found);
-    } catch (error) {
-      return this.#storeFailed(req, error);
-    }
-    return this.#reserveAsk(req, res, estimate, ask, 0);
+    return this.#reserve(req, res, ctx, estimate, this.config.plan.forIdentity(ctx.identity), 0);
   }
 
-  async #reserveAsync(
+  /**
+   * The one reserve path, at once where nothing has to be waited for (static budgets, windows that need no read of
+   * the ledger, a ledger that answers at once: memory, a block), else as each step answers. `found`: a list the plan
+   * keeps (its windows kept too), or a promise of budgets from the `budgets` function (new each time).
+   */
+  #reserve(
     req: Request,
     res: Response,
     ctx: TollgateContext,
     estimate: UsageEstimate,
     found: readonly ResolvedBudget[] | Promise<ResolvedBudget[]>,
     switches: number,
-  ): Promise<BudgetVerdict> {
-    const budgets = await found;
-    if (budgets.length === 0 && !this.config.plan.models.any) return { kind: 'allowed', value: undefined };
-    let ask: Ask;
-    try {
-      // A list the plan keeps has its windows kept too; budgets from the `budgets` function are new each time.
-      const current = await this.#windowsFor(req, res, estimate, budgets, Array.isArray(found), ctx.identity?.tenantId);
-      if (current.scopes.length === 0) return { kind: 'allowed', value: undefined };
-      ask = this.#askFor(ctx, estimate, current, budgets);
-    } catch (error) {
-      return this.#storeFailed(req, error);
-    }
-    return this.#reserveAsk(req, res, estimate, ask, switches);
+  ): MaybePromise<BudgetVerdict> {
+    const kept = Array.isArray(found);
+    return whenReady(found, (budgets) => {
+      if (budgets.length === 0 && !this.config.plan.models.any) return { kind: 'allowed', value: undefined };
+      let windows: MaybePromise<BudgetWindows>;
+      try {
+        windows = this.#windowsFor(req, res, estimate, budgets, kept, ctx.identity?.tenantId);
+      } catch (error) {
+        return this.#storeFailed(req, error);
+      }
+      return whenReady(
+        windows,
+        (current) => {
+          if (current.scopes.length === 0) return { kind: 'allowed', value: undefined };
+          let ask: Ask;
+          try {
+            ask = this.#askFor(ctx, estimate, current, budgets);
+          } catch (error) {
+            return this.#storeFailed(req, error);
+          }
+          return this.#reserveAsk(req, res, estimate, ask, switches);
+        },
+        (error: unknown) => this.#storeFailed(req, error),
+      );
+    });
   }
 
   /**
@@ -310,7 +314,7 @@ export class BudgetReservations {
     if (!this.#switchModel(req, res, estimate, tenantId)) return refusalVerdict(this.#refusalSources, ask, result);
     // Served by another model: the spent budget is still news once.
     void noteExhausted(this.#refusalSources, window, result, ask.minAmount);
-    return this.#reserveAsync(req, res, req.tollgate, estimate, ask.budgets, switches + 1);
+    return this.#reserve(req, res, req.tollgate, estimate, ask.budgets, switches + 1);
   }
 
   /**
