@@ -393,6 +393,35 @@ describe('a window table kept from round to round', () => {
     await store.close();
   });
 
+  it("keeps a bucket's log to about TALLY_LOG_ENTRIES writes, and a reader further behind reads the bucket whole", async () => {
+    const sent: string[][] = [];
+    const keyPrefix = `${prefix}log-bound:`;
+    const reader = new RedisGuardStore({
+      sendCommand: ((command: string[]) => {
+        sent.push(command);
+        return redis.sendCommand(command);
+      }) as typeof redis.sendCommand,
+      prefix: keyPrefix,
+    });
+    const writer = new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: keyPrefix });
+    await writer.addAbuseTallies(81, 60_000, [delta('key:first', 1)]);
+    await reader.abuseTallies([81]);
+    for (let i = 0; i < 600; i++) await writer.addAbuseTallies(81, 60_000, [delta(`key:s${i % 50}`, 1)]);
+    // Redis trims whole nodes of the stream (at most 100 entries a node): about 256, never the 601 written.
+    const length = Number(await redis.sendCommand(['XLEN', `${keyPrefix}guard:abuse:{bucket:81}:log`]));
+    expect(length).toBeGreaterThanOrEqual(256);
+    expect(length).toBeLessThan(400);
+    sent.length = 0;
+    const read = await reader.abuseTallies([81]);
+    expect(sent.filter(([name]) => name === 'HSCAN').length).toBeGreaterThan(0);
+    expect(read.get('key:s0')!.counts.requests).toBe(12);
+    expect(read.get('key:first')!.counts.requests).toBe(1);
+    expect(rowsOf(read)).toEqual(
+      rowsOf(await new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: keyPrefix }).abuseTallies([81])),
+    );
+    await reader.close();
+  });
+
   it('brings a kept Redis bucket up to date exactly while other processes write during the reads', async () => {
     const keyPrefix = `${prefix}racing:`;
     const read: Record<string, number> = {};
