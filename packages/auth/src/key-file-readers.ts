@@ -1,7 +1,7 @@
 // Who reads a key file, and what they took of it: each reader notes the text it applied, so that `tollgate keys` can
 // tell whether a revocation reached every process reading the file, and a file that does not validate still revokes.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { lockHolderAlive, thisLockHolder } from '@tollgate/core/process-lock';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
@@ -40,6 +40,11 @@ function keyFileDigest(text: string): string {
 
 const self = thisLockHolder();
 
+/** The file a reader's note is kept in, in the readers folder. */
+function noteName(holder: LockHolder): string {
+  return `${holder.host}-${holder.pid}.json`;
+}
+
 /** This process's note on each file it reads, and the timer that keeps it fresh. */
 const heartbeats = new Map<string, { note: ReaderNote; timer: NodeJS.Timeout }>();
 
@@ -47,7 +52,10 @@ function writeNote(path: string, note: ReaderNote): void {
   const folder = readersFolder(path);
   try {
     mkdirSync(folder, { recursive: true, mode: 0o700 });
-    writeFileSync(join(folder, `${self.host}-${self.pid}.json`), JSON.stringify(note), { mode: 0o600 });
+    // Written beside and renamed over: a command reading the folder meanwhile sees the old note or the new, never half.
+    const name = noteName(self);
+    writeFileSync(join(folder, `.${name}.partial`), JSON.stringify(note), { mode: 0o600 });
+    renameSync(join(folder, `.${name}.partial`), join(folder, name));
   } catch {
     // Not knowing is said by the command that asks.
   }
@@ -83,7 +91,7 @@ export function noteKeyFileTaken(path: string, text: string, taking: KeyFileTaki
 export function forgetKeyFileReader(path: string): void {
   clearInterval(heartbeats.get(path)?.timer);
   heartbeats.delete(path);
-  rmSync(join(readersFolder(path), `${self.host}-${self.pid}.json`), { force: true });
+  rmSync(join(readersFolder(path), noteName(self)), { force: true });
 }
 
 /** A note still kept by a reader: rewritten lately, by a process that may be alive. */
@@ -104,6 +112,8 @@ function keyFileReaders(path: string): ReaderNote[] {
   const readers: ReaderNote[] = [];
   const now = Date.now();
   for (const name of names) {
+    // A note being written (renamed over its reader's note when whole).
+    if (name.startsWith('.')) continue;
     const file = join(folder, name);
     let note: ReaderNote | undefined;
     try {

@@ -1,6 +1,12 @@
 // keysWithRemovals: what a key file that does not validate still takes away from the running keys (and nothing more).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from '@jest/globals';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
+import { waitForKeyFileReaders } from '../src/key-file-readers.js';
 import { keysWithRemovals } from '../src/index.js';
 
 const record = (id: string, extra: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
@@ -59,4 +65,49 @@ describe('keysWithRemovals', () => {
     expect(keysWithRemovals(running, { a: 1 })).toEqual([]);
     expect(keysWithRemovals(running, undefined)).toEqual([]);
   });
+});
+
+describe("a key file's reader notes, read while they are written", () => {
+  it('a reader rewriting its note is always seen, as having taken the text or not (never missed)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-notes-'));
+    const path = join(dir, 'tollgate.json');
+    const writer = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--conditions=source',
+        fileURLToPath(new URL('./fixtures/note-writer.ts', import.meta.url)),
+        path,
+        '20000',
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise<number | null>((done) => writer.on('exit', done));
+    await new Promise((ready) => writer.stdout.once('data', ready));
+    let reads = 0;
+    let missed = 0;
+    let running = true;
+    // The writer stays alive after its last note until told, so every read here is of a live reader.
+    writer.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('done')) running = false;
+    });
+    while (running) {
+      // A turn of the event loop each time round, so the writer's exit is heard.
+      await new Promise((turn) => setImmediate(turn));
+      const verdict = await waitForKeyFileReaders(path, 'text 0', 0);
+      const seen = [...verdict.took, ...verdict.waiting].filter((note) => note.pid === writer.pid).length;
+      // Before its first note there is nothing to see; after it, the writer is always there.
+      if (reads > 0 || seen > 0) {
+        reads += 1;
+        if (seen !== 1) missed += 1;
+      }
+    }
+    writer.stdin.end();
+    expect(await exited).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
+    // A command that missed a reader would say a revoke was taken everywhere while one process still serves the key.
+    expect(reads).toBeGreaterThan(100);
+    expect(missed).toBe(0);
+  }, 60_000);
 });
