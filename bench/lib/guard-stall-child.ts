@@ -56,6 +56,8 @@ if (!PRETENURING) turnOffPretenuring();
 
 export const CHAT_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello there' }] });
 
+const OK_BODY = JSON.stringify({ ok: true });
+
 let guard: Guard | undefined;
 let histogram: IntervalHistogram | undefined;
 let probe: ReturnType<typeof startLoopProbe> | undefined;
@@ -80,7 +82,9 @@ function appOf(withGuard: Guard): express.Express {
     express.json(),
     providerCall('openai.chat'),
     withGuard.abuseAfterAuth,
-    (_req, res) => void res.json({ ok: true }),
+    // Written as the gateway writes an upstream's answer (`res.end`): express's `res.json` adds an ETag, a SHA-1 Hash
+    // object a response whose weak handle each scavenge then finalizes (1-6 ms of its pause at 400 req/s).
+    (_req, res) => void res.type('json').end(OK_BODY),
   );
   return app;
 }

@@ -7,6 +7,8 @@ import { AbuseTallyTable, FEATURE_NAMES, type AbuseSubject, type AbuseTallyDelta
 import { abuseEvidence, abuseScore, byKind, populationProfile, trainAbuseForest } from '../src/abuse-model.js';
 import { FEATURE_COUNT, scoreWindow } from '../src/abuse-scoring.js';
 import { AbuseWorker } from '../src/abuse-worker-client.js';
+import { scoringJson, type AbuseEntry, type Scoring } from '../src/abuse-watch.js';
+import { TimeSlice } from '@tollgate/core/store-contracts';
 import { MAX_ABUSE_SUBJECTS, MAX_AUTH_FAILURE_ADDRESSES, MemoryGuardStore } from '../src/memory-guard-store.js';
 import { RedisGuardStore, TALLY_SCAN_COUNT } from '../src/redis-guard-store.js';
 import * as scripts from '../src/redis-scripts.js';
@@ -567,4 +569,31 @@ describe('scoring a large window at once', () => {
       );
     }
   });
+});
+
+describe("the shared scoring's JSON, written in parts", () => {
+  const entry = (i: number): AbuseEntry => ({
+    subject: `address:10.0.${i >> 8}.${i & 255}` as AbuseSubject,
+    score: 1 - i / 1000,
+    requests: i,
+    action: i % 3 === 0 ? 'block' : 'none',
+    ...(i % 3 === 0 ? { until: 1_700_000_000_000 + i } : {}),
+    reasons: [{ feature: 'requestsPerMinute', value: i / 7, population: 1.5 }],
+  });
+
+  it.each([0, 1, 256, 257, 2000])(
+    'reads back as JSON.stringify writes it (%i entries), pausing between parts',
+    async (n) => {
+      const scoring: Scoring = {
+        at: 1_700_000_000_000,
+        modelVersion: n === 0 ? null : 7,
+        entries: Array.from({ length: n }, (_, i) => entry(i)),
+      };
+      // A slice always used up: every part pauses.
+      const slice = new TimeSlice(0);
+      const json = await scoringJson(scoring, slice);
+      expect(json).toBe(JSON.stringify(scoring));
+      expect(slice.pauses).toBe(Math.ceil(n / 256));
+    },
+  );
 });
