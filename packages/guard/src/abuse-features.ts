@@ -475,6 +475,8 @@ interface RowBlock {
   chained: Uint8Array;
   /** The round each row was last written in (a table kept across rounds, `renew()`): one of an earlier round is empty. */
   round: Uint32Array;
+  /** The table's count of writes when each row was last written (`writtenSince`). */
+  written: Float64Array;
 }
 
 /** A block of a table's pool of marks: each node's hash and the next node of its row's chain (-1: the end). */
@@ -504,12 +506,14 @@ function rowBlock(): RowBlock {
       head: new Int32Array(ROWS_PER_BLOCK).fill(-1),
       chained: new Uint8Array(ROWS_PER_BLOCK),
       round: new Uint32Array(ROWS_PER_BLOCK),
+      written: new Float64Array(ROWS_PER_BLOCK),
     };
   spare.counts.fill(0);
   spare.marks.fill(0);
   spare.head.fill(-1);
   spare.chained.fill(0);
   spare.round.fill(0);
+  spare.written.fill(0);
   return spare;
 }
 
@@ -547,6 +551,12 @@ export class AbuseTallyTable {
   /** The round rows are written in now (`renew()`), and how many were. */
   #round = 0;
   #live = 0;
+  /** Rows handed out to be written (`rowOf`, `seen`), counted: each row keeps the count of its last. */
+  #writes = 0;
+  /** Bumped whenever a row may lose sums or change subject (`renew`, `release`, a row taken by another subject). */
+  #epoch = 0;
+  /** Nodes of the pool no chain reaches any more (rows cleared while the table is kept: `clearRow`). */
+  #orphans = 0;
 
   /** `ordered`: one map, least recently seen first (`seen()`), as a bucket of the memory store keeps its subjects. */
   constructor(ordered = false) {
@@ -601,9 +611,43 @@ export class AbuseTallyTable {
   renew(): void {
     if (this.subjects.length - this.#live > Math.max(STALE_ROWS_KEPT, this.#live)) this.release();
     this.#round++;
+    this.#epoch++;
     this.#nodeCount = 0;
+    this.#orphans = 0;
     this.#overflow.clear();
     this.#live = 0;
+  }
+
+  /**
+   * Changes whenever a row may have lost sums or changed subject (`renew`, `release`, a subject pushed out by `seen`):
+   * a reader that saw the table at another epoch reads it whole; at the same one, only rows `writtenSince`.
+   */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /** The table's count of writes: a reader notes it, and later asks `writtenSince` it. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /** Whether a row was written (handed out by `rowOf` or `seen`) after the table's `writes` was `stamp`. */
+  writtenSince(row: number, stamp: number): boolean {
+    return this.#blocks[row >> ROW_SHIFT]!.written[row & (ROWS_PER_BLOCK - 1)]! > stamp;
+  }
+
+  /** Nodes of the pool no row reaches (rows cleared by `clearRow`): a kept table renews past as many as it uses. */
+  get orphanedNodes(): number {
+    return this.#orphans;
+  }
+
+  get usedNodes(): number {
+    return this.#nodeCount;
+  }
+
+  #stamp(row: number): number {
+    this.#blocks[row >> ROW_SHIFT]!.written[row & (ROWS_PER_BLOCK - 1)] = ++this.#writes;
+    return row;
   }
 
   /**
@@ -617,21 +661,29 @@ export class AbuseTallyTable {
     if (row !== undefined) {
       rows.delete(subject);
       rows.set(subject, row);
-      return row;
+      return this.#stamp(row);
     }
     if (this.subjects.length < max) return this.rowOf(subject);
     const [oldest, reused] = rows.entries().next().value!;
     rows.delete(oldest);
     this.#clearRow(reused);
+    this.#epoch++;
     this.subjects[reused] = subject;
     rows.set(subject, reused);
-    return reused;
+    return this.#stamp(reused);
+  }
+
+  /** Empties a subject's row, to be written again (a kept window re-summing it from its buckets). */
+  clearRow(row: number): void {
+    this.#clearRow(row);
+    this.#stamp(row);
   }
 
   /** A row zeroed for another subject (its chain's nodes stay in the pool, unused, until the table is released). */
   #clearRow(row: number): void {
     const block = this.#blocks[row >> ROW_SHIFT]!;
     const at = row & (ROWS_PER_BLOCK - 1);
+    if (block.round[at] === this.#round) this.#orphans += block.chained[at]!;
     block.counts.fill(0, at * TALLY_COUNTS.length, (at + 1) * TALLY_COUNTS.length);
     block.marks.fill(0, at * KIND_SLOTS, (at + 1) * KIND_SLOTS);
     block.head[at] = -1;
@@ -645,11 +697,11 @@ export class AbuseTallyTable {
     const rows = this.#rows(subject);
     let row = rows.get(subject);
     if (row !== undefined) {
-      if (this.live(row)) return row;
+      if (this.live(row)) return this.#stamp(row);
       // A row of an earlier round, emptied for this one.
       this.#clearRow(row);
       this.#live++;
-      return row;
+      return this.#stamp(row);
     }
     row = this.subjects.length;
     if (row >> ROW_SHIFT === this.#blocks.length) this.#blocks.push(rowBlock());
@@ -657,7 +709,7 @@ export class AbuseTallyTable {
     this.subjects.push(subject);
     rows.set(subject, row);
     this.#live++;
-    return row;
+    return this.#stamp(row);
   }
 
   count(row: number, index: number): number {
@@ -766,7 +818,9 @@ export class AbuseTallyTable {
     for (const rows of this.#index) rows.clear();
     this.#overflow.clear();
     this.#nodeCount = 0;
+    this.#orphans = 0;
     this.#live = 0;
+    this.#epoch++;
   }
 
   /** A subject's features as a person reads them (`featuresOf`), undefined when it has no row. */

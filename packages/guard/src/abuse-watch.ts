@@ -16,6 +16,7 @@ import {
   type RequestTraits,
   writeFeatures,
 } from './abuse-features.js';
+import { AbuseWindow } from './abuse-window.js';
 import { AbuseActions, isAbuseMitigation, registrySubject, type AbuseEntry } from './abuse-actions.js';
 import { FEATURE_COUNT, MIN_REQUESTS_TO_ACT, type ScoredRow, type WindowRows } from './abuse-scoring.js';
 export type { AbuseEntry } from './abuse-actions.js';
@@ -99,12 +100,15 @@ export class AbuseWatch {
   /** See `#windowBuffers`. */
   #shared: { rows: Float64Array; requests: Float64Array } | undefined;
   /**
-   * The window's sums and its subjects, kept from round to round (`AbuseTallyTable.renew()`): built anew, 100,000
-   * subjects' maps and arrays each round outlived the young generation, and the full collections they brought held
-   * the loop past the stall target (bench/guard-stall.ts).
+   * The window's sums and its subjects, kept from round to round (`AbuseWindow`): built anew, 100,000 subjects' maps
+   * and arrays each round outlived the young generation, and the full collections they brought held the loop past the
+   * stall target (bench/guard-stall.ts); summed whole each round, they held it 70-140 ms a second in slices.
    */
-  readonly #windowTable = new AbuseTallyTable();
+  readonly #kept = new AbuseWindow();
+  /** The window's subjects by place (the first `#count`), and each row of `#kept.table`'s place (-1: none). */
   readonly #windowSubjects: AbuseSubject[] = [];
+  #count = 0;
+  #placeOf = new Int32Array(0);
 
   constructor(config: ResolvedAbuse, parts: AbuseWatchParts) {
     this.#config = config;
@@ -261,11 +265,10 @@ export class AbuseWatch {
     const train = claimedTrain || (now && !this.#model);
     const score = claimedScore || now;
     if (!train && !score) return this.#followScoring();
-    this.#windowTable.renew();
-    const tallies = await store.abuseTallies(this.#buckets(at), slice, this.#windowTable);
-    const window = await this.#window(tallies, slice);
+    const tallies = await store.abuseTallies(this.#buckets(at), slice, this.#kept);
+    const window = await this.#window(tallies, tallies === this.#kept.table ? this.#kept.changed : undefined, slice);
     // A store that made a table of its own: its blocks go to the next round's table.
-    if (tallies !== this.#windowTable) tallies.release();
+    if (tallies !== this.#kept.table) tallies.release();
     const novel = await this.#worker.load(window.rows);
     if (train) await this.#train(window, at, true, slice);
     // A subject unlike anything the model was grown on: grown anew with it (at most once a bucket).
@@ -292,39 +295,70 @@ export class AbuseWatch {
     await this.#parts.store.addAbuseTallies(bucket, this.#config.windowMs + 2 * this.#config.bucketMs, deltas, slice);
   }
 
-  /** The window's subjects with requests, and their features as rows for the worker (built in slices). */
-  async #window(tallies: AbuseTallyTable, slice: TimeSlice): Promise<Window> {
-    // Kept and written over (entries past `count` are an earlier round's), as the table is.
-    const subjects = this.#windowSubjects;
-    const { rows, requests } = this.#windowBuffers(tallies.liveSize);
-    let count = 0;
-    for (let row = 0; row < tallies.size; row++) {
-      if (!tallies.live(row)) continue;
-      const sent = tallies.count(row, REQUESTS);
-      if (sent <= 0) continue;
-      writeFeatures(rows, count * FEATURE_COUNT, tallies, row, this.#config.windowMs);
-      requests[count] = sent;
-      if (count < subjects.length) subjects[count] = tallies.subjects[row]!;
-      else subjects.push(tallies.subjects[row]!);
-      if ((++count & 63) === 0) await slice.pause();
+  /**
+   * The window's subjects with requests, and their features as rows for the worker (built in slices). `changed`: the
+   * table's rows summed again since the last window (the rest as they were); undefined, all of them. A subject keeps
+   * its place in the window while the window's buckets stay; one new to it is added at the end.
+   */
+  async #window(tallies: AbuseTallyTable, changed: readonly number[] | undefined, slice: TimeSlice): Promise<Window> {
+    if (changed === undefined) {
+      this.#count = 0;
+      this.#placeOf.fill(-1);
+      this.#windowBuffers(tallies.liveSize);
+      for (let row = 0; row < tallies.size; row++) {
+        if (tallies.live(row)) this.#place(tallies, row);
+        if ((row & 63) === 63) await slice.pause();
+      }
+    } else
+      for (let i = 0; i < changed.length; i++) {
+        this.#place(tallies, changed[i]!);
+        if ((i & 63) === 63) await slice.pause();
+      }
+    const { rows, requests } = this.#windowBuffers(this.#count);
+    // The worker reads `count` rows only (entries past it are an earlier window's).
+    return { subjects: this.#windowSubjects, requests, rows: { rows, requests, count: this.#count } };
+  }
+
+  /** Writes a row's features at its place in the window (a new place for a subject with requests new to it). */
+  #place(tallies: AbuseTallyTable, row: number): void {
+    const sent = tallies.count(row, REQUESTS);
+    if (row >= this.#placeOf.length) {
+      const grown = new Int32Array(Math.ceil(tallies.size * 1.25) + 256).fill(-1);
+      grown.set(this.#placeOf);
+      this.#placeOf = grown;
     }
-    // The worker reads `count` rows only.
-    return { subjects, requests, rows: { rows, requests, count } };
+    let place = this.#placeOf[row]!;
+    if (place < 0) {
+      if (sent <= 0) return;
+      place = this.#count++;
+      this.#placeOf[row] = place;
+      const subjects = this.#windowSubjects;
+      if (place < subjects.length) subjects[place] = tallies.subjects[row]!;
+      else subjects.push(tallies.subjects[row]!);
+    }
+    const { rows, requests } = this.#windowBuffers(place + 1);
+    writeFeatures(rows, place * FEATURE_COUNT, tallies, row, this.#config.windowMs);
+    requests[place] = sent;
   }
 
   /**
    * The buffers a window is written in, shared with the worker (a round's calls to it all end before the next round
-   * writes them again): one pair kept and grown, not 20 MB of new memory each round for 100,000 subjects, external
-   * memory growing that fast calls for full collections (bench/guard-stall.ts).
+   * writes them again): one pair kept, grown with what they hold, not 20 MB of new memory each round for 100,000
+   * subjects: external memory growing that fast calls for full collections (bench/guard-stall.ts).
    */
   #windowBuffers(size: number): { rows: Float64Array; requests: Float64Array } {
     if (this.#shared && this.#shared.requests.length >= size) return this.#shared;
     const capacity = Math.ceil(size * 1.25) + 256;
-    this.#shared = {
+    const grown = {
       rows: new Float64Array(new SharedArrayBuffer(capacity * FEATURE_COUNT * Float64Array.BYTES_PER_ELEMENT)),
       requests: new Float64Array(new SharedArrayBuffer(capacity * Float64Array.BYTES_PER_ELEMENT)),
     };
-    return this.#shared;
+    if (this.#shared) {
+      grown.rows.set(this.#shared.rows.subarray(0, this.#count * FEATURE_COUNT));
+      grown.requests.set(this.#shared.requests.subarray(0, this.#count));
+    }
+    this.#shared = grown;
+    return grown;
   }
 
   async #followModel(): Promise<void> {

@@ -1,6 +1,7 @@
 // What the guard keeps in a shared store: per-subject baselines, the mitigations in force, the anomaly log, auth failures, alert claims.
 import type { TimeSlice } from '@tollgate/core/store-contracts';
 import type { AbuseTallyDelta, AbuseTallyTable } from './abuse-features.js';
+import type { AbuseWindow } from './abuse-window.js';
 import type { AnomalyFinding, DetectorParams, EntityState } from './baseline.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
@@ -89,10 +90,11 @@ export interface GuardStore {
    */
   addAbuseTallies(bucket: number, ttlMs: number, deltas: readonly AbuseTallyDelta[], slice?: TimeSlice): Promise<void>;
   /**
-   * The sums of `buckets`, merged per subject across buckets and processes (`slice` as above), into `into` when given
-   * (a table the caller keeps across rounds and has renewed) and returned.
+   * The sums of `buckets`, merged per subject across buckets and processes (`slice` as above), into `into`'s table when
+   * given (a window the caller keeps across rounds: only what changed since its last merge is summed again) and
+   * returned.
    */
-  abuseTallies(buckets: readonly number[], slice?: TimeSlice, into?: AbuseTallyTable): Promise<AbuseTallyTable>;
+  abuseTallies(buckets: readonly number[], slice?: TimeSlice, into?: AbuseWindow): Promise<AbuseTallyTable>;
   /** A named value of the abuse model (forest, training windows, latest scores, a clear), kept `ttlMs` when given. */
   putAbuseState(name: string, value: string, ttlMs?: number): Promise<void>;
   abuseState(name: string): Promise<string | undefined>;

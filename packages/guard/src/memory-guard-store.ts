@@ -2,6 +2,7 @@
 import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import { AbuseTallyTable, type AbuseTallyDelta } from './abuse-features.js';
+import { AbuseWindow } from './abuse-window.js';
 import { newEntityState, observeBucket, METRIC_COUNT, type AnomalyFinding, type EntityState } from './baseline.js';
 import type {
   AuthFailureCount,
@@ -206,22 +207,17 @@ export class MemoryGuardStore implements GuardStore {
   async abuseTallies(
     buckets: readonly number[],
     slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
-    into?: AbuseTallyTable,
+    into = new AbuseWindow(),
   ): Promise<AbuseTallyTable> {
     const now = this.#clock();
-    const merged = into ?? new AbuseTallyTable();
-    let merging = 0;
+    const tables: AbuseTallyTable[] = [];
     for (const bucket of buckets) {
       const entry = this.#abuseBuckets.get(bucket);
-      if (!entry || entry.until <= now) continue;
-      // Nothing adds to a bucket while the watch reads it (its rounds take turns), so it is walked as it is.
-      const { table } = entry;
-      for (let row = 0; row < table.size; row++) {
-        merged.addRow(table, row);
-        if ((++merging & 63) === 0) await slice.pause();
-      }
+      if (entry && entry.until > now) tables.push(entry.table);
     }
-    return merged;
+    // Nothing adds to a bucket while the watch reads it (its rounds take turns), so each is read as it is.
+    await into.merge(tables, slice);
+    return into.table;
   }
 
   async putAbuseState(name: string, value: string, ttlMs?: number): Promise<void> {

@@ -20,6 +20,7 @@ import type {
   Observation,
   ObserveParams,
 } from './guard-store.js';
+import { AbuseWindow } from './abuse-window.js';
 import * as scripts from './redis-scripts.js';
 import type { AnomalyRecord, Mitigation, Subject } from './types.js';
 
@@ -322,7 +323,7 @@ export class RedisGuardStore implements GuardStore {
   async abuseTallies(
     buckets: readonly number[],
     slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
-    into?: AbuseTallyTable,
+    into = new AbuseWindow(),
   ): Promise<AbuseTallyTable> {
     const kept = !this.#bucketTablesBusy;
     if (kept) this.#keepBucketTables(buckets);
@@ -334,17 +335,13 @@ export class RedisGuardStore implements GuardStore {
           kept ? this.#readKept(bucket, this.#bucketTables.get(bucket)!, slice) : this.#scanTallies(bucket, slice),
         ),
       );
-      const merged = into ?? new AbuseTallyTable();
-      let merging = 0;
-      for (const table of scanned) {
-        for (let row = 0; row < table.size; row++) {
-          if (!table.live(row)) continue;
-          merged.addRow(table, row);
-          if ((++merging & 63) === 0) await slice.pause();
-        }
-        if (!kept) table.release();
+      // A bucket read from its log keeps its table's epoch, and the window sums again only the subjects it changed.
+      await into.merge(scanned, slice);
+      if (!kept) {
+        for (const table of scanned) table.release();
+        into.forget();
       }
-      return merged;
+      return into.table;
     } finally {
       if (kept) this.#bucketTablesBusy = false;
     }

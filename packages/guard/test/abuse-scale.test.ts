@@ -7,6 +7,7 @@ import { AbuseTallyTable, FEATURE_NAMES, type AbuseSubject, type AbuseTallyDelta
 import { abuseEvidence, abuseScore, byKind, populationProfile, trainAbuseForest } from '../src/abuse-model.js';
 import { FEATURE_COUNT, scoreWindow } from '../src/abuse-scoring.js';
 import { AbuseWorker } from '../src/abuse-worker-client.js';
+import { AbuseWindow } from '../src/abuse-window.js';
 import { scoringJson, type AbuseEntry, type Scoring } from '../src/abuse-watch.js';
 import { TimeSlice } from '@tollgate/core/store-contracts';
 import { MAX_ABUSE_SUBJECTS, MAX_AUTH_FAILURE_ADDRESSES, MemoryGuardStore } from '../src/memory-guard-store.js';
@@ -214,18 +215,17 @@ describe('a window table kept from round to round', () => {
     ['Redis', () => new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: `${prefix}kept:` })],
   ])('reads each round as a fresh table would (%s store)', async (_name, makeStore) => {
     const store = makeStore();
-    const kept = new AbuseTallyTable();
+    const window = new AbuseWindow();
+    const kept = window.table;
     // Round 1: a and b in bucket 31; round 2: b and c in bucket 32, the window now bucket 32 alone.
     await store.addAbuseTallies(31, 60_000, [delta('key:a', 2, ['peer\u001fx', 'peer\u001fy']), delta('key:b', 1)]);
-    kept.renew();
-    const first = await store.abuseTallies([31], undefined, kept);
+    const first = await store.abuseTallies([31], undefined, window);
     expect(first).toBe(kept);
     expect(rowsOf(kept)).toEqual(rowsOf(await store.abuseTallies([31])));
     expect(kept.liveSize).toBe(2);
 
     await store.addAbuseTallies(32, 60_000, [delta('key:b', 5, ['peer\u001fz']), delta('key:c', 1)]);
-    kept.renew();
-    await store.abuseTallies([32], undefined, kept);
+    await store.abuseTallies([32], undefined, window);
     const fresh = await store.abuseTallies([32]);
     expect(rowsOf(kept)).toEqual(rowsOf(fresh));
     // a's row is stale: it reads as no row, its sums and marks gone; b's sums and marks are this round's alone.
@@ -243,8 +243,7 @@ describe('a window table kept from round to round', () => {
     ]);
 
     // Back in a later round, a subject's row holds that round's sums only.
-    kept.renew();
-    await store.abuseTallies([31, 32], undefined, kept);
+    await store.abuseTallies([31, 32], undefined, window);
     expect(rowsOf(kept)).toEqual(rowsOf(await store.abuseTallies([31, 32])));
     expect(kept.get('key:b')!.counts.requests).toBe(6);
     expect(kept.get('key:b')!.marks.peer).toBe(1);
@@ -252,6 +251,61 @@ describe('a window table kept from round to round', () => {
       counts: expect.objectContaining({ requests: 2, tokens: 6 }),
       marks: { peer: 2, agent: 0, model: 0, route: 0 },
     });
+    expect(window.changed).toBeUndefined();
+
+    // The same buckets again: only the subjects written since are summed again, and the window reads as a fresh one.
+    await store.abuseTallies([31, 32], undefined, window);
+    expect(window.changed).toEqual([]);
+    await store.addAbuseTallies(32, 60_000, [delta('key:a', 4, ['peer\u001fx', 'agent\u001fcurl']), delta('key:d', 1)]);
+    await store.abuseTallies([31, 32], undefined, window);
+    expect(window.changed!.map((row) => kept.subjects[row]).sort()).toEqual(['key:a', 'key:d']);
+    expect(rowsOf(kept)).toEqual(rowsOf(await store.abuseTallies([31, 32])));
+    // a's peer x is in both buckets: counted once; its agent is new.
+    expect(kept.get('key:a')).toEqual({
+      counts: expect.objectContaining({ requests: 6, tokens: 18 }),
+      marks: { peer: 2, agent: 1, model: 0, route: 0 },
+    });
+    // Another bucket in the window (or one left out): merged whole again.
+    await store.addAbuseTallies(33, 60_000, [delta('key:e', 2)]);
+    await store.abuseTallies([31, 32, 33], undefined, window);
+    expect(window.changed).toBeUndefined();
+    expect(rowsOf(kept)).toEqual(rowsOf(await store.abuseTallies([31, 32, 33])));
+    await store.abuseTallies([32, 33], undefined, window);
+    expect(window.changed).toBeUndefined();
+    expect(kept.has('key:a')).toBe(true);
+    expect(kept.get('key:a')!.counts.requests).toBe(4);
+    await store.close();
+  });
+
+  it('merges whole again once a bucket may have lost sums: a subject pushed out, a Redis bucket lost and read whole', async () => {
+    // An ordered bucket table (the memory store's) at two subjects: a third pushes the least recently seen out.
+    const bucket = new AbuseTallyTable(true);
+    const window = new AbuseWindow();
+    const slice = new TimeSlice(3);
+    bucket.addDelta(bucket.seen('key:a', 2), delta('key:a', 3));
+    bucket.addDelta(bucket.seen('key:b', 2), delta('key:b', 1));
+    await window.merge([bucket], slice);
+    bucket.addDelta(bucket.seen('key:c', 2), delta('key:c', 1));
+    await window.merge([bucket], slice);
+    expect(window.changed).toBeUndefined();
+    expect(window.table.has('key:a')).toBe(false);
+    expect(Object.keys(rowsOf(window.table)).sort()).toEqual(['key:b', 'key:c']);
+    expect(window.table.get('key:c')!.counts.requests).toBe(1);
+
+    // A Redis bucket lost with its Redis and written again with less: read whole, and the window with it.
+    const keyPrefix = `${prefix}kept-lost:`;
+    const store = new RedisGuardStore({ sendCommand: redis.sendCommand, prefix: keyPrefix });
+    const kept = new AbuseWindow();
+    await store.addAbuseTallies(61, 60_000, [delta('key:x', 5), delta('key:y', 2)]);
+    await store.abuseTallies([61], undefined, kept);
+    const hash = `${keyPrefix}guard:abuse:{bucket:61}`;
+    await redis.sendCommand(['DEL', hash, `${hash}:version`, `${hash}:log`]);
+    await store.addAbuseTallies(61, 60_000, [delta('key:x', 1)]);
+    await store.abuseTallies([61], undefined, kept);
+    expect(kept.changed).toBeUndefined();
+    expect(rowsOf(kept.table)).toEqual(rowsOf(await store.abuseTallies([61])));
+    expect(kept.table.has('key:y')).toBe(false);
+    expect(kept.table.get('key:x')!.counts.requests).toBe(1);
     await store.close();
   });
 

@@ -106,6 +106,7 @@ const stores: { name: string; make: () => GuardStore; prefix?: string }[] = [
   { name: 'memory', make: () => new MemoryGuardStore() },
 ];
 const redisPrefix = uniquePrefix();
+const listedPrefix = uniquePrefix();
 const redisStores = createRedisStores({ url: REDIS_URL, prefix: redisPrefix });
 stores.push({
   name: 'redis',
@@ -340,6 +341,63 @@ describe('the abuse watch', () => {
     expect(guard.mitigations()).toEqual([]);
     expect((await request(app).delete('/admin/abuse/nobody')).status).toBe(400);
   }, 120_000);
+
+  it.each([
+    { name: 'memory', make: () => createMemoryStores(), prefix: '' },
+    { name: 'redis', make: () => createRedisStores({ url: REDIS_URL, prefix: listedPrefix }), prefix: listedPrefix },
+  ])(
+    'lists each subject with its requests in the window exactly, round after round, as subjects come and buckets turn ($name store)',
+    async ({ make, prefix }) => {
+      const given = make();
+      let now = Math.ceil(Date.now() / 2_000) * 2_000;
+      guard = createGuard({
+        stores: given,
+        alerts: { log: false },
+        abuse: { window: '10s', subjects: ['key'], train: { every: '1m', minSubjects: 3 } },
+        clock: () => now,
+      });
+      const app = abuseApp(guard, keys);
+      const sent = new Map<string, number>();
+      const send = async (key: string, times: number) => {
+        for (let n = 0; n < times; n++) await call(app, key, '10.2.0.1', `note ${n}`);
+        sent.set(`key:${key}`, (sent.get(`key:${key}`) ?? 0) + times);
+      };
+      const listed = () => Object.fromEntries(guard!.abuseEntries().map((entry) => [entry.subject, entry.requests]));
+      // Round by round within one bucket (2 s): the window summed again only for the keys written since.
+      for (const [key, times] of [
+        ['k0', 2],
+        ['k1', 1],
+        ['k2', 3],
+        ['k3', 1],
+      ] as const)
+        await send(key, times);
+      await guard.flush();
+      expect(listed()).toEqual(Object.fromEntries(sent));
+      now += 300;
+      await send('k1', 2);
+      await send('k4', 1);
+      await guard.flush();
+      expect(listed()).toEqual(Object.fromEntries(sent));
+      now += 300;
+      await guard.flush();
+      expect(listed()).toEqual(Object.fromEntries(sent));
+      // The next bucket: merged whole, the earlier one's sums kept in the window.
+      now += 2_000;
+      await send('k0', 1);
+      await send('k5', 2);
+      await guard.flush();
+      expect(listed()).toEqual(Object.fromEntries(sent));
+      now += 300;
+      await send('k5', 1);
+      await guard.flush();
+      expect(listed()).toEqual(Object.fromEntries(sent));
+      await guard.close();
+      guard = undefined;
+      if (prefix) await deleteKeys(prefix);
+      await given.close();
+    },
+    60_000,
+  );
 
   it('blocks credential stuffing spread over twelve addresses, a guess every 20 s from each, within a minute', async () => {
     const events: GuardEvent[] = [];
