@@ -1,6 +1,7 @@
 // Runs a test fixture in a child process of its own, from the packages' TypeScript sources (tsx, the `source` export
 // condition): what a fresh process does, without what the test's own process already loaded. CI tests before it builds.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -12,12 +13,21 @@ export interface ChildRun {
   stderr: string;
 }
 
+/** Starts `file` (a .mts or .ts fixture) with its stdin, stdout and stderr piped: for a test that talks to it. */
+export function startSourceChild(
+  file: string,
+  args: readonly string[] = [],
+): ChildProcessByStdio<Writable, Readable, Readable> {
+  return spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
 /** Runs `file` (a .mts or .ts fixture) to its end. */
 export async function runSourceChild(file: string, args: readonly string[] = []): Promise<ChildRun> {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = startSourceChild(file, args);
+  child.stdin.end();
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += String(chunk)));

@@ -1,11 +1,11 @@
 // keysWithRemovals: what a key file that does not validate still takes away from the running keys (and nothing more).
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from '@jest/globals';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
+import { startSourceChild } from '../../../test/helpers/source-child.js';
 import { waitForKeyFileReaders } from '../src/key-file-readers.js';
 import { keysWithRemovals } from '../src/index.js';
 
@@ -71,29 +71,18 @@ describe("a key file's reader notes, read while they are written", () => {
   it('a reader rewriting its note is always seen, as having taken the text or not (never missed)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-notes-'));
     const path = join(dir, 'tollgate.json');
-    const writer = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--conditions=source',
-        fileURLToPath(new URL('./fixtures/note-writer.ts', import.meta.url)),
-        path,
-        '20000',
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
+    const writer = startSourceChild(fileURLToPath(new URL('./fixtures/note-writer.ts', import.meta.url)), [
+      path,
+      '20000',
+    ]);
     const exited = new Promise<number | null>((done) => writer.on('exit', done));
-    await new Promise((ready) => writer.stdout.once('data', ready));
+    // The writer says `done` after its last note and stays alive until told, so every read here is of a live reader.
+    let said = '';
+    writer.stdout.on('data', (chunk: Buffer) => (said += String(chunk)));
     let reads = 0;
     let missed = 0;
-    let running = true;
-    // The writer stays alive after its last note until told, so every read here is of a live reader.
-    writer.stdout.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('done')) running = false;
-    });
-    while (running) {
-      // A turn of the event loop each time round, so the writer's exit is heard.
+    while (!said.includes('done')) {
+      // A turn of the event loop each time round, so the writer's `done` is heard.
       await new Promise((turn) => setImmediate(turn));
       const verdict = await waitForKeyFileReaders(path, 'text 0', 0);
       const seen = [...verdict.took, ...verdict.waiting].filter((note) => note.pid === writer.pid).length;

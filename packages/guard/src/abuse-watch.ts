@@ -265,10 +265,9 @@ export class AbuseWatch {
     const train = claimedTrain || (now && !this.#model);
     const score = claimedScore || now;
     if (!train && !score) return this.#followScoring();
-    const tallies = await store.abuseTallies(this.#buckets(at), slice, this.#kept);
-    const window = await this.#window(tallies, tallies === this.#kept.table ? this.#kept.changed : undefined, slice);
-    // A store that made a table of its own: its blocks go to the next round's table.
-    if (tallies !== this.#kept.table) tallies.release();
+    // The store merges into the kept window's table: `changed` says which of its rows moved.
+    await store.abuseTallies(this.#buckets(at), slice, this.#kept);
+    const window = await this.#window(this.#kept.table, this.#kept.changed, slice);
     const novel = await this.#worker.load(window.rows);
     if (train) await this.#train(window, at, true, slice);
     // A subject unlike anything the model was grown on: grown anew with it (at most once a bucket).
@@ -452,9 +451,8 @@ export class AbuseWatch {
     entries.sort((a, b) => b.score - a.score);
     await slice.pause();
     const before = new Map(this.#scoring.entries.map((entry) => [entry.subject, entry]));
-    let walked = 0;
-    for (const entry of entries) {
-      if ((++walked & 63) === 0) await slice.pause();
+    for (const [i, entry] of entries.entries()) {
+      if ((i & 63) === 63) await slice.pause();
       if (stuffed.has(entry)) {
         await this.#actions.act(entry, now, stuffing.length);
         continue;

@@ -32,11 +32,6 @@ export class AbuseWindow {
     this.#merged = buckets.map((table) => ({ table, epoch: table.epoch, writes: table.writes }));
   }
 
-  /** Makes the next merge whole (its tables were read whole, or may have lost sums). */
-  forget(): void {
-    this.#merged = [];
-  }
-
   #sameBuckets(buckets: readonly AbuseTallyTable[]): boolean {
     const merged = this.#merged;
     if (merged.length !== buckets.length) return false;

@@ -335,12 +335,10 @@ export class RedisGuardStore implements GuardStore {
           kept ? this.#readKept(bucket, this.#bucketTables.get(bucket)!, slice) : this.#scanTallies(bucket, slice),
         ),
       );
-      // A bucket read from its log keeps its table's epoch, and the window sums again only the subjects it changed.
+      // A bucket read from its log keeps its table's epoch, and the window sums again only the subjects it changed; a
+      // table scanned for this read alone is one the window has not seen, so the next merge is whole.
       await into.merge(scanned, slice);
-      if (!kept) {
-        for (const table of scanned) table.release();
-        into.forget();
-      }
+      if (!kept) for (const table of scanned) table.release();
       return into.table;
     } finally {
       if (kept) this.#bucketTablesBusy = false;

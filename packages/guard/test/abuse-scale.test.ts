@@ -1,5 +1,4 @@
 // The abuse watch at scale: bounded tallies in both stores (with their ends), and the worker scoring as the watch did.
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
@@ -13,6 +12,7 @@ import { TimeSlice } from '@tollgate/core/store-contracts';
 import { MAX_ABUSE_SUBJECTS, MAX_AUTH_FAILURE_ADDRESSES, MemoryGuardStore } from '../src/memory-guard-store.js';
 import { RedisGuardStore, TALLY_SCAN_COUNT } from '../src/redis-guard-store.js';
 import * as scripts from '../src/redis-scripts.js';
+import { runSourceChild } from '../../../test/helpers/source-child.js';
 import { deleteKeys, REDIS_URL, uniquePrefix } from './helpers.js';
 
 const prefix = uniquePrefix();
@@ -143,19 +143,10 @@ describe("the Redis guard store's flush of many subjects", () => {
 
     // A call failing while the flush waits its turn to issue more: in a process of its own, where an unhandled
     // rejection would end it.
-    const run = spawnSync(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--conditions=source',
-        fileURLToPath(new URL('./fixtures/flush-failure.ts', import.meta.url)),
-      ],
-      { encoding: 'utf8', timeout: 60_000 },
-    );
+    const run = await runSourceChild(fileURLToPath(new URL('./fixtures/flush-failure.ts', import.meta.url)));
     expect(run.stderr).not.toContain('EVALSHA');
     expect(run.stdout).toBe('flush: store operation EVALSHA took longer than 500 ms\nalive\n');
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
   }, 90_000);
 });
 

@@ -363,34 +363,41 @@ describe('the abuse watch', () => {
         sent.set(`key:${key}`, (sent.get(`key:${key}`) ?? 0) + times);
       };
       const listed = () => Object.fromEntries(guard!.abuseEntries().map((entry) => [entry.subject, entry.requests]));
-      // Round by round within one bucket (2 s): the window summed again only for the keys written since.
-      for (const [key, times] of [
-        ['k0', 2],
-        ['k1', 1],
-        ['k2', 3],
-        ['k3', 1],
-      ] as const)
-        await send(key, times);
-      await guard.flush();
-      expect(listed()).toEqual(Object.fromEntries(sent));
-      now += 300;
-      await send('k1', 2);
-      await send('k4', 1);
-      await guard.flush();
-      expect(listed()).toEqual(Object.fromEntries(sent));
-      now += 300;
-      await guard.flush();
-      expect(listed()).toEqual(Object.fromEntries(sent));
-      // The next bucket: merged whole, the earlier one's sums kept in the window.
-      now += 2_000;
-      await send('k0', 1);
-      await send('k5', 2);
-      await guard.flush();
-      expect(listed()).toEqual(Object.fromEntries(sent));
-      now += 300;
-      await send('k5', 1);
-      await guard.flush();
-      expect(listed()).toEqual(Object.fromEntries(sent));
+      // Round by round (ms since the last, keys and their calls): within one bucket (2 s) the window is summed again
+      // only for the keys written since; in the next bucket it is merged whole, the earlier one's sums kept.
+      const rounds: [number, [string, number][]][] = [
+        [
+          0,
+          [
+            ['k0', 2],
+            ['k1', 1],
+            ['k2', 3],
+            ['k3', 1],
+          ],
+        ],
+        [
+          300,
+          [
+            ['k1', 2],
+            ['k4', 1],
+          ],
+        ],
+        [300, []],
+        [
+          2_000,
+          [
+            ['k0', 1],
+            ['k5', 2],
+          ],
+        ],
+        [300, [['k5', 1]]],
+      ];
+      for (const [later, calls] of rounds) {
+        now += later;
+        for (const [key, times] of calls) await send(key, times);
+        await guard.flush();
+        expect(listed()).toEqual(Object.fromEntries(sent));
+      }
       await guard.close();
       guard = undefined;
       if (prefix) await deleteKeys(prefix);
