@@ -29,15 +29,15 @@ export const TALLY_COUNTS = [
   'spendNanoUsd',
 ] as const;
 export type TallyCount = (typeof TALLY_COUNTS)[number];
-const COUNT_INDEX = Object.fromEntries(TALLY_COUNTS.map((name, i) => [name, i])) as Record<TallyCount, number>;
+export const COUNT_INDEX = Object.fromEntries(TALLY_COUNTS.map((name, i) => [name, i])) as Record<TallyCount, number>;
 
 /**
  * Distinct values kept per subject and bucket: the other side (addresses of a key, keys an address tried), user
  * agents, models, routes.
  */
-type MarkKind = 'peer' | 'agent' | 'model' | 'route';
+export type MarkKind = 'peer' | 'agent' | 'model' | 'route';
 /** Distinct values of a kind one process sends per subject and bucket: past it a count saturates (bounds the store). */
-const MARKS_PER_KIND = 64;
+export const MARKS_PER_KIND = 64;
 /** The separator of a mark's kind and value (never in a value: removed from it). */
 export const MARK_SEPARATOR = '\u001f';
 
@@ -120,164 +120,8 @@ export interface RequestTraits {
   agent: string;
 }
 
-/** Recent prompts remembered per subject for repeats (a ring). */
-const RECENT_PROMPTS = 32;
-
-/**
- * Values of each mark kind a subject's own history remembers, with when each was first and last seen: the least
- * recently seen leaves first. A subject that turns through more than this many (an address many keys share) sees
- * each as new again, which it then is to the extent that matters here: it was not among its recent ones.
- */
-const REMEMBERED_PER_KIND = 8;
-/**
- * Requests a subject must have made (besides a window's time) before a value is new to it: a key seen a handful of
- * times has not yet shown all its addresses, clients and models.
- */
-export const HISTORY_REQUESTS = 10;
-const KIND_SLOT: Record<MarkKind, number> = { peer: 0, agent: 1, model: 2, route: 3 };
-
-/** Where a `SubjectTally`'s views start in its buffer (bytes): counts, the known values' times, the recent prompts. */
-const KNOWN_AT = 8 * TALLY_COUNTS.length;
-const RECENT_AT = KNOWN_AT + 2 * 8 * 4 * REMEMBERED_PER_KIND;
-const TALLY_BYTES = RECENT_AT + 2 * 4 * RECENT_PROMPTS;
-
-/** One subject as this process saw it since its last flush, plus what repeats and gaps need across flushes. */
-export class SubjectTally {
-  /**
-   * One buffer a subject, its views below: an array buffer is an object the full collections track and sweep each, and
-   * a process keeps 10,000 subjects (MAX_LOCAL_SUBJECTS), five buffers each before.
-   */
-  readonly #buffer = new ArrayBuffer(TALLY_BYTES);
-  readonly counts = new Float64Array(this.#buffer, 0, TALLY_COUNTS.length);
-  #marks = new Set<string>();
-  /** The bucket `#sentMarks` belongs to. */
-  #markBucket = -1;
-  #sentMarks = new Map<MarkKind, Set<string>>();
-  #lastAt = 0;
-  readonly #recent = new Uint32Array(this.#buffer, RECENT_AT, RECENT_PROMPTS);
-  readonly #recentNear = new Uint32Array(this.#buffer, RECENT_AT + 4 * RECENT_PROMPTS, RECENT_PROMPTS);
-  #recentNext = 0;
-  /** When this process first saw the subject: only a subject with a window of history has values new to it. */
-  #firstAt = -1;
-  /** Requests this process has seen of the subject (its history's depth). */
-  #seen = 0;
-  /** Per kind, `REMEMBERED_PER_KIND` slots: a value, and when it was first and last seen (0: empty). */
-  readonly #known: string[] = [];
-  readonly #knownFirst = new Float64Array(this.#buffer, KNOWN_AT, 4 * REMEMBERED_PER_KIND);
-  readonly #knownLast = new Float64Array(this.#buffer, KNOWN_AT + 8 * 4 * REMEMBERED_PER_KIND, 4 * REMEMBERED_PER_KIND);
-  dirty = false;
-
-  add(name: TallyCount, value: number): void {
-    this.#bump(COUNT_INDEX[name], value);
-    this.dirty = true;
-  }
-
-  #bump(index: number, value = 1): void {
-    this.counts[index] = this.counts[index]! + value;
-  }
-
-  /** A distinct value, once per bucket, at most `MARKS_PER_KIND` per kind and bucket. */
-  mark(kind: MarkKind, value: string, bucket: number): void {
-    if (bucket !== this.#markBucket) {
-      this.#markBucket = bucket;
-      this.#sentMarks.clear();
-    }
-    let sent = this.#sentMarks.get(kind);
-    if (!sent) this.#sentMarks.set(kind, (sent = new Set()));
-    if (sent.size >= MARKS_PER_KIND || sent.has(value)) return;
-    sent.add(value);
-    this.#marks.add(`${kind}${MARK_SEPARATOR}${value.replaceAll(MARK_SEPARATOR, '').slice(0, 120)}`);
-    this.dirty = true;
-  }
-
-  /** Whether the subject has a history to be new to: a window long, and `HISTORY_REQUESTS` requests. */
-  #established(at: number, windowMs: number): boolean {
-    return this.#seen >= HISTORY_REQUESTS && at - this.#firstAt >= windowMs;
-  }
-
-  /**
-   * Whether `value` is new to the subject at `at`: first seen within the last `windowMs`, once the subject had a
-   * history (so a key's first requests are not all new). Remembers it either way; a value of its early history
-   * never counts as new.
-   */
-  #isNew(kind: MarkKind, value: string, at: number, windowMs: number): boolean {
-    const from = KIND_SLOT[kind] * REMEMBERED_PER_KIND;
-    let oldest = from;
-    for (let slot = from; slot < from + REMEMBERED_PER_KIND; slot++) {
-      if (this.#knownLast[slot] === 0) {
-        oldest = slot;
-        break;
-      }
-      if (this.#known[slot] === value) {
-        this.#knownLast[slot] = at;
-        return at - this.#knownFirst[slot]! < windowMs;
-      }
-      if (this.#knownLast[slot]! < this.#knownLast[oldest]!) oldest = slot;
-    }
-    const fresh = this.#established(at, windowMs);
-    this.#known[oldest] = value;
-    this.#knownFirst[oldest] = fresh ? at : -Infinity;
-    this.#knownLast[oldest] = Math.max(at, 1);
-    return fresh;
-  }
-
-  /**
-   * Adds one request: its gap since this subject's last, its answer, its prompt against the recent ones, and whether
-   * its `peer` (the address of a key, the key an address tried), user agent, model or route is new to the subject.
-   */
-  observe(request: RequestTraits, windowMs: number, peer: string): void {
-    this.#bump(COUNT_INDEX.requests);
-    if (this.#firstAt < 0) this.#firstAt = request.at;
-    if (this.#isNew('peer', peer, request.at, windowMs)) this.#bump(COUNT_INDEX.newPeers);
-    if (this.#isNew('agent', request.agent, request.at, windowMs)) this.#bump(COUNT_INDEX.newAgents);
-    const newRoute = this.#isNew('route', request.route, request.at, windowMs);
-    const newModel = request.model !== undefined && this.#isNew('model', request.model, request.at, windowMs);
-    if (newRoute || newModel) this.#bump(COUNT_INDEX.newUses);
-    this.#seen++;
-    if (this.#lastAt > 0) {
-      const gap = (request.at - this.#lastAt) / 1000;
-      if (gap >= 0 && gap * 1000 <= windowMs) {
-        this.#bump(COUNT_INDEX.gaps);
-        this.#bump(COUNT_INDEX.gapSum, gap);
-        this.#bump(COUNT_INDEX.gapSquares, gap * gap);
-      }
-    }
-    this.#lastAt = request.at;
-    const { status } = request;
-    if (status === 401) this.#bump(COUNT_INDEX.status401);
-    else if (status === 403) this.#bump(COUNT_INDEX.status403);
-    else if (status >= 400 && status < 500) this.#bump(COUNT_INDEX.status4xx);
-    if (request.refusedBy !== undefined && request.refusedBy !== 'auth') this.#bump(COUNT_INDEX.refused);
-    if (request.refusedBy === 'guardrails') this.#bump(COUNT_INDEX.flagged);
-    const prompt = request.prompt;
-    if (prompt) {
-      this.#bump(COUNT_INDEX.prompts);
-      this.#bump(COUNT_INDEX.chars, prompt.chars);
-      this.#bump(COUNT_INDEX.charSquares, prompt.chars * prompt.chars);
-      this.#bump(COUNT_INDEX.entropy, prompt.entropy);
-      this.#bump(COUNT_INDEX.entropySquares, prompt.entropy * prompt.entropy);
-      if (this.#recent.includes(prompt.fingerprint)) this.#bump(COUNT_INDEX.repeats);
-      if (this.#recentNear.includes(prompt.nearFingerprint)) this.#bump(COUNT_INDEX.nearRepeats);
-      this.#recent[this.#recentNext] = prompt.fingerprint;
-      this.#recentNear[this.#recentNext] = prompt.nearFingerprint;
-      this.#recentNext = (this.#recentNext + 1) % RECENT_PROMPTS;
-    }
-    this.dirty = true;
-  }
-
-  /** What was added since the last flush, and forgets it (gaps and recent prompts stay). */
-  take(subject: AbuseSubject): AbuseTallyDelta {
-    const counts: AbuseTallyDelta['counts'] = {};
-    TALLY_COUNTS.forEach((name, i) => {
-      if (this.counts[i] !== 0) counts[name] = this.counts[i];
-    });
-    this.counts.fill(0);
-    const marks = [...this.#marks];
-    this.#marks.clear();
-    this.dirty = false;
-    return { subject, counts, marks };
-  }
-}
+/** Each mark kind's slot in a row's marks. */
+export const KIND_SLOT: Record<MarkKind, number> = { peer: 0, agent: 1, model: 2, route: 3 };
 
 /** The features, named for people, in the model's order. */
 export const FEATURE_NAMES = [
@@ -439,20 +283,24 @@ function markSlot(mark: string): number {
   return typeof slot === 'number' ? slot : -1;
 }
 
-/**
- * A mark as a 53-bit number: 51 bits of two FNV-1a hashes with other bases (32 and 19 bits), times four, plus the
- * slot of its kind (a table reads the kind back from the number). Two of one subject's few hundred marks at most
- * collide about once in 10^12.
- */
-function markHash(mark: string, slot: number): number {
+/** A text as a 51-bit number: two FNV-1a hashes with other bases (32 and 19 bits). */
+export function valueHash(text: string): number {
   let a = 0x811c9dc5;
   let b = 0x050c5d1f;
-  for (let i = 0; i < mark.length; i++) {
-    const code = mark.charCodeAt(i);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
     a = Math.imul(a ^ code, 0x01000193);
     b = Math.imul(b ^ code, 0x01000193) ^ (b >>> 13);
   }
-  return ((a >>> 0) * 0x80000 + ((b >>> 0) & 0x7ffff)) * 4 + slot;
+  return (a >>> 0) * 0x80000 + ((b >>> 0) & 0x7ffff);
+}
+
+/**
+ * A mark as a 53-bit number: its `valueHash` times four, plus the slot of its kind (a table reads the kind back from
+ * the number). Two of one subject's few hundred marks at most collide about once in 10^12.
+ */
+function markHash(mark: string, slot: number): number {
+  return valueHash(mark) * 4 + slot;
 }
 
 const KIND_SLOTS = 4;

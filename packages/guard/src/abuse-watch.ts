@@ -4,19 +4,17 @@ import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { UsageRecord } from '@tollgate/core';
 import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
-import { LRUCache } from 'lru-cache';
 import type { Alerts } from './alerts.js';
 import {
   MARK_SEPARATOR,
-  SubjectTally,
   TALLY_COUNTS,
   AbuseTallyTable,
   type AbuseSubject,
-  type AbuseTallyDelta,
   type RequestTraits,
   writeFeatures,
 } from './abuse-features.js';
 import { AbuseWindow } from './abuse-window.js';
+import { LocalTallies } from './local-tallies.js';
 import { AbuseActions, isAbuseMitigation, registrySubject, type AbuseEntry } from './abuse-actions.js';
 import { FEATURE_COUNT, MIN_REQUESTS_TO_ACT, type ScoredRow, type WindowRows } from './abuse-scoring.js';
 export type { AbuseEntry } from './abuse-actions.js';
@@ -53,8 +51,6 @@ const SLICE_MS = 3;
 const JOIN_PART = 8_192;
 /** How often sums are flushed, the model looked for and subjects scored. */
 const ABUSE_TICK_MS = 1_000;
-/** Subjects this process keeps sums of (least recently seen dropped first). */
-const MAX_LOCAL_SUBJECTS = 10_000;
 /**
  * A score past a threshold acts only when one of the subject's features lies at least this many robust spreads from
  * its kind's median (`abuseEvidence`): in a small, uniform population a forest isolates trifles, and an action must
@@ -76,16 +72,8 @@ type Caller = { tollgate?: { identity?: { keyId: string; tenantId?: string } } }
 export class AbuseWatch {
   readonly #config: ResolvedAbuse;
   readonly #parts: AbuseWatchParts;
-  /** Sums of a subject pushed out of `#tallies` before they were flushed: sent with the next flush. */
-  #evicted: AbuseTallyDelta[] = [];
-  readonly #tallies = new LRUCache<AbuseSubject, SubjectTally>({
-    max: MAX_LOCAL_SUBJECTS,
-    dispose: (tally, subject, reason) => {
-      if (reason === 'evict' && tally.dirty) this.#evicted.push(tally.take(subject));
-    },
-  });
-  /** Subjects added to since the last flush (one pushed out meanwhile is in `#evicted`). */
-  #touched = new Set<AbuseSubject>();
+  /** This process's sums since its last flush, per subject. */
+  readonly #tallies = new LocalTallies();
   readonly #scores = new Map<AbuseSubject, number>();
   #scoring: Scoring = { at: 0, modelVersion: null, entries: [] };
   /** The model in use (it lives in the worker), as of the worker's `generation`. */
@@ -122,14 +110,6 @@ export class AbuseWatch {
     }
   }
 
-  /** A subject's tally, to be added to: it is flushed at the next round. */
-  #tally(subject: AbuseSubject): SubjectTally {
-    let tally = this.#tallies.get(subject);
-    if (!tally) this.#tallies.set(subject, (tally = new SubjectTally()));
-    this.#touched.add(subject);
-    return tally;
-  }
-
   /** The subjects a request counts for, by the configured kinds. */
   subjectsOf(address: string, keyId: string | undefined, tenantId: string | undefined): AbuseSubject[] {
     const { subjects } = this.#config;
@@ -147,14 +127,15 @@ export class AbuseWatch {
   record(req: IncomingMessage, address: string, traits: RequestTraits, peerOfAddress: string): void {
     const identity = (req as IncomingMessage & Caller).tollgate?.identity;
     const bucket = Math.floor(traits.at / this.#config.bucketMs);
+    const tallies = this.#tallies;
     for (const subject of this.subjectsOf(address, identity?.keyId, identity?.tenantId)) {
-      const tally = this.#tally(subject);
+      const row = tallies.rowOf(subject);
       const peer = subject.startsWith('address:') ? peerOfAddress : address;
-      tally.observe(traits, this.#config.windowMs, peer);
-      tally.mark('peer', peer, bucket);
-      tally.mark('agent', traits.agent, bucket);
-      tally.mark('route', traits.route, bucket);
-      if (traits.model !== undefined) tally.mark('model', traits.model, bucket);
+      tallies.observe(row, traits, this.#config.windowMs, peer);
+      tallies.mark(row, 'peer', peer, bucket);
+      tallies.mark(row, 'agent', traits.agent, bucket);
+      tallies.mark(row, 'route', traits.route, bucket);
+      if (traits.model !== undefined) tallies.mark(row, 'model', traits.model, bucket);
     }
   }
 
@@ -166,9 +147,9 @@ export class AbuseWatch {
     );
     if (address !== undefined && this.#config.subjects.has('address')) subjects.push(`address:${address}`);
     for (const subject of subjects) {
-      const tally = this.#tally(subject);
-      tally.add('tokens', record.inputTokens + record.outputTokens);
-      tally.add('spendNanoUsd', record.costNanoUsd);
+      const row = this.#tallies.rowOf(subject);
+      this.#tallies.add(row, 'tokens', record.inputTokens + record.outputTokens);
+      this.#tallies.add(row, 'spendNanoUsd', record.costNanoUsd);
     }
   }
 
@@ -278,15 +259,12 @@ export class AbuseWatch {
   }
 
   async #flush(now: number, slice = new TimeSlice(SLICE_MS, BESIDE_REQUESTS)): Promise<void> {
-    const deltas = this.#evicted;
-    this.#evicted = [];
-    const touched = this.#touched;
-    this.#touched = new Set();
+    const { touched, evicted: deltas } = this.#tallies.takeTouched();
     // Only the subjects added to since the last flush: not a walk of every one kept (10,000) each round.
     let walked = 0;
     for (const subject of touched) {
-      const tally = this.#tallies.peek(subject);
-      if (tally?.dirty) deltas.push(tally.take(subject));
+      const delta = this.#tallies.take(subject);
+      if (delta) deltas.push(delta);
       if ((++walked & 63) === 0) await slice.pause();
     }
     if (deltas.length === 0) return;

@@ -11,11 +11,11 @@ import {
   featuresOf,
   emptyTally,
   FEATURE_NAMES,
-  HISTORY_REQUESTS,
   modelInput,
-  SubjectTally,
+  type AbuseSubject,
   type RequestTraits,
 } from '../src/abuse-features.js';
+import { HISTORY_REQUESTS, LocalTallies } from '../src/local-tallies.js';
 import { abuseScore, trainAbuseForest } from '../src/abuse-model.js';
 import { resolveAbuseOptions } from '../src/abuse-options.js';
 import { averagePathLength, isolationScore, trainIsolationForest } from '../src/isolation-forest.js';
@@ -129,39 +129,48 @@ describe('values new to a subject', () => {
     agent,
   });
 
+  /** One subject's row of a table of its own, observed and taken by name. */
+  const subject = (name: AbuseSubject, tallies = new LocalTallies()) => {
+    const row = tallies.rowOf(name);
+    return {
+      observe: (traits: RequestTraits, peer: string) => tallies.observe(row, traits, WINDOW, peer),
+      take: () => tallies.take(name)?.counts ?? {},
+    };
+  };
+
   it('counts a request from an address or a user agent new to a key with a window of history, not its first', () => {
-    const tally = new SubjectTally();
+    const tally = subject('key:k');
     // Its first window and HISTORY_REQUESTS requests: everything is its history, nothing new.
-    for (let at = 1_000; at <= 61_000; at += 5_000) tally.observe(request(at, 'OpenAI/Python'), WINDOW, '10.0.0.1');
-    const first = tally.take('key:k').counts;
+    for (let at = 1_000; at <= 61_000; at += 5_000) tally.observe(request(at, 'OpenAI/Python'), '10.0.0.1');
+    const first = tally.take();
     expect(first.requests).toBeGreaterThanOrEqual(HISTORY_REQUESTS);
     expect(first.newPeers).toBeUndefined();
     // A key of a few requests has not shown its habits yet: a second address then is not new.
-    const young = new SubjectTally();
-    for (let i = 0; i < HISTORY_REQUESTS - 1; i++) young.observe(request(i, 'a'), WINDOW, '10.0.0.1');
-    young.observe(request(2 * WINDOW, 'a'), WINDOW, '10.0.0.2');
-    expect(young.take('key:y').counts.newPeers).toBeUndefined();
-    tally.observe(request(70_000, 'OpenAI/Python'), WINDOW, '10.0.0.1');
-    tally.observe(request(71_000, 'python-requests'), WINDOW, '172.18.0.1');
-    tally.observe(request(72_000, 'python-requests'), WINDOW, '172.18.0.1');
-    const counts = tally.take('key:k').counts;
+    const young = subject('key:y');
+    for (let i = 0; i < HISTORY_REQUESTS - 1; i++) young.observe(request(i, 'a'), '10.0.0.1');
+    young.observe(request(2 * WINDOW, 'a'), '10.0.0.2');
+    expect(young.take().newPeers).toBeUndefined();
+    tally.observe(request(70_000, 'OpenAI/Python'), '10.0.0.1');
+    tally.observe(request(71_000, 'python-requests'), '172.18.0.1');
+    tally.observe(request(72_000, 'python-requests'), '172.18.0.1');
+    const counts = tally.take();
     expect(counts).toMatchObject({ requests: 3, newPeers: 2, newAgents: 2 });
     expect(counts.newUses).toBeUndefined();
     // A window after it was first seen, the address is the key's own.
-    tally.observe(request(132_000, 'python-requests'), WINDOW, '172.18.0.1');
-    expect(tally.take('key:k').counts.newPeers).toBeUndefined();
+    tally.observe(request(132_000, 'python-requests'), '172.18.0.1');
+    expect(tally.take().newPeers).toBeUndefined();
   });
 
   it('counts a model or route new to the subject against its own history, and forgets past REMEMBERED_PER_KIND', () => {
-    const tally = new SubjectTally();
-    for (let i = 0; i < HISTORY_REQUESTS; i++) tally.observe(request(i, 'a', 'small'), WINDOW, 'p');
-    tally.observe(request(WINDOW, 'a', 'small'), WINDOW, 'p');
-    tally.observe(request(WINDOW + 1, 'a', 'large'), WINDOW, 'p');
-    expect(tally.take('key:k').counts).toMatchObject({ requests: HISTORY_REQUESTS + 2, newUses: 1 });
+    const tally = subject('key:k');
+    for (let i = 0; i < HISTORY_REQUESTS; i++) tally.observe(request(i, 'a', 'small'), 'p');
+    tally.observe(request(WINDOW, 'a', 'small'), 'p');
+    tally.observe(request(WINDOW + 1, 'a', 'large'), 'p');
+    expect(tally.take()).toMatchObject({ requests: HISTORY_REQUESTS + 2, newUses: 1 });
     // Ten addresses in turn: eight remembered, so the first comes back new.
-    for (let i = 0; i < 10; i++) tally.observe(request(3 * WINDOW + i, 'a', 'small'), WINDOW, `10.0.0.${i}`);
-    tally.observe(request(4 * WINDOW + 100, 'a', 'small'), WINDOW, '10.0.0.0');
-    expect(tally.take('key:k').counts.newPeers).toBe(11);
+    for (let i = 0; i < 10; i++) tally.observe(request(3 * WINDOW + i, 'a', 'small'), `10.0.0.${i}`);
+    tally.observe(request(4 * WINDOW + 100, 'a', 'small'), '10.0.0.0');
+    expect(tally.take().newPeers).toBe(11);
   });
 
   it('reads the new values as shares of the requests, in FEATURE_NAMES order', () => {
@@ -170,6 +179,76 @@ describe('values new to a subject', () => {
     const features = featuresOf('key:k', tally, 60_000);
     const named = Object.fromEntries(FEATURE_NAMES.map((name, i) => [name, features[i]]));
     expect(named).toMatchObject({ newPeerShare: 0.75, newAgentShare: 0.5, newUseShare: 0.25 });
+  });
+});
+describe("LocalTallies: one process's sums per subject, in rows it reuses", () => {
+  const WINDOW = 60_000;
+  const traits = (at: number, fingerprint = 7): RequestTraits => ({
+    at,
+    status: 401,
+    refusedBy: undefined,
+    prompt: { chars: 10, entropy: 2, fingerprint, nearFingerprint: fingerprint },
+    model: 'small',
+    route: '/v1/chat/completions',
+    agent: 'curl',
+  });
+
+  it('pushes out the least recently seen subject when full, its sums sent, its row handed on as new', () => {
+    const tallies = new LocalTallies(2);
+    const [a, b] = [tallies.rowOf('address:a'), tallies.rowOf('address:b')];
+    tallies.observe(a, traits(1_000), WINDOW, 'k1');
+    tallies.mark(a, 'peer', 'k1', 0);
+    tallies.observe(b, traits(1_000), WINDOW, 'k2');
+    tallies.rowOf('address:a');
+    expect(tallies.takeTouched()).toEqual({ touched: new Set(['address:a', 'address:b']), evicted: [] });
+    // `b` is the least recently seen: `c` takes its row, and `b`'s unsent sums come with the next flush.
+    const c = tallies.rowOf('address:c');
+    expect(c).toBe(b);
+    expect(tallies.size).toBe(2);
+    const { touched, evicted } = tallies.takeTouched();
+    expect([...touched]).toEqual(['address:c']);
+    expect(evicted).toEqual([
+      { subject: 'address:b', counts: expect.objectContaining({ requests: 1, status401: 1 }), marks: [] },
+    ]);
+    expect(tallies.take('address:b')).toBeUndefined();
+    // The row is new to `c`: no gap from `b`'s request, no repeat of its prompt, and the peer `b` sent is `c`'s to send.
+    tallies.observe(c, traits(2_000), WINDOW, 'k2');
+    tallies.mark(c, 'peer', 'k2', 0);
+    const delta = tallies.take('address:c')!;
+    expect(delta.counts).toEqual({
+      requests: 1,
+      status401: 1,
+      prompts: 1,
+      chars: 10,
+      charSquares: 100,
+      entropy: 2,
+      entropySquares: 4,
+    });
+    expect(delta.marks).toEqual(['peer\u001fk2']);
+    // `a` kept its own: its gap and its repeated prompt.
+    tallies.observe(a, traits(3_000), WINDOW, 'k1');
+    expect(tallies.take('address:a')!.counts).toMatchObject({
+      requests: 2,
+      gaps: 1,
+      gapSum: 2,
+      repeats: 1,
+      nearRepeats: 1,
+    });
+  });
+
+  it('sends a mark once a bucket, at most MARKS_PER_KIND of a kind, and again in the next bucket', () => {
+    const tallies = new LocalTallies();
+    const row = tallies.rowOf('key:k');
+    for (let i = 0; i < 100; i++) tallies.mark(row, 'peer', `10.0.0.${i % 80}`, 5);
+    tallies.mark(row, 'agent', 'curl', 5);
+    tallies.mark(row, 'agent', 'curl', 5);
+    const first = tallies.take('key:k')!.marks;
+    expect(first.filter((mark) => mark.startsWith('peer'))).toHaveLength(64);
+    expect(first.filter((mark) => mark.startsWith('agent'))).toEqual(['agent\u001fcurl']);
+    tallies.mark(row, 'agent', 'curl', 5);
+    expect(tallies.take('key:k')).toBeUndefined();
+    tallies.mark(row, 'agent', 'curl', 6);
+    expect(tallies.take('key:k')!.marks).toEqual(['agent\u001fcurl']);
   });
 });
 
