@@ -168,7 +168,6 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
       all.map((r) => fmtNumber(r.loop.cpuMaxMs, 1)).join(' / '),
       fmtNumber(median(all.map((r) => r.loop.p99Ms)), 1),
       all.map((r) => fmtNumber(r.loop.gcMaxMs, 1)).join(' / '),
-      all.map((r) => fmtNumber(r.loop.startCompactionMs, 1)).join(' / '),
       fmtNumber(median(all.map((r) => quantile(r.load.latencies, 0.5))), 2),
       all.map((r) => fmtNumber(p99Of(r), 1)).join(' / '),
       fmtNumber(median(all.map((r) => r.load.rps))),
@@ -189,11 +188,10 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
       : []),
   ];
   const body = [
-    `${rounds} round(s) of each case in turn, each a fresh process (V8's allocation-site pretenuring ` +
-      `${process.env.BENCH_STALL_PRETENURING === '1' ? "on, V8's default" : 'off, as the gateway server sets it'}): ` +
+    `${rounds} round(s) of each case in turn, each a fresh process (V8 ` +
+      `${process.env.BENCH_STALL_V8_DEFAULTS === '1' ? 'as it comes' : 'set as the gateway server sets it: v8-flags.ts'}): ` +
       `${fmtNumber(SUBJECTS)} client addresses one ` +
-      `request each through the app first (the watch's window then holds them all; the first model grown), a ` +
-      `compacting collection of that burst (timed apart), then ` +
+      `request each through the app first (the watch's window then holds them all; the first model grown), then ` +
       `${durationS} s of load at ${RATE} req/s over ${CONNECTIONS} connections from another address while ` +
       `\`monitorEventLoopDelay\` (1 ms resolution) watches the server's loop. The watch scores every second.`,
     '',
@@ -204,7 +202,6 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
         `longest stall in CPU (ms, ${worker[0]?.loop.cpuOf ?? control[0]?.loop.cpuOf ?? 'thread'}, each round)`,
         'loop delay p99 (ms)',
         'longest GC pause (ms)',
-        "the start's compaction, before the load (ms)",
         'p50 (ms)',
         'p99 (ms, each round)',
         'req/s',

@@ -28,16 +28,10 @@ export interface BackgroundStall {
   count: number;
 }
 
-/**
- * A full collection now (`--expose-gc` turned on for a fresh context when the process was not started with it).
- * `reduce`: V8's last-resort collection, which also compacts the heap and gives back the pages it no longer needs, as
- * its memory reducer does by itself some seconds after a burst of allocation (Node 22 and later; a plain one before).
- */
-export function collectGarbage(reduce = false): void {
+/** A full collection now (`--expose-gc` turned on for a fresh context when the process was not started with it). */
+export function collectGarbage(): void {
   setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as (options?: object) => void)(
-    reduce ? { type: 'major', execution: 'sync', flavor: 'last-resort' } : undefined,
-  );
+  (runInNewContext('gc') as () => void)();
 }
 
 /**

@@ -33,7 +33,10 @@ export async function startCompiledProxy(
   const configPath = path.join(dir, 'tollgate.config.json');
   await writeFile(configPath, JSON.stringify(config));
   const port = await freePort();
-  const command = [process.execPath, ...(options.execArgv ?? []), main];
+  // `BENCH_PROXY_NODE_ARGS="--memory-reducer-favors-memory"`: Node flags for every compiled proxy (a V8 default the
+  // server would change, kept to compare).
+  const extra = process.env.BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const command = [process.execPath, ...extra, ...(options.execArgv ?? []), main];
   // In a cgroup: a shell joins it, then becomes node (same pid), so node starts under the limit and sizes its heap by it.
   const [file, ...args] = options.cgroup
     ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', options.cgroup.procs, ...command]

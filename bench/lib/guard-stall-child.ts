@@ -1,6 +1,6 @@
 // A child of the guard-stall benchmark: one app with the abuse watch over 100,000 subjects (or the scoring on its loop,
 // or neither), listening; it measures its own event loop's delays while the parent loads it.
-import { monitorEventLoopDelay, performance, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { getContext } from '@tollgate/core';
@@ -11,7 +11,7 @@ import { trainAbuseForest } from '../../packages/guard/src/abuse-model.js';
 import { FEATURE_COUNT, scoreWindow, type WindowRows } from '../../packages/guard/src/abuse-scoring.js';
 import { randomUUID } from 'node:crypto';
 import { createRedisStores, type RedisStores } from '@tollgate/redis';
-import { turnOffPretenuring } from '../../packages/gateway/src/v8-flags.js';
+import { applyServerV8Flags } from '../../packages/gateway/src/v8-flags.js';
 import { answerParent } from './child-answers.js';
 import { collectGarbage } from './background-stall.js';
 import { startLoopProbe, type LoopProbeResult } from './loop-probe.js';
@@ -38,8 +38,6 @@ export interface LoopStats {
   cpuOf: LoopProbeResult['cpuOf'];
   /** The longest garbage collection pause meanwhile (a stall of its own, whoever made the garbage). */
   gcMaxMs: number;
-  /** The compacting collection after the start's burst, before the load (ms, wall). */
-  startCompactionMs: number;
   /** `on-loop`: the CPU time (ms) of its longest scoring round, the stall it makes on a core of its own. */
   roundCpuMs: number;
   /** Subjects in the watch's latest scoring (at most 2,000 listed) and whether a model scored them. */
@@ -48,13 +46,14 @@ export interface LoopStats {
 }
 
 /**
- * The V8 setting the gateway's server process makes for itself (`serveGateway`): without it, V8 pretenures the
- * Redis client's reply arrays once a few survive, and a read of 100,000 subjects' sums promotes about 10 MB a
- * scavenge into full collections. `BENCH_STALL_PRETENURING=1` keeps V8's default, as an app that embeds the guard
- * without the flag runs.
+ * The V8 settings the gateway's server process makes for itself (`serveGateway`, v8-flags.ts): without them, V8
+ * pretenures the Redis client's reply arrays once a few survive (a read of 100,000 subjects' sums promoted about 10 MB
+ * a scavenge into full collections), and its memory reducer compacts the whole heap some seconds after the start's
+ * burst (one pause of 25-50 ms under load with the watch). `BENCH_STALL_V8_DEFAULTS=1` keeps V8's defaults, as an app
+ * that embeds the guard without the flags runs.
  */
-const PRETENURING = process.env.BENCH_STALL_PRETENURING === '1';
-if (!PRETENURING) turnOffPretenuring();
+const V8_DEFAULTS = process.env.BENCH_STALL_V8_DEFAULTS === '1';
+if (!V8_DEFAULTS) applyServerV8Flags();
 
 export const CHAT_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello there' }] });
 
@@ -66,7 +65,6 @@ let probe: ReturnType<typeof startLoopProbe> | undefined;
 let scoring: NodeJS.Timeout | undefined;
 let gcMaxMs = 0;
 let roundCpuMs = 0;
-let startCompactionMs = 0;
 const collections = new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, entry.duration);
 });
@@ -170,23 +168,16 @@ answerParent<StallMessage>((message) => {
   switch (message.type) {
     case 'start':
       return start(message.mode, message.subjects);
-    case 'monitor': {
+    case 'monitor':
       // The garbage of the start (100,000 requests served, their sums filed, a model grown) is not the load's stall:
-      // the first scavenge under load copied what the fill left young (12 ms), in every case alike. The collection
-      // compacts too: the start's burst left the heap's pages mostly empty (230 MB for 45 MB live with the watch), and
-      // V8's memory reducer compacted them by itself 10-15 s into the load, one pause of 25-50 ms. The collection is
-      // timed here, apart (`startCompactionMs`, V8's last-resort collection: several in a row): what a burst of
-      // 100,000 new subjects costs once, not the load's.
-      const compacting = performance.now();
-      collectGarbage(true);
-      startCompactionMs = performance.now() - compacting;
+      // the first scavenge under load copied what the fill left young (12 ms), in every case alike.
+      collectGarbage();
       histogram = monitorEventLoopDelay({ resolution: 1 });
       histogram.enable();
       probe = startLoopProbe();
       gcMaxMs = 0;
       collections.observe({ entryTypes: ['gc'] });
       return Promise.resolve(true);
-    }
     case 'stats': {
       histogram!.disable();
       const cpu = probe!.stop();
@@ -200,7 +191,6 @@ answerParent<StallMessage>((message) => {
         cpuOf: cpu.cpuOf,
         gcMaxMs,
         roundCpuMs,
-        startCompactionMs,
         listed: guard?.abuseEntries().length ?? 0,
         model: guard?.abuseModel() !== undefined,
       };

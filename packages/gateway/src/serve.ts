@@ -17,7 +17,7 @@ import { servingInWords, spoolDirectory } from './config/index.js';
 import { checkBeforeStart, parsePort } from './config/index.js';
 import { createStores } from './stores.js';
 import { shutdownTimes, stopOnSignals } from './shutdown.js';
-import { turnOffPretenuring } from './v8-flags.js';
+import { applyServerV8Flags } from './v8-flags.js';
 
 const DEFAULT_PORT = 8787;
 
@@ -61,7 +61,7 @@ function planStart(env: NodeJS.ProcessEnv): StartPlan {
  * budget spend are ready, and closes cleanly on SIGTERM or SIGINT. A config or a start that fails exits with 1.
  */
 export async function serveGateway(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  turnOffPretenuring();
+  applyServerV8Flags();
   let plan: StartPlan;
   try {
     plan = planStart(env);
