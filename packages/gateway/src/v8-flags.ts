@@ -2,24 +2,13 @@
 // that collects the usual way rather than compacting the whole heap.
 import { setFlagsFromString } from 'node:v8';
 
-/**
- * V8's flags the server turns off, as `node --<flag>` / `--no-<flag>` name them.
- *
- * `allocation-site-pretenuring`: V8 allocates objects straight in the old generation from an allocation site whose
- * objects it found alive at a scavenge. A server's request-scoped sites look like that while requests are in flight,
- * and once a few are pretenured, each dead old object keeps the young objects it points to alive until the next full
- * collection, so a request's whole graph is promoted. In the compiled proxy under the realistic deployment that
- * decided, from run to run, whether a scavenge cost 2.5 or 6 ms, and put the CPU per request at 300 µs instead of 250
- * (docs/performance.md, "What a request's garbage cost").
- *
- * `memory-reducer-favors-memory`: some seconds after a burst of allocation V8's memory reducer collects again; with
- * this flag it compacts every page of the old generation in that pause. With the abuse watch's 100,000 subjects held
- * that one pause took 25-50 ms under load; off, the reducer's collections compact by the usual heuristics (5-9 ms) and
- * the pages come back over the following collections instead (docs/performance.md, "One process's own sums").
- */
+/** V8's flags the server turns off (as `node --no-<flag>` names them), from the V8 version that has each. */
 const SERVER_FLAGS_OFF: readonly { flag: string; since: [major: number, minor: number] }[] = [
+  // Pretenured request-scoped sites promote each request's whole graph: a scavenge cost 2.5 or 6 ms from run to run,
+  // the CPU per request 300 µs instead of 250 (docs/performance.md, "What a request's garbage cost").
   { flag: 'allocation-site-pretenuring', since: [0, 0] },
-  // Node 24's V8 (13.6) has it; Node 22's (12.4) and 20's do not, and their reducer always compacts.
+  // The memory reducer compacted every old page in one pause after a burst: 25-50 ms with 100,000 abuse subjects
+  // held (docs/performance.md, "One process's own sums in shared rows"). Node 20's and 22's V8 have no such flag.
   { flag: 'memory-reducer-favors-memory', since: [13, 6] },
 ];
 
