@@ -303,7 +303,8 @@ function markHash(mark: string, slot: number): number {
   return valueHash(mark) * 4 + slot;
 }
 
-const KIND_SLOTS = 4;
+/** Mark kinds a row counts (`KIND_SLOT`). */
+export const KIND_SLOTS = 4;
 /** Maps of a table's index (a power of two). */
 const INDEX_SHARDS = 16;
 const MARK_KINDS: readonly MarkKind[] = ['peer', 'agent', 'model', 'route'];

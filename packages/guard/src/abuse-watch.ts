@@ -131,11 +131,7 @@ export class AbuseWatch {
     for (const subject of this.subjectsOf(address, identity?.keyId, identity?.tenantId)) {
       const row = tallies.rowOf(subject);
       const peer = subject.startsWith('address:') ? peerOfAddress : address;
-      tallies.observe(row, traits, this.#config.windowMs, peer);
-      tallies.mark(row, 'peer', peer, bucket);
-      tallies.mark(row, 'agent', traits.agent, bucket);
-      tallies.mark(row, 'route', traits.route, bucket);
-      if (traits.model !== undefined) tallies.mark(row, 'model', traits.model, bucket);
+      tallies.observe(row, traits, this.#config.windowMs, peer, bucket);
     }
   }
 

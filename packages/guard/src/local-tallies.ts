@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import {
   COUNT_INDEX,
   KIND_SLOT,
+  KIND_SLOTS,
   MARK_SEPARATOR,
   MARKS_PER_KIND,
   TALLY_COUNTS,
@@ -29,9 +30,8 @@ const REMEMBERED_PER_KIND = 8;
  * times has not yet shown all its addresses, clients and models.
  */
 export const HISTORY_REQUESTS = 10;
-const KINDS = 4;
 const COUNTS = TALLY_COUNTS.length;
-const KNOWN = KINDS * REMEMBERED_PER_KIND;
+const KNOWN = KIND_SLOTS * REMEMBERED_PER_KIND;
 
 /**
  * The subjects this process adds to, one row each in typed arrays shared by all rows (`MAX_LOCAL_SUBJECTS` of them):
@@ -61,7 +61,7 @@ export class LocalTallies {
   /** Requests this process has seen of the subject (its history's depth). */
   readonly #seen: Float64Array;
   /**
-   * The bucket the sent values belong to, and those values' hashes by row and kind (`row * KINDS + slot`): the first
+   * The bucket the sent values belong to, and those values' hashes by row and kind (`row * KIND_SLOTS + slot`): the first
    * in an array (NaN: none), any more in a Set (a subject with one address, agent, model and route a bucket has none).
    */
   #sentBucket = -1;
@@ -87,7 +87,7 @@ export class LocalTallies {
     this.#firstAt = new Float64Array(capacity).fill(-1);
     this.#lastAt = new Float64Array(capacity);
     this.#seen = new Float64Array(capacity);
-    this.#sentFirst = new Float64Array(capacity * KINDS).fill(NaN);
+    this.#sentFirst = new Float64Array(capacity * KIND_SLOTS).fill(NaN);
   }
 
   get size(): number {
@@ -136,10 +136,8 @@ export class LocalTallies {
     return { subject, counts, marks };
   }
 
-  /** A row handed to another subject: as a new one. */
+  /** A row handed to another subject: as a new one (its sums and marks were taken first, or it had none). */
   #clear(row: number): void {
-    this.#counts.fill(0, row * COUNTS, (row + 1) * COUNTS);
-    this.#dirty[row] = 0;
     this.#known.fill(0, row * KNOWN, (row + 1) * KNOWN);
     this.#knownFirst.fill(0, row * KNOWN, (row + 1) * KNOWN);
     this.#knownLast.fill(0, row * KNOWN, (row + 1) * KNOWN);
@@ -149,9 +147,8 @@ export class LocalTallies {
     this.#firstAt[row] = -1;
     this.#lastAt[row] = 0;
     this.#seen[row] = 0;
-    this.#sentFirst.fill(NaN, row * KINDS, (row + 1) * KINDS);
-    for (let slot = 0; slot < KINDS; slot++) this.#sentMore.delete(row * KINDS + slot);
-    this.#marks.delete(row);
+    this.#sentFirst.fill(NaN, row * KIND_SLOTS, (row + 1) * KIND_SLOTS);
+    for (let slot = 0; slot < KIND_SLOTS; slot++) this.#sentMore.delete(row * KIND_SLOTS + slot);
   }
 
   add(row: number, name: TallyCount, value: number): void {
@@ -164,15 +161,17 @@ export class LocalTallies {
     this.#counts[at] = this.#counts[at]! + value;
   }
 
-  /** A distinct value, once per bucket, at most `MARKS_PER_KIND` per kind and bucket. */
-  mark(row: number, kind: MarkKind, value: string, bucket: number): void {
-    if (bucket !== this.#sentBucket) {
-      this.#sentBucket = bucket;
-      this.#sentFirst.fill(NaN);
-      this.#sentMore.clear();
-    }
-    const key = row * KINDS + KIND_SLOT[kind];
-    const hash = valueHash(value);
+  /** Forgets the values sent in an earlier bucket: they are sent again in this one. */
+  #sendingIn(bucket: number): void {
+    if (bucket === this.#sentBucket) return;
+    this.#sentBucket = bucket;
+    this.#sentFirst.fill(NaN);
+    this.#sentMore.clear();
+  }
+
+  /** A distinct value (`hash`: its `valueHash`), once per bucket, at most `MARKS_PER_KIND` per kind and bucket. */
+  #mark(row: number, kind: MarkKind, value: string, hash: number): void {
+    const key = row * KIND_SLOTS + KIND_SLOT[kind];
     const first = this.#sentFirst[key]!;
     if (first === hash) return;
     if (Number.isNaN(first)) this.#sentFirst[key] = hash;
@@ -185,7 +184,6 @@ export class LocalTallies {
     let marks = this.#marks.get(row);
     if (!marks) this.#marks.set(row, (marks = []));
     marks.push(`${kind}${MARK_SEPARATOR}${value.replaceAll(MARK_SEPARATOR, '').slice(0, 120)}`);
-    this.#dirty[row] = 1;
   }
 
   /** Whether the subject has a history to be new to: a window long, and `HISTORY_REQUESTS` requests. */
@@ -194,13 +192,12 @@ export class LocalTallies {
   }
 
   /**
-   * Whether `value` is new to the subject at `at`: first seen within the last `windowMs`, once the subject had a
+   * Whether a value (`hash`) is new to the subject at `at`: first seen within the last `windowMs`, once the subject had a
    * history (so a key's first requests are not all new). Remembers it either way; a value of its early history
    * never counts as new.
    */
-  #isNew(row: number, kind: MarkKind, value: string, at: number, windowMs: number): boolean {
+  #isNew(row: number, kind: MarkKind, hash: number, at: number, windowMs: number): boolean {
     const from = row * KNOWN + KIND_SLOT[kind] * REMEMBERED_PER_KIND;
-    const hash = valueHash(value);
     const last = this.#knownLast;
     let oldest = from;
     for (let slot = from; slot < from + REMEMBERED_PER_KIND; slot++) {
@@ -222,28 +219,39 @@ export class LocalTallies {
   }
 
   /**
-   * Adds one request: its gap since this subject's last, its answer, its prompt against the recent ones, and whether
-   * its `peer` (the address of a key, the key an address tried), user agent, model or route is new to the subject.
+   * Adds one request: its gap since this subject's last, its answer, its prompt against the recent ones, whether its
+   * `peer` (the address of a key, the key an address tried), user agent, model or route is new to the subject, and
+   * those four values as marks of `bucket` (each hashed once for both).
    */
-  observe(row: number, request: RequestTraits, windowMs: number, peer: string): void {
+  observe(row: number, request: RequestTraits, windowMs: number, peer: string, bucket: number): void {
+    const { at, agent, route, model } = request;
+    const peerHash = valueHash(peer);
+    const agentHash = valueHash(agent);
+    const routeHash = valueHash(route);
+    const modelHash = model === undefined ? NaN : valueHash(model);
     this.#bump(row, COUNT_INDEX.requests);
-    if (this.#firstAt[row]! < 0) this.#firstAt[row] = request.at;
-    if (this.#isNew(row, 'peer', peer, request.at, windowMs)) this.#bump(row, COUNT_INDEX.newPeers);
-    if (this.#isNew(row, 'agent', request.agent, request.at, windowMs)) this.#bump(row, COUNT_INDEX.newAgents);
-    const newRoute = this.#isNew(row, 'route', request.route, request.at, windowMs);
-    const newModel = request.model !== undefined && this.#isNew(row, 'model', request.model, request.at, windowMs);
+    if (this.#firstAt[row]! < 0) this.#firstAt[row] = at;
+    if (this.#isNew(row, 'peer', peerHash, at, windowMs)) this.#bump(row, COUNT_INDEX.newPeers);
+    if (this.#isNew(row, 'agent', agentHash, at, windowMs)) this.#bump(row, COUNT_INDEX.newAgents);
+    const newRoute = this.#isNew(row, 'route', routeHash, at, windowMs);
+    const newModel = model !== undefined && this.#isNew(row, 'model', modelHash, at, windowMs);
     if (newRoute || newModel) this.#bump(row, COUNT_INDEX.newUses);
+    this.#sendingIn(bucket);
+    this.#mark(row, 'peer', peer, peerHash);
+    this.#mark(row, 'agent', agent, agentHash);
+    this.#mark(row, 'route', route, routeHash);
+    if (model !== undefined) this.#mark(row, 'model', model, modelHash);
     this.#seen[row] = this.#seen[row]! + 1;
     const lastAt = this.#lastAt[row]!;
     if (lastAt > 0) {
-      const gap = (request.at - lastAt) / 1000;
+      const gap = (at - lastAt) / 1000;
       if (gap >= 0 && gap * 1000 <= windowMs) {
         this.#bump(row, COUNT_INDEX.gaps);
         this.#bump(row, COUNT_INDEX.gapSum, gap);
         this.#bump(row, COUNT_INDEX.gapSquares, gap * gap);
       }
     }
-    this.#lastAt[row] = request.at;
+    this.#lastAt[row] = at;
     const { status } = request;
     if (status === 401) this.#bump(row, COUNT_INDEX.status401);
     else if (status === 403) this.#bump(row, COUNT_INDEX.status403);

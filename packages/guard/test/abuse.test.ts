@@ -133,7 +133,8 @@ describe('values new to a subject', () => {
   const subject = (name: AbuseSubject, tallies = new LocalTallies()) => {
     const row = tallies.rowOf(name);
     return {
-      observe: (traits: RequestTraits, peer: string) => tallies.observe(row, traits, WINDOW, peer),
+      observe: (traits: RequestTraits, peer: string) =>
+        tallies.observe(row, traits, WINDOW, peer, Math.floor(traits.at / WINDOW)),
       take: () => tallies.take(name)?.counts ?? {},
     };
   };
@@ -193,27 +194,34 @@ describe("LocalTallies: one process's sums per subject, in rows it reuses", () =
     agent: 'curl',
   });
 
+  const MARKS = ['peer', 'agent', 'route', 'model'];
+  const marksOf = (peer: string) => [
+    `peer\u001f${peer}`,
+    'agent\u001fcurl',
+    'route\u001f/v1/chat/completions',
+    'model\u001fsmall',
+  ];
+
   it('pushes out the least recently seen subject when full, its sums sent, its row handed on as new', () => {
     const tallies = new LocalTallies(2);
     const [a, b] = [tallies.rowOf('address:a'), tallies.rowOf('address:b')];
-    tallies.observe(a, traits(1_000), WINDOW, 'k1');
-    tallies.mark(a, 'peer', 'k1', 0);
-    tallies.observe(b, traits(1_000), WINDOW, 'k2');
+    tallies.observe(a, traits(1_000), WINDOW, 'k1', 0);
+    tallies.observe(b, traits(1_000), WINDOW, 'k2', 0);
     tallies.rowOf('address:a');
     expect(tallies.takeTouched()).toEqual({ touched: new Set(['address:a', 'address:b']), evicted: [] });
-    // `b` is the least recently seen: `c` takes its row, and `b`'s unsent sums come with the next flush.
+    // `b` is the least recently seen: `c` takes its row, and `b`'s unsent sums and marks come with the next flush.
     const c = tallies.rowOf('address:c');
     expect(c).toBe(b);
     expect(tallies.size).toBe(2);
     const { touched, evicted } = tallies.takeTouched();
     expect([...touched]).toEqual(['address:c']);
     expect(evicted).toEqual([
-      { subject: 'address:b', counts: expect.objectContaining({ requests: 1, status401: 1 }), marks: [] },
+      { subject: 'address:b', counts: expect.objectContaining({ requests: 1, status401: 1 }), marks: marksOf('k2') },
     ]);
     expect(tallies.take('address:b')).toBeUndefined();
-    // The row is new to `c`: no gap from `b`'s request, no repeat of its prompt, and the peer `b` sent is `c`'s to send.
-    tallies.observe(c, traits(2_000), WINDOW, 'k2');
-    tallies.mark(c, 'peer', 'k2', 0);
+    // The row is new to `c`: no gap from `b`'s request, no repeat of its prompt, and the marks `b` sent in this bucket
+    // are `c`'s to send.
+    tallies.observe(c, traits(2_000), WINDOW, 'k2', 0);
     const delta = tallies.take('address:c')!;
     expect(delta.counts).toEqual({
       requests: 1,
@@ -224,31 +232,28 @@ describe("LocalTallies: one process's sums per subject, in rows it reuses", () =
       entropy: 2,
       entropySquares: 4,
     });
-    expect(delta.marks).toEqual(['peer\u001fk2']);
-    // `a` kept its own: its gap and its repeated prompt.
-    tallies.observe(a, traits(3_000), WINDOW, 'k1');
-    expect(tallies.take('address:a')!.counts).toMatchObject({
-      requests: 2,
-      gaps: 1,
-      gapSum: 2,
-      repeats: 1,
-      nearRepeats: 1,
+    expect(delta.marks).toEqual(marksOf('k2'));
+    // `a` kept its own: its gap and its repeated prompt, and its marks of this bucket are not sent twice.
+    tallies.take('address:a');
+    tallies.observe(a, traits(3_000), WINDOW, 'k1', 0);
+    expect(tallies.take('address:a')).toEqual({
+      subject: 'address:a',
+      counts: expect.objectContaining({ requests: 1, gaps: 1, gapSum: 2, repeats: 1, nearRepeats: 1 }),
+      marks: [],
     });
   });
 
   it('sends a mark once a bucket, at most MARKS_PER_KIND of a kind, and again in the next bucket', () => {
     const tallies = new LocalTallies();
     const row = tallies.rowOf('key:k');
-    for (let i = 0; i < 100; i++) tallies.mark(row, 'peer', `10.0.0.${i % 80}`, 5);
-    tallies.mark(row, 'agent', 'curl', 5);
-    tallies.mark(row, 'agent', 'curl', 5);
+    for (let i = 0; i < 100; i++) tallies.observe(row, traits(1_000 + i), WINDOW, `10.0.0.${i % 80}`, 5);
     const first = tallies.take('key:k')!.marks;
     expect(first.filter((mark) => mark.startsWith('peer'))).toHaveLength(64);
-    expect(first.filter((mark) => mark.startsWith('agent'))).toEqual(['agent\u001fcurl']);
-    tallies.mark(row, 'agent', 'curl', 5);
-    expect(tallies.take('key:k')).toBeUndefined();
-    tallies.mark(row, 'agent', 'curl', 6);
-    expect(tallies.take('key:k')!.marks).toEqual(['agent\u001fcurl']);
+    for (const kind of MARKS.slice(1)) expect(first.filter((mark) => mark.startsWith(kind))).toHaveLength(1);
+    tallies.observe(row, traits(2_000), WINDOW, '10.0.0.1', 5);
+    expect(tallies.take('key:k')!.marks).toEqual([]);
+    tallies.observe(row, traits(3_000), WINDOW, '10.0.0.1', 6);
+    expect(tallies.take('key:k')!.marks).toEqual(marksOf('10.0.0.1'));
   });
 });
 
