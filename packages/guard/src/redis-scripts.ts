@@ -331,7 +331,9 @@ export const countAuthFailure = new LuaScript(
 
 /**
  * The abuse watch's sums of one bucket. KEYS: the bucket's hash ("<subject>\x1f<count>" -> sum, "<subject>\x1f<mark>"
- * -> 1), its version (counts the writes), its log (a stream: each write's version and the fields it changed with their
+ * -> 1), its version (counts the writes from Redis's clock in µs when the bucket was created: a bucket lost and
+ * written again does not repeat a version a reader holds, even when its log's first entry gets the lost one's id, as it
+ * does within the same millisecond), its log (a stream: each write's version and the fields it changed with their
  * values after it, as a JSON array of field, value, ...; at most ARGV[4] entries). A reader that holds the bucket as of
  * a version reads the log's entries since, when they follow on without a gap, instead of the whole bucket. ARGV: ttl
  * ms, the most fields the bucket may hold, n, the log's length, then n pairs of (field, increment), then the mark
@@ -358,6 +360,10 @@ export const addAbuseTallies = new LuaScript(
     end
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    local time = redis.call('TIME')
+    redis.call('SET', KEYS[2], time[1] .. string.format('%06d', tonumber(time[2])))
+  end
   local version = redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
   local entry = '[]'
