@@ -1,8 +1,10 @@
 // Benchmark: the event loop's longest stall under load with 100,000 subjects in the abuse watch (issue 58): the
 // watch as shipped (model in a worker thread, its own work sliced), the same scoring on the loop (before), and none.
 import { fileURLToPath } from 'node:url';
-import { abuseBucketRead, budgetRebuild, type BackgroundStall } from './lib/background-stall.js';
-import { forkAsking } from './lib/child.js';
+import { SERVER_NODE_ARGS } from '../packages/gateway/src/v8-flags.js';
+import type { BackgroundStall } from './lib/background-stall.js';
+import type { BackgroundRequest } from './lib/background-stall-child.js';
+import { askBenchChild, forkAsking } from './lib/child.js';
 import type { LoopStats, StallMessage, StallMode } from './lib/guard-stall-child.js';
 import { CHAT_BODY } from './lib/guard-stall-child.js';
 import { runLoad, type LoadResult } from './lib/load.js';
@@ -17,6 +19,10 @@ import {
 import { fmtNumber, median, quantile, table } from './lib/stats.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/guard-stall-child.ts', import.meta.url));
+const BACKGROUND_ENTRY = fileURLToPath(new URL('./lib/background-stall-child.ts', import.meta.url));
+/** V8 as it comes (`BENCH_STALL_V8_DEFAULTS=1`), else as the gateway is started (SERVER_NODE_ARGS) and sets it. */
+const V8_DEFAULTS = process.env.BENCH_STALL_V8_DEFAULTS === '1';
+const NODE_ARGS = V8_DEFAULTS ? [] : [...SERVER_NODE_ARGS];
 const SUBJECTS = Number(process.env.BENCH_STALL_SUBJECTS ?? 100_000);
 /** A steady rate well under what one process serves: latency, not throughput, is what a stall moves. */
 const RATE = 400;
@@ -44,7 +50,7 @@ interface Round {
 }
 
 async function measure(mode: StallMode, durationS: number, log: (line: string) => void): Promise<Round> {
-  const child = forkAsking(ENTRY, 'guard-stall');
+  const child = forkAsking(ENTRY, 'guard-stall', { execArgv: NODE_ARGS });
   const ask = <T>(message: StallMessage) => child.ask<T>(message);
   try {
     const started = Date.now();
@@ -78,9 +84,17 @@ async function measure(mode: StallMode, durationS: number, log: (line: string) =
  */
 export async function backgroundStalls(log: (line: string) => void): Promise<string> {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  // Each case in a child of its own, started as the gateway is (NODE_ARGS).
+  const inChild = (work: BackgroundRequest['work']) => () =>
+    askBenchChild<BackgroundStall>(
+      BACKGROUND_ENTRY,
+      { work, subjects: SUBJECTS, url, v8Defaults: V8_DEFAULTS } satisfies BackgroundRequest,
+      'background-stall',
+      { execArgv: NODE_ARGS },
+    );
   const cases: [string, () => Promise<BackgroundStall>][] = [
-    [`abuse tallies of one bucket from Redis (HSCAN pages)`, () => abuseBucketRead(url, SUBJECTS)],
-    [`budget rebuild of ${fmtNumber(SUBJECTS)} scopes (memory ledger)`, () => budgetRebuild(SUBJECTS)],
+    [`abuse tallies of one bucket from Redis (HSCAN pages)`, inChild('abuse-bucket-read')],
+    [`budget rebuild of ${fmtNumber(SUBJECTS)} scopes (memory ledger)`, inChild('budget-rebuild')],
   ];
   const rows: string[][] = [];
   for (const [label, run] of cases) {
@@ -96,7 +110,9 @@ export async function backgroundStalls(log: (line: string) => void): Promise<str
     ]);
   }
   return [
-    `Background work with ${fmtNumber(SUBJECTS)} subjects, each alone while a 1 ms timer and \`monitorEventLoopDelay\` ` +
+    `Background work with ${fmtNumber(SUBJECTS)} subjects, each alone in a process of its own (V8 ` +
+      `${V8_DEFAULTS ? 'as it comes' : `started with ${NODE_ARGS.join(' ')} and set as the gateway server sets it`}) ` +
+      `while a 1 ms timer and \`monitorEventLoopDelay\` ` +
       'watch the loop (the CPU column: the most CPU the process spent between two turns of the timer, what a busy ' +
       'machine adds to the wall clock left out).',
     '',
@@ -189,7 +205,7 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
   ];
   const body = [
     `${rounds} round(s) of each case in turn, each a fresh process (V8 ` +
-      `${process.env.BENCH_STALL_V8_DEFAULTS === '1' ? 'as it comes' : 'set as the gateway server sets it: v8-flags.ts'}): ` +
+      `${V8_DEFAULTS ? 'as it comes' : `started with ${NODE_ARGS.join(' ')} and set as the gateway server sets it: v8-flags.ts`}): ` +
       `${fmtNumber(SUBJECTS)} client addresses one ` +
       `request each through the app first (the watch's window then holds them all; the first model grown), then ` +
       `${durationS} s of load at ${RATE} req/s over ${CONNECTIONS} connections from another address while ` +

@@ -14,6 +14,7 @@ import semver from 'semver';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { validateConfig } from '@tollgate/gateway';
 import { FLUSH_MARGIN_MS, shutdownTimes } from '../packages/gateway/src/shutdown.js';
+import { SERVER_NODE_ARGS } from '../packages/gateway/src/v8-flags.js';
 import { readRecipe } from './helpers/dockerfile.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -361,6 +362,6 @@ describe('deploy/Dockerfile', () => {
 
   it('checks health on /healthz and starts the deployed gateway', () => {
     expect(recipe.healthcheck.join(' ')).toContain('/healthz');
-    expect(recipe.entrypoint).toEqual(['node', '/app/node_modules/@tollgate/gateway/dist/bin.js']);
+    expect(recipe.entrypoint).toEqual(['node', ...SERVER_NODE_ARGS, '/app/node_modules/@tollgate/gateway/dist/bin.js']);
   });
 });

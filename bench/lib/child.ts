@@ -97,8 +97,8 @@ export interface AskingChild {
   kill(): void;
 }
 
-export function forkAsking(entry: string, name: string): AskingChild {
-  const child = forkBench(entry);
+export function forkAsking(entry: string, name: string, options: ForkOptions = {}): AskingChild {
+  const child = forkBench(entry, options);
   let exit: Error | undefined;
   child.once('exit', (code, signal) => (exit = new Error(`the ${name} child exited (${code ?? signal})`)));
   return {

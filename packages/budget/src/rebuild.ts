@@ -2,7 +2,7 @@
 import { periodWindow, TollgateError } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
 import { isCalendarPeriod } from '@tollgate/core/options';
-import { BESIDE_REQUESTS, TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, ShardedMap, TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import { inForceAt } from './budget-limits.js';
 import { ledgerScopesAt } from './budget-plan.js';
@@ -176,17 +176,137 @@ function callerKey(caller: CallerSpend): string {
   return JSON.stringify([keyId, userId, tenantId, feature, model, tags ?? null, session ?? null, team ?? null]);
 }
 
-/** One ledger scope to rebuild: what the usage ledger holds for it is the sum over the callers charged to it. */
-interface ScopeToRebuild {
-  scope: LedgerScope;
-  /** The budget the scope is a period (or rolling window) of. */
-  budget: ResolvedBudget;
-  since: number;
-  /** The scope's last reset (the credit journal's): only calls that finished from it on count. */
-  resetAt: number | undefined;
-  /** The callers charged to it, by their index in `Callers.list`. */
-  callers: number[];
+/** Scopes a block of `FoundScopes` holds. */
+const SCOPE_BLOCK = 4096;
+/** A block's numbers per scope: limit, expiresAt, since, resetAt. */
+const NUMBERS = 4;
+
+/** `SCOPE_BLOCK` scopes' columns, made at their full length. */
+interface ScopeBlock {
+  keys: string[];
+  slots: (string | undefined)[];
+  numbers: Float64Array;
+  /** The first and the last caller charged (-1: none). */
+  callers: Int32Array;
 }
+
+/**
+ * The ledger scopes a read found, by index, in blocks of columns: what the usage ledger holds for one is the sum over
+ * the callers charged to it. At 100,000 scopes a rebuild keeps no object per scope, nor the budget each came from (a
+ * budget bound to one tenant dies young): what survives while it works is what the collections meanwhile copy. And no
+ * column grows by copying: ten arrays of 114,000 grown at once held the loop 47 ms (bench/guard-stall.ts
+ * `--background`).
+ */
+class FoundScopes {
+  readonly #index = new ShardedMap<number>();
+  readonly #blocks: ScopeBlock[] = [];
+  #size = 0;
+  /** The callers charged after the first, by scope index (a scope of two budgets' callers, or a shared one). */
+  readonly #more = new Map<number, number[]>();
+  /** The budget of each scope `keepBudget` names (a drift reading's), by index. */
+  readonly #budgets = new Map<number, ResolvedBudget>();
+
+  constructor(readonly keepBudget: (key: string) => boolean) {}
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The scope's index, added (with its budget's `since`, and its last reset from `resets`) when new. */
+  add(scope: LedgerScope, budget: ResolvedBudget, now: number, resets: ReadonlyMap<string, number>): number {
+    const known = this.#index.get(scope.key);
+    if (known !== undefined) return known;
+    const at = this.#size++;
+    this.#index.set(scope.key, at);
+    if (at % SCOPE_BLOCK === 0)
+      this.#blocks.push({
+        keys: new Array<string>(SCOPE_BLOCK),
+        slots: new Array<string | undefined>(SCOPE_BLOCK),
+        numbers: new Float64Array(SCOPE_BLOCK * NUMBERS),
+        callers: new Int32Array(SCOPE_BLOCK * 2).fill(-1),
+      });
+    const [block, row] = this.#at(at);
+    block.keys[row] = scope.key;
+    block.slots[row] = scope.slot;
+    const numbers = row * NUMBERS;
+    block.numbers[numbers] = scope.limit;
+    block.numbers[numbers + 1] = scope.expiresAt;
+    block.numbers[numbers + 2] = sinceOf(budget, scope.expiresAt, now);
+    block.numbers[numbers + 3] = resets.get(scope.key) ?? Number.NaN;
+    if (this.keepBudget(scope.key)) this.#budgets.set(at, budget);
+    return at;
+  }
+
+  #at(at: number): [ScopeBlock, number] {
+    return [this.#blocks[Math.floor(at / SCOPE_BLOCK)]!, at % SCOPE_BLOCK];
+  }
+
+  /** Charges `caller` to scope `at`: callers are asked one after another, so one already charged is its last. */
+  charge(at: number, caller: number): void {
+    const [{ callers }, row] = this.#at(at);
+    if (callers[row * 2 + 1] === caller) return;
+    if (callers[row * 2] === -1) callers[row * 2] = caller;
+    else {
+      const more = this.#more.get(at);
+      if (more) more.push(caller);
+      else this.#more.set(at, [caller]);
+    }
+    callers[row * 2 + 1] = caller;
+  }
+
+  /** The sum of `spent` over the callers charged to scope `at` (0 when none is). */
+  sumOf(at: number, spent: Float64Array): number {
+    const [{ callers }, row] = this.#at(at);
+    const first = callers[row * 2]!;
+    if (first === -1) return 0;
+    let sum = spent[first]!;
+    for (const caller of this.#more.get(at) ?? NO_CALLERS) sum += spent[caller]!;
+    return sum;
+  }
+
+  charged(at: number): boolean {
+    const [{ callers }, row] = this.#at(at);
+    return callers[row * 2] !== -1;
+  }
+
+  key(at: number): string {
+    const [block, row] = this.#at(at);
+    return block.keys[row]!;
+  }
+
+  /** When its spend started counting: its period's start or its rolling window's, not before `validFrom`. */
+  since(at: number): number {
+    const [block, row] = this.#at(at);
+    return block.numbers[row * NUMBERS + 2]!;
+  }
+
+  /** Its last reset (the credit journal's): only calls that finished from it on count. */
+  resetAt(at: number): number | undefined {
+    const [block, row] = this.#at(at);
+    const resetAt = block.numbers[row * NUMBERS + 3]!;
+    return Number.isNaN(resetAt) ? undefined : resetAt;
+  }
+
+  /** Scope `at` as a ledger is given it (made for the call: a rebuild keeps its columns, not these). */
+  scope(at: number): LedgerScope {
+    const [block, row] = this.#at(at);
+    const { numbers } = block;
+    const scope: LedgerScope = {
+      key: block.keys[row]!,
+      limit: numbers[row * NUMBERS]!,
+      expiresAt: numbers[row * NUMBERS + 1]!,
+    };
+    const slot = block.slots[row];
+    if (slot !== undefined) scope.slot = slot;
+    return scope;
+  }
+
+  budget(at: number): ResolvedBudget | undefined {
+    return this.#budgets.get(at);
+  }
+}
+
+const NO_CALLERS: readonly number[] = Object.freeze([]);
 
 /**
  * The distinct callers of a read (a caller's sums and its recent records are one caller), each known by its index:
@@ -196,20 +316,23 @@ interface ScopeToRebuild {
 interface Callers {
   /** One record of each caller: what the plan is asked about (its spend is read per scope, by index). */
   list: CallerSpend[];
-  index: Map<string, number>;
+  index: ShardedMap<number>;
 }
 
-async function distinctCallers(rows: readonly CallerSpend[], slice: TimeSlice): Promise<Callers> {
+/** The callers with spend among `reads`' rows, each once (walked in slices: no array of them all made at once). */
+async function distinctCallers(reads: readonly (readonly CallerSpend[])[], slice: TimeSlice): Promise<Callers> {
   const list: CallerSpend[] = [];
-  const index = new Map<string, number>();
-  for (const row of rows) {
-    const key = callerKey(row);
-    if (!index.has(key)) {
-      index.set(key, list.length);
-      list.push(row);
+  const index = new ShardedMap<number>();
+  for (const rows of reads)
+    for (const row of rows) {
+      if (!(row.spentNanoUsd > 0)) continue;
+      const key = callerKey(row);
+      if (!index.has(key)) {
+        index.set(key, list.length);
+        list.push(row);
+      }
+      await slice.pause();
     }
-    await slice.pause();
-  }
   return { list, index };
 }
 
@@ -226,28 +349,33 @@ async function scopesOfCallers(
   resets: ReadonlyMap<string, number>,
   now: number,
   slice: TimeSlice,
+  recentCallers: ReadonlySet<number>,
+  keepBudget: (key: string) => boolean,
 ) {
-  const scopes = new Map<string, ScopeToRebuild>();
-  const slots = new Set<string | undefined>([undefined]);
-  /** The slots each caller's scopes are in (by caller index): a record's id goes to those of the rebuild's cut. */
-  const slotsOf: (readonly (string | undefined)[])[] = [];
+  const found = new FoundScopes(keepBudget);
+  /** Every slot the scopes are in: the shared one (undefined) first, then each other once (`slotSeen`). */
+  const slots: (string | undefined)[] = [undefined];
+  const slotSeen = new ShardedMap<true>();
+  /**
+   * The slots the scopes of each caller with a record since the cut are in (by caller index): its records' ids go to
+   * those of the rebuild's cut. The callers with only sums (most of them) need none.
+   */
+  const slotsOf = new Map<number, (string | undefined)[]>();
   const add = (budget: ResolvedBudget, caller: number | undefined) => {
     // A budget out of force is charged nothing: its counter has nothing to hold.
     if (!inForceAt(budget, now)) return;
-    slots.add(budget.slot);
-    if (caller !== undefined) {
-      const own = slotsOf[caller] ?? NO_SLOTS;
-      if (!own.includes(budget.slot)) slotsOf[caller] = [...own, budget.slot];
+    if (!slotSeen.has(budget.slot)) {
+      slotSeen.set(budget.slot, true);
+      slots.push(budget.slot);
+    }
+    if (caller !== undefined && recentCallers.has(caller)) {
+      const own = slotsOf.get(caller);
+      if (!own) slotsOf.set(caller, [budget.slot]);
+      else if (!own.includes(budget.slot)) own.push(budget.slot);
     }
     for (const scope of ledgerScopesAt(budget, now)) {
-      let entry = scopes.get(scope.key);
-      if (!entry) {
-        const since = sinceOf(budget, scope.expiresAt, now);
-        entry = { scope, budget, since, resetAt: resets.get(scope.key), callers: [] };
-        scopes.set(scope.key, entry);
-      }
-      // Callers are asked one after another: one already charged to this scope is its last (two budgets, one scope).
-      if (caller !== undefined && entry.callers[entry.callers.length - 1] !== caller) entry.callers.push(caller);
+      const at = found.add(scope, budget, now, resets);
+      if (caller !== undefined) found.charge(at, caller);
     }
   };
   // Budgets with a fixed id are checked even without spend: their slots are rebuilt as well.
@@ -257,7 +385,7 @@ async function scopesOfCallers(
     for (const budget of await book.plan.forCall(identityOf(spender), spender.model ?? undefined)) add(budget, caller);
     await slice.pause();
   }
-  return { scopes: [...scopes.values()], slots: [...slots], slotsOf };
+  return { found, slots, slotSeen, slotsOf };
 }
 
 /** A slot's cut with no record read one by one (most of them: one list shared). */
@@ -266,31 +394,29 @@ const NO_IDS: readonly string[] = Object.freeze([]);
 /**
  * The ids of the records read one by one, per slot their callers' scopes are in: the rebuild's cut. Every slot the
  * rebuild covers gets the cut, those without a recent record too: a lost settle there of a call that finished before it
- * was read with the sums (found by the model-based test: the slot had no cut, the call counted twice).
+ * was read with the sums (found by the model-based test: the slot had no cut, the call counted twice). Handed as the
+ * slots are walked: at 100,000 slots, no map of them all.
  */
 async function cutIds(
   recent: readonly RecordSpend[],
   callers: Callers,
-  slotsOf: readonly (readonly (string | undefined)[] | undefined)[],
+  slotsOf: ReadonlyMap<number, readonly (string | undefined)[]>,
   slots: readonly (string | undefined)[],
   slice: TimeSlice,
-): Promise<Map<string | undefined, readonly string[]>> {
+): Promise<Iterable<[string | undefined, readonly string[]]>> {
   const lists = new Map<string | undefined, string[]>();
   for (const row of recent) {
     const caller = callers.index.get(callerKey(row));
-    for (const slot of (caller === undefined ? undefined : slotsOf[caller]) ?? NO_SLOTS) {
+    for (const slot of (caller === undefined ? undefined : slotsOf.get(caller)) ?? NO_SLOTS) {
       const list = lists.get(slot) ?? [];
       list.push(row.id);
       lists.set(slot, list);
     }
     await slice.pause();
   }
-  const ids: Map<string | undefined, readonly string[]> = lists;
-  for (const slot of slots) {
-    if (!ids.has(slot)) ids.set(slot, NO_IDS);
-    await slice.pause();
-  }
-  return ids;
+  return (function* () {
+    for (const slot of slots) yield [slot, lists.get(slot) ?? NO_IDS];
+  })();
 }
 
 /** The oldest instant any budget counts from: every calendar period is at most a quarter, a rolling window any length. */
@@ -320,20 +446,20 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
     );
   }
   const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
-  const read = await readUsageLedger(book, source, slice);
-  const { scopes, slots, slotsOf, recent, cut } = read;
+  const read = await readUsageLedger(book, source, slice, undefined, () => false);
+  const { found, slots, slotsOf, recent, cut } = read;
   await ledger.rebuildGate?.recordCut?.(cut, await cutIds(recent, read.callers, slotsOf, slots, slice));
   const report: RebuildReport = { checked: 0, restored: [], credited: [], slots };
-  for (const entry of scopes) {
+  for (let at = 0; at < found.size; at++) {
     report.checked++;
     await slice.pause();
-    const spent = await read.spentOf(entry);
+    const spent = await read.spentOf(at);
     if (spent <= 0) continue;
-    const { scope } = entry;
+    const scope = found.scope(at);
     if (await withTimeout(ledger.restoreSpent(scope, spent, scope.expiresAt), book.storeTimeoutMs, 'restoreSpent'))
       report.restored.push({ key: scope.key, spentNanoUsd: spent });
   }
-  if (book.credits) await restoreCreditsInto(report, book, read.journaled);
+  if (book.credits) await restoreCreditsInto(report, book, read.journaled, read.slotSeen);
   return report;
 }
 
@@ -356,14 +482,15 @@ export async function ledgerSpendOfScopes(
   only?: CallerFilter,
 ): Promise<Map<string, LedgerScopeSpend>> {
   const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
-  const read = await readUsageLedger(book, source, slice, only);
-  const found = new Map<string, LedgerScopeSpend>();
-  for (const entry of read.scopes) {
-    if (keys && !keys.has(entry.scope.key)) continue;
-    found.set(entry.scope.key, { scope: entry.scope, budget: entry.budget, spentNanoUsd: await read.spentOf(entry) });
+  const read = await readUsageLedger(book, source, slice, only, keys ? (key) => keys.has(key) : () => true);
+  const spends = new Map<string, LedgerScopeSpend>();
+  for (let at = 0; at < read.found.size; at++) {
+    const budget = read.found.budget(at);
+    if (!budget) continue;
+    spends.set(read.found.key(at), { scope: read.found.scope(at), budget, spentNanoUsd: await read.spentOf(at) });
     await slice.pause();
   }
-  return found;
+  return spends;
 }
 
 /**
@@ -371,7 +498,13 @@ export async function ledgerSpendOfScopes(
  * counts), then the records, summed before the cut and one by one since (see rebuildSpend), and every ledger scope
  * their callers were charged to, with what the ledger holds for each.
  */
-async function readUsageLedger(book: BudgetBook, source: SpendSource, slice: TimeSlice, only?: CallerFilter) {
+async function readUsageLedger(
+  book: BudgetBook,
+  source: SpendSource,
+  slice: TimeSlice,
+  only: CallerFilter | undefined,
+  keepBudget: (key: string) => boolean,
+) {
   await probeBudgets(book);
   // Tens of thousands of callers and scopes are walked in slices (`slice`, the caller's): the requests being served
   // meanwhile wait a slice.
@@ -388,21 +521,28 @@ async function readUsageLedger(book: BudgetBook, source: SpendSource, slice: Tim
   const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : until;
   const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut, only) : [];
   const summed = await source.spentByCaller(earliest, until, cut, undefined, only);
-  const callers = await distinctCallers(
-    [...summed, ...recent].filter((c) => c.spentNanoUsd > 0),
+  const callers = await distinctCallers([summed, recent], slice);
+  const recentCallers = new Set<number>();
+  for (const row of recent) {
+    const caller = callers.index.get(callerKey(row));
+    if (caller !== undefined) recentCallers.add(caller);
+  }
+  const { found, slots, slotSeen, slotsOf } = await scopesOfCallers(
+    book,
+    callers,
+    resets,
+    now,
     slice,
+    recentCallers,
+    keepBudget,
   );
-  const { scopes, slots, slotsOf } = await scopesOfCallers(book, callers, resets, now, slice);
   const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent, only }, callers, slice);
-  /** What the ledger holds for one scope: the sum over the callers charged to it. */
-  const spentOf = async ({ since, resetAt, callers: charged }: ScopeToRebuild) => {
-    if (charged.length === 0) return 0;
-    const recorded = await spentSince(since, resetAt);
-    let spent = 0;
-    for (const caller of charged) spent += recorded[caller]!;
-    return spent;
+  /** What the ledger holds for scope `at`: the sum over the callers charged to it. */
+  const spentOf = async (at: number) => {
+    if (!found.charged(at)) return 0;
+    return found.sumOf(at, await spentSince(found.since(at), found.resetAt(at)));
   };
-  return { scopes, slots, slotsOf, callers, recent, cut, journaled, spentOf };
+  return { found, slots, slotSeen, slotsOf, callers, recent, cut, journaled, spentOf };
 }
 
 /** What one rebuild read of the usage ledger: the sums before its cut from `earliest`, and the records since. */
@@ -452,13 +592,16 @@ function spentSinceReader(source: SpendSource, read: RebuildRead, callers: Calle
   };
 }
 
-/** The journal's credits raised in the store, their slots rebuilt with the rest. */
-async function restoreCreditsInto(report: RebuildReport, book: BudgetBook, credits: readonly ScopeCredit[]) {
-  // A Set of the slots, not a search of the list per credit: a rebuild of 100,000 scopes covers as many.
-  const covered = new Set(report.slots);
+/** The journal's credits raised in the store, their slots (those the rebuild did not cover: not in `covered`) with the rest. */
+async function restoreCreditsInto(
+  report: RebuildReport,
+  book: BudgetBook,
+  credits: readonly ScopeCredit[],
+  covered: ShardedMap<true>,
+) {
   for (const credit of credits)
-    if (!covered.has(credit.slot)) {
-      covered.add(credit.slot);
+    if (credit.slot !== undefined && !covered.has(credit.slot)) {
+      covered.set(credit.slot, true);
       report.slots.push(credit.slot);
     }
   for (const credit of await restoreCredits(book, credits))

@@ -34,3 +34,37 @@ describe('a rebuild of 20,000 scopes', () => {
     }
   }, 60_000);
 });
+
+describe('a rebuild whose scopes span many of its blocks of 4,096', () => {
+  it('sums each scope over every caller charged to it: one of all 10,000 callers, each tenant of its own', async () => {
+    const stores = createMemoryStores();
+    const guard = budgetGuard({
+      ledger: stores.ledger,
+      global: { usd: 1_000, period: 'month' },
+      tenants: { '*': { usd: 10, period: 'month' } },
+      log: false,
+    });
+    const callers = Array.from({ length: 10_000 }, (_, i) => ({
+      keyId: `k${i}`,
+      tenantId: `t${i % 9_000}`,
+      userId: null,
+      feature: null,
+      model: null,
+      spentNanoUsd: 1_000 + i,
+    }));
+    const report = await guard.rebuild({ spentByCaller: async () => callers });
+    await guard.close();
+
+    const restored = new Map(report.restored.map(({ key, spentNanoUsd }) => [key, spentNanoUsd]));
+    // 9,000 tenants (the first 1,000 with two keys) and the global budget.
+    expect(report.checked).toBe(9_001);
+    const all = callers.reduce((sum, caller) => sum + caller.spentNanoUsd, 0);
+    const global = [...restored].filter(([key]) => key.startsWith('budget:global:'));
+    expect(global).toEqual([[expect.any(String), all]]);
+    for (const tenant of [0, 999, 1_000, 4_095, 4_096, 8_191, 8_192, 8_999]) {
+      const found = [...restored].filter(([key]) => key.startsWith(`budget:tenant:t${tenant}:`));
+      expect(found).toHaveLength(1);
+      expect(found[0]![1]).toBe(1_000 + tenant + (tenant < 1_000 ? 1_000 + tenant + 9_000 : 0));
+    }
+  }, 60_000);
+});

@@ -68,6 +68,7 @@ export {
 } from './memory-stores.js';
 export { DeadlineTimer, spareAfterStall, withTimeout, type Deadlined } from './timeout.js';
 export { BESIDE_REQUESTS, TimeSlice } from './time-slice.js';
+export { ShardedMap } from './sharded-map.js';
 export type { TurnShare } from './time-slice.js';
 export { counterCalls, fixedWindowCalls, ledgerCalls } from './store-calls.js';
 export type { CounterCalls, FixedWindowCalls, LedgerCalls } from './store-calls.js';

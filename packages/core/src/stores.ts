@@ -314,10 +314,10 @@ export interface RebuildGate {
   /**
    * Before a rebuild raises the scopes of the slots not marked rebuilt (lost) to the usage ledger, it records there what
    * it read: every record that finished before `finishedBefore`, and the ids given per slot (the records that finished
-   * since). A settle that charges records without a reservation the store holds skips those (see SettledRecord).
+   * since; each slot once, walked once). A settle that charges records without a reservation the store holds skips those (see SettledRecord).
    * Slots marked rebuilt (not lost) are left alone.
    */
-  recordCut?(finishedBefore: number, ids: ReadonlyMap<string | undefined, readonly string[]>): Promise<void>;
+  recordCut?(finishedBefore: number, ids: Iterable<readonly [string | undefined, readonly string[]]>): Promise<void>;
   /** True when the slot of every scope given (`undefined`: the default slot) is marked rebuilt. */
   isRebuilt(slots: readonly (string | undefined)[]): Promise<boolean>;
   /** Marks the slots rebuilt (their spend was raised to the usage ledger's): reserves there admit again. */

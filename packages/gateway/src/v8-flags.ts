@@ -1,5 +1,6 @@
 // The V8 settings the gateway's server process makes for itself: no allocation-site pretenuring, and a memory reducer
-// that collects the usual way rather than compacting the whole heap.
+// that collects the usual way rather than compacting the whole heap; and the one it is started with, a young generation
+// of a bounded size.
 import { setFlagsFromString } from 'node:v8';
 
 /** V8's flags the server turns off (as `node --no-<flag>` names them), from the V8 version that has each. */
@@ -11,6 +12,15 @@ const SERVER_FLAGS_OFF: readonly { flag: string; since: [major: number, minor: n
   // held (docs/performance.md, "One process's own sums in shared rows"). Node 20's and 22's V8 have no such flag.
   { flag: 'memory-reducer-favors-memory', since: [13, 6] },
 ];
+
+/**
+ * The Node flags the gateway is started with (deploy/Dockerfile's ENTRYPOINT; `NODE_OPTIONS` takes them as well): what
+ * V8 reads at start only, so the server cannot set it for itself. Semi-spaces of 8 MB: by default V8 grows them to 16
+ * MB (Node 20, 22) or 64 MB (Node 24 on a large host), and a scavenge copies what survives it, so work that builds what
+ * it keeps, sliced or not, stalled the loop in each: a budget rebuild of 100,000 scopes 15-50 ms at V8's default on
+ * Node 24, 7-8 ms at 8 MB (docs/performance.md, "A rebuild that grows nothing at once").
+ */
+export const SERVER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8'];
 
 /** Whether this process's V8 is at least `major.minor`. */
 function v8AtLeast([major, minor]: readonly [number, number], version = process.versions.v8): boolean {

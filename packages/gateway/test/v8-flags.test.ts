@@ -154,3 +154,35 @@ describe('applyServerV8Flags: the memory reducer', () => {
     expect(await flagsSetOn('22')).toEqual({ returned: '--no-allocation-site-pretenuring', stderr: '' });
   }, 60_000);
 });
+
+describe('SERVER_NODE_ARGS: the young generation the gateway is started with', () => {
+  /** The most the new space grew to while three million objects were kept (MiB), started with `flags`. */
+  async function newSpaceMiB(major: string, flags: readonly string[]): Promise<number> {
+    const { stdout } = await runScript(
+      `
+      import { getHeapSpaceStatistics } from 'node:v8';
+      const kept = [];
+      let most = 0;
+      for (let i = 0; i < 3e6; i++) {
+        kept.push({ i, text: 'x' + i });
+        if (i % 1000 === 0)
+          most = Math.max(most, getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_size);
+      }
+      console.log('most ' + most / 1048576 + ' kept ' + kept.length);
+    `,
+      [...flags],
+      nodeOf(major),
+    );
+    return Number(/most ([\d.]+)/.exec(stdout)![1]);
+  }
+
+  it('bounds it on every Node line CI runs, where V8 left alone grows it further (to 128 MiB on Node 24)', async () => {
+    const { SERVER_NODE_ARGS } = await import('../src/v8-flags.js');
+    for (const major of ['22', '24']) {
+      const bounded = await newSpaceMiB(major, SERVER_NODE_ARGS);
+      expect(bounded).toBeLessThanOrEqual(24);
+      expect(await newSpaceMiB(major, [])).toBeGreaterThanOrEqual(2 * bounded - 12);
+    }
+    expect(await newSpaceMiB('24', [])).toBeGreaterThanOrEqual(64);
+  }, 120_000);
+});

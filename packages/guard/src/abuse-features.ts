@@ -1,4 +1,5 @@
 // What the abuse model sees: each request's traits summed per subject and bucket, and a window's sums as features.
+import { ShardedMap } from '@tollgate/core/store-contracts';
 import type { AbuseSubjectKind } from './abuse-options.js';
 
 /** A subject as operators name it: `key:<id>`, `address:<ip>`, `tenant:<id>`. */
@@ -305,8 +306,6 @@ function markHash(mark: string, slot: number): number {
 
 /** Mark kinds a row counts (`KIND_SLOT`). */
 export const KIND_SLOTS = 4;
-/** Maps of a table's index (a power of two). */
-const INDEX_SHARDS = 16;
 const MARK_KINDS: readonly MarkKind[] = ['peer', 'agent', 'model', 'route'];
 /** Marks a row keeps in the shared pool, a chain each; past it a row's marks go to a Set of its own (rare). */
 const CHAIN_LIMIT = 48;
@@ -388,10 +387,10 @@ interface AbuseTallyView {
 export class AbuseTallyTable {
   readonly subjects: AbuseSubject[] = [];
   /**
-   * Each subject's row, in maps a subject's last characters pick: one Map of 100,000 grows by rehashing all it holds in
-   * one step (several ms), a map of a sixteenth of them in a sixteenth of that. A table `seen()` keeps in order has one.
+   * Each subject's row: in a ShardedMap (one Map of 100,000 grows by rehashing all it holds in one step), or in one Map
+   * kept least recently seen first in a table `seen()` keeps in order.
    */
-  readonly #index: Map<AbuseSubject, number>[];
+  readonly #index: ShardedMap<number> | Map<AbuseSubject, number>;
   #blocks: RowBlock[] = [];
   #nodes: NodeBlock[] = [];
   #nodeCount = 0;
@@ -409,14 +408,7 @@ export class AbuseTallyTable {
 
   /** `ordered`: one map, least recently seen first (`seen()`), as a bucket of the memory store keeps its subjects. */
   constructor(ordered = false) {
-    this.#index = Array.from({ length: ordered ? 1 : INDEX_SHARDS }, () => new Map<AbuseSubject, number>());
-  }
-
-  #rows(subject: AbuseSubject): Map<AbuseSubject, number> {
-    const index = this.#index;
-    if (index.length === 1) return index[0]!;
-    const end = subject.length;
-    return index[(subject.charCodeAt(end - 1) * 31 + subject.charCodeAt(end - 2)) & (INDEX_SHARDS - 1)]!;
+    this.#index = ordered ? new Map<AbuseSubject, number>() : new ShardedMap<number>();
   }
 
   /** A table of whole tallies (a person's or a test's). */
@@ -447,7 +439,7 @@ export class AbuseTallyTable {
 
   /** A subject's row, undefined when it has none. */
   find(subject: AbuseSubject): number | undefined {
-    const row = this.#rows(subject).get(subject);
+    const row = this.#index.get(subject);
     return row !== undefined && this.live(row) ? row : undefined;
   }
 
@@ -504,8 +496,8 @@ export class AbuseTallyTable {
    * past `max` rows a new subject takes the row of the least recently seen (its sums dropped).
    */
   seen(subject: AbuseSubject, max: number): number {
-    if (this.#index.length !== 1) throw new Error('AbuseTallyTable.seen() needs an ordered table');
-    const rows = this.#index[0]!;
+    const rows = this.#index;
+    if (!(rows instanceof Map)) throw new Error('AbuseTallyTable.seen() needs an ordered table');
     const row = rows.get(subject);
     if (row !== undefined) {
       rows.delete(subject);
@@ -543,7 +535,7 @@ export class AbuseTallyTable {
 
   /** A subject's row, added (all zero) when it has none. */
   rowOf(subject: AbuseSubject): number {
-    const rows = this.#rows(subject);
+    const rows = this.#index;
     let row = rows.get(subject);
     if (row !== undefined) {
       if (this.live(row)) return this.#stamp(row);
@@ -664,7 +656,7 @@ export class AbuseTallyTable {
     for (const block of this.#blocks.splice(0)) if (spareRows.length < MAX_SPARE_ROW_BLOCKS) spareRows.push(block);
     for (const block of this.#nodes.splice(0)) if (spareNodes.length < MAX_SPARE_NODE_BLOCKS) spareNodes.push(block);
     this.subjects.length = 0;
-    for (const rows of this.#index) rows.clear();
+    this.#index.clear();
     this.#overflow.clear();
     this.#nodeCount = 0;
     this.#orphans = 0;

@@ -290,13 +290,13 @@ describe('a window table kept from round to round', () => {
     await store.addAbuseTallies(61, 60_000, [delta('key:x', 5), delta('key:y', 2)]);
     await store.abuseTallies([61], undefined, kept);
     const hash = `${keyPrefix}guard:abuse:{bucket:61}`;
-    const [[lostId]] = (await redis.sendCommand(['XRANGE', `${hash}:log`, '-', '+'])) as [string, string[]][];
+    const [lostId] = ((await redis.sendCommand(['XRANGE', `${hash}:log`, '-', '+'])) as [string, string[]][])[0]!;
     await redis.sendCommand(['DEL', hash, `${hash}:version`, `${hash}:log`]);
     await store.addAbuseTallies(61, 60_000, [delta('key:x', 1)]);
     // Written again within the same millisecond, its log's first entry gets the lost one's id: as here.
-    const [[, fields]] = (await redis.sendCommand(['XRANGE', `${hash}:log`, '-', '+'])) as [string, string[]][];
+    const [, fields] = ((await redis.sendCommand(['XRANGE', `${hash}:log`, '-', '+'])) as [string, string[]][])[0]!;
     await redis.sendCommand(['DEL', `${hash}:log`]);
-    await redis.sendCommand(['XADD', `${hash}:log`, lostId!, ...fields!]);
+    await redis.sendCommand(['XADD', `${hash}:log`, lostId, ...fields]);
     await store.abuseTallies([61], undefined, kept);
     expect(kept.changed).toBeUndefined();
     expect(rowsOf(kept.table)).toEqual(rowsOf(await store.abuseTallies([61])));

@@ -1,5 +1,5 @@
 // The rebuilt mark of each ledger slot: a reserve in a slot Redis lost (or never held) is refused until spend is rebuilt.
-import { BESIDE_REQUESTS, TimeSlice, type RebuildGate } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, ShardedMap, TimeSlice, type RebuildGate } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { recordCut } from './scripts.js';
@@ -63,9 +63,12 @@ export class RedisRebuildGate implements RebuildGate {
    * Records the rebuild's cut in every slot given that is not marked rebuilt (in the same script that checks it), the
    * ids each slot's scopes were charged for: its lost settles skip those records (scripts.ts, settleBatch).
    */
-  async recordCut(finishedBefore: number, ids: ReadonlyMap<string | undefined, readonly string[]>): Promise<void> {
+  async recordCut(
+    finishedBefore: number,
+    ids: Iterable<readonly [string | undefined, readonly string[]]>,
+  ): Promise<void> {
     if (!this.required) return;
-    const byTag = new Map<string, Set<string>>([[DEFAULT_TAG, new Set()]]);
+    const byTag = new ShardedMap<Set<string>>().set(DEFAULT_TAG, new Set());
     // A rebuild of 100,000 scopes hands as many slots: walked in slices of the loop.
     const slice = new TimeSlice(CUT_SLICE_MS, BESIDE_REQUESTS);
     for (const [slot, list] of ids) {

@@ -6,6 +6,7 @@ import {
   assertStoreIncrease,
   assertStoreNumber,
 } from '../store-input.js';
+import { ShardedMap } from '../sharded-map.js';
 import { scopeKeyOf, scopeRemaining, SpendNotRebuiltError } from '../stores.js';
 import type {
   RebuildGate,
@@ -120,7 +121,8 @@ class MemoryRebuildGate implements RebuildGate {
 export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce {
   readonly #gate = new MemoryRebuildGate();
   readonly rebuildGate: RebuildGate = this.#gate;
-  readonly #scopes = new Map<string, ScopeState>();
+  /** By key, in a ShardedMap: a ledger of 100,000 scopes grows without one long rehash. */
+  readonly #scopes = new ShardedMap<ScopeState>();
   /** Reservations not yet settled whose TTL has not passed (as of the last expiry pass). */
   readonly #reservations = new Map<string, Reservation>();
   /** Reservations charged at expiry, kept for a late settle (see forgetAt). */
