@@ -1,4 +1,5 @@
-// The example proxy as a deployment runs it: `node examples/proxy/dist/main.js` (compiled by `pnpm build`) with its
+// The example proxy as a deployment runs it: `node --max-semi-space-size=8 examples/proxy/dist/main.js` (compiled by
+// `pnpm build`; the image's Node flags, SERVER_NODE_ARGS) with its
 // config in TOLLGATE_CONFIG, no tsx and no bench harness in the process; ready once /healthz answers.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -6,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_ARGS } from '../../packages/gateway/src/v8-flags.js';
 import type { MemoryCgroup } from './memory-limit.js';
 import { freePort } from './private-redis.js';
 
@@ -33,10 +35,10 @@ export async function startCompiledProxy(
   const configPath = path.join(dir, 'tollgate.config.json');
   await writeFile(configPath, JSON.stringify(config));
   const port = await freePort();
-  // `BENCH_PROXY_NODE_ARGS="--memory-reducer-favors-memory"`: Node flags for every compiled proxy (a V8 default the
-  // server would change, kept to compare).
+  // Started as the image starts the gateway (SERVER_NODE_ARGS). `BENCH_PROXY_NODE_ARGS="--memory-reducer-favors-memory"`:
+  // Node flags for every compiled proxy after those (V8 takes the last: `--max-semi-space-size=64` undoes the image's).
   const extra = process.env.BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const command = [process.execPath, ...extra, ...(options.execArgv ?? []), main];
+  const command = [process.execPath, ...SERVER_NODE_ARGS, ...extra, ...(options.execArgv ?? []), main];
   // In a cgroup: a shell joins it, then becomes node (same pid), so node starts under the limit and sizes its heap by it.
   const [file, ...args] = options.cgroup
     ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', options.cgroup.procs, ...command]
