@@ -206,7 +206,11 @@ class FoundScopes {
   /** The budget of each scope `keepBudget` names (a drift reading's), by index. */
   readonly #budgets = new Map<number, ResolvedBudget>();
 
-  constructor(readonly keepBudget: (key: string) => boolean) {}
+  readonly #keepBudget: (key: string) => boolean;
+
+  constructor(keepBudget: (key: string) => boolean) {
+    this.#keepBudget = keepBudget;
+  }
 
   get size(): number {
     return this.#size;
@@ -233,7 +237,7 @@ class FoundScopes {
     block.numbers[numbers + 1] = scope.expiresAt;
     block.numbers[numbers + 2] = sinceOf(budget, scope.expiresAt, now);
     block.numbers[numbers + 3] = resets.get(scope.key) ?? Number.NaN;
-    if (this.keepBudget(scope.key)) this.#budgets.set(at, budget);
+    if (this.#keepBudget(scope.key)) this.#budgets.set(at, budget);
     return at;
   }
 
@@ -317,13 +321,19 @@ interface Callers {
   /** One record of each caller: what the plan is asked about (its spend is read per scope, by index). */
   list: CallerSpend[];
   index: ShardedMap<number>;
+  /** The caller of each record read one by one (`recent`, in its order; undefined: none with spend), found once. */
+  ofRecent: (number | undefined)[];
 }
 
-/** The callers with spend among `reads`' rows, each once (walked in slices: no array of them all made at once). */
-async function distinctCallers(reads: readonly (readonly CallerSpend[])[], slice: TimeSlice): Promise<Callers> {
+/** The callers with spend among the sums and the recent records, each once (walked in slices, no array of both made). */
+async function distinctCallers(
+  summed: readonly CallerSpend[],
+  recent: readonly RecordSpend[],
+  slice: TimeSlice,
+): Promise<Callers> {
   const list: CallerSpend[] = [];
   const index = new ShardedMap<number>();
-  for (const rows of reads)
+  for (const rows of [summed, recent])
     for (const row of rows) {
       if (!(row.spentNanoUsd > 0)) continue;
       const key = callerKey(row);
@@ -333,7 +343,12 @@ async function distinctCallers(reads: readonly (readonly CallerSpend[])[], slice
       }
       await slice.pause();
     }
-  return { list, index };
+  const ofRecent: (number | undefined)[] = [];
+  for (const row of recent) {
+    ofRecent.push(index.get(callerKey(row)));
+    await slice.pause();
+  }
+  return { list, index, ofRecent };
 }
 
 const NO_SLOTS: readonly (string | undefined)[] = Object.freeze([]);
@@ -349,7 +364,6 @@ async function scopesOfCallers(
   resets: ReadonlyMap<string, number>,
   now: number,
   slice: TimeSlice,
-  recentCallers: ReadonlySet<number>,
   keepBudget: (key: string) => boolean,
 ) {
   const found = new FoundScopes(keepBudget);
@@ -361,6 +375,7 @@ async function scopesOfCallers(
    * those of the rebuild's cut. The callers with only sums (most of them) need none.
    */
   const slotsOf = new Map<number, (string | undefined)[]>();
+  for (const caller of callers.ofRecent) if (caller !== undefined) slotsOf.set(caller, []);
   const add = (budget: ResolvedBudget, caller: number | undefined) => {
     // A budget out of force is charged nothing: its counter has nothing to hold.
     if (!inForceAt(budget, now)) return;
@@ -368,11 +383,8 @@ async function scopesOfCallers(
       slotSeen.set(budget.slot, true);
       slots.push(budget.slot);
     }
-    if (caller !== undefined && recentCallers.has(caller)) {
-      const own = slotsOf.get(caller);
-      if (!own) slotsOf.set(caller, [budget.slot]);
-      else if (!own.includes(budget.slot)) own.push(budget.slot);
-    }
+    const own = caller === undefined ? undefined : slotsOf.get(caller);
+    if (own && !own.includes(budget.slot)) own.push(budget.slot);
     for (const scope of ledgerScopesAt(budget, now)) {
       const at = found.add(scope, budget, now, resets);
       if (caller !== undefined) found.charge(at, caller);
@@ -405,11 +417,11 @@ async function cutIds(
   slice: TimeSlice,
 ): Promise<Iterable<[string | undefined, readonly string[]]>> {
   const lists = new Map<string | undefined, string[]>();
-  for (const row of recent) {
-    const caller = callers.index.get(callerKey(row));
+  for (let i = 0; i < recent.length; i++) {
+    const caller = callers.ofRecent[i];
     for (const slot of (caller === undefined ? undefined : slotsOf.get(caller)) ?? NO_SLOTS) {
       const list = lists.get(slot) ?? [];
-      list.push(row.id);
+      list.push(recent[i]!.id);
       lists.set(slot, list);
     }
     await slice.pause();
@@ -521,21 +533,8 @@ async function readUsageLedger(
   const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : until;
   const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut, only) : [];
   const summed = await source.spentByCaller(earliest, until, cut, undefined, only);
-  const callers = await distinctCallers([summed, recent], slice);
-  const recentCallers = new Set<number>();
-  for (const row of recent) {
-    const caller = callers.index.get(callerKey(row));
-    if (caller !== undefined) recentCallers.add(caller);
-  }
-  const { found, slots, slotSeen, slotsOf } = await scopesOfCallers(
-    book,
-    callers,
-    resets,
-    now,
-    slice,
-    recentCallers,
-    keepBudget,
-  );
+  const callers = await distinctCallers(summed, recent, slice);
+  const { found, slots, slotSeen, slotsOf } = await scopesOfCallers(book, callers, resets, now, slice, keepBudget);
   const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent, only }, callers, slice);
   /** What the ledger holds for scope `at`: the sum over the callers charged to it. */
   const spentOf = async (at: number) => {
@@ -571,9 +570,10 @@ function spentSinceReader(source: SpendSource, read: RebuildRead, callers: Calle
       if (caller !== undefined) spent[caller] = row.spentNanoUsd;
       await slice.pause();
     }
-    for (const row of recent) {
+    for (let i = 0; i < recent.length; i++) {
+      const row = recent[i]!;
       if (row.startedAt < since || (resetAt !== undefined && row.finishedAt < resetAt)) continue;
-      const caller = callers.index.get(callerKey(row));
+      const caller = callers.ofRecent[i];
       if (caller !== undefined) spent[caller] = spent[caller]! + row.spentNanoUsd;
       await slice.pause();
     }

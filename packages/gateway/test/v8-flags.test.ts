@@ -178,11 +178,13 @@ describe('SERVER_NODE_ARGS: the young generation the gateway is started with', (
 
   it('bounds it on every Node line CI runs, where V8 left alone grows it further (to 128 MiB on Node 24)', async () => {
     const { SERVER_NODE_ARGS } = await import('../src/v8-flags.js');
+    const grown: Record<string, number> = {};
     for (const major of ['22', '24']) {
       const bounded = await newSpaceMiB(major, SERVER_NODE_ARGS);
       expect(bounded).toBeLessThanOrEqual(24);
-      expect(await newSpaceMiB(major, [])).toBeGreaterThanOrEqual(2 * bounded - 12);
+      grown[major] = await newSpaceMiB(major, []);
+      expect(grown[major]).toBeGreaterThanOrEqual(2 * bounded - 12);
     }
-    expect(await newSpaceMiB('24', [])).toBeGreaterThanOrEqual(64);
+    expect(grown['24']).toBeGreaterThanOrEqual(64);
   }, 120_000);
 });
