@@ -13,16 +13,22 @@ const BACKGROUND = `try {
   if (tid > 0) require('node:os').setPriority(tid, 10);
 } catch {}`;
 
+const SOURCE_CONDITION = '--conditions=source';
+
 /**
  * Starts `name` (a module in the caller's folder, without extension) in a worker thread at a lower priority.
  * `callerUrl` is the caller's `import.meta.url`. Run from source (tests, `tsx`), a worker does not take its parent's
- * loader: it registers tsx itself, then imports the TypeScript module.
+ * loader: it registers tsx itself, then imports the TypeScript module, and resolves our packages by their `source`
+ * export as the parent does (a parent under jest resolves them by its own resolver, not by a flag the worker inherits).
  */
 export function startModuleWorker(callerUrl: string, name: string, options: WorkerOptions = {}): Worker {
   const fromSource = callerUrl.endsWith('.ts');
   const main = JSON.stringify(new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, callerUrl).href);
   let load = `import(${main})`;
+  let execArgv = options.execArgv;
   if (fromSource) {
+    const inherited = execArgv ?? process.execArgv;
+    execArgv = inherited.includes(SOURCE_CONDITION) ? inherited : [...inherited, SOURCE_CONDITION];
     // tsx's ESM door (its CommonJS one loads the ESM hooks by a path of its own that does not exist).
     const api = createRequire(callerUrl)
       .resolve('tsx/esm/api')
@@ -32,6 +38,7 @@ export function startModuleWorker(callerUrl: string, name: string, options: Work
   // An import that fails is the worker's error, as a module worker's would be.
   return new Worker(`${BACKGROUND}\n${load}.catch((error) => { setImmediate(() => { throw error; }); });`, {
     ...options,
+    ...(execArgv && { execArgv }),
     eval: true,
   });
 }
