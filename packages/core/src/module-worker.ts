@@ -13,32 +13,39 @@ const BACKGROUND = `try {
   if (tid > 0) require('node:os').setPriority(tid, 10);
 } catch {}`;
 
-const SOURCE_CONDITION = '--conditions=source';
+/**
+ * A resolve hook that adds the `source` condition: a worker inherits its parent's flags (a parent started with
+ * `--conditions=source` passes it on), but a parent under jest resolves by jest's own resolver, and a worker may not be
+ * given the parent's flags again explicitly (V8's, such as the server's `--max-semi-space-size`, are refused there).
+ */
+const SOURCE_CONDITION_HOOK = `export function resolve(specifier, context, next) {
+  return next(specifier, context.conditions.includes('source') ? context : { ...context, conditions: [...context.conditions, 'source'] });
+}`;
 
 /**
  * Starts `name` (a module in the caller's folder, without extension) in a worker thread at a lower priority.
  * `callerUrl` is the caller's `import.meta.url`. Run from source (tests, `tsx`), a worker does not take its parent's
  * loader: it registers tsx itself, then imports the TypeScript module, and resolves our packages by their `source`
- * export as the parent does (a parent under jest resolves them by its own resolver, not by a flag the worker inherits).
+ * export as the parent does (SOURCE_CONDITION_HOOK).
  */
 export function startModuleWorker(callerUrl: string, name: string, options: WorkerOptions = {}): Worker {
   const fromSource = callerUrl.endsWith('.ts');
   const main = JSON.stringify(new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, callerUrl).href);
   let load = `import(${main})`;
-  let execArgv = options.execArgv;
   if (fromSource) {
-    const inherited = execArgv ?? process.execArgv;
-    execArgv = inherited.includes(SOURCE_CONDITION) ? inherited : [...inherited, SOURCE_CONDITION];
     // tsx's ESM door (its CommonJS one loads the ESM hooks by a path of its own that does not exist).
     const api = createRequire(callerUrl)
       .resolve('tsx/esm/api')
       .replace(/\.cjs$/, '.mjs');
-    load = `import(${JSON.stringify(pathToFileURL(api).href)}).then((tsx) => { tsx.register(); return ${load}; })`;
+    // Registered after tsx, so it runs first: every resolution, tsx's own too, asks for the `source` condition.
+    const sourceFirst = JSON.stringify(`data:text/javascript,${encodeURIComponent(SOURCE_CONDITION_HOOK)}`);
+    load =
+      `import(${JSON.stringify(pathToFileURL(api).href)}).then(async (tsx) => { tsx.register(); ` +
+      `require('node:module').register(${sourceFirst}); return ${load}; })`;
   }
   // An import that fails is the worker's error, as a module worker's would be.
   return new Worker(`${BACKGROUND}\n${load}.catch((error) => { setImmediate(() => { throw error; }); });`, {
     ...options,
-    ...(execArgv && { execArgv }),
     eval: true,
   });
 }

@@ -1,37 +1,59 @@
 // startModuleWorker: a worker thread running a module beside its caller, from dist or from its TypeScript source.
 import { describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { startModuleWorker } from '../src/module-worker.js';
 
+const CALLER = new URL('./fixtures/caller.ts', import.meta.url).href;
+const SOURCE = fileURLToPath(new URL('../src/store-contracts.ts', import.meta.url));
+
+interface Said {
+  resolved: string;
+  loaded: string;
+  execArgv: string[];
+}
+
 describe('startModuleWorker', () => {
   // A worker run from source resolves our packages by their TypeScript source, whether or not they have been built:
-  // it does not inherit the parent's resolver (jest's, here), so it must be told the condition itself.
+  // it does not inherit the parent's resolver (jest's, here).
   it('runs a TypeScript module that resolves our packages by their source export', async () => {
-    const worker = startModuleWorker(new URL('./fixtures/caller.ts', import.meta.url).href, 'resolving-worker');
+    const worker = startModuleWorker(CALLER, 'resolving-worker', { execArgv: ['--conditions=custom'] });
     try {
-      const [message] = (await once(worker, 'message')) as [{ resolved: string; loaded: string }];
-      expect({ resolved: fileURLToPath(message.resolved), loaded: message.loaded }).toEqual({
-        resolved: fileURLToPath(new URL('../src/store-contracts.ts', import.meta.url)),
+      const [said] = (await once(worker, 'message')) as [Said];
+      expect({ ...said, resolved: fileURLToPath(said.resolved) }).toEqual({
+        resolved: SOURCE,
         loaded: 'function',
+        execArgv: ['--conditions=custom'],
       });
     } finally {
       await worker.terminate();
     }
   });
 
-  it('keeps execArgv a caller gives, adding the source condition once', async () => {
-    const worker = startModuleWorker(new URL('./fixtures/caller.ts', import.meta.url).href, 'resolving-worker', {
-      execArgv: ['--conditions=custom', '--conditions=source'],
+  // The gateway is started with V8 flags a worker may not be given (SERVER_NODE_ARGS): it inherits them silently.
+  it('starts from source in a process started with the server’s V8 flags', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--max-semi-space-size=8',
+        '--conditions=source',
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('./fixtures/start-resolving-worker.ts', import.meta.url)),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += String(chunk)));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
+    const [code] = await once(child, 'exit');
+    expect({ code, stderr: stderr.replace(/.*ExperimentalWarning.*\n?/g, '') }).toEqual({ code: 0, stderr: '' });
+    const said = JSON.parse(stdout) as Said;
+    expect({ resolved: fileURLToPath(said.resolved), loaded: said.loaded }).toEqual({
+      resolved: SOURCE,
+      loaded: 'function',
     });
-    try {
-      const [message] = (await once(worker, 'message')) as [{ resolved: string; execArgv: string[] }];
-      expect(message).toMatchObject({ execArgv: ['--conditions=custom', '--conditions=source'] });
-      expect(fileURLToPath(message.resolved)).toBe(
-        fileURLToPath(new URL('../src/store-contracts.ts', import.meta.url)),
-      );
-    } finally {
-      await worker.terminate();
-    }
   });
 });
