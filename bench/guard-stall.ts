@@ -80,7 +80,8 @@ async function measure(mode: StallMode, durationS: number, log: (line: string) =
 
 /**
  * Background work at `SUBJECTS`, each alone on this process's loop: the abuse watch's read of one bucket of sums from
- * the real Redis (`REDIS_URL`, under a prefix of its own, deleted after) and a budget rebuild of as many scopes.
+ * the real Redis (`REDIS_URL`, under a prefix of its own, deleted after), a budget rebuild of as many scopes, and the
+ * budget drift sampler's first tick over them (it learns every scope the usage ledger names).
  */
 export async function backgroundStalls(log: (line: string) => void): Promise<string> {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -95,6 +96,7 @@ export async function backgroundStalls(log: (line: string) => void): Promise<str
   const cases: [string, () => Promise<BackgroundStall>][] = [
     [`abuse tallies of one bucket from Redis (HSCAN pages)`, inChild('abuse-bucket-read')],
     [`budget rebuild of ${fmtNumber(SUBJECTS)} scopes (memory ledger)`, inChild('budget-rebuild')],
+    [`drift sampler's first tick over ${fmtNumber(SUBJECTS)} scopes (memory ledger)`, inChild('drift-first-tick')],
   ];
   const rows: string[][] = [];
   for (const [label, run] of cases) {

@@ -1,11 +1,11 @@
 // The child that runs one case of background-stall.ts, started with the Node flags the gateway is started with and
 // setting V8 as its server does (guard-stall.ts): a young generation is sized at start only.
 import { applyServerV8Flags } from '../../packages/gateway/src/v8-flags.js';
-import { abuseBucketRead, budgetRebuild } from './background-stall.js';
+import { abuseBucketRead, budgetRebuild, driftFirstTick } from './background-stall.js';
 import { answerParent } from './child-answers.js';
 
 export interface BackgroundRequest {
-  work: 'abuse-bucket-read' | 'budget-rebuild';
+  work: 'abuse-bucket-read' | 'budget-rebuild' | 'drift-first-tick';
   subjects: number;
   /** The Redis the abuse case reads from. */
   url: string;
@@ -15,5 +15,6 @@ export interface BackgroundRequest {
 
 answerParent<BackgroundRequest>(async ({ work, subjects, url, v8Defaults }) => {
   if (!v8Defaults) applyServerV8Flags();
-  return work === 'abuse-bucket-read' ? abuseBucketRead(url, subjects) : budgetRebuild(subjects);
+  if (work === 'abuse-bucket-read') return abuseBucketRead(url, subjects);
+  return work === 'budget-rebuild' ? budgetRebuild(subjects) : driftFirstTick(subjects);
 });

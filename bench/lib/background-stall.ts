@@ -1,5 +1,6 @@
 // Background work at 100,000 subjects, each measured alone on this process's loop (guard-stall.ts): the abuse watch's
-// read of a bucket of sums from the real Redis, and a budget rebuild of 100,000 scopes.
+// read of a bucket of sums from the real Redis, a budget rebuild of 100,000 scopes, and the drift sampler's first tick
+// over as many.
 import { randomUUID } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -7,6 +8,7 @@ import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { createClient } from 'redis';
 import { createMemoryStores } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
+import type { SpendSource } from '@tollgate/budget';
 import { createRedisStores } from '@tollgate/redis';
 import { startLoopProbe } from './loop-probe.js';
 import { RedisGuardStore } from '../../packages/guard/src/redis-guard-store.js';
@@ -110,11 +112,9 @@ export async function abuseBucketRead(url: string, subjects: number): Promise<Ba
   }
 }
 
-/** A budget rebuild of `scopes` tenants' monthly budgets on memory stores, from a ledger holding one caller each. */
-export async function budgetRebuild(scopes: number): Promise<BackgroundStall> {
-  const stores = createMemoryStores();
-  const guard = budgetGuard({ ledger: stores.ledger, tenants: { '*': { usd: 10, period: 'month' } }, log: false });
-  const callers = Array.from({ length: scopes }, (_, i) => ({
+/** `scopes` tenants, one caller each, as a usage ledger sums them. */
+function callersOf(scopes: number) {
+  return Array.from({ length: scopes }, (_, i) => ({
     keyId: `k${i}`,
     userId: null,
     tenantId: `t${i}`,
@@ -122,8 +122,42 @@ export async function budgetRebuild(scopes: number): Promise<BackgroundStall> {
     model: 'gpt-4o-mini',
     spentNanoUsd: 1_000 + i,
   }));
+}
+
+/** A budget rebuild of `scopes` tenants' monthly budgets on memory stores, from a ledger holding one caller each. */
+export async function budgetRebuild(scopes: number): Promise<BackgroundStall> {
+  const stores = createMemoryStores();
+  const guard = budgetGuard({ ledger: stores.ledger, tenants: { '*': { usd: 10, period: 'month' } }, log: false });
+  const callers = callersOf(scopes);
   try {
     return await watchLoop(async () => (await guard.rebuild({ spentByCaller: async () => callers })).restored.length);
+  } finally {
+    await guard.close();
+  }
+}
+
+/**
+ * The drift sampler's first tick over `scopes` tenants' monthly budgets (memory stores): it learns every scope the
+ * usage ledger names, then reads its first 20 against the counters. Counted: the scopes it read.
+ */
+export async function driftFirstTick(scopes: number): Promise<BackgroundStall> {
+  const stores = createMemoryStores();
+  const guard = budgetGuard({ ledger: stores.ledger, tenants: { '*': { usd: 10, period: 'month' } }, log: false });
+  const callers = callersOf(scopes);
+  // As a usage ledger answers: a read kept to some tenants' callers returns theirs.
+  const spentByCaller: SpendSource['spentByCaller'] = async (_since, _until, _before, _from, only) => {
+    if (!only) return callers;
+    const tenants = new Set(only.tenantIds);
+    return callers.filter((caller) => tenants.has(caller.tenantId));
+  };
+  const drift = guard.watchDrift({
+    source: { spentByCaller },
+    alertNanoUsd: 1_000_000,
+    scopesPerTick: 20,
+    intervalMs: 0,
+  });
+  try {
+    return await watchLoop(async () => (await drift.sample()).length);
   } finally {
     await guard.close();
   }

@@ -2,7 +2,8 @@
 import { periodWindow, TollgateError } from '@tollgate/core';
 import type { Identity } from '@tollgate/core';
 import { isCalendarPeriod } from '@tollgate/core/options';
-import { BESIDE_REQUESTS, ShardedMap, TimeSlice, withTimeout } from '@tollgate/core/store-contracts';
+import { besideRequests, ShardedMap, withTimeout } from '@tollgate/core/store-contracts';
+import type { TimeSlice } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import { inForceAt } from './budget-limits.js';
 import { ledgerScopesAt } from './budget-plan.js';
@@ -82,9 +83,6 @@ export interface SpendSource {
  * names those that finished since one by one (its cut).
  */
 const RECORD_DELIVERY_MS = 60_000;
-
-/** A rebuild of many scopes gives the event loop a turn after about this many ms of its own work. */
-const REBUILD_SLICE_MS = 4;
 
 export interface RebuildReport {
   /** Ledger scopes asked about. */
@@ -188,6 +186,49 @@ interface ScopeBlock {
   numbers: Float64Array;
   /** The first and the last caller charged (-1: none). */
   callers: Int32Array;
+  /** Whose callers alone charge its budget (`ownerOf`): the kind's code (OWNER_KINDS' index + 1; 0: none), the id. */
+  ownerKinds: Uint8Array;
+  ownerIds: (string | undefined)[];
+}
+
+/** Whose callers alone charge a budget: a tenant's (its own or one it is bound to) or a key's. */
+export interface BudgetOwner {
+  kind: 'tenant' | 'key';
+  id: string;
+}
+
+const OWNER_KINDS = ['tenant', 'key'] as const;
+
+/**
+ * The owner of `budget`, so long as the plan's budgets follow their callers (`BudgetPlan.followsCallers`); undefined for
+ * a budget of no one tenant or key (any caller may charge it): the global budget, a feature's, a user's without a
+ * tenant, a session's.
+ */
+export function ownerOf(budget: ResolvedBudget): BudgetOwner | undefined {
+  if (budget.tenantId !== null) return { kind: 'tenant', id: budget.tenantId };
+  if (budget.scope === 'tenant' && budget.id !== null) return { kind: 'tenant', id: budget.id };
+  if (budget.scope === 'key' && budget.id !== null) return { kind: 'key', id: budget.id };
+  return undefined;
+}
+
+/** The callers a read of scopes with these owners may keep to; undefined (every caller) when one has none. */
+export function callerFilterOf(owners: Iterable<BudgetOwner | undefined>): CallerFilter | undefined {
+  const tenantIds = new Set<string>();
+  const keyIds = new Set<string>();
+  for (const owner of owners) {
+    if (owner === undefined) return undefined;
+    (owner.kind === 'tenant' ? tenantIds : keyIds).add(owner.id);
+  }
+  return { tenantIds: [...tenantIds], keyIds: [...keyIds] };
+}
+
+/** The scopes one read of the usage ledger found, by index: what the drift sampler walks (`ledgerScopeList`). */
+export interface LedgerScopeList {
+  readonly size: number;
+  key(at: number): string;
+  /** Scope `at` as a ledger is given it (made for the call). */
+  scope(at: number): LedgerScope;
+  owner(at: number): BudgetOwner | undefined;
 }
 
 /**
@@ -197,7 +238,7 @@ interface ScopeBlock {
  * column grows by copying: ten arrays of 114,000 grown at once held the loop 47 ms (bench/guard-stall.ts
  * `--background`).
  */
-class FoundScopes {
+class FoundScopes implements LedgerScopeList {
   readonly #index = new ShardedMap<number>();
   readonly #blocks: ScopeBlock[] = [];
   #size = 0;
@@ -228,6 +269,8 @@ class FoundScopes {
         slots: new Array<string | undefined>(SCOPE_BLOCK),
         numbers: new Float64Array(SCOPE_BLOCK * NUMBERS),
         callers: new Int32Array(SCOPE_BLOCK * 2).fill(-1),
+        ownerKinds: new Uint8Array(SCOPE_BLOCK),
+        ownerIds: new Array<string | undefined>(SCOPE_BLOCK),
       });
     const [block, row] = this.#at(at);
     block.keys[row] = scope.key;
@@ -237,6 +280,11 @@ class FoundScopes {
     block.numbers[numbers + 1] = scope.expiresAt;
     block.numbers[numbers + 2] = sinceOf(budget, scope.expiresAt, now);
     block.numbers[numbers + 3] = resets.get(scope.key) ?? Number.NaN;
+    const owner = ownerOf(budget);
+    if (owner) {
+      block.ownerKinds[row] = OWNER_KINDS.indexOf(owner.kind) + 1;
+      block.ownerIds[row] = owner.id;
+    }
     if (this.#keepBudget(scope.key)) this.#budgets.set(at, budget);
     return at;
   }
@@ -303,6 +351,12 @@ class FoundScopes {
     const slot = block.slots[row];
     if (slot !== undefined) scope.slot = slot;
     return scope;
+  }
+
+  owner(at: number): BudgetOwner | undefined {
+    const [block, row] = this.#at(at);
+    const kind = block.ownerKinds[row]!;
+    return kind === 0 ? undefined : { kind: OWNER_KINDS[kind - 1]!, id: block.ownerIds[row]! };
   }
 
   budget(at: number): ResolvedBudget | undefined {
@@ -457,7 +511,7 @@ export async function rebuildSpend(book: BudgetBook, source: SpendSource): Promi
       'this ledger cannot restore spend (it has no restoreSpent()); use the memory or Redis ledger',
     );
   }
-  const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
+  const slice = besideRequests();
   const read = await readUsageLedger(book, source, slice, undefined, () => false);
   const { found, slots, slotsOf, recent, cut } = read;
   await ledger.rebuildGate?.recordCut?.(cut, await cutIds(recent, read.callers, slotsOf, slots, slice));
@@ -485,16 +539,16 @@ interface LedgerScopeSpend {
 /**
  * What the usage ledger holds per ledger scope, read the way a rebuild reads it (every scope its calls were charged to
  * and every configured one, each from its period's start and its last reset): the figure a store's counter is checked
- * against (spend-drift.ts). With `keys`, only those scopes are summed.
+ * against (spend-drift.ts), for the scopes `keys` names (those the read finds).
  */
 export async function ledgerSpendOfScopes(
   book: BudgetBook,
   source: SpendSource,
-  keys?: ReadonlySet<string>,
+  keys: ReadonlySet<string>,
   only?: CallerFilter,
 ): Promise<Map<string, LedgerScopeSpend>> {
-  const slice = new TimeSlice(REBUILD_SLICE_MS, BESIDE_REQUESTS);
-  const read = await readUsageLedger(book, source, slice, only, keys ? (key) => keys.has(key) : () => true);
+  const slice = besideRequests();
+  const read = await readUsageLedger(book, source, slice, only, (key) => keys.has(key));
   const spends = new Map<string, LedgerScopeSpend>();
   for (let at = 0; at < read.found.size; at++) {
     const budget = read.found.budget(at);
@@ -503,6 +557,16 @@ export async function ledgerSpendOfScopes(
     await slice.pause();
   }
   return spends;
+}
+
+/**
+ * Every scope the usage ledger's callers (with spend in the longest period a budget counts) are charged to, and those
+ * of the budgets with fixed ids, in the order the read found them: no spend summed, no budget kept (each scope's owner
+ * is, for a reading kept to its callers). Read in slices, like a rebuild.
+ */
+export async function ledgerScopeList(book: BudgetBook, source: SpendSource): Promise<LedgerScopeList> {
+  const slice = besideRequests();
+  return (await readUsageLedger(book, source, slice, undefined, () => false)).found;
 }
 
 /**
@@ -579,12 +643,16 @@ function spentSinceReader(source: SpendSource, read: RebuildRead, callers: Calle
     }
     return spent;
   };
-  const asked = new Map<string, Promise<Float64Array>>([[`${earliest}`, withRecent(earliest, undefined, summed)]]);
+  // Each start asked once, when first asked: a read that sums nothing (`ledgerScopeList`) walks no sums.
+  const asked = new Map<string, Promise<Float64Array>>();
   return (since: number, resetAt: number | undefined) => {
     const key = resetAt === undefined ? `${since}` : `${since}/${resetAt}`;
     let answer = asked.get(key);
     if (!answer) {
-      const rows = source.spentByCaller(since, until, cut, resetAt, read.only);
+      const rows =
+        since === earliest && resetAt === undefined
+          ? Promise.resolve(summed)
+          : source.spentByCaller(since, until, cut, resetAt, read.only);
       answer = rows.then((found) => withRecent(since, resetAt, found));
       asked.set(key, answer);
     }

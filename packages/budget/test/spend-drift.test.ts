@@ -214,19 +214,44 @@ describe('a budget counter changed by hand', () => {
       const readings = await drift.sample();
       ticks.push({ ids: readings.map((reading) => reading.id!), asked: calls.asked.slice(before) });
     }
-    // One read of the ledger is two queries (the oldest period's start, then the month's).
+    // A reading's read of the ledger is two queries (the oldest period's start, then the month's); learning the scopes
+    // is one (the callers since the oldest start: it sums no scope's spend).
     const only = (...tenantIds: string[]) => ({ tenantIds, keyIds: [] });
     expect(ticks).toEqual([
       // The first tick learns the scopes with a read of every caller, then reads its three tenants' callers only.
-      { ids: ['t0', 't1', 't2'], asked: [undefined, undefined, only('t0', 't1', 't2'), only('t0', 't1', 't2')] },
+      { ids: ['t0', 't1', 't2'], asked: [undefined, only('t0', 't1', 't2'), only('t0', 't1', 't2')] },
       { ids: ['t3', 't4', 't5'], asked: [only('t3', 't4', 't5'), only('t3', 't4', 't5')] },
       { ids: ['t6'], asked: [only('t6'), only('t6')] },
       // The round is done: the next one learns the scopes again.
-      { ids: ['t0', 't1', 't2'], asked: [undefined, undefined, only('t0', 't1', 't2'), only('t0', 't1', 't2')] },
+      { ids: ['t0', 't1', 't2'], asked: [undefined, only('t0', 't1', 't2'), only('t0', 't1', 't2')] },
     ]);
     // Nothing was ever spent in the store: each scope reads as the ledger's calls it lacks, to the nano-USD.
     expect(drift.readings().find((reading) => reading.id === 't3')!.driftNanoUsd).toBe(-4_000);
     expect(drift.readings().find((reading) => reading.id === 't6')!.driftNanoUsd).toBe(-7_000);
+  });
+
+  it('does not read a scope learned this round whose budget is out of force by its tick', async () => {
+    let now = Date.now() + 1_000; // the calls are recorded at the wall clock's now: before it
+    const { ledger } = createMemoryStores({ clock: () => now });
+    const validUntil = new Date(now + 60_000).toISOString();
+    const guard = budgetGuard({
+      ledger,
+      tenants: { '*': { usd: 10, period: 'month', validUntil } },
+      now: () => now,
+      log: false,
+    });
+    open = guard;
+    const calls = new RecordedCalls();
+    calls.record('t0', 1_000);
+    calls.record('t1', 2_000);
+    const drift = guard.watchDrift({ source: calls, alertNanoUsd: USD, scopesPerTick: 1, intervalMs: 0 });
+    expect((await drift.sample()).map((reading) => [reading.id, reading.ledgerNanoUsd])).toEqual([['t0', 1_000]]);
+    now += 120_000;
+    // t1's scope was learned while its budget was in force: no reading of a budget that is not.
+    expect(await drift.sample()).toEqual([]);
+    // And the next round finds no scope to read.
+    expect(await drift.sample()).toEqual([]);
+    expect(drift.readings().map((reading) => reading.id)).toEqual(['t0']);
   });
 
   it("keeps a key budget's reading to that key's callers, to the nano-USD", async () => {

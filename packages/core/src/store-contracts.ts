@@ -67,7 +67,7 @@ export {
   unalteredMemoryStore,
 } from './memory-stores.js';
 export { DeadlineTimer, spareAfterStall, withTimeout, type Deadlined } from './timeout.js';
-export { BESIDE_REQUESTS, TimeSlice } from './time-slice.js';
+export { BESIDE_REQUESTS, besideRequests, TimeSlice } from './time-slice.js';
 export { ShardedMap } from './sharded-map.js';
 export type { TurnShare } from './time-slice.js';
 export { counterCalls, fixedWindowCalls, ledgerCalls } from './store-calls.js';

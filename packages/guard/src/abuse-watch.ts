@@ -3,7 +3,8 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { UsageRecord } from '@tollgate/core';
-import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
+import { besideRequests } from '@tollgate/core/store-contracts';
+import type { TimeSlice } from '@tollgate/core/store-contracts';
 import type { Alerts } from './alerts.js';
 import {
   MARK_SEPARATOR,
@@ -45,8 +46,6 @@ interface Window {
 
 /** A subject's requests, `TALLY_COUNTS`' first. */
 const REQUESTS = TALLY_COUNTS.indexOf('requests');
-/** The longest the watch holds the event loop at a time (ms) in its own work on a window; the model runs apart. */
-const SLICE_MS = 3;
 /** Subjects joined at a time for the worker (a join of 100,000 holds the loop about 4 ms). */
 const JOIN_PART = 8_192;
 /** How often sums are flushed, the model looked for and subjects scored. */
@@ -226,7 +225,7 @@ export class AbuseWatch {
     const { store, clock } = this.#parts;
     const at = clock();
     // One share of the loop for the round's steps: each its own would hold it a slice each in a row.
-    const slice = new TimeSlice(SLICE_MS, BESIDE_REQUESTS);
+    const slice = besideRequests();
     await this.#flush(at, slice);
     await this.#followModel();
     // Before a model, any tick may train; before a model grown on a whole window, one a bucket.
@@ -254,7 +253,7 @@ export class AbuseWatch {
     else await this.#followScoring();
   }
 
-  async #flush(now: number, slice = new TimeSlice(SLICE_MS, BESIDE_REQUESTS)): Promise<void> {
+  async #flush(now: number, slice = besideRequests()): Promise<void> {
     const { touched, evicted: deltas } = this.#tallies.takeTouched();
     // Only the subjects added to since the last flush: not a walk of every one kept (10,000) each round.
     let walked = 0;

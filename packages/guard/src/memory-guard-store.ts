@@ -1,5 +1,5 @@
 // The guard's store in the memory of one process: the embedded default, and the bench's detector.
-import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
+import { besideRequests } from '@tollgate/core/store-contracts';
 import { LRUCache } from 'lru-cache';
 import { AbuseTallyTable, type AbuseTallyDelta } from './abuse-features.js';
 import { AbuseWindow } from './abuse-window.js';
@@ -41,8 +41,6 @@ export const MAX_AUTH_FAILURE_ADDRESSES = 100_000;
  * bucket are dropped (it reads as quieter than it was, or unseen, until the bucket leaves the window).
  */
 export const MAX_ABUSE_SUBJECTS = 200_000;
-/** The abuse watch's sums are merged in slices of about this many ms (a window of 100,000 subjects takes many). */
-const MERGE_SLICE_MS = 3;
 
 const mitigationKey = (kind: Mitigation['kind'], subject: Subject) => `${kind}|${subject}`;
 
@@ -185,7 +183,7 @@ export class MemoryGuardStore implements GuardStore {
     bucket: number,
     ttlMs: number,
     deltas: readonly AbuseTallyDelta[],
-    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+    slice = besideRequests(),
   ): Promise<void> {
     const now = this.#clock();
     for (const [known, entry] of this.#abuseBuckets)
@@ -206,7 +204,7 @@ export class MemoryGuardStore implements GuardStore {
 
   async abuseTallies(
     buckets: readonly number[],
-    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+    slice = besideRequests(),
     into = new AbuseWindow(),
   ): Promise<AbuseTallyTable> {
     const now = this.#clock();

@@ -1,5 +1,6 @@
 // The guard's store on Redis: every process sees the same baselines, mitigations, anomaly log, failure counts and claims.
-import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
+import { besideRequests } from '@tollgate/core/store-contracts';
+import type { TimeSlice } from '@tollgate/core/store-contracts';
 import type { SubscriberLike } from '@tollgate/redis';
 import type { SendCommand } from '@tollgate/redis/lua';
 import { AbuseTallyTable, setTallyField, tallyFields, type AbuseTallyDelta } from './abuse-features.js';
@@ -55,8 +56,6 @@ const TALLY_CALLS_IN_FLIGHT = 4;
  * its TTL, a window later).
  */
 const MAX_ABUSE_FIELDS = 4_000_000;
-/** The abuse watch's sums are merged in slices of about this many ms. */
-const MERGE_SLICE_MS = 3;
 /**
  * Fields asked per HSCAN page of a bucket of sums: a page holds Redis for a fraction of a ms and is parsed here in
  * less, where one HGETALL of 100,000 subjects' two million fields held both at once (docs/performance.md).
@@ -291,7 +290,7 @@ export class RedisGuardStore implements GuardStore {
     bucket: number,
     ttlMs: number,
     deltas: readonly AbuseTallyDelta[],
-    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+    slice = besideRequests(),
   ): Promise<void> {
     // A script call per few hundred subjects: one of 10,000 would hold Redis for every other caller meanwhile.
     const calls: Promise<unknown>[] = [];
@@ -322,7 +321,7 @@ export class RedisGuardStore implements GuardStore {
 
   async abuseTallies(
     buckets: readonly number[],
-    slice = new TimeSlice(MERGE_SLICE_MS, BESIDE_REQUESTS),
+    slice = besideRequests(),
     into = new AbuseWindow(),
   ): Promise<AbuseTallyTable> {
     const kept = !this.#bucketTablesBusy;

@@ -1,12 +1,11 @@
 // The rebuilt mark of each ledger slot: a reserve in a slot Redis lost (or never held) is refused until spend is rebuilt.
-import { BESIDE_REQUESTS, ShardedMap, TimeSlice, type RebuildGate } from '@tollgate/core/store-contracts';
+import { besideRequests, ShardedMap, type RebuildGate } from '@tollgate/core/store-contracts';
 import type { Connection } from './connection.js';
 import { DEFAULT_TAG, slotTag } from './hash-slot.js';
 import { recordCut } from './scripts.js';
 
 /** Record ids per recordCut call: a rebuild's cut holds the records of about a minute. */
 const CUT_CHUNK = 500;
-const CUT_SLICE_MS = 3;
 /** How long a slot registered but not yet marked is waited for before it counts as lost (see `refused`). */
 const NEW_SLOT_SETTLE_MS = 250;
 
@@ -70,7 +69,7 @@ export class RedisRebuildGate implements RebuildGate {
     if (!this.required) return;
     const byTag = new ShardedMap<Set<string>>().set(DEFAULT_TAG, new Set());
     // A rebuild of 100,000 scopes hands as many slots: walked in slices of the loop.
-    const slice = new TimeSlice(CUT_SLICE_MS, BESIDE_REQUESTS);
+    const slice = besideRequests();
     for (const [slot, list] of ids) {
       const tag = this.tagOf(slot);
       const set = byTag.get(tag) ?? new Set<string>();
