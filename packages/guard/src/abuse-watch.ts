@@ -365,16 +365,16 @@ export class AbuseWatch {
     const config = this.#config;
     const { subjects } = window;
     const count = window.rows.count;
-    // One string crosses to the worker faster than 100,000 (a subject never holds the separator), joined in parts.
-    let joined = '';
+    // Parts of subjects joined (a subject never holds the separator) and encoded in slices, moved to the worker whole.
+    const encoder = new TextEncoder();
+    const parts: Uint8Array[] = [];
     for (let from = 0; from < count; from += JOIN_PART) {
-      const part = subjects.slice(from, Math.min(count, from + JOIN_PART)).join(MARK_SEPARATOR);
-      joined = from === 0 ? part : `${joined}${MARK_SEPARATOR}${part}`;
+      parts.push(encoder.encode(subjects.slice(from, Math.min(count, from + JOIN_PART)).join(MARK_SEPARATOR)));
       await slice.pause();
     }
     const grown = await this.#worker.grow({
       history: await store.abuseState('history'),
-      subjects: joined,
+      subjects: parts,
       now,
       keep,
       version: (this.#model?.version ?? 0) + 1,

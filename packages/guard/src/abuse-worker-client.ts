@@ -98,6 +98,7 @@ export class AbuseWorker {
     const historyHeld = held && request.history !== undefined && this.#held!.history === request.history;
     const grown = await this.#call<Grown>(
       historyHeld ? { op: 'grow', request: { ...request, history: undefined }, historyHeld } : { op: 'grow', request },
+      request.subjects.map((part) => part.buffer as ArrayBuffer),
     );
     this.#held = { generation: this.generation, history: grown.history ?? request.history };
     return grown;
