@@ -340,7 +340,7 @@ export class AbuseWatch {
     const version = Number((await store.abuseState('modelVersion')) ?? -1);
     if (version < 0 || version === this.#model?.version) return;
     const json = await store.abuseState('model');
-    const meta = json ? await this.#worker.use(json) : null;
+    const meta = json ? await this.#worker.use(json, besideRequests()) : null;
     this.#generation = this.#worker.generation;
     if (meta) this.#model = meta;
   }
@@ -372,17 +372,20 @@ export class AbuseWatch {
       parts.push(encoder.encode(subjects.slice(from, Math.min(count, from + JOIN_PART)).join(MARK_SEPARATOR)));
       await slice.pause();
     }
-    const grown = await this.#worker.grow({
-      history: await store.abuseState('history'),
-      subjects: parts,
-      now,
-      keep,
-      version: (this.#model?.version ?? 0) + 1,
-      windowMs: config.windowMs,
-      bucketMs: config.bucketMs,
-      historyMs: config.historyMs,
-      minSubjects: config.minSubjects,
-    });
+    const grown = await this.#worker.grow(
+      {
+        history: await store.abuseState('history'),
+        subjects: parts,
+        now,
+        keep,
+        version: (this.#model?.version ?? 0) + 1,
+        windowMs: config.windowMs,
+        bucketMs: config.bucketMs,
+        historyMs: config.historyMs,
+        minSubjects: config.minSubjects,
+      },
+      slice,
+    );
     this.#generation = this.#worker.generation;
     if (grown.history !== undefined) await store.putAbuseState('history', grown.history, config.historyMs);
     if (!grown.json || !grown.meta) return;

@@ -1,6 +1,8 @@
 // The abuse watch's side of its worker thread: one call at a time in order, answered by promise; restarted if it dies.
 import type { Worker } from 'node:worker_threads';
 import { startModuleWorker } from '@tollgate/core';
+import type { TimeSlice } from '@tollgate/core/store-contracts';
+import { buffersOf, textParts } from './abuse-scoring.js';
 import type { GrowRequest, ScoredRow, WindowRows } from './abuse-scoring.js';
 
 /** What the watch keeps of a model: the model itself stays in the worker. */
@@ -13,11 +15,14 @@ export interface ModelMeta {
 
 type WorkerRequest =
   | { op: 'load'; window: WindowRows }
-  | { op: 'use'; json: string }
+  /** Texts cross as UTF-8 parts (`textParts`), moved. */
+  | { op: 'use'; json: Uint8Array[] }
   /** `historyHeld`: the request's history is the one the worker holds (not sent again). */
-  | { op: 'grow'; request: GrowRequest; historyHeld?: boolean }
+  | { op: 'grow'; request: GrowCall; historyHeld?: boolean }
   | { op: 'score' };
 export type WorkerCall = { id: number } & WorkerRequest;
+/** A grow request as it crosses: its history as UTF-8 parts. */
+export type GrowCall = Omit<GrowRequest, 'history'> & { history: Uint8Array[] | undefined };
 export type WorkerReply = { id: number } & ({ ok: true; value: unknown } | { ok: false; error: string });
 
 interface Grown {
@@ -87,18 +92,20 @@ export class AbuseWorker {
     return this.#call({ op: 'load', window }, moved);
   }
 
-  /** Takes a stored model (JSON); null when it is of an earlier release. */
-  use(json: string): Promise<ModelMeta | null> {
-    return this.#call({ op: 'use', json });
+  /** Takes a stored model (JSON, encoded in `slice`s); null when it is of an earlier release. */
+  async use(json: string, slice: TimeSlice): Promise<ModelMeta | null> {
+    const parts = await textParts(json, slice);
+    return this.#call({ op: 'use', json: parts }, buffersOf(parts));
   }
 
-  /** Grows a model on the stored training windows and the loaded window (`growModel`). */
-  async grow(request: GrowRequest): Promise<Grown> {
+  /** Grows a model on the stored training windows and the loaded window (`growModel`); encodes in `slice`s. */
+  async grow(request: GrowRequest, slice: TimeSlice): Promise<Grown> {
     const held = this.#worker !== undefined && this.#held?.generation === this.generation;
     const historyHeld = held && request.history !== undefined && this.#held!.history === request.history;
+    const history = historyHeld || request.history === undefined ? undefined : await textParts(request.history, slice);
     const grown = await this.#call<Grown>(
-      historyHeld ? { op: 'grow', request: { ...request, history: undefined }, historyHeld } : { op: 'grow', request },
-      request.subjects.map((part) => part.buffer as ArrayBuffer),
+      { op: 'grow', request: { ...request, history }, ...(historyHeld && { historyHeld }) },
+      [...buffersOf(request.subjects), ...buffersOf(history ?? [])],
     );
     this.#held = { generation: this.generation, history: grown.history ?? request.history };
     return grown;

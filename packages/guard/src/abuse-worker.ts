@@ -3,6 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import type { AbuseModel } from './abuse-model.js';
 import {
   growModel,
+  partsText,
   scoreWindow,
   stuffingWindow,
   windowIsNovel,
@@ -29,15 +30,16 @@ function answer(call: WorkerCall): unknown {
       window = call.window;
       return model ? windowIsNovel(model, window) : false;
     case 'use': {
-      const parsed = JSON.parse(call.json) as Partial<AbuseModel>;
+      const parsed = JSON.parse(partsText(call.json)) as Partial<AbuseModel>;
       // A model of an earlier release (one forest, no groups) is not read: this process grows its own.
       if (!Array.isArray(parsed.views)) return null;
       model = parsed as AbuseModel;
       return metaOf(model);
     }
     case 'grow': {
-      const request = call.historyHeld ? { ...call.request, history } : call.request;
-      const grown = growModel(request as GrowRequest, window);
+      const sent = call.request.history;
+      const request: GrowRequest = { ...call.request, history: call.historyHeld ? history : sent && partsText(sent) };
+      const grown = growModel(request, window);
       history = grown.history ?? request.history;
       if (grown.model) model = grown.model;
       return {

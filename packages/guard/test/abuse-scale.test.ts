@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
 import { AbuseTallyTable, FEATURE_NAMES, type AbuseSubject, type AbuseTallyDelta } from '../src/abuse-features.js';
 import { abuseEvidence, abuseScore, byKind, populationProfile, trainAbuseForest } from '../src/abuse-model.js';
-import { FEATURE_COUNT, scoreWindow } from '../src/abuse-scoring.js';
+import { FEATURE_COUNT, partsText, scoreWindow, textParts } from '../src/abuse-scoring.js';
 import { AbuseWorker } from '../src/abuse-worker-client.js';
 import { AbuseWindow } from '../src/abuse-window.js';
 import { scoringJson, type AbuseEntry, type Scoring } from '../src/abuse-watch.js';
@@ -561,7 +561,7 @@ describe('scoring in the worker thread', () => {
 
     const worker = new AbuseWorker();
     try {
-      expect(await worker.use(JSON.stringify(model))).toMatchObject({ version: 1, partial: false });
+      expect(await worker.use(JSON.stringify(model), new TimeSlice(2))).toMatchObject({ version: 1, partial: false });
       const flat = new Float64Array(rows.length * FEATURE_COUNT);
       rows.forEach((row, i) => flat.set(row, i * FEATURE_COUNT));
       await worker.load({ rows: flat, requests: new Float64Array(rows.length).fill(10), count: rows.length });
@@ -571,6 +571,23 @@ describe('scoring in the worker thread', () => {
     } finally {
       await worker.close();
     }
+  });
+});
+
+describe('a long text crossing to the worker in parts', () => {
+  // 262,144 characters a part: a surrogate pair at the cut stays whole, multi-byte characters anywhere.
+  const PART = 262_144;
+  it.each([
+    ['empty', '', 0],
+    ['shorter than a part', 'é😀 ascii', 1],
+    ['a surrogate pair across the cut', `${'a'.repeat(PART - 1)}😀${'é'.repeat(10)}`, 2],
+    ['exactly two parts of two-byte characters', 'ß'.repeat(2 * PART), 2],
+    ['a pair at the very end', `${'a'.repeat(PART - 1)}😀`, 1],
+  ])('reads back exactly: %s', async (_, text, count) => {
+    const parts = await textParts(text, new TimeSlice(2));
+    expect(parts).toHaveLength(count);
+    expect(partsText(parts)).toBe(text);
+    for (const part of parts) expect(new TextDecoder('utf-8', { fatal: true }).decode(part).length).toBeGreaterThan(0);
   });
 });
 
