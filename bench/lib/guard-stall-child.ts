@@ -64,9 +64,12 @@ let histogram: IntervalHistogram | undefined;
 let probe: ReturnType<typeof startLoopProbe> | undefined;
 let scoring: NodeJS.Timeout | undefined;
 let gcMaxMs = 0;
+/** When the monitoring began: a collection's entry comes after it ends, the forced one's too, and is not counted. */
+let monitoredFrom = Infinity;
 let roundCpuMs = 0;
 const collections = new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, entry.duration);
+  for (const entry of list.getEntries())
+    if (entry.startTime >= monitoredFrom) gcMaxMs = Math.max(gcMaxMs, entry.duration);
 });
 
 function appOf(withGuard: Guard): express.Express {
@@ -172,6 +175,7 @@ answerParent<StallMessage>((message) => {
       // The garbage of the start (100,000 requests served, their sums filed, a model grown) is not the load's stall:
       // the first scavenge under load copied what the fill left young (12 ms), in every case alike.
       collectGarbage();
+      monitoredFrom = performance.now();
       histogram = monitorEventLoopDelay({ resolution: 1 });
       histogram.enable();
       probe = startLoopProbe();
