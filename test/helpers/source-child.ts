@@ -13,20 +13,28 @@ export interface ChildRun {
   stderr: string;
 }
 
-/** Starts `file` (a .mts or .ts fixture) with its stdin, stdout and stderr piped: for a test that talks to it. */
+/**
+ * Starts `file` (a .mts or .ts fixture) with its stdin, stdout and stderr piped: for a test that talks to it.
+ * `nodeArgs` go to node before the rest (a process started as the gateway is: its V8 flags).
+ */
 export function startSourceChild(
   file: string,
   args: readonly string[] = [],
+  nodeArgs: readonly string[] = [],
 ): ChildProcessByStdio<Writable, Readable, Readable> {
-  return spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], {
+  return spawn(process.execPath, [...nodeArgs, '--conditions=source', '--import', 'tsx', file, ...args], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
 }
 
 /** Runs `file` (a .mts or .ts fixture) to its end. */
-export async function runSourceChild(file: string, args: readonly string[] = []): Promise<ChildRun> {
-  const child = startSourceChild(file, args);
+export async function runSourceChild(
+  file: string,
+  args: readonly string[] = [],
+  nodeArgs: readonly string[] = [],
+): Promise<ChildRun> {
+  const child = startSourceChild(file, args, nodeArgs);
   child.stdin.end();
   let stdout = '';
   let stderr = '';

@@ -247,11 +247,7 @@ class FoundScopes implements LedgerScopeList {
   /** The budget of each scope `keepBudget` names (a drift reading's), by index. */
   readonly #budgets = new Map<number, ResolvedBudget>();
 
-  readonly #keepBudget: (key: string) => boolean;
-
-  constructor(keepBudget: (key: string) => boolean) {
-    this.#keepBudget = keepBudget;
-  }
+  constructor(readonly keepBudget: (key: string) => boolean) {}
 
   get size(): number {
     return this.#size;
@@ -285,7 +281,7 @@ class FoundScopes implements LedgerScopeList {
       block.ownerKinds[row] = OWNER_KINDS.indexOf(owner.kind) + 1;
       block.ownerIds[row] = owner.id;
     }
-    if (this.#keepBudget(scope.key)) this.#budgets.set(at, budget);
+    if (this.keepBudget(scope.key)) this.#budgets.set(at, budget);
     return at;
   }
 

@@ -40,7 +40,7 @@ export function startModuleWorker(callerUrl: string, name: string, options: Work
     // Registered after tsx, so it runs first: every resolution, tsx's own too, asks for the `source` condition.
     const sourceFirst = JSON.stringify(`data:text/javascript,${encodeURIComponent(SOURCE_CONDITION_HOOK)}`);
     load =
-      `import(${JSON.stringify(pathToFileURL(api).href)}).then(async (tsx) => { tsx.register(); ` +
+      `import(${JSON.stringify(pathToFileURL(api).href)}).then((tsx) => { tsx.register(); ` +
       `require('node:module').register(${sourceFirst}); return ${load}; })`;
   }
   // An import that fails is the worker's error, as a module worker's would be.

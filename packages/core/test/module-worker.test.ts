@@ -1,9 +1,9 @@
 // startModuleWorker: a worker thread running a module beside its caller, from dist or from its TypeScript source.
 import { describe, expect, it } from '@jest/globals';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { startModuleWorker } from '../src/module-worker.js';
+import { runSourceChild } from '../../../test/helpers/source-child.js';
 
 const CALLER = new URL('./fixtures/caller.ts', import.meta.url).href;
 const SOURCE = fileURLToPath(new URL('../src/store-contracts.ts', import.meta.url));
@@ -33,24 +33,13 @@ describe('startModuleWorker', () => {
 
   // The gateway is started with V8 flags a worker may not be given (SERVER_NODE_ARGS): it inherits them silently.
   it('starts from source in a process started with the server’s V8 flags', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        '--max-semi-space-size=8',
-        '--conditions=source',
-        '--import',
-        'tsx',
-        fileURLToPath(new URL('./fixtures/start-resolving-worker.ts', import.meta.url)),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+    const run = await runSourceChild(
+      fileURLToPath(new URL('./fixtures/start-resolving-worker.ts', import.meta.url)),
+      [],
+      ['--max-semi-space-size=8'],
     );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += String(chunk)));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
-    const [code] = await once(child, 'exit');
-    expect({ code, stderr: stderr.replace(/.*ExperimentalWarning.*\n?/g, '') }).toEqual({ code: 0, stderr: '' });
-    const said = JSON.parse(stdout) as Said;
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    const said = JSON.parse(run.stdout) as Said;
     expect({ resolved: fileURLToPath(said.resolved), loaded: said.loaded }).toEqual({
       resolved: SOURCE,
       loaded: 'function',

@@ -2,7 +2,7 @@
 // left. On a clock of the test's own (performance.now), so the figures are exact on a busy machine.
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { performance } from 'node:perf_hooks';
-import { BESIDE_REQUESTS, TimeSlice } from '@tollgate/core/store-contracts';
+import { BESIDE_REQUESTS, besideRequests, TimeSlice } from '@tollgate/core/store-contracts';
 
 let clock = 0;
 /** Work that holds the loop `ms` (on the test's clock). */
@@ -20,8 +20,8 @@ afterEach(() => {
  * Steps of 0.25 ms under a slice made now until it has paused `turns` times, `onTurn` run in each turn the work gives
  * the loop (before the work resumes: immediates run in the order set); the time each slice ran (ms).
  */
-async function slices(share: ConstructorParameters<typeof TimeSlice>[1], turns: number, onTurn = () => {}) {
-  const slice = new TimeSlice(3, share);
+async function slices(share: TimeSlice | ConstructorParameters<typeof TimeSlice>[1], turns: number, onTurn = () => {}) {
+  const slice = share instanceof TimeSlice ? share : new TimeSlice(3, share);
   const ran: number[] = [];
   let start = clock;
   while (slice.pauses < turns) {
@@ -48,6 +48,13 @@ describe('TimeSlice', () => {
     expect(await slices(BESIDE_REQUESTS, 4, () => busy(2))).toEqual([3, 2, 2, 2]);
     // An idle loop: each slice its whole length.
     expect(await slices(BESIDE_REQUESTS, 4)).toEqual([3, 3, 3, 3]);
+  });
+
+  it('gives all background work beside requests slices of at most 2 ms, less after a busy turn', async () => {
+    // A scavenge of 5-8 ms may land in any slice: 2 ms leaves it room under a 10 ms turn.
+    expect(await slices(besideRequests(), 4)).toEqual([2, 2, 2, 2]);
+    expect(await slices(besideRequests(), 4, () => busy(3))).toEqual([2, 1, 1, 1]);
+    expect(await slices(besideRequests(), 3, () => busy(6))).toEqual([2, 0.5, 0.5]);
   });
 
   it('does not pause a slice that is not used up', async () => {

@@ -227,7 +227,7 @@ export class AbuseWatch {
     // One share of the loop for the round's steps: each its own would hold it a slice each in a row.
     const slice = besideRequests();
     await this.#flush(at, slice);
-    await this.#followModel();
+    await this.#followModel(slice);
     // Before a model, any tick may train; before a model grown on a whole window, one a bucket.
     const [trainSlot, trainMs] = !this.#model
       ? [`abuse:train:cold:${Math.floor(at / ABUSE_TICK_MS)}`, ABUSE_TICK_MS]
@@ -333,14 +333,14 @@ export class AbuseWatch {
     return grown;
   }
 
-  async #followModel(): Promise<void> {
+  async #followModel(slice: TimeSlice): Promise<void> {
     // A worker started anew (it failed) holds no model: the stored one is handed to it again.
     if (this.#generation !== this.#worker.generation) this.#model = undefined;
     const { store } = this.#parts;
     const version = Number((await store.abuseState('modelVersion')) ?? -1);
     if (version < 0 || version === this.#model?.version) return;
     const json = await store.abuseState('model');
-    const meta = json ? await this.#worker.use(json, besideRequests()) : null;
+    const meta = json ? await this.#worker.use(json, slice) : null;
     this.#generation = this.#worker.generation;
     if (meta) this.#model = meta;
   }
