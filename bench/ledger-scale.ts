@@ -1,14 +1,15 @@
 // Benchmark (issue 61, item 3): what the dashboard's pages and `tollgate report` read at 10,000,000 usage rows (10,000
 // tenants, 100,000 keys, a month), with the rollups and without them (the raw path). Standalone: `npx tsx
 // --conditions=source bench/ledger-scale.ts` [--rows N] [--runs N] [--raw-runs N] [--keep] [--reuse SCHEMA]
-// [--generate-only] [--rebuild]. Makes a schema of its own in POSTGRES_URL and drops it after (unless --keep).
+// [--generate-only] [--rebuild] [--partition]. Makes a schema of its own in POSTGRES_URL and drops it after (unless --keep).
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import pg from 'pg';
-import { aggregateUsage, migrateUsageLedger, postgresSpendSource } from '@tollgate/metering';
+import { aggregateUsage, migrateUsageLedger, partitionUsageLedger, postgresSpendSource } from '@tollgate/metering';
 import type { LedgerLocation } from '@tollgate/metering';
 import { insertUsageRecords, ledgerTableName } from '../packages/metering/src/postgres-ledger.js';
 import { ROLLUP_GRAINS, rollupTableName } from '../packages/metering/src/usage-rollups.js';
+import { makeUnpartitionedLedger } from '../packages/metering/test/ledger-backends.js';
 import { runReportCommand } from '../packages/cli/src/report-command.js';
 import type { ReportIo } from '../packages/cli/src/report-command.js';
 import { resolveOptions } from '../packages/dashboard/src/options.js';
@@ -113,6 +114,9 @@ async function main(): Promise<void> {
   const usage = ledgerTableName(location);
   const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
   try {
+    const partition = process.argv.includes('--partition');
+    // The usage table as a version before partitions made it: the run times `tollgate ledger partition` on its rows.
+    if (partition && reuse === -1) await makeUnpartitionedLedger(pool, location);
     const migrateStarted = performance.now();
     await migrateUsageLedger(pool, location);
     log(`migration ${fmtMs(performance.now() - migrateStarted)} (reusing: a grain added since is filled in it)`);
@@ -133,6 +137,11 @@ async function main(): Promise<void> {
     await migrateUsageLedger(pool, location);
     const fillMs = performance.now() - fillStarted;
     log(`migration (indexes, rollups filled) ${fmtMs(fillMs)}`);
+    if (partition) {
+      const started = performance.now();
+      const { converted } = await partitionUsageLedger(pool, location);
+      log(`tollgate ledger partition (converted: ${converted}) ${fmtMs(performance.now() - started)}`);
+    }
     if (process.argv.includes('--generate-only')) return;
     // As autovacuum leaves a ledger soon after a bulk load (inserts set it off since PostgreSQL 13): statistics, and the
     // visibility map that index-only reads (a tenant's top sessions) need not to visit the rows (812 against 104 ms).

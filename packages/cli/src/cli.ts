@@ -1,4 +1,4 @@
-// `tollgate <keys|tenants|budgets|report|reconcile|reconcile-provider> ...`: the operator's command line. A command's code is loaded when it runs, so the
+// `tollgate <keys|tenants|budgets|report|ledger|reconcile|reconcile-provider> ...`: the operator's command line. A command's code is loaded when it runs, so the
 // help answers at once.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -24,6 +24,8 @@ Commands:
                                               cost per outcome per tenant or feature.
   reconcile                                   Raise every budget's spend in Redis to what the PostgreSQL
                                               ledger recorded (after Redis lost data); never lowers one.
+  ledger partition                            Partition a usage ledger made before partitions by month
+                                              (what usageRetention needs to drop old months).
   reconcile-provider --provider openai|anthropic --from YYYY-MM-DD --to YYYY-MM-DD
                                               What the provider billed per day and model beside the
                                               ledger; exit 1 when a difference passes the threshold.
@@ -75,6 +77,10 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   report: {
     run: async (argv, io, env) =>
       (await import('./report-command.js')).runReportCommand(argv, io, () => configLedger(env)),
+  },
+  ledger: {
+    run: async (argv, io, env) =>
+      (await import('./ledger-command.js')).runLedgerCommand(argv, io, () => configLedger(env)),
   },
   reconcile: {
     run: async (argv, io, env) => (await import('./reconcile-command.js')).runReconcileCommand(argv, io, env),

@@ -32,6 +32,8 @@ export interface MeteringOptions {
   stripe?: Parameters<typeof stripeMeterSink>[0] | undefined;
   /** Characters of prompt text whose exact token counts the meter keeps (meter's `countCacheChars`). */
   countCacheChars?: number | undefined;
+  /** How long the ledger (PostgreSQL or embedded) keeps raw usage rows, in ms (`usageRetention`; the sink's `retentionMs`). */
+  retentionMs?: number | undefined;
 }
 
 export interface GatewayMetering {
@@ -78,17 +80,18 @@ export function createMetering(
   const sinks: UsageSink[] = prometheus ? [prometheus] : [];
   // The usage log is written often enough to tail; the batch still keeps writes off the request path.
   if (usage.usageLog) sinks.push(jsonlSink({ path: usage.usageLog, flushIntervalMs: 200 }));
+  const retention = usage.retentionMs === undefined ? {} : { retentionMs: usage.retentionMs };
   let ledger: Queryable | undefined;
   let embedded: GatewayMetering['embedded'];
   if (usage.postgres) {
-    const sink = postgresSink(usage.postgres);
+    const sink = postgresSink({ ...usage.postgres, ...retention });
     sinks.push(sink);
     ledger = sink.pool;
   } else if (usage.embeddedLedger !== undefined) {
     const location = usage.embeddedLedger === 'memory' ? undefined : usage.embeddedLedger;
     embedded = openEmbeddedLedger(location, 'The embedded usage ledger (embeddedLedger, dataDir)');
     ledger = embedded;
-    sinks.push(postgresSink({ db: embedded }));
+    sinks.push(postgresSink({ db: embedded, ...retention }));
   }
   const directory = usage.spool;
   if (usage.stripe) sinks.push(stripeMeterSink(usage.stripe));

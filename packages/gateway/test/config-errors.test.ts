@@ -215,3 +215,15 @@ describe('config JSON syntax errors', () => {
     expect(syntaxError('')).toBe('tollgate.json is not valid JSON at line 1, column 1: Unexpected end of JSON input');
   });
 });
+
+describe('usageRetention', () => {
+  it('is refused shorter than a quarter, with the value given, and reaches the ledger sink as ms', async () => {
+    expect(issuesOf({ usageRetention: '30d' })).toEqual([
+      'usageRetention must be at least "93d" (a budget\'s spend is rebuilt from the raw rows of its current period, a quarter at most); got "30d"',
+    ]);
+    expect(issuesOf({ usageRetention: 'forever' })[0]).toMatch(/^usageRetention must be /);
+    const { meteringOptions } = await import('../src/config/metering-options.js');
+    const config = validateConfig({ ...WITH_MOCK, usageRetention: '400d', postgresUrl: 'postgres://db/ledger' });
+    expect(meteringOptions(config, {})).toMatchObject({ retentionMs: 400 * 86_400_000 });
+  });
+});

@@ -11,7 +11,13 @@ export type { UsageSink } from './sink.js';
 export { openUsageSpool } from './usage-spool.js';
 export type { SpoolReplay, UsageSpool } from './usage-spool.js';
 export { jsonlSink } from './jsonl-sink.js';
-export { migrateUsageLedger, postgresSpendSource } from './postgres-ledger.js';
+export {
+  keepUsagePartitions,
+  migrateUsageLedger,
+  partitionUsageLedger,
+  postgresSpendSource,
+} from './postgres-ledger.js';
+export { MIN_RETENTION_MS } from './usage-partitions.js';
 export { aggregateUsage, USAGE_GROUPINGS } from './usage-aggregate.js';
 export { auditMigrationSql, auditTableName, postgresAuditStore } from './postgres-audit.js';
 export type { LedgerLocation, Queryable } from './postgres-ledger.js';

@@ -4,6 +4,15 @@ import type { UsageRecord } from '@tollgate/core';
 import type pg from 'pg';
 import { besideUsageTable, ledgerTableName, quoteIdentifier } from './ledger-names.js';
 import type { LedgerLocation } from './ledger-names.js';
+import {
+  attachUnpartitionedSql,
+  dropPartitionsSql,
+  partitionedBy,
+  PARTITIONED_QUERY,
+  PARTITIONS_QUERY,
+  setAsideUnpartitionedSql,
+  usagePartitionsSql,
+} from './usage-partitions.js';
 import { rollupMigrationSql } from './usage-rollups.js';
 
 /**
@@ -67,12 +76,14 @@ export const COLUMNS: [column: string, field: keyof UsageRecord][] = [
 const OPTIONAL_COUNTS = new Set<keyof UsageRecord>(['cacheWrite1hTokens', 'savedNanoUsd']);
 
 /**
- * The migration: the table, keyed by the record's server-made id (retries of a record insert
+ * The migration: the table, keyed by the record's server-made id and its time (retries of a record insert
  * nothing twice; the client's request id is a plain column, so no client can hide or overwrite a
- * row by reusing one), and the indexes reports use. A table of the earlier layout (keyed by
- * request_id) is upgraded in place: its rows keep their request id as their id.
+ * row by reusing one), partitioned by month (usage-partitions.ts; the months up to two after `now`'s
+ * made), and the indexes reports use. A table of the earlier layout (keyed by request_id) is upgraded
+ * in place: its rows keep their request id as their id. A table made before partitions stays one
+ * table, keyed by id, until `partitionUsageLedger`.
  */
-export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
+export function ledgerMigrationSql(location: LedgerLocation = {}, now = Date.now()): string[] {
   const table = ledgerTableName(location);
   const base = (location.table ?? 'tollgate_usage').slice(0, 40);
   const index = (suffix: string) => quoteIdentifier(`${base}_${suffix}`, 'index');
@@ -81,7 +92,7 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
     statements.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(location.schema, 'schema')}`);
   statements.push(
     `CREATE TABLE IF NOT EXISTS ${table} (
-      id text PRIMARY KEY,
+      id text NOT NULL,
       request_id text NOT NULL,
       ts timestamptz NOT NULL,
       key_id text,
@@ -118,8 +129,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}): string[] {
       client_user_id text,
       session text,
       team text,
-      recorded_at timestamptz NOT NULL DEFAULT now()
-    )`,
+      ${partitionedBy('recorded_at timestamptz NOT NULL DEFAULT now()')}`,
+    usagePartitionsSql(location, now),
     upgradeToRecordIds(table),
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS cache_write_1h_tokens bigint NOT NULL DEFAULT 0`,
     `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS conversation_id text`,
@@ -263,7 +274,62 @@ function upgradeToRecordIds(table: string): string {
 
 /** Runs the migration in one transaction, under an advisory lock so that processes starting together do not race. */
 export async function migrateUsageLedger(db: Queryable, location: LedgerLocation = {}): Promise<void> {
-  await runMigration(db, `tollgate:migrate:${ledgerTableName(location)}`, ledgerMigrationSql(location));
+  await runMigration(db, migrationLock(location), ledgerMigrationSql(location));
+}
+
+/**
+ * Turns a usage table made before partitions into a partitioned one, in one transaction under the migration's lock:
+ * the old table becomes the partition of every time up to the first whole month after its newest row
+ * (`<table>_p_before<YYYYMM>`, dropped by retention once that month is old enough), the months after it get their own.
+ * Its rows, ids and rollups stay as they are; attaching checks its rows against the bound and builds the key `(id, ts)`
+ * on it (writes wait meanwhile: `bench/ledger-scale.ts --partition` times it). Nothing when it is partitioned.
+ */
+export async function partitionUsageLedger(
+  db: Queryable,
+  location: LedgerLocation = {},
+  now = Date.now(),
+): Promise<{ converted: boolean }> {
+  if (await isPartitioned(db, location)) return { converted: false };
+  const statements = ledgerMigrationSql(location, now);
+  // The usage table's statement (after its schema's): the old table set aside before it, attached after it.
+  const create = statements.findIndex((statement) => statement.startsWith('CREATE TABLE'));
+  statements.splice(create + 1, 0, attachUnpartitionedSql(location, now));
+  statements.splice(create, 0, setAsideUnpartitionedSql(location));
+  await runMigration(db, migrationLock(location), statements);
+  return { converted: true };
+}
+
+/** Whether the usage table is partitioned (undefined: there is none yet). */
+export async function isPartitioned(db: Queryable, location: LedgerLocation = {}): Promise<boolean | undefined> {
+  const { rows } = await db.query<{ partitioned: boolean }>(PARTITIONED_QUERY, [ledgerTableName(location)]);
+  return rows[0]?.partitioned;
+}
+
+/**
+ * The usage table's monthly upkeep, run by every process that writes to it (its sink, hourly): the months ahead made,
+ * and with `retentionMs`, every partition whose times all end more than that before `now` detached and dropped (the
+ * rollups keep what they counted). Returns the partitions dropped. A table made before partitions is left as it is
+ * (`partitioned: false`): nothing of it is deleted.
+ */
+export async function keepUsagePartitions(
+  db: Queryable,
+  location: LedgerLocation = {},
+  options: { now?: number; retentionMs?: number } = {},
+): Promise<{ partitioned: boolean; dropped: string[] }> {
+  const now = options.now ?? Date.now();
+  if (!(await isPartitioned(db, location))) return { partitioned: false, dropped: [] };
+  const { rows } = await db.query<{ name: string }>(PARTITIONS_QUERY, [ledgerTableName(location)]);
+  const names = rows.map((row) => row.name);
+  const drops = options.retentionMs === undefined ? [] : dropPartitionsSql(location, names, now - options.retentionMs);
+  await runMigration(db, migrationLock(location), [usagePartitionsSql(location, now), ...drops]);
+  return {
+    partitioned: true,
+    dropped: drops.filter((sql) => sql.startsWith('DROP')).map((sql) => sql.replace(/^DROP TABLE /, '')),
+  };
+}
+
+function migrationLock(location: LedgerLocation): string {
+  return `tollgate:migrate:${ledgerTableName(location)}`;
 }
 
 /** `migrate` run once for its callers (the first call's promise shared), and again at the next call after it failed. */
@@ -329,7 +395,7 @@ export async function insertUsageRecords(
     rows.push(`(${placeholders.join(', ')})`);
   }
   await db.query(
-    `INSERT INTO ${ledgerTableName(location)} (${COLUMNS.map(([column]) => column).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`,
+    `INSERT INTO ${ledgerTableName(location)} (${COLUMNS.map(([column]) => column).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING`,
     values,
   );
 }

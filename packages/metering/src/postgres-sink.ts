@@ -4,7 +4,8 @@ import { assertKnownOptions } from '@tollgate/core/options';
 import type { UsageRecord } from '@tollgate/core';
 import type pg from 'pg';
 import { loadOptionalPeer } from './optional-peer.js';
-import { insertUsageRecords, ledgerTableName, migrateUsageLedger } from './postgres-ledger.js';
+import { insertUsageRecords, keepUsagePartitions, ledgerTableName, migrateUsageLedger } from './postgres-ledger.js';
+import { MIN_RETENTION_MS } from './usage-partitions.js';
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 import { BatchQueue, logOnce } from './sink.js';
 import type { SinkErrorHandler, UsageSink } from './sink.js';
@@ -36,6 +37,15 @@ export interface PostgresSinkOptions extends LedgerLocation {
   queryTimeoutMs?: number;
   /** Receives failures. @default a warning for the first failure, then every 1000th */
   onError?: SinkErrorHandler;
+  /**
+   * How long raw usage rows are kept, in ms (at least `MIN_RETENTION_MS`, 93 days: a budget's spend is rebuilt from the
+   * rows of its current period). The sink's hourly upkeep drops each month partition whose times all end longer ago
+   * than this; the rollups keep what those rows summed. A table made before partitions is never deleted from
+   * (`partitionUsageLedger` turns it into a partitioned one). @default undefined: every row kept
+   */
+  retentionMs?: number;
+  /** How often the sink makes the months ahead and applies `retentionMs`, in ms. @default 3600000 */
+  upkeepIntervalMs?: number;
 }
 
 const KNOWN = [
@@ -50,6 +60,8 @@ const KNOWN = [
   'maxQueue',
   'queryTimeoutMs',
   'onError',
+  'retentionMs',
+  'upkeepIntervalMs',
 ] as const satisfies readonly (keyof PostgresSinkOptions)[];
 
 /** A sink writing to the usage ledger through any `Queryable` (PostgreSQL or PGlite). */
@@ -122,6 +134,17 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink | Ledge
       'ERR_TG_METERING_INVALID_OPTION',
       'postgresSink() queryTimeoutMs must be a positive integer',
     );
+  const { retentionMs, upkeepIntervalMs = 3_600_000 } = options;
+  if (retentionMs !== undefined && !(Number.isSafeInteger(retentionMs) && retentionMs >= MIN_RETENTION_MS))
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      `postgresSink() retentionMs must be at least ${MIN_RETENTION_MS} (93 days: a budget's spend is rebuilt from the rows of its current period, a quarter at most); got ${String(retentionMs)}`,
+    );
+  if (!Number.isSafeInteger(upkeepIntervalMs) || upkeepIntervalMs < 1)
+    throw new TollgateError(
+      'ERR_TG_METERING_INVALID_OPTION',
+      'postgresSink() upkeepIntervalMs must be a positive integer',
+    );
   const onError = options.onError ?? logOnce(`usage ledger ${ledgerTableName(location)}`);
   const ownsPool = options.db === undefined && !options.pool;
   // Without a query timeout, a connection that goes silent would hold the queue (and flush) forever.
@@ -137,12 +160,33 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink | Ledge
   if (ownsPool) pool!.on('error', onError);
   const db: Queryable = options.db ?? pool!;
   let migrated = options.migrate === false;
+  // The months ahead and retention: after the first migration, then hourly; one run at a time, failures reported.
+  let upkeep: Promise<unknown> | undefined;
+  let warnedUnpartitioned = false;
+  const keep = () =>
+    (upkeep ??= keepUsagePartitions(db, location, retentionMs === undefined ? {} : { retentionMs })
+      .then(({ partitioned }) => {
+        if (!partitioned && retentionMs !== undefined && !warnedUnpartitioned) {
+          warnedUnpartitioned = true;
+          onError(
+            new Error(
+              `usage retention is not applied: ${ledgerTableName(location)} was made before partitions (run \`tollgate ledger partition\`); no row is deleted`,
+            ),
+          );
+        }
+      })
+      .catch(onError)
+      .finally(() => (upkeep = undefined)));
+  const upkeepTimer =
+    options.migrate === false ? undefined : setInterval(() => migrated && void keep(), upkeepIntervalMs);
+  upkeepTimer?.unref();
 
   const queue = new BatchQueue<UsageRecord>(
     async (batch) => {
       if (!migrated) {
         await migrateUsageLedger(db, location);
         migrated = true;
+        void keep();
       }
       await insertUsageRecords(db, batch, location);
     },
@@ -164,7 +208,9 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink | Ledge
     // Inserts skip a record id already stored: a record written again is stored once.
     replay: (records) => queue.pushAll(records),
     async close() {
+      clearInterval(upkeepTimer);
       await queue.close();
+      await upkeep;
       if (ownsPool) await pool!.end().catch(onError);
     },
   };

@@ -2,7 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import { migrateUsageLedger } from '@tollgate/metering';
 import type { LedgerLocation, Queryable } from '@tollgate/metering';
+import { ledgerTableName } from '../src/ledger-names.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -31,4 +33,16 @@ export function postgresBackend(prefix: string): () => Promise<Backend> {
       },
     };
   };
+}
+
+/**
+ * The usage ledger as a version before partitions made it at `location`: one table keyed by id, with its indexes,
+ * rollups and trigger (a table of the same shape made and migrated beside it, `<table>_shape`, is its model).
+ */
+export async function makeUnpartitionedLedger(db: Queryable, location: LedgerLocation): Promise<void> {
+  const shape = { ...location, table: `${location.table ?? 'tollgate_usage'}_shape` };
+  await migrateUsageLedger(db, shape);
+  await db.query(`CREATE TABLE ${ledgerTableName(location)} (LIKE ${ledgerTableName(shape)} INCLUDING DEFAULTS)`);
+  await db.query(`ALTER TABLE ${ledgerTableName(location)} ADD PRIMARY KEY (id)`);
+  await migrateUsageLedger(db, location);
 }

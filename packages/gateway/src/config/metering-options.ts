@@ -1,5 +1,6 @@
 // The config's usage destinations (usage log, ledger, spool, Stripe export) as the gateway's metering takes them.
 import { join } from 'node:path';
+import { parseDuration } from '@tollgate/core';
 import { dataDirLayout, embeddedLedgerLocation } from '../data-dir.js';
 import type { MeteringOptions } from '../metering-setup.js';
 import { ConfigError } from './error.js';
@@ -62,6 +63,7 @@ export function meteringOptions(config: GatewayConfig, env: NodeJS.ProcessEnv): 
         }
       : {}),
     ...(embeddedLedger === undefined ? {} : { embeddedLedger }),
+    ...(config.usageRetention === undefined ? {} : { retentionMs: parseDuration(config.usageRetention) }),
     ...(spool === undefined ? {} : { spool }),
     ...(stripe ? { stripe } : {}),
     ...(config.countCacheChars === undefined ? {} : { countCacheChars: config.countCacheChars }),

@@ -55,16 +55,19 @@ export const environmentName = nonEmptyString().regex(
   'must be an environment variable name',
 );
 
+/** Whether the core's parseDuration reads `value` as a duration. */
+export function isDuration(value: number | string): boolean {
+  try {
+    return parseDuration(value) > 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Ms, or a string the core's parseDuration reads ("30s", "5m", "1h", "1d"). */
 export const duration = z
   .union([z.number(), z.string()], DURATION)
-  .refine((value) => {
-    try {
-      return parseDuration(value) > 0;
-    } catch {
-      return false;
-    }
-  }, DURATION)
+  .refine(isDuration, DURATION)
   .describe('Ms, or a string like "30s", "5m", "1h", "1d".');
 
 const DURATION_OR_OFF = `${DURATION}, or 0 ("0s") for off`;

@@ -1,12 +1,15 @@
 // The whole config file's schema (the contract in examples/proxy/README.md), from its sections, and its types.
 import { z } from 'zod';
+import { parseDuration } from '@tollgate/core';
 import { timeZoneProblem } from '@tollgate/core/options';
+import { MIN_RETENTION_MS } from '@tollgate/metering';
 import type { RoutingConfig } from '@tollgate/router/upstreams';
 import {
   choice,
   duration,
   durationOrOff,
   environmentName,
+  isDuration,
   fields,
   nonEmptyString,
   OBJECT,
@@ -91,6 +94,16 @@ export const configSchema = fields({
     .optional()
     .describe("Schema of the usage ledger table. Default: the connection's search_path."),
   postgresTable: sqlIdentifier.optional().describe('Name of the usage ledger table. Default: "tollgate_usage".'),
+  usageRetention: duration
+    // A value that is no duration is named by `duration` already.
+    .refine((value) => !isDuration(value) || parseDuration(value) >= MIN_RETENTION_MS, {
+      error: (issue) =>
+        `must be at least "93d" (a budget's spend is rebuilt from the raw rows of its current period, a quarter at most); got ${JSON.stringify(issue.input)}`,
+    })
+    .optional()
+    .describe(
+      'How long the usage ledger keeps raw rows (PostgreSQL or the embedded ledger): whole months older than this are dropped, hourly; the rollups keep their sums, so reports and pages still answer by tenant, key, user, feature and model. At least "93d". Default: every row kept. A ledger made before partitions keeps every row until `tollgate ledger partition`.',
+    ),
   embeddedLedger: z
     .union([z.boolean(EMBEDDED_LEDGER), nonEmptyString(EMBEDDED_LEDGER)], EMBEDDED_LEDGER)
     .optional()
