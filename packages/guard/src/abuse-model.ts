@@ -54,7 +54,7 @@ const VIEWS: { features: FeatureName[]; handicap: number }[] = [
 const TREES = 100;
 const SAMPLE_SIZE = 256;
 /** Reasons given per subject. */
-const REASONS = 3;
+export const REASONS = 3;
 
 const pick = (input: readonly number[], features: readonly number[]) => features.map((feature) => input[feature]!);
 

@@ -6,6 +6,7 @@ import {
   abuseScore,
   abuseScores,
   novelTo,
+  REASONS,
   trainAbuseForest,
   windowProfile,
   type AbuseModel,
@@ -53,6 +54,68 @@ export interface ScoredRow {
   score: number;
   distance: number;
   reasons: AbuseReason[];
+}
+
+/**
+ * Scored rows as they cross from the worker: one typed array per field, `REASONS` slots a row for its reasons (feature
+ * -1: none). As objects, 2,000 rows were 16,000 objects made on the request loop each round, kept for a round, promoted
+ * and then compacted by V8's full collections: its longest pauses under load (bench/guard-stall.ts).
+ */
+export interface ScoredColumns {
+  count: number;
+  index: Int32Array;
+  score: Float64Array;
+  distance: Float64Array;
+  reasonFeature: Int8Array;
+  reasonValue: Float64Array;
+  reasonPopulation: Float64Array;
+}
+
+export function scoredColumns(rows: readonly ScoredRow[]): ScoredColumns {
+  const count = rows.length;
+  const columns: ScoredColumns = {
+    count,
+    index: new Int32Array(count),
+    score: new Float64Array(count),
+    distance: new Float64Array(count),
+    reasonFeature: new Int8Array(count * REASONS).fill(-1),
+    reasonValue: new Float64Array(count * REASONS),
+    reasonPopulation: new Float64Array(count * REASONS),
+  };
+  rows.forEach((row, i) => {
+    columns.index[i] = row.index;
+    columns.score[i] = row.score;
+    columns.distance[i] = row.distance;
+    row.reasons.slice(0, REASONS).forEach((reason, r) => {
+      columns.reasonFeature[i * REASONS + r] = FEATURE_NAMES.indexOf(reason.feature);
+      columns.reasonValue[i * REASONS + r] = reason.value;
+      columns.reasonPopulation[i * REASONS + r] = reason.population;
+    });
+  });
+  return columns;
+}
+
+/**
+ * Row `i`'s reasons: `earlier` itself when they are the same (a subject's reasons change only when its sums or the
+ * population do), so a round makes no new objects for a listed subject whose evidence stayed.
+ */
+export function reasonsAt(columns: ScoredColumns, i: number, earlier?: readonly AbuseReason[]): AbuseReason[] {
+  let count = 0;
+  while (count < REASONS && columns.reasonFeature[i * REASONS + count]! >= 0) count++;
+  const same =
+    earlier?.length === count &&
+    earlier.every(
+      (reason, r) =>
+        reason.feature === FEATURE_NAMES[columns.reasonFeature[i * REASONS + r]!] &&
+        reason.value === columns.reasonValue[i * REASONS + r] &&
+        reason.population === columns.reasonPopulation[i * REASONS + r],
+    );
+  if (same) return earlier as AbuseReason[];
+  return Array.from({ length: count }, (_, r) => ({
+    feature: FEATURE_NAMES[columns.reasonFeature[i * REASONS + r]!]!,
+    value: columns.reasonValue[i * REASONS + r]!,
+    population: columns.reasonPopulation[i * REASONS + r]!,
+  }));
 }
 
 /**

@@ -17,7 +17,7 @@ import {
 import { AbuseWindow } from './abuse-window.js';
 import { LocalTallies } from './local-tallies.js';
 import { AbuseActions, isAbuseMitigation, registrySubject, type AbuseEntry } from './abuse-actions.js';
-import { FEATURE_COUNT, MIN_REQUESTS_TO_ACT, type ScoredRow, type WindowRows } from './abuse-scoring.js';
+import { FEATURE_COUNT, MIN_REQUESTS_TO_ACT, reasonsAt, type ScoredColumns, type WindowRows } from './abuse-scoring.js';
 export type { AbuseEntry } from './abuse-actions.js';
 import { AbuseWorker, type ModelMeta } from './abuse-worker-client.js';
 import { BUCKETS_PER_WINDOW, type ResolvedAbuse } from './abuse-options.js';
@@ -73,7 +73,8 @@ export class AbuseWatch {
   readonly #parts: AbuseWatchParts;
   /** This process's sums since its last flush, per subject. */
   readonly #tallies = new LocalTallies();
-  readonly #scores = new Map<AbuseSubject, number>();
+  /** The latest scoring's entries by subject: kept, updated in place each round (`#useScoring`). */
+  readonly #listed = new Map<AbuseSubject, AbuseEntry>();
   #scoring: Scoring = { at: 0, modelVersion: null, entries: [] };
   /** The model in use (it lives in the worker), as of the worker's `generation`. */
   #model: ModelMeta | undefined;
@@ -150,7 +151,7 @@ export class AbuseWatch {
 
   /** The latest score of a subject, as this process knows it; undefined when it was not scored. */
   scoreOf(subject: AbuseSubject): number | undefined {
-    return this.#scores.get(subject);
+    return this.#listed.get(subject)?.score;
   }
 
   /** The latest scoring: subjects by score, highest first. */
@@ -351,9 +352,10 @@ export class AbuseWatch {
   }
 
   #useScoring(scoring: Scoring): void {
+    // The subjects of the last scoring out, this one's in: one map kept, not one made and grown each round.
+    for (const entry of this.#scoring.entries) this.#listed.delete(entry.subject);
     this.#scoring = scoring;
-    this.#scores.clear();
-    for (const entry of scoring.entries) this.#scores.set(entry.subject, entry.score);
+    for (const entry of scoring.entries) this.#listed.set(entry.subject, entry);
   }
 
   /**
@@ -402,49 +404,58 @@ export class AbuseWatch {
   async #score(window: Window, now: number, slice: TimeSlice): Promise<void> {
     const model = this.#model;
     const { scored, stuffing } = await this.#worker.score();
-    const entryOf = (row: ScoredRow): AbuseEntry => ({
-      subject: window.subjects[row.index]!,
-      score: row.score,
-      requests: window.requests[row.index]!,
-      action: 'none',
-      reasons: row.reasons,
-    });
+    // A listed subject's entry is made anew each round (its action is decided again), its reasons kept when the same.
+    const entryOf = (rows: ScoredColumns, i: number): AbuseEntry => {
+      const index = rows.index[i]!;
+      const subject = window.subjects[index]!;
+      return {
+        subject,
+        score: rows.score[i]!,
+        requests: window.requests[index]!,
+        action: 'none',
+        reasons: reasonsAt(rows, i, this.#listed.get(subject)?.reasons),
+      };
+    };
     const entries: AbuseEntry[] = [];
-    const evidence = new Map<AbuseSubject, number>();
-    for (let i = 0; i < scored.length; i++) {
-      const row = scored[i]!;
-      if (model) entries.push(entryOf(row));
-      evidence.set(window.subjects[row.index]!, row.distance);
-      if ((i & 255) === 255) await slice.pause();
-    }
-    const listed = new Map(entries.map((entry) => [entry.subject, entry]));
+    if (model)
+      for (let i = 0; i < scored.count; i++) {
+        entries.push(entryOf(scored, i));
+        if ((i & 255) === 255) await slice.pause();
+      }
+    // The stuffing addresses: the listed entry of one, or an entry of its own (no Map a round unless there are any).
     const stuffed = new Set<AbuseEntry>();
-    for (const row of stuffing) {
-      let entry = listed.get(window.subjects[row.index]!);
-      if (!entry) entries.push((entry = entryOf(row)));
-      stuffed.add(entry);
+    if (stuffing.count > 0) {
+      const listedAt = new Map<number, number>();
+      for (let i = 0; i < entries.length; i++) listedAt.set(scored.index[i]!, i);
+      for (let i = 0; i < stuffing.count; i++) {
+        const at = listedAt.get(stuffing.index[i]!);
+        const entry = at === undefined ? entryOf(stuffing, i) : entries[at]!;
+        if (at === undefined) entries.push(entry);
+        stuffed.add(entry);
+      }
     }
-    entries.sort((a, b) => b.score - a.score);
     await slice.pause();
-    const before = new Map(this.#scoring.entries.map((entry) => [entry.subject, entry]));
-    for (const [i, entry] of entries.entries()) {
+    // In the scoring's order (highest first); the worker sends the listed rows sorted, `distance` beside each.
+    for (let i = 0; i < entries.length; i++) {
       if ((i & 63) === 63) await slice.pause();
+      const entry = entries[i]!;
       if (stuffed.has(entry)) {
-        await this.#actions.act(entry, now, stuffing.length);
+        await this.#actions.act(entry, now, stuffing.count);
         continue;
       }
       if (!model) continue;
+      const before = this.#listed.get(entry.subject);
       const past =
         !model.partial &&
         entry.score >= this.#config.throttleAt &&
         entry.requests >= MIN_REQUESTS_TO_ACT &&
-        (evidence.get(entry.subject) ?? 0) >= MIN_EVIDENCE;
-      const acts = this.#actions.spell(entry, before.get(entry.subject), past, now);
+        scored.distance[i]! >= MIN_EVIDENCE;
+      const acts = this.#actions.spell(entry, before, past, now);
       // A subject whose score fell under the thresholds (its requests refused) is listed with its action in force.
       if (acts) await this.#actions.act(entry, now);
-      else if (!this.#actions.inForce(entry, now, true))
-        this.#actions.stillNoted(entry, before.get(entry.subject), now);
+      else if (!this.#actions.inForce(entry, now, true)) this.#actions.stillNoted(entry, before, now);
     }
+    if (entries.length > scored.count) entries.sort((a, b) => b.score - a.score);
     const scoring: Scoring = { at: now, modelVersion: model?.version ?? null, entries };
     await this.#parts.store.putAbuseState('scores', await scoringJson(scoring, slice), 2 * this.#config.windowMs);
     this.#useScoring(scoring);

@@ -3,7 +3,7 @@ import type { Worker } from 'node:worker_threads';
 import { startModuleWorker } from '@tollgate/core';
 import type { TimeSlice } from '@tollgate/core/store-contracts';
 import { buffersOf, textParts } from './abuse-scoring.js';
-import type { GrowRequest, ScoredRow, WindowRows } from './abuse-scoring.js';
+import type { GrowRequest, ScoredColumns, WindowRows } from './abuse-scoring.js';
 
 /** What the watch keeps of a model: the model itself stays in the worker. */
 export interface ModelMeta {
@@ -32,9 +32,9 @@ interface Grown {
 }
 
 interface Scored {
-  scored: ScoredRow[];
+  scored: ScoredColumns;
   /** The addresses of a coordinated credential-stuffing attack (`stuffingWindow`). */
-  stuffing: ScoredRow[];
+  stuffing: ScoredColumns;
 }
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };

@@ -4,6 +4,7 @@ import type { AbuseModel } from './abuse-model.js';
 import {
   growModel,
   partsText,
+  scoredColumns,
   scoreWindow,
   stuffingWindow,
   windowIsNovel,
@@ -48,7 +49,10 @@ function answer(call: WorkerCall): unknown {
       };
     }
     case 'score':
-      return { scored: model ? scoreWindow(model, window) : [], stuffing: stuffingWindow(model, window) };
+      return {
+        scored: scoredColumns(model ? scoreWindow(model, window) : []),
+        stuffing: scoredColumns(stuffingWindow(model, window)),
+      };
   }
 }
 

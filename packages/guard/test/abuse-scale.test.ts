@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { createRedisStores } from '@tollgate/redis';
 import { AbuseTallyTable, FEATURE_NAMES, type AbuseSubject, type AbuseTallyDelta } from '../src/abuse-features.js';
 import { abuseEvidence, abuseScore, byKind, populationProfile, trainAbuseForest } from '../src/abuse-model.js';
-import { FEATURE_COUNT, partsText, scoreWindow, textParts } from '../src/abuse-scoring.js';
+import { FEATURE_COUNT, partsText, reasonsAt, scoreWindow, textParts } from '../src/abuse-scoring.js';
 import { AbuseWorker } from '../src/abuse-worker-client.js';
 import { AbuseWindow } from '../src/abuse-window.js';
 import { scoringJson, type AbuseEntry, type Scoring } from '../src/abuse-watch.js';
@@ -566,7 +566,20 @@ describe('scoring in the worker thread', () => {
       rows.forEach((row, i) => flat.set(row, i * FEATURE_COUNT));
       await worker.load({ rows: flat, requests: new Float64Array(rows.length).fill(10), count: rows.length });
       const { scored } = await worker.score();
-      expect(scored.map(({ index, ...rest }) => ({ subject: subjects[index], ...rest }))).toEqual(expected);
+      // Columns across: each row's index, score, distance and reasons as they were.
+      const crossed = Array.from({ length: scored.count }, (_, i) => ({
+        subject: subjects[scored.index[i]!],
+        score: scored.score[i],
+        distance: scored.distance[i],
+        reasons: reasonsAt(scored, i),
+      }));
+      expect(crossed).toEqual(expected);
+      // A row's reasons equal to earlier ones are those earlier ones (nothing made), and new ones when they differ.
+      const earlier = reasonsAt(scored, 0);
+      expect(reasonsAt(scored, 0, earlier)).toBe(earlier);
+      const moved = [{ ...earlier[0]!, value: earlier[0]!.value + 1 }, ...earlier.slice(1)];
+      expect(reasonsAt(scored, 0, moved)).toEqual(earlier);
+      expect(reasonsAt(scored, 0, moved)).not.toBe(moved);
       expect(expected[0]!.score).toBeGreaterThan(0.65);
     } finally {
       await worker.close();
