@@ -73,6 +73,8 @@ export class AbuseWatch {
   readonly #parts: AbuseWatchParts;
   /** This process's sums since its last flush, per subject. */
   readonly #tallies = new LocalTallies();
+  /** When this process last shared its scoring (`abuseState('scores')`). */
+  #sharedAt = -Infinity;
   /** The latest scoring's entries by subject: kept, updated in place each round (`#useScoring`). */
   readonly #listed = new Map<AbuseSubject, AbuseEntry>();
   #scoring: Scoring = { at: 0, modelVersion: null, entries: [] };
@@ -188,6 +190,8 @@ export class AbuseWatch {
       return { ...rest, action: 'none' };
     });
     this.#useScoring({ ...this.#scoring, entries });
+    // The next scoring is shared even if it lists what this one now does: the shared copy still shows the action.
+    this.#sharedAt = -Infinity;
     return lifted;
   }
 
@@ -457,7 +461,13 @@ export class AbuseWatch {
     }
     if (entries.length > scored.count) entries.sort((a, b) => b.score - a.score);
     const scoring: Scoring = { at: now, modelVersion: model?.version ?? null, entries };
-    await this.#parts.store.putAbuseState('scores', await scoringJson(scoring, slice), 2 * this.#config.windowMs);
+    // Shared when it changed, or when the shared copy is half its life old: 2,000 entries' JSON each round was half a
+    // megabyte a second kept a round, growing the old generation into a full collection every few seconds.
+    const { windowMs } = this.#config;
+    if (!sameListing(this.#scoring, scoring) || now - this.#sharedAt >= windowMs) {
+      await this.#parts.store.putAbuseState('scores', await scoringJson(scoring, slice), 2 * windowMs);
+      this.#sharedAt = now;
+    }
     this.#useScoring(scoring);
   }
 
@@ -477,6 +487,25 @@ export class AbuseWatch {
     await this.#flush(this.#parts.clock()).catch(this.#parts.onStoreError);
     await this.#worker.close();
   }
+}
+
+/** Whether two scorings list the same: every entry's fields alike, its reasons the same ones (`reasonsAt`). */
+function sameListing(a: Scoring, b: Scoring): boolean {
+  if (a.modelVersion !== b.modelVersion || a.entries.length !== b.entries.length) return false;
+  return a.entries.every((x, i) => {
+    const y = b.entries[i]!;
+    return (
+      x.subject === y.subject &&
+      x.score === y.score &&
+      x.requests === y.requests &&
+      x.action === y.action &&
+      x.until === y.until &&
+      x.shadow === y.shadow &&
+      x.reasons === y.reasons &&
+      x.pastSince === y.pastSince &&
+      x.pastAt === y.pastAt
+    );
+  });
 }
 
 /** Entries written to JSON at a time (a slice each): 2,000 entries with their reasons in one step took milliseconds. */
