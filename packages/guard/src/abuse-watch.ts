@@ -73,8 +73,9 @@ export class AbuseWatch {
   readonly #parts: AbuseWatchParts;
   /** This process's sums since its last flush, per subject. */
   readonly #tallies = new LocalTallies();
-  /** When this process last shared its scoring (`abuseState('scores')`). */
+  /** When this process last shared its scoring (`abuseState('scores')`), and that scoring's `marksOf`. */
   #sharedAt = -Infinity;
+  #sharedMarks = '';
   /** The latest scoring's entries by subject: kept, updated in place each round (`#useScoring`). */
   readonly #listed = new Map<AbuseSubject, AbuseEntry>();
   #scoring: Scoring = { at: 0, modelVersion: null, entries: [] };
@@ -461,12 +462,14 @@ export class AbuseWatch {
     }
     if (entries.length > scored.count) entries.sort((a, b) => b.score - a.score);
     const scoring: Scoring = { at: now, modelVersion: model?.version ?? null, entries };
-    // Shared when it changed, or when the shared copy is half its life old: 2,000 entries' JSON each round was half a
-    // megabyte a second kept a round, growing the old generation into a full collection every few seconds.
-    const { windowMs } = this.#config;
-    if (!sameListing(this.#scoring, scoring) || now - this.#sharedAt >= windowMs) {
-      await this.#parts.store.putAbuseState('scores', await scoringJson(scoring, slice), 2 * windowMs);
+    // Shared at once when what other processes act and list by changed (a model, an action, a spell), else every
+    // SHARE_EVERY_MS: 2,000 entries' JSON each round was half a megabyte a second, growing the old generation into a
+    // full collection every few seconds, its compaction the request loop's longest pause (bench/guard-stall.ts).
+    const marks = marksOf(scoring);
+    if (marks !== this.#sharedMarks || now - this.#sharedAt >= Math.min(SHARE_EVERY_MS, this.#config.windowMs)) {
+      await this.#parts.store.putAbuseState('scores', await scoringJson(scoring, slice), 2 * this.#config.windowMs);
       this.#sharedAt = now;
+      this.#sharedMarks = marks;
     }
     this.#useScoring(scoring);
   }
@@ -489,23 +492,19 @@ export class AbuseWatch {
   }
 }
 
-/** Whether two scorings list the same: every entry's fields alike, its reasons the same ones (`reasonsAt`). */
-function sameListing(a: Scoring, b: Scoring): boolean {
-  if (a.modelVersion !== b.modelVersion || a.entries.length !== b.entries.length) return false;
-  return a.entries.every((x, i) => {
-    const y = b.entries[i]!;
-    return (
-      x.subject === y.subject &&
-      x.score === y.score &&
-      x.requests === y.requests &&
-      x.action === y.action &&
-      x.until === y.until &&
-      x.shadow === y.shadow &&
-      x.reasons === y.reasons &&
-      x.pastSince === y.pastSince &&
-      x.pastAt === y.pastAt
-    );
-  });
+/**
+ * How often a scoring is shared when only scores and counts moved: other processes list subjects and score requests by
+ * a copy this old at most (what they act on, `marksOf`, is shared at once).
+ */
+const SHARE_EVERY_MS = 10_000;
+
+/** What of a scoring other processes act on: its model, and each entry with an action or in a spell past the threshold. */
+function marksOf(scoring: Scoring): string {
+  let marks = String(scoring.modelVersion);
+  for (const { subject, action, until, shadow, pastSince, pastAt } of scoring.entries)
+    if (action !== 'none' || pastSince !== undefined)
+      marks += `\n${subject} ${action} ${until} ${shadow} ${pastSince} ${pastAt}`;
+  return marks;
 }
 
 /** Entries written to JSON at a time (a slice each): 2,000 entries with their reasons in one step took milliseconds. */
