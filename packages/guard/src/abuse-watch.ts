@@ -1,5 +1,6 @@
 // The abuse watch: requests summed per subject on the hot path; on a timer the sums go to the store, the model is
 // trained and every subject scored by one process at a time, and the scores act through the mitigations.
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { UsageRecord } from '@tollgate/core';
@@ -76,6 +77,8 @@ export class AbuseWatch {
   /** When this process last shared its scoring (`abuseState('scores')`), and that scoring's `marksOf`. */
   #sharedAt = -Infinity;
   #sharedMarks = '';
+  /** The `scoresAt` of the scoring this process last followed or shared. */
+  #followed: string | undefined;
   /** The latest scoring's entries by subject: kept, updated in place each round (`#useScoring`). */
   readonly #listed = new Map<AbuseSubject, AbuseEntry>();
   #scoring: Scoring = { at: 0, modelVersion: null, entries: [] };
@@ -351,9 +354,18 @@ export class AbuseWatch {
     if (meta) this.#model = meta;
   }
 
+  /**
+   * Another process's scoring, read and parsed only when it shared a new one (`scoresAt`, a few bytes, says which):
+   * half a megabyte of JSON parsed each round was the old generation's growth on every process that follows.
+   */
   async #followScoring(): Promise<void> {
-    const json = await this.#parts.store.abuseState('scores');
-    if (json) this.#useScoring(JSON.parse(json) as Scoring);
+    const { store } = this.#parts;
+    const at = await store.abuseState('scoresAt');
+    if (at !== undefined && at === this.#followed) return;
+    const json = await store.abuseState('scores');
+    if (!json) return;
+    this.#followed = at;
+    this.#useScoring(JSON.parse(json) as Scoring);
   }
 
   #useScoring(scoring: Scoring): void {
@@ -467,7 +479,11 @@ export class AbuseWatch {
     // full collection every few seconds, its compaction the request loop's longest pause (bench/guard-stall.ts).
     const marks = marksOf(scoring);
     if (marks !== this.#sharedMarks || now - this.#sharedAt >= Math.min(SHARE_EVERY_MS, this.#config.windowMs)) {
-      await this.#parts.store.putAbuseState('scores', await scoringJson(scoring, slice), 2 * this.#config.windowMs);
+      const { store } = this.#parts;
+      await store.putAbuseState('scores', await scoringJson(scoring, slice), 2 * this.#config.windowMs);
+      // Which scoring is shared, for those that follow it (after it: one that reads it new reads the scoring new).
+      this.#followed = `${now}:${randomUUID()}`;
+      await store.putAbuseState('scoresAt', this.#followed, 2 * this.#config.windowMs);
       this.#sharedAt = now;
       this.#sharedMarks = marks;
     }

@@ -470,6 +470,56 @@ describe('the abuse watch', () => {
     expect(sharedEntries()).toEqual(JSON.parse(JSON.stringify(guard.abuseEntries())));
   }, 120_000);
 
+  it('is followed by another process on Redis, which reads and parses the scoring only when a new one is shared', async () => {
+    const prefix = uniquePrefix();
+    const now = Date.now();
+    const options = {
+      alerts: { log: false },
+      abuse: { window: '1m', train: { every: '1h', minSubjects: 30 } },
+      clock: () => now,
+    } as const;
+    const scorerStores = createRedisStores({ url: REDIS_URL, prefix });
+    const followerStores = createRedisStores({ url: REDIS_URL, prefix });
+    const scorer = createGuard({ ...options, stores: scorerStores });
+    const follower = createGuard({ ...options, stores: followerStores });
+    try {
+      const read = follower.store.abuseState.bind(follower.store);
+      let parsed = 0;
+      follower.store.abuseState = async (name) => {
+        if (name === 'scores') parsed++;
+        return read(name);
+      };
+      const app = abuseApp(scorer, keys);
+      await traffic(app);
+      await scorer.flush();
+      await scorer.flush();
+      // The follower's timer rounds (each second) find this second's scoring claimed, and follow it.
+      const followed = async (entries: unknown) => {
+        for (let i = 0; i < 60 && JSON.stringify(follower.abuseEntries()) !== JSON.stringify(entries); i++)
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(JSON.parse(JSON.stringify(follower.abuseEntries()))).toEqual(JSON.parse(JSON.stringify(entries)));
+      };
+      await followed(scorer.abuseEntries());
+      const reads = parsed;
+      expect(reads).toBeGreaterThan(0);
+      // Rounds with nothing new shared read a few bytes, not the scoring.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect(parsed).toBe(reads);
+      // A clear is shared at once, and followed.
+      await request(app).delete(`/admin/abuse/${scorer.abuseEntries()[0]!.subject}`);
+      await scorer.flush();
+      for (let i = 0; i < 60 && parsed === reads; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(parsed).toBe(reads + 1);
+      await followed(scorer.abuseEntries());
+    } finally {
+      await scorer.close();
+      await follower.close();
+      await deleteKeys(prefix);
+      await scorerStores.close();
+      await followerStores.close();
+    }
+  }, 120_000);
+
   it.each([
     { name: 'memory', make: () => createMemoryStores(), prefix: '' },
     { name: 'redis', make: () => createRedisStores({ url: REDIS_URL, prefix: listedPrefix }), prefix: listedPrefix },
