@@ -149,7 +149,9 @@ async function main(): Promise<void> {
     for (const grain of ROLLUP_GRAINS) await pool.query(`VACUUM (ANALYZE) ${rollupTableName(location, grain)}`);
     const size = async (table: string) => {
       const result = await pool.query<{ rows: string; bytes: string }>(
-        `SELECT (SELECT count(*) FROM ${table}) AS rows, pg_total_relation_size('${table}') AS bytes`,
+        // A partitioned table's own size is 0: its partitions' (pg_partition_tree lists a plain table alone).
+        `SELECT (SELECT count(*) FROM ${table}) AS rows,
+                (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('${table}')) AS bytes`,
       );
       return `${fmtNumber(Number(result.rows[0]!.rows))} rows (${fmtBytes(Number(result.rows[0]!.bytes))})`;
     };
