@@ -102,14 +102,14 @@ export function scoredColumns(rows: readonly ScoredRow[]): ScoredColumns {
 export function reasonsAt(columns: ScoredColumns, i: number, earlier?: readonly AbuseReason[]): AbuseReason[] {
   let count = 0;
   while (count < REASONS && columns.reasonFeature[i * REASONS + count]! >= 0) count++;
-  const same =
-    earlier?.length === count &&
-    earlier.every(
-      (reason, r) =>
-        reason.feature === FEATURE_NAMES[columns.reasonFeature[i * REASONS + r]!] &&
-        reason.value === columns.reasonValue[i * REASONS + r] &&
-        reason.population === columns.reasonPopulation[i * REASONS + r],
-    );
+  let same = earlier?.length === count;
+  for (let r = 0; same && r < count; r++) {
+    const reason = earlier![r]!;
+    same =
+      reason.feature === FEATURE_NAMES[columns.reasonFeature[i * REASONS + r]!] &&
+      reason.value === columns.reasonValue[i * REASONS + r] &&
+      reason.population === columns.reasonPopulation[i * REASONS + r];
+  }
   if (same) return earlier as AbuseReason[];
   return Array.from({ length: count }, (_, r) => ({
     feature: FEATURE_NAMES[columns.reasonFeature[i * REASONS + r]!]!,

@@ -6,7 +6,8 @@ import { besideUsageTable, ledgerTableName, quoteIdentifier } from './ledger-nam
 import type { LedgerLocation } from './ledger-names.js';
 import {
   attachUnpartitionedSql,
-  dropPartitionsSql,
+  dropPartitionSql,
+  expiredPartitions,
   partitionedBy,
   PARTITIONED_QUERY,
   PARTITIONS_QUERY,
@@ -320,12 +321,13 @@ export async function keepUsagePartitions(
   if (!(await isPartitioned(db, location))) return { partitioned: false, dropped: [] };
   const { rows } = await db.query<{ name: string }>(PARTITIONS_QUERY, [ledgerTableName(location)]);
   const names = rows.map((row) => row.name);
-  const drops = options.retentionMs === undefined ? [] : dropPartitionsSql(location, names, now - options.retentionMs);
-  await runMigration(db, migrationLock(location), [usagePartitionsSql(location, now), ...drops]);
-  return {
-    partitioned: true,
-    dropped: drops.filter((sql) => sql.startsWith('DROP')).map((sql) => sql.replace(/^DROP TABLE /, '')),
-  };
+  const dropped =
+    options.retentionMs === undefined ? [] : expiredPartitions(location, names, now - options.retentionMs);
+  await runMigration(db, migrationLock(location), [
+    usagePartitionsSql(location, now),
+    ...dropped.flatMap((name) => dropPartitionSql(location, name)),
+  ]);
+  return { partitioned: true, dropped };
 }
 
 function migrationLock(location: LedgerLocation): string {

@@ -186,7 +186,8 @@ export function postgresSink(options: PostgresSinkOptions): PostgresSink | Ledge
       if (!migrated) {
         await migrateUsageLedger(db, location);
         migrated = true;
-        void keep();
+        // The migration made the months ahead; what is older than the retention goes now, not an hour from now.
+        if (retentionMs !== undefined) void keep();
       }
       await insertUsageRecords(db, batch, location);
     },

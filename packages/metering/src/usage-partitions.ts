@@ -17,25 +17,21 @@ const BEFORE_NAME = /_p_before(\d{4})(\d{2})$/;
 
 interface PartitionNames {
   parent: string;
-  /** The schema-qualified, quoted name of a partition with this suffix (`p202611`, `p_default`). */
-  of(suffix: string): string;
-  /** The unquoted names' common start, as the catalog lists them. */
+  /** The unquoted names' common start, as the catalog lists them (the usage table's, cut as its indexes' are). */
   base: string;
-  schema: string | undefined;
+  /** What a name is prefixed with to be the schema's (`"schema".`, or nothing: the search path's). */
+  schemaPrefix: string;
+  /** The schema-qualified, quoted name of the partition `name` (as the catalog lists it). */
+  qualified(name: string): string;
+  /** The same, of the partition with this suffix (`p202611`, `p_default`). */
+  of(suffix: string): string;
 }
 
 function namesOf(location: LedgerLocation): PartitionNames {
   const base = `${(location.table ?? 'tollgate_usage').slice(0, 40)}_`;
-  const schema = location.schema;
-  return {
-    parent: ledgerTableName(location),
-    base,
-    schema,
-    of: (suffix) => {
-      const name = quoteIdentifier(`${base}${suffix}`, 'partition');
-      return schema === undefined ? name : `${quoteIdentifier(schema, 'schema')}.${name}`;
-    },
-  };
+  const schemaPrefix = location.schema === undefined ? '' : `${quoteIdentifier(location.schema, 'schema')}.`;
+  const qualified = (name: string) => `${schemaPrefix}${quoteIdentifier(name, 'partition')}`;
+  return { parent: ledgerTableName(location), base, schemaPrefix, qualified, of: (suffix) => qualified(base + suffix) };
 }
 
 function monthStart(ms: number, add = 0): Date {
@@ -127,7 +123,7 @@ export function setAsideUnpartitionedSql(location: LedgerLocation): string {
         FOR index_name IN SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                           WHERE i.indrelid = to_regclass(${literal(names.parent)}) LOOP
           EXECUTE format('ALTER INDEX %s RENAME TO %I',
-            ${literal(names.schema === undefined ? '' : `${quoteIdentifier(names.schema, 'schema')}.`)} || quote_ident(index_name),
+            ${literal(names.schemaPrefix)} || quote_ident(index_name),
             left(index_name, 55) || '_legacy');
         END LOOP;
         EXECUTE ${literal(`ALTER TABLE ${names.parent} RENAME TO ${quoteIdentifier(`${names.base}p_legacy`, 'partition')}`)};
@@ -144,7 +140,6 @@ export function attachUnpartitionedSql(location: LedgerLocation, now: number): s
   const names = namesOf(location);
   const aside = names.of('p_legacy');
   const floor = monthStart(now, 1).toISOString();
-  const schemaPrefix = names.schema === undefined ? '' : `${quoteIdentifier(names.schema, 'schema')}.`;
   return `DO $attach$
     DECLARE newest timestamptz; upper timestamptz; named text;
     BEGIN
@@ -155,7 +150,7 @@ export function attachUnpartitionedSql(location: LedgerLocation, now: number): s
       named := ${literal(names.base)} || 'p_before' || to_char(upper AT TIME ZONE 'UTC', 'YYYYMM');
       EXECUTE format('ALTER TABLE %s RENAME TO %I', ${literal(aside)}, named);
       EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (MINVALUE) TO (%L)',
-        ${literal(names.parent)}, ${literal(schemaPrefix)} || quote_ident(named), upper);
+        ${literal(names.parent)}, ${literal(names.schemaPrefix)} || quote_ident(named), upper);
     END $attach$`;
 }
 
@@ -172,21 +167,15 @@ function partitionEnd(name: string, location: LedgerLocation): Date | undefined 
   return undefined;
 }
 
-/** The statements that detach and drop each partition whose times all end at or before `cutoff`. */
-export function dropPartitionsSql(location: LedgerLocation, partitions: readonly string[], cutoff: number): string[] {
-  const names = namesOf(location);
-  return partitions
-    .filter((name) => {
-      const end = partitionEnd(name, location);
-      return end !== undefined && end.getTime() <= cutoff;
-    })
-    .flatMap((name) => {
-      const part =
-        names.schema === undefined
-          ? quoteIdentifier(name, 'partition')
-          : `${quoteIdentifier(names.schema, 'schema')}.${quoteIdentifier(name, 'partition')}`;
-      return [`ALTER TABLE ${names.parent} DETACH PARTITION ${part}`, `DROP TABLE ${part}`];
-    });
+/** The partitions (as the catalog lists them) whose times all end at or before `cutoff`. */
+export function expiredPartitions(location: LedgerLocation, partitions: readonly string[], cutoff: number): string[] {
+  return partitions.filter((name) => (partitionEnd(name, location)?.getTime() ?? Infinity) <= cutoff);
+}
+
+/** The statements that detach and drop the partition `name` (as the catalog lists it). */
+export function dropPartitionSql(location: LedgerLocation, name: string): string[] {
+  const { parent, qualified } = namesOf(location);
+  return [`ALTER TABLE ${parent} DETACH PARTITION ${qualified(name)}`, `DROP TABLE ${qualified(name)}`];
 }
 
 /** The catalog's query for the usage table's partitions (`$1`: the table's quoted name); none when not partitioned. */

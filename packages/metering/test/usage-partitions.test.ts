@@ -8,7 +8,7 @@ import { keepUsagePartitions, migrateUsageLedger, partitionUsageLedger } from '@
 import { postgresSink } from '@tollgate/metering/postgres';
 import { insertUsageRecords, isPartitioned, ledgerTableName } from '../src/postgres-ledger.js';
 import { ROLLUP_GRAINS, rollupTableName } from '../src/usage-rollups.js';
-import { MIN_RETENTION_MS } from '../src/usage-partitions.js';
+import { MIN_RETENTION_MS, PARTITIONS_QUERY } from '../src/usage-partitions.js';
 import { makeUnpartitionedLedger, pgliteBackend, postgresBackend } from './ledger-backends.js';
 import type { Backend } from './ledger-backends.js';
 import { sampleRecord } from './sample-record.js';
@@ -30,11 +30,7 @@ const RECORDS = [
 ];
 
 async function partitionNames(backend: Backend): Promise<string[]> {
-  const names = await backend.db.query<{ name: string }>(
-    `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE i.inhparent = to_regclass($1) ORDER BY 1`,
-    [ledgerTableName(backend.location)],
-  );
+  const names = await backend.db.query<{ name: string }>(PARTITIONS_QUERY, [ledgerTableName(backend.location)]);
   return names.rows.map((row) => row.name);
 }
 
@@ -104,7 +100,7 @@ describe.each([
 
     // 93 days before 2027-03-20 is 2026-12-17: November ends before it and goes; December does not.
     const kept = await keepUsagePartitions(db, location, { now: at('2027-03-20T00:00:00Z'), retentionMs: 93 * DAY });
-    expect(kept.dropped).toEqual([expect.stringContaining(`${t}_p202611`)]);
+    expect(kept.dropped).toEqual([`${t}_p202611`]);
     const after = await partitions(backend);
     expect(after[`${t}_p202611`]).toBeUndefined();
     expect(after).toMatchObject({ [`${t}_p_default`]: 1, [`${t}_p202612`]: 1, [`${t}_p202704`]: 0 });
@@ -155,7 +151,7 @@ describe.each([
 
     // The old table's partition goes once all its times are older than the retention.
     const kept = await keepUsagePartitions(db, location, { now: at('2027-03-10T00:00:00Z'), retentionMs: 93 * DAY });
-    expect(kept.dropped).toEqual([expect.stringContaining(`${t}_p_before202612`)]);
+    expect(kept.dropped).toEqual([`${t}_p_before202612`]);
     expect(await totals(backend)).toEqual({ raw: '9000000018', rollups: ROLLUP_GRAINS.map(() => ALL) });
   });
 });
