@@ -112,6 +112,7 @@ const OPTION_NAMES = [
   'global',
   'timezone',
   'budgets',
+  'budgetsDecideBy',
   'softLimit',
   'downgrade',
   'minOutputTokens',

@@ -22,6 +22,7 @@ import type { SessionBudgetOptions } from './session-budgets.js';
 import { memberIdOf, TeamBudgets } from './team-budgets.js';
 import type { TeamBudgetOptions } from './team-budgets.js';
 import type { BudgetLimits, BudgetScope, BudgetSelector, BudgetSpec } from './types.js';
+import type { CallerSpend } from './rebuild.js';
 
 export type { ResolvedBudget } from './budget-limits.js';
 
@@ -90,6 +91,13 @@ export interface BudgetPlanOptions extends ModelBudgetOptions, SessionBudgetOpti
   /** More budgets per caller, decided in code (may be async); added to the static ones. */
   budgets?: (identity: Identity) => BudgetSpec[] | Promise<BudgetSpec[]>;
   /**
+   * The caller fields the `budgets` function decides by (`['tenantId']` for budgets kept per tenant): it is then handed
+   * an identity that refuses every other field (ERR_TG_BUDGET_UNDECLARED_FIELD), and a rebuild keeps only these and the
+   * static budgets' apart, so the usage ledger can sum a month from its rollups (docs/usage-rollups.md).
+   * @default every field the usage ledger keeps
+   */
+  budgetsDecideBy?: readonly CallerField[];
+  /**
    * Default soft limit for every budget: a fraction of its limit (0 < x <= 1) or a list of them, each
    * alerted once per period. Budgets may set their own.
    * @default undefined (no soft limit)
@@ -101,6 +109,64 @@ export interface BudgetPlanOptions extends ModelBudgetOptions, SessionBudgetOpti
    * @default undefined (never downgrade)
    */
   downgrade?: Record<string, string>;
+}
+
+/** A field of a caller as the usage ledger records it: what a rebuild may group spend by (`BudgetPlan.callerFields`). */
+export type CallerField = Exclude<keyof CallerSpend, 'spentNanoUsd'>;
+
+/** Every caller field, in the order a caller's key lists them. */
+export const CALLER_FIELDS: readonly CallerField[] = [
+  'keyId',
+  'userId',
+  'tenantId',
+  'feature',
+  'model',
+  'tags',
+  'session',
+  'team',
+];
+
+/** The identity's name of each caller field (a call's model is not the identity's: `forCall` is given it). */
+const IDENTITY_FIELDS: Record<CallerField, keyof Identity | undefined> = {
+  keyId: 'keyId',
+  userId: 'userId',
+  tenantId: 'tenantId',
+  feature: 'feature',
+  model: undefined,
+  tags: 'tags',
+  session: 'sessionId',
+  team: 'team',
+};
+
+function checkDecideBy(fields: unknown): readonly CallerField[] | undefined {
+  if (fields === undefined) return undefined;
+  if (!Array.isArray(fields) || fields.some((field) => !CALLER_FIELDS.includes(field as CallerField)))
+    throw invalid('budgetGuard() option budgetsDecideBy', `must list caller fields of ${CALLER_FIELDS.join(', ')}`);
+  return [...(fields as CallerField[])];
+}
+
+/**
+ * `budgets` handed an identity that answers the fields it declared (and what every object has) and refuses the rest:
+ * a function that reads another would be rebuilt wrong (its field not kept apart), so it fails at once, not later.
+ */
+function declaredOnly(
+  budgets: BudgetPlanOptions['budgets'],
+  fields: readonly CallerField[] | undefined,
+): BudgetPlanOptions['budgets'] {
+  if (!budgets || !fields) return budgets;
+  const allowed = new Set<string | symbol>(fields.flatMap((field) => IDENTITY_FIELDS[field] ?? []));
+  const handler: ProxyHandler<Identity> = {
+    get(target, field, receiver) {
+      if (typeof field === 'symbol' || allowed.has(field) || field === 'then' || field in Object.prototype)
+        return Reflect.get(target, field, receiver) as unknown;
+      throw new TollgateError(
+        'ERR_TG_BUDGET_UNDECLARED_FIELD',
+        `the budgets function read identity.${field}, which its budgetsDecideBy (${fields.join(', ') || 'none'}) ` +
+          'does not list: add it there, or a rebuild would not keep callers apart by it',
+      );
+    },
+  };
+  return (identity) => budgets(new Proxy(identity, handler));
 }
 
 type IdScope = Exclude<BudgetScope, 'global' | 'model' | 'session' | 'team' | 'member'>;
@@ -206,6 +272,8 @@ export class BudgetPlan {
   readonly sessions: SessionBudgets;
   readonly teams: TeamBudgets;
   readonly #dynamic: BudgetPlanOptions['budgets'];
+  /** The fields the `budgets` function declared it decides by (`budgetsDecideBy`); undefined: any. */
+  readonly #dynamicFields: readonly CallerField[] | undefined;
   readonly #defaults: LimitDefaults;
   /** Dynamic specs validated once per object (a function that returns the same objects pays once). */
   readonly #validated = new WeakMap<object, ResolvedBudget>();
@@ -248,7 +316,8 @@ export class BudgetPlan {
     this.teams = new TeamBudgets(options, this.#defaults);
     if (options.budgets !== undefined && typeof options.budgets !== 'function')
       throw invalid('budgetGuard() option budgets', 'must be a function (identity) => BudgetSpec[]');
-    this.#dynamic = options.budgets;
+    this.#dynamicFields = checkDecideBy(options.budgetsDecideBy);
+    this.#dynamic = declaredOnly(options.budgets, this.#dynamicFields);
     if (options.keyBudgets !== undefined && typeof options.keyBudgets !== 'function')
       throw invalid('budgetGuard() option keyBudgets', 'must be a function (keyId) => KeyBudget | undefined');
     this.#keyBudgetLookup = options.keyBudgets;
@@ -443,6 +512,27 @@ export class BudgetPlan {
     const own = await this.forIdentity(await this.#withKeyBudget(identity));
     if (model === undefined) return [...own];
     return [...own, ...this.models.forModel(identity.tenantId, model)];
+  }
+
+  /**
+   * The fields of a usage record's caller that decide which of this plan's budgets its calls were charged to: what a
+   * rebuild must keep apart when it sums the usage ledger by caller (two callers alike in these fields are charged to
+   * the same budgets). Undefined when a `budgets` function decides: it may read any field the ledger keeps.
+   */
+  callerFields(): readonly CallerField[] | undefined {
+    if (this.#dynamic && !this.#dynamicFields) return undefined;
+    const fields = new Set<CallerField>(this.#dynamicFields);
+    const add = (...more: CallerField[]) => more.forEach((field) => fields.add(field));
+    if (this.#static.has('key') || this.#keyBudgetLookup || this.#allKeyBudgets) add('keyId');
+    if (this.#static.has('user')) add('userId');
+    if (this.#tenantUsers) add('tenantId', 'userId');
+    if (this.#static.has('tenant')) add('tenantId');
+    if (this.#static.has('feature')) add('feature');
+    if (this.models.any) add('tenantId', 'model');
+    if (this.sessions.configured) add('session', 'keyId', 'tenantId');
+    // A member is known by its end user, else its key (memberIdOf).
+    if (this.teams.any) add('tenantId', 'team', 'userId', 'keyId');
+    return CALLER_FIELDS.filter((field) => fields.has(field));
   }
 
   /** The budgets configured with a fixed id (wildcards and dynamic budgets have no fixed id). */

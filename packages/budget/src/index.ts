@@ -4,6 +4,7 @@ export type { BudgetGuard, BudgetGuardOptions } from './budget-guard.js';
 export { budgetAdminRouter, budgetAuditTarget } from './admin-router.js';
 export type { WebhookOptions } from './webhook.js';
 export type { CallerFilter, RebuildReport, SpendSource } from './rebuild.js';
+export type { CallerField } from './budget-plan.js';
 export type { HeldReservation } from './held-reservations.js';
 export type { DriftReading, DriftRepair, SpendDrift, SpendDriftOptions } from './spend-drift.js';
 export type { WholeSpend } from './whole-spend.js';

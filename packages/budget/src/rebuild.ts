@@ -6,8 +6,8 @@ import { besideRequests, ShardedMap, withTimeout } from '@tollgate/core/store-co
 import type { TimeSlice } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import { inForceAt } from './budget-limits.js';
-import { ledgerScopesAt } from './budget-plan.js';
-import type { ResolvedBudget } from './budget-plan.js';
+import { CALLER_FIELDS, ledgerScopesAt } from './budget-plan.js';
+import type { CallerField, ResolvedBudget } from './budget-plan.js';
 import type { BudgetBook } from './budget-status.js';
 import { restoreCredits } from './credit-journal.js';
 import type { ScopeCredit } from './credit-journal.js';
@@ -54,7 +54,8 @@ export interface SpendSource {
    * Nano-USD recorded per caller with records started in [since, until) (epoch ms; callers with nothing recorded may
    * be left out); with `finishedBefore`, only the records whose call finished before it (timestamp + latency); with
    * `finishedFrom`, only those whose call finished at or after it (a scope's last reset: what it forgot is left out);
-   * with `only`, the callers it names at least.
+   * with `only`, the callers it names at least. With `fields`, callers alike in those fields may be summed into one row
+   * (its other fields null, so a source may read sums kept without them: usage rollups); without, every field counts.
    */
   spentByCaller(
     since: number,
@@ -62,6 +63,7 @@ export interface SpendSource {
     finishedBefore?: number,
     finishedFrom?: number,
     only?: CallerFilter,
+    fields?: readonly CallerField[],
   ): Promise<CallerSpend[]>;
   /**
    * The records with spend started in [since, until) whose call finished at or after `finishedFrom`, in one read
@@ -155,6 +157,9 @@ function identityOf(caller: CallerSpend): Identity {
   return new Proxy(identity, KEPT_ONLY);
 }
 
+/** What a `budgets` function that cannot be rebuilt is refused with. */
+const UNREBUILDABLE: ReadonlySet<string> = new Set(['ERR_TG_BUDGET_NOT_REBUILDABLE', 'ERR_TG_BUDGET_UNDECLARED_FIELD']);
+
 /**
  * Asks the plan once for a caller with nothing recorded, before any spend: a `budgets` function that reads a field the
  * usage ledger does not keep is refused at the first rebuild (at start), even with nothing in the ledger yet. Other
@@ -165,13 +170,17 @@ async function probeBudgets(book: BudgetBook): Promise<void> {
   try {
     await book.plan.forCall(identityOf(nobody), undefined);
   } catch (error) {
-    if (error instanceof TollgateError && error.code === 'ERR_TG_BUDGET_NOT_REBUILDABLE') throw error;
+    // A field the ledger does not keep, or one the function did not declare (budgetsDecideBy): not rebuildable.
+    if (error instanceof TollgateError && UNREBUILDABLE.has(error.code)) throw error;
   }
 }
 
-function callerKey(caller: CallerSpend): string {
-  const { keyId, userId, tenantId, feature, model, tags, session, team } = caller;
-  return JSON.stringify([keyId, userId, tenantId, feature, model, tags ?? null, session ?? null, team ?? null]);
+/**
+ * A caller's key by `fields` (every field without): callers alike in them are one caller, charged to the same budgets
+ * (`BudgetPlan.callerFields`), whether the source summed them into one row or not.
+ */
+function callerKeyOf(fields: readonly CallerField[] = CALLER_FIELDS): (caller: CallerSpend) => string {
+  return (caller) => JSON.stringify(fields.map((field) => caller[field] ?? null));
 }
 
 /** Scopes a block of `FoundScopes` holds. */
@@ -379,6 +388,7 @@ interface Callers {
 async function distinctCallers(
   summed: readonly CallerSpend[],
   recent: readonly RecordSpend[],
+  callerKey: (caller: CallerSpend) => string,
   slice: TimeSlice,
 ): Promise<Callers> {
   const list: CallerSpend[] = [];
@@ -592,10 +602,14 @@ async function readUsageLedger(
   // the ledger), never twice; a record that reaches that ledger later than its settle is under-counted instead.
   const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : until;
   const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut, only) : [];
-  const summed = await source.spentByCaller(earliest, until, cut, undefined, only);
-  const callers = await distinctCallers(summed, recent, slice);
+  // Only what decides a caller's budgets is kept apart: a month of 10,000,000 records is then summed from rollups.
+  const fields = book.plan.callerFields();
+  const callerKey = callerKeyOf(fields);
+  const summed = await source.spentByCaller(earliest, until, cut, undefined, only, fields);
+  const callers = await distinctCallers(summed, recent, callerKey, slice);
   const { found, slots, slotSeen, slotsOf } = await scopesOfCallers(book, callers, resets, now, slice, keepBudget);
-  const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent, only }, callers, slice);
+  const read = { earliest, until, cut, summed, recent, only, fields, callerKey };
+  const spentSince = spentSinceReader(source, read, callers, slice);
   /** What the ledger holds for scope `at`: the sum over the callers charged to it. */
   const spentOf = async (at: number) => {
     if (!found.charged(at)) return 0;
@@ -613,6 +627,9 @@ interface RebuildRead {
   recent: readonly RecordSpend[];
   /** The callers the read kept to (a drift sample's), or all. */
   only: CallerFilter | undefined;
+  /** The caller fields kept apart (every one: undefined), and a caller's key by them. */
+  fields: readonly CallerField[] | undefined;
+  callerKey: (caller: CallerSpend) => string;
 }
 
 /**
@@ -621,13 +638,14 @@ interface RebuildRead {
  * the cut added.
  */
 function spentSinceReader(source: SpendSource, read: RebuildRead, callers: Callers, slice: TimeSlice) {
-  const { earliest, until, cut, summed, recent } = read;
+  const { earliest, until, cut, summed, recent, callerKey } = read;
   const withRecent = async (since: number, resetAt: number | undefined, rows: readonly CallerSpend[]) => {
     // A caller not among `callers` (nothing spent since the oldest start) is charged to no scope: left out.
     const spent = new Float64Array(callers.list.length);
     for (const row of rows) {
       const caller = callers.index.get(callerKey(row));
-      if (caller !== undefined) spent[caller] = row.spentNanoUsd;
+      // Added: a source may answer callers alike in the fields kept in rows of their own.
+      if (caller !== undefined) spent[caller] = spent[caller]! + row.spentNanoUsd;
       await slice.pause();
     }
     for (let i = 0; i < recent.length; i++) {
@@ -648,7 +666,7 @@ function spentSinceReader(source: SpendSource, read: RebuildRead, callers: Calle
       const rows =
         since === earliest && resetAt === undefined
           ? Promise.resolve(summed)
-          : source.spentByCaller(since, until, cut, resetAt, read.only);
+          : source.spentByCaller(since, until, cut, resetAt, read.only, read.fields);
       answer = rows.then((found) => withRecent(since, resetAt, found));
       asked.set(key, answer);
     }

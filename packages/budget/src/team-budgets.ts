@@ -133,6 +133,11 @@ export class TeamBudgets {
     }
   }
 
+  /** True when some tenant has a team. */
+  get any(): boolean {
+    return this.#teams.size > 0;
+  }
+
   /** True when `team` is a team of `tenant`. */
   has(tenant: string | undefined, team: string): boolean {
     return tenant !== undefined && this.#teams.get(tenant)?.has(team) === true;

@@ -59,8 +59,9 @@ export function createBudgetGuard(
     ...(listBudgetedKeys
       ? { allKeyBudgets: async () => (await listBudgetedKeys()).flatMap((record) => keyBudgetOf(record) ?? []) }
       : {}),
-    // A stored tenant's budgets, read on each request: a change applies from the next one.
-    ...(tenantBudgets ? { budgets: tenantBudgets } : {}),
+    // A stored tenant's budgets, read on each request: a change applies from the next one. They are decided by the
+    // tenant alone: a rebuild sums the usage ledger by tenant (and what the static budgets decide by), from rollups.
+    ...(tenantBudgets ? { budgets: tenantBudgets, budgetsDecideBy: ['tenantId' as const] } : {}),
     ...(onModelBudgetSpent ? { onModelBudgetSpent } : {}),
     ...(alerts ? { onEvent: alerts.onEvent } : { log: (event) => log(JSON.stringify(event)) }),
     // Its 503 (the ledger failed) names the budget, not just a store.

@@ -15,6 +15,8 @@ import {
   usagePartitionsSql,
 } from './usage-partitions.js';
 import { rollupMigrationSql } from './usage-rollups.js';
+import { FINISHED, longCallIndexSql, spendByCallerQuery } from './spend-read.js';
+import type { CallerFieldName } from './spend-read.js';
 
 /**
  * What the ledger needs of a database: one `query(text, values)` that resolves with `rows`. A pg
@@ -162,6 +164,8 @@ export function ledgerMigrationSql(location: LedgerLocation = {}, now = Date.now
     `CREATE INDEX IF NOT EXISTS ${index('model_ts')} ON ${table} (model, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('key_ts')} ON ${table} (key_id, ts)`,
     `CREATE INDEX IF NOT EXISTS ${index('ts')} ON ${table} (ts)`,
+    // The calls that took an hour or more: a rebuild's read of the rollups finds those that straddle its cut by it.
+    longCallIndexSql(table, index('long_calls')),
     `CREATE INDEX IF NOT EXISTS ${index('session_ts')} ON ${table} (session, ts) WHERE session IS NOT NULL`,
     // A tenant's top sessions from the index alone (sessions are not rolled up: docs/usage-rollups.md).
     `CREATE INDEX IF NOT EXISTS ${index('tenant_sessions')} ON ${table} (tenant_id, ts)
@@ -421,7 +425,8 @@ interface LedgerSpendSource {
   /**
    * Nano-USD per caller (key, user, tenant, feature, model as billed, session, team) with spend started in [since, until): what a
    * rebuild reads; with `finishedBefore`, only records whose call finished before it (ts + latency_ms); with
-   * `finishedFrom`, only those whose call finished at or after it (a budget's last reset).
+   * `finishedFrom`, only those whose call finished at or after it (a budget's last reset); with `fields`, callers alike
+   * in those are one row (the other fields null), summed from the rollups where they keep them (spend-read.ts).
    */
   spentByCaller(
     since: number,
@@ -429,6 +434,7 @@ interface LedgerSpendSource {
     finishedBefore?: number,
     finishedFrom?: number,
     only?: CallerFilterRows,
+    fields?: readonly CallerFieldName[],
   ): Promise<CallerSpendRow[]>;
   /** Each record with spend started in [since, until) that finished at or after `finishedFrom`: a rebuild's cut. */
   recordsFinishedSince(
@@ -480,9 +486,6 @@ function spendColumn(scope: SpendScope): string | undefined {
     );
   return SPEND_COLUMNS[scope];
 }
-
-/** When a record's call finished, in SQL: its timestamp plus its latency (what a settle names it by, SettledRecord). */
-const FINISHED = `(ts + latency_ms * interval '1 millisecond')`;
 
 /** The caller columns of a ledger row. */
 interface CallerRow {
@@ -544,29 +547,9 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       );
       return Number(result.rows[0]?.spent ?? 0);
     },
-    async spentByCaller(since, until, finishedBefore, finishedFrom, only) {
-      const values: unknown[] = [new Date(since).toISOString(), new Date(until).toISOString()];
-      let finished = '';
-      if (finishedBefore !== undefined) {
-        values.push(new Date(finishedBefore).toISOString());
-        finished += ` AND ${FINISHED} < $${values.length}`;
-      }
-      if (finishedFrom !== undefined) {
-        values.push(new Date(finishedFrom).toISOString());
-        finished += ` AND ${FINISHED} >= $${values.length}`;
-      }
-      finished += callersCondition(only, values);
-      const result = await orNothing(
-        db.query<CallerRow & { spent: string }>(
-          `SELECT key_id, user_id, tenant_id, feature, model, nullif(tags, '{}') AS tags, session, team,
-                  sum(cost_nano_usd) AS spent
-             FROM ${table} WHERE ts >= $1 AND ts < $2${finished}
-            GROUP BY key_id, user_id, tenant_id, feature, model, nullif(tags, '{}'), session, team
-           HAVING sum(cost_nano_usd) > 0`,
-          values,
-        ),
-        { rows: [] },
-      );
+    async spentByCaller(since, until, finishedBefore, finishedFrom, only, fields) {
+      const query = spendByCallerQuery(table, location, { since, until, finishedBefore, finishedFrom, only, fields });
+      const result = await orNothing(db.query<CallerRow & { spent: string }>(query.text, query.values), { rows: [] });
       return result.rows.map((row) => ({ ...callerOf(row), spentNanoUsd: Number(row.spent) }));
     },
     async recordsFinishedSince(since, until, finishedFrom, only) {

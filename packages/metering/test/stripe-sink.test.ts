@@ -9,6 +9,7 @@ import { stripeMeterSink } from '@tollgate/metering/stripe';
 import { startFakeStripe } from '../../../test/helpers/fake-stripe.js';
 import { sampleRecord } from './sample-record.js';
 import type { FakeStripe } from '../../../test/helpers/fake-stripe.js';
+import { seeded } from './seeded.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'tollgate-stripe-'));
 let stripe: FakeStripe;
@@ -32,17 +33,6 @@ afterAll(async () => {
 let ids = 0;
 const record = (tenantId: string | null, costNanoUsd: number): UsageRecord =>
   sampleRecord({ id: `rec-${ids++}`, timestamp: '2026-11-24T06:00:00.000Z', tenantId, costNanoUsd });
-
-/** A deterministic stream of numbers in [0, 1) (mulberry32): the same records every run. */
-function seeded(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const sinkOptions = (directory: string) => ({
   apiKey: 'sk_test_tollgate',

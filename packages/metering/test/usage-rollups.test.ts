@@ -20,23 +20,13 @@ import type { RollupGrain } from '../src/usage-rollups.js';
 import { pgliteBackend, postgresBackend } from './ledger-backends.js';
 import type { Backend } from './ledger-backends.js';
 import { sampleRecord } from './sample-record.js';
+import { seeded } from './seeded.js';
 
 const HOUR = 3_600_000;
 const start = Date.UTC(2026, 10, 20, 0, 0);
 
-/** A small deterministic generator (mulberry32): the same records on every run. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomRecords(count: number, seed: number, prefix: string): UsageRecord[] {
-  const next = random(seed);
+  const next = seeded(seed);
   const pick = <T>(values: readonly T[]): T => values[Math.floor(next() * values.length)]!;
   const records: UsageRecord[] = [];
   for (let i = 0; i < count; i++) {
