@@ -697,18 +697,48 @@ export function listWindowsAt(list: readonly ResolvedBudget[], now: number): Bud
   return kept;
 }
 
-/** The markers of a budget's events in one period: keyed by `base` (its period or window epoch in it), ending at `expiresAt`. */
-function eventMarkers(budget: ResolvedBudget, base: string, expiresAt: number) {
-  const marker = (name: string) => ({ key: `${base}:${name}`, limit: 1, expiresAt, slot: budget.slot });
-  return {
-    thresholdMarkers: budget.thresholds.map((threshold) => ({
+const NO_MARKERS: readonly EventMarker[] = Object.freeze([]);
+
+/**
+ * A budget's window whose event markers are made when first read: most budgets never pass a threshold, run out or get
+ * a forecast over their limit in a period, and at 10,000 tenants their markers (an object, a scope and a key each) were
+ * a third of what a tenant's window held (bench/scale.ts). Markers are keyed by `markerBase` (the period, or the window
+ * epoch in it) and end at `markersEnd`.
+ */
+class MarkedWindow implements BudgetWindow {
+  #thresholds: EventMarker[] | undefined;
+  #exhausted: EventMarker | undefined;
+  #forecast: EventMarker | undefined;
+
+  constructor(
+    readonly budget: ResolvedBudget,
+    readonly scopes: LedgerScope[],
+    readonly head: LedgerScope,
+    readonly markerBase: string,
+    readonly markersEnd: number,
+  ) {}
+
+  get thresholdMarkers(): EventMarker[] {
+    const { thresholds, limitNano } = this.budget;
+    if (thresholds.length === 0) return NO_MARKERS as EventMarker[];
+    return (this.#thresholds ??= thresholds.map((threshold) => ({
       threshold,
-      at: Math.ceil(budget.limitNano * threshold),
-      scope: marker(`threshold:${threshold}`),
-    })),
-    exhaustedMarker: { threshold: undefined, at: budget.limitNano, scope: marker('exhausted') },
-    forecastMarker: { threshold: undefined, at: budget.limitNano, scope: marker('forecast') },
-  };
+      at: Math.ceil(limitNano * threshold),
+      scope: this.#marker(`threshold:${threshold}`),
+    })));
+  }
+
+  get exhaustedMarker(): EventMarker {
+    return (this.#exhausted ??= { threshold: undefined, at: this.budget.limitNano, scope: this.#marker('exhausted') });
+  }
+
+  get forecastMarker(): EventMarker {
+    return (this.#forecast ??= { threshold: undefined, at: this.budget.limitNano, scope: this.#marker('forecast') });
+  }
+
+  #marker(name: string): LedgerScope {
+    return { key: `${this.markerBase}:${name}`, limit: 1, expiresAt: this.markersEnd, slot: this.budget.slot };
+  }
 }
 
 /**
@@ -739,18 +769,16 @@ function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
   const head = scopes[0]!;
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now, budget.timezone);
-    const window = { budget, scopes, head, ...eventMarkers(budget, head.key, period.end) };
-    return { window, from: period.start, until: period.end };
+    return {
+      window: new MarkedWindow(budget, scopes, head, head.key, period.end),
+      from: period.start,
+      until: period.end,
+    };
   }
   const bucket = Math.floor(now / budget.bucketMs);
   // Once per window length, on a grid every process agrees on.
   const epoch = Math.floor(now / budget.windowMs);
-  const window = {
-    budget,
-    scopes,
-    head,
-    ...eventMarkers(budget, `${budget.base}:epoch:${epoch}`, (epoch + 1) * budget.windowMs),
-  };
+  const window = new MarkedWindow(budget, scopes, head, `${budget.base}:epoch:${epoch}`, (epoch + 1) * budget.windowMs);
   // Holds while both the bucket and the window-length epoch stay the same.
   const from = Math.max(bucket * budget.bucketMs, epoch * budget.windowMs);
   const until = Math.min((bucket + 1) * budget.bucketMs, (epoch + 1) * budget.windowMs);

@@ -98,8 +98,9 @@ export class BudgetEventMonitor {
     const spent = spentBeyondCredit(usage);
     if (spent <= 0) return [];
     const due = window.thresholdMarkers.filter((marker) => spent >= marker.at && !this.#isTaken(marker.scope.key));
-    const { exhaustedMarker } = window;
-    if (spent >= exhaustedMarker.at && !this.#isTaken(exhaustedMarker.scope.key)) due.push(exhaustedMarker);
+    // The exhausted marker's `at` is the limit: read (and made) only once the limit is reached.
+    if (spent >= window.budget.limitNano && !this.#isTaken(window.exhaustedMarker.scope.key))
+      due.push(window.exhaustedMarker);
     return due;
   }
 

@@ -1,5 +1,5 @@
 // Tenants kept as data in the usage ledger's database (PostgreSQL or PGlite): `<usage table>_tenants`.
-import { migrateOnce, migrateUsageLedger, tenantTableName } from './postgres-ledger.js';
+import { migrateOnce, migrateUsageLedger, readMany, tenantTableName } from './postgres-ledger.js';
 import type { LedgerLocation, Queryable } from './postgres-ledger.js';
 
 /** One stored tenant: its id and its fields (a config tenant's, as JSON), and when they last changed. */
@@ -55,7 +55,10 @@ export function postgresTenantTable(db: Queryable, location: LedgerLocation = {}
   return {
     async list() {
       await migrate();
-      const result = await db.query<TenantRow>(`SELECT id, ${VERSION}, fields, updated_at FROM ${table} ORDER BY id`);
+      const result = await readMany<TenantRow>(
+        db,
+        `SELECT id, ${VERSION}, fields, updated_at FROM ${table} ORDER BY id`,
+      );
       return result.rows.map(rowOf);
     },
     async get(id) {
@@ -68,7 +71,7 @@ export function postgresTenantTable(db: Queryable, location: LedgerLocation = {}
     },
     async versions() {
       await migrate();
-      return (await db.query<TenantVersion>(`SELECT id, ${VERSION} FROM ${table}`)).rows;
+      return (await readMany<TenantVersion>(db, `SELECT id, ${VERSION} FROM ${table}`)).rows;
     },
     async put(id, fields) {
       await migrate();
