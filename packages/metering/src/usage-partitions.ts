@@ -7,8 +7,8 @@ import type { LedgerLocation } from './ledger-names.js';
 const MONTHS_AHEAD = 2;
 
 /**
- * The shortest retention a ledger takes: a budget's spend is rebuilt from the raw rows of its current period, and the
- * longest calendar period is a quarter (92 days).
+ * The shortest retention a ledger takes: a budget decided by sessions or tags (in no rollup) is rebuilt from the raw
+ * rows of its current period, and the longest calendar period is a quarter (92 days).
  */
 export const MIN_RETENTION_MS = 93 * 86_400_000;
 
