@@ -127,7 +127,7 @@ export const CALLER_FIELDS: readonly CallerField[] = [
 ];
 
 /** The identity's name of each caller field (a call's model is not the identity's: `forCall` is given it). */
-const IDENTITY_FIELDS: Record<CallerField, keyof Identity | undefined> = {
+export const IDENTITY_FIELDS: Record<CallerField, keyof Identity | undefined> = {
   keyId: 'keyId',
   userId: 'userId',
   tenantId: 'tenantId',
@@ -146,26 +146,40 @@ function checkDecideBy(fields: unknown): readonly CallerField[] | undefined {
 }
 
 /**
- * `budgets` handed an identity that answers the fields it declared (and what every object has) and refuses the rest:
- * a function that reads another would be rebuilt wrong (its field not kept apart), so it fails at once, not later.
+ * A handler that lets code read `allowed` fields of an identity and refuses the rest with `refuse(field)`. Symbols,
+ * `then` (an async function's result is checked for it) and what every object has (toJSON, toString) read nothing of a
+ * caller. One rule for both refusals: a rebuild's identity (the fields a usage record keeps) and a `budgets` function's
+ * declared fields (`budgetsDecideBy`).
+ */
+export function fieldsOnly(allowed: ReadonlySet<string>, refuse: (field: string) => Error): ProxyHandler<Identity> {
+  return {
+    get(target, field, receiver) {
+      if (typeof field === 'symbol' || field === 'then' || field === 'toJSON' || field in Object.prototype)
+        return Reflect.get(target, field, receiver) as unknown;
+      if (allowed.has(field)) return Reflect.get(target, field, receiver) as unknown;
+      throw refuse(field);
+    },
+  };
+}
+
+/**
+ * `budgets` handed an identity that answers the fields it declared and refuses the rest: a function that reads another
+ * would be rebuilt wrong (its field not kept apart), so it fails at once, not later.
  */
 function declaredOnly(
   budgets: BudgetPlanOptions['budgets'],
   fields: readonly CallerField[] | undefined,
 ): BudgetPlanOptions['budgets'] {
   if (!budgets || !fields) return budgets;
-  const allowed = new Set<string | symbol>(fields.flatMap((field) => IDENTITY_FIELDS[field] ?? []));
-  const handler: ProxyHandler<Identity> = {
-    get(target, field, receiver) {
-      if (typeof field === 'symbol' || allowed.has(field) || field === 'then' || field in Object.prototype)
-        return Reflect.get(target, field, receiver) as unknown;
-      throw new TollgateError(
+  const handler = fieldsOnly(
+    new Set(fields.flatMap((field) => IDENTITY_FIELDS[field] ?? [])),
+    (field) =>
+      new TollgateError(
         'ERR_TG_BUDGET_UNDECLARED_FIELD',
         `the budgets function read identity.${field}, which its budgetsDecideBy (${fields.join(', ') || 'none'}) ` +
           'does not list: add it there, or a rebuild would not keep callers apart by it',
-      );
-    },
-  };
+      ),
+  );
   return (identity) => budgets(new Proxy(identity, handler));
 }
 

@@ -6,7 +6,7 @@ import { besideRequests, ShardedMap, withTimeout } from '@tollgate/core/store-co
 import type { TimeSlice } from '@tollgate/core/store-contracts';
 import type { LedgerScope } from '@tollgate/core/store-contracts';
 import { inForceAt } from './budget-limits.js';
-import { CALLER_FIELDS, ledgerScopesAt } from './budget-plan.js';
+import { CALLER_FIELDS, fieldsOnly, IDENTITY_FIELDS, ledgerScopesAt } from './budget-plan.js';
 import type { CallerField, ResolvedBudget } from './budget-plan.js';
 import type { BudgetBook } from './budget-status.js';
 import { restoreCredits } from './credit-journal.js';
@@ -113,31 +113,20 @@ function sinceOf(budget: ResolvedBudget, expiresAt: number, now: number): number
  * (`keyBudget`) is found again by its key id (`keyBudgets`), so the plan may read it.
  */
 const KEPT_FIELDS: ReadonlySet<string> = new Set([
-  'keyId',
-  'tenantId',
-  'userId',
-  'feature',
-  'tags',
-  'sessionId',
-  'team',
+  ...CALLER_FIELDS.flatMap((field) => IDENTITY_FIELDS[field] ?? []),
   'keyBudget',
 ]);
 
 /** Lets a `budgets` function read what a usage record keeps of its caller, and refuses the rest (see identityOf). */
-const KEPT_ONLY: ProxyHandler<Identity> = {
-  get(target, field, receiver) {
-    // Symbols, `then` (an async function's result is checked for it) and what every object has (toJSON, toString)
-    // read nothing of a caller.
-    if (typeof field === 'symbol' || field === 'then' || field === 'toJSON' || field in Object.prototype)
-      return Reflect.get(target, field, receiver) as unknown;
-    if (KEPT_FIELDS.has(field)) return Reflect.get(target, field, receiver) as unknown;
-    throw new TollgateError(
+const KEPT_ONLY = fieldsOnly(
+  KEPT_FIELDS,
+  (field) =>
+    new TollgateError(
       'ERR_TG_BUDGET_NOT_REBUILDABLE',
       `the budgets function read identity.${field}, which the usage ledger does not keep: spend of its budgets ` +
         `cannot be rebuilt after the store lost it; decide budgets by ${[...KEPT_FIELDS].join(', ')}`,
-    );
-  },
-};
+    ),
+);
 
 /**
  * The identity a usage record's caller had, as far as the record tells: a `budgets` function that reads any other
