@@ -133,7 +133,14 @@ async function main(): Promise<void> {
   const redis = await redisVersion();
   const sections: SectionResult[] = [];
   const command = `pnpm bench${process.argv.slice(2).length > 0 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
-  const defaultOut = quick ? './RESULTS.quick.md' : values.targets ? './RESULTS.targets.md' : './RESULTS.md';
+  // A run of some benchmarks only writes beside RESULTS.md: that file keeps every round's sections.
+  const defaultOut = quick
+    ? './RESULTS.quick.md'
+    : values.targets
+      ? './RESULTS.targets.md'
+      : values.only
+        ? './RESULTS.only.md'
+        : './RESULTS.md';
   const out = values.out ?? fileURLToPath(new URL(defaultOut, import.meta.url));
 
   // Written after every benchmark, so a run stopped half-way still leaves what it measured.
