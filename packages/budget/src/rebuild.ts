@@ -597,8 +597,7 @@ async function readUsageLedger(
   const summed = await source.spentByCaller(earliest, until, cut, undefined, only, fields);
   const callers = await distinctCallers(summed, recent, callerKey, slice);
   const { found, slots, slotSeen, slotsOf } = await scopesOfCallers(book, callers, resets, now, slice, keepBudget);
-  const read = { earliest, until, cut, summed, recent, only, fields, callerKey };
-  const spentSince = spentSinceReader(source, read, callers, slice);
+  const spentSince = spentSinceReader(source, { earliest, until, cut, summed, recent, only, fields }, callers, slice);
   /** What the ledger holds for scope `at`: the sum over the callers charged to it. */
   const spentOf = async (at: number) => {
     if (!found.charged(at)) return 0;
@@ -616,9 +615,8 @@ interface RebuildRead {
   recent: readonly RecordSpend[];
   /** The callers the read kept to (a drift sample's), or all. */
   only: CallerFilter | undefined;
-  /** The caller fields kept apart (every one: undefined), and a caller's key by them. */
+  /** The caller fields kept apart (every one: undefined). */
   fields: readonly CallerField[] | undefined;
-  callerKey: (caller: CallerSpend) => string;
 }
 
 /**
@@ -627,7 +625,8 @@ interface RebuildRead {
  * the cut added.
  */
 function spentSinceReader(source: SpendSource, read: RebuildRead, callers: Callers, slice: TimeSlice) {
-  const { earliest, until, cut, summed, recent, callerKey } = read;
+  const { earliest, until, cut, summed, recent } = read;
+  const callerKey = callerKeyOf(read.fields);
   const withRecent = async (since: number, resetAt: number | undefined, rows: readonly CallerSpend[]) => {
     // A caller not among `callers` (nothing spent since the oldest start) is charged to no scope: left out.
     const spent = new Float64Array(callers.list.length);

@@ -15,8 +15,8 @@ import {
   usagePartitionsSql,
 } from './usage-partitions.js';
 import { rollupMigrationSql } from './usage-rollups.js';
-import { FINISHED, longCallIndexSql, spendByCallerQuery } from './spend-read.js';
-import type { CallerFieldName } from './spend-read.js';
+import { callersCondition, FINISHED, longCallIndexSql, spendByCallerQuery } from './spend-read.js';
+import type { CallerFieldName, CallerFilterRows } from './spend-read.js';
 
 /**
  * What the ledger needs of a database: one `query(text, values)` that resolves with `rows`. A pg
@@ -34,8 +34,8 @@ export interface Queryable {
  * A checkout's own promise holds only the client.
  */
 export async function readMany<Row>(db: Queryable, text: string, values?: unknown[]): Promise<{ rows: Row[] }> {
-  if (!('totalCount' in db)) return db.query<Row>(text, values);
-  const client = await (db as unknown as pg.Pool).connect();
+  if (!isPool(db)) return db.query<Row>(text, values);
+  const client = await db.connect();
   try {
     return await client.query<Row & pg.QueryResultRow>(text, values);
   } finally {
@@ -374,9 +374,9 @@ export async function runMigration(db: Queryable, lockName: string, statements: 
     });
     return;
   }
-  // A transaction needs one connection: take one from a pool (duck-typed: pools from another pg copy count too).
-  const isPool = 'totalCount' in db;
-  const client = isPool ? await (db as unknown as pg.Pool).connect() : db;
+  // A transaction needs one connection: take one from a pool.
+  const pool = isPool(db);
+  const client = pool ? await db.connect() : db;
   let failure: Error | undefined;
   try {
     await client.query('BEGIN');
@@ -389,13 +389,18 @@ export async function runMigration(db: Queryable, lockName: string, statements: 
     throw error;
   } finally {
     // A connection that failed mid-transaction (a timed-out query) is discarded, not handed to the next caller.
-    if (isPool) (client as pg.PoolClient).release(failure);
+    if (pool) (client as pg.PoolClient).release(failure);
   }
 }
 
 function isTransactionRunner(db: Queryable): db is TransactionRunner {
   // pg's Pool and Client have no transaction(); a PoolClient is already one connection.
-  return typeof (db as Partial<TransactionRunner>).transaction === 'function' && !('totalCount' in db);
+  return typeof (db as Partial<TransactionRunner>).transaction === 'function' && !isPool(db);
+}
+
+/** A pg pool (duck-typed: pools from another pg copy count too), which hands out one connection per query. */
+function isPool(db: Queryable): db is Queryable & pg.Pool {
+  return 'totalCount' in db;
 }
 
 /** Inserts records in one multi-row statement; a record id already stored is skipped (retries are safe). */
@@ -459,19 +464,6 @@ interface LedgerSpendSource {
     finishedFrom: number,
     only?: CallerFilterRows,
   ): Promise<RecordSpendRow[]>;
-}
-
-/** The callers a read keeps to: of one of the tenants or keys (the shape of @tollgate/budget's `CallerFilter`). */
-interface CallerFilterRows {
-  tenantIds: readonly string[];
-  keyIds: readonly string[];
-}
-
-/** `only` as a condition on the rows, its values pushed onto `values`: '' for every row. */
-function callersCondition(only: CallerFilterRows | undefined, values: unknown[]): string {
-  if (!only) return '';
-  values.push([...only.tenantIds], [...only.keyIds]);
-  return ` AND (tenant_id = ANY($${values.length - 1}::text[]) OR key_id = ANY($${values.length}::text[]))`;
 }
 
 /** One record's spend (the shape of @tollgate/budget's `RecordSpend`). */

@@ -32,13 +32,26 @@ const ALL_FIELDS = Object.keys(FIELD_COLUMNS) as CallerFieldName[];
 /** When a record's call finished, in SQL: its timestamp plus its latency (what a settle names it by, SettledRecord). */
 export const FINISHED = `(ts + latency_ms * interval '1 millisecond')`;
 
+/** The callers a read keeps to: of one of the tenants or keys (the shape of @tollgate/budget's `CallerFilter`). */
+export interface CallerFilterRows {
+  tenantIds: readonly string[];
+  keyIds: readonly string[];
+}
+
+/** `only` as a condition on the rows, its values pushed onto `values`: '' for every row. */
+export function callersCondition(only: CallerFilterRows | undefined, values: unknown[]): string {
+  if (!only) return '';
+  values.push([...only.tenantIds], [...only.keyIds]);
+  return ` AND (tenant_id = ANY($${values.length - 1}::text[]) OR key_id = ANY($${values.length}::text[]))`;
+}
+
 /** One read of spend per caller (epoch ms), as `SpendSource.spentByCaller` is asked it. */
 export interface SpendByCallerRead {
   since: number;
   until: number;
   finishedBefore?: number | undefined;
   finishedFrom?: number | undefined;
-  only?: { tenantIds: readonly string[]; keyIds: readonly string[] } | undefined;
+  only?: CallerFilterRows | undefined;
   /** The caller fields kept apart; the others are answered null. Undefined: every field. */
   fields?: readonly CallerFieldName[] | undefined;
 }
@@ -85,17 +98,13 @@ export function spendByCallerQuery(
     return `$${values.length}`;
   };
   const at = (ms: number) => `${param(new Date(ms).toISOString())}::timestamptz`;
-  let callersParams: [string, string] | undefined;
-  const callers = () => {
-    if (!only) return '';
-    callersParams ??= [param([...only.tenantIds]), param([...only.keyIds])];
-    return ` AND (tenant_id = ANY(${callersParams[0]}::text[]) OR key_id = ANY(${callersParams[1]}::text[]))`;
-  };
+  // One condition (and its two values) for every part.
+  const callers = callersCondition(only, values);
   const finished = () =>
     (finishedBefore === undefined ? '' : ` AND ${FINISHED} < ${at(finishedBefore)}`) +
     (finishedFrom === undefined ? '' : ` AND ${FINISHED} >= ${at(finishedFrom)}`);
   const part = (from: string, where: string, sign = '') =>
-    `SELECT ${select}, ${sign}sum(cost_nano_usd) AS spent FROM ${from} WHERE ${where}${callers()}${groupBy}`;
+    `SELECT ${select}, ${sign}sum(cost_nano_usd) AS spent FROM ${from} WHERE ${where}${callers}${groupBy}`;
   const rawRange = (a: number, b: number) => `ts >= ${at(a)} AND ts < ${at(b)}`;
 
   if (!plan)
