@@ -1,16 +1,19 @@
-// The V8 settings the gateway's server process makes for itself: no allocation-site pretenuring, and a memory reducer
-// that collects the usual way rather than compacting the whole heap; and the one it is started with, a young generation
-// of a bounded size.
+// The V8 settings the gateway's server process makes for itself: no allocation-site pretenuring, a memory reducer that
+// collects the usual way rather than compacting the whole heap, and an old generation grown by half between full
+// collections; and the one it is started with, a young generation of a bounded size.
 import { setFlagsFromString } from 'node:v8';
 
-/** V8's flags the server turns off (as `node --no-<flag>` names them), from the V8 version that has each. */
-const SERVER_FLAGS_OFF: readonly { flag: string; since: [major: number, minor: number] }[] = [
+/** V8's flags the server sets (`flag` as `node --<flag>` names it, `set` its setting), from the V8 version that has each. */
+const SERVER_FLAGS: readonly { flag: string; set: string; since: [major: number, minor: number] }[] = [
   // Pretenured request-scoped sites promote each request's whole graph: a scavenge cost 2.5 or 6 ms from run to run,
   // the CPU per request 300 µs instead of 250 (docs/performance.md, "What a request's garbage cost").
-  { flag: 'allocation-site-pretenuring', since: [0, 0] },
+  { flag: 'allocation-site-pretenuring', set: '--no-allocation-site-pretenuring', since: [0, 0] },
   // The memory reducer compacted every old page in one pause after a burst: 25-50 ms with 100,000 abuse subjects
   // held (docs/performance.md, "One process's own sums in shared rows"). Node 20's and 22's V8 have no such flag.
-  { flag: 'memory-reducer-favors-memory', since: [13, 6] },
+  { flag: 'memory-reducer-favors-memory', set: '--no-memory-reducer-favors-memory', since: [13, 6] },
+  // On a host of 2 GiB or more V8 lets the old generation grow up to 4x what the last full collection kept: RSS rose
+  // 2.4 MiB a second to 340 MiB and back, and 25 MB more held grew it by 60-100 (docs/performance.md, "Heap growth").
+  { flag: 'heap-growing-percent', set: '--heap-growing-percent=50', since: [0, 0] },
 ];
 
 /**
@@ -29,8 +32,8 @@ function v8AtLeast([major, minor]: readonly [number, number], version = process.
 }
 
 /**
- * Turns `SERVER_FLAGS_OFF` off for this process, each that its V8 knows and that the command line does not name
- * either way (an operator's choice stands). Returns the flags it set. Called first by `serveGateway`, before the
+ * Sets `SERVER_FLAGS` for this process, each that its V8 knows and that the command line does not name (either way,
+ * or with a value: an operator's choice stands). Returns the flags it set. Called first by `serveGateway`, before the
  * config is parsed: a site's pretenuring decision is taken at the scavenges that follow its first allocations.
  */
 export function applyServerV8Flags(execArgv: readonly string[] = process.execArgv): string[] {
@@ -41,9 +44,7 @@ export function applyServerV8Flags(execArgv: readonly string[] = process.execArg
         .replace(/^--(no-)?/, '')
         .startsWith(flag),
     );
-  const set = SERVER_FLAGS_OFF.filter(({ flag, since }) => v8AtLeast(since) && !named(flag)).map(
-    ({ flag }) => `--no-${flag}`,
-  );
+  const set = SERVER_FLAGS.filter(({ flag, since }) => v8AtLeast(since) && !named(flag)).map(({ set }) => set);
   for (const flag of set) setFlagsFromString(flag);
   return set;
 }
