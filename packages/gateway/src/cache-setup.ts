@@ -28,7 +28,7 @@ export interface GatewayCache {
    */
   readonly beforeEstimate: RequestHandler;
   /**
-   * The fused limits as the cache runs them (the `limits and budget` stage): the lookup starts first; a hit the
+   * The fused limits as the cache runs them (the `limitsAndBudget` stage): the lookup starts first; a hit the
    * memory store already answered passes `hitLimits` only (the request limits, fused: no tokens, slot or budget); anything else
    * passes `limits` whole while Redis answers (a Redis hit gives back its reservation at its settle).
    */

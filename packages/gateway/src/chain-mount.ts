@@ -34,8 +34,8 @@ import type { SocketUpgrades } from './socket-upgrade.js';
 /** The stages every route kind (provider, count, socket, MCP, operator) shares, each made once. */
 interface SharedStages {
   /** Auth and shadow mode. */
-  identify: RequestHandler[];
-  limits: RequestHandler;
+  auth: RequestHandler[];
+  limitsAndBudget: RequestHandler;
   requestLimits: RequestHandler[];
   readProviderBody: RequestHandler;
   readUploadBody: RequestHandler;
@@ -46,11 +46,11 @@ interface SharedStages {
 function sharedStages(parts: BuiltParts): SharedStages {
   const { options, guarding, budget, observedStores, limitStores, storeFailures } = parts;
   // Shadow mode, where the config asks for it, rides with the caller's identity: every route that limits shadows alike.
-  const identify = [
+  const auth = [
     ...authMiddleware(options.auth, parts.keyLookup, storeFailures('auth')),
     ...shadowMiddleware(options.limits.shadow, (tenantId) => parts.tenants.shadowed(tenantId)),
   ];
-  const { limits, requestLimits } = fusedLimits(options, {
+  const { limitsAndBudget, requestLimits } = fusedLimits(options, {
     limitStores,
     observedStores,
     storeFailures,
@@ -62,17 +62,17 @@ function sharedStages(parts: BuiltParts): SharedStages {
   const readUploadBody = providerFormBody(options.uploadLimit);
   const permissions = permissionMiddleware(options.auth);
   const attribution = attributionMiddleware(options.auth);
-  return { identify, limits, requestLimits, readProviderBody, readUploadBody, permissions, attribution };
+  return { auth, limitsAndBudget, requestLimits, readProviderBody, readUploadBody, permissions, attribution };
 }
 
 /** The config's MCP servers at /mcp/<name>, behind the same keys, guard, limits and budgets (mcp-setup.ts). */
 function proxyMcp(parts: BuiltParts, stages: SharedStages): GatewayMcp | undefined {
   const { options, guarding, budget, metering, limitStores, storeFailures } = parts;
-  const { identify, readProviderBody, permissions, attribution } = stages;
+  const { auth, readProviderBody, permissions, attribution } = stages;
   const mcp =
     options.mcp &&
     createProxyMcp(options.mcp, {
-      ...{ guarding, identify, readBody: readProviderBody, permissions, attribution, budget, metering },
+      ...{ guarding, auth, readBody: readProviderBody, permissions, attribution, budget, metering },
       toolCallLimits: toolCallLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
     });
   // Its sessions end first: their calls in flight settle before the budget and the sinks close.
@@ -102,9 +102,9 @@ function mountPreparation(router: Router, parts: BuiltParts) {
  */
 function mountProviderRoutes(router: Router, parts: BuiltParts, stages: SharedStages): RouteParts {
   const { options, deps, guarding, metering, metrics, providers } = parts;
-  const { identify, readProviderBody, readUploadBody, permissions, attribution, requestLimits, limits } = stages;
+  const { auth, readProviderBody, readUploadBody, permissions, attribution, requestLimits, limitsAndBudget } = stages;
   const routeParts: RouteParts = {
-    ...{ guarding, identify, readProviderBody, readUploadBody, permissions, attribution, requestLimits, limits },
+    ...{ guarding, auth, readProviderBody, readUploadBody, permissions, attribution, requestLimits, limitsAndBudget },
     providers,
     tierPolicy: tierPolicyMiddleware(options.limits.tierPolicy),
     countModels: (route) => countModelAllowlist(options.limits.tierPolicy, route),
@@ -186,8 +186,8 @@ export function mountChain(router: Router, parts: BuiltParts) {
   parts.closers.push(() => loop.close());
   mountOperatorRoutes(router, {
     ...parts,
-    identify: stages.identify,
-    limits: stages.limits,
+    auth: stages.auth,
+    limitsAndBudget: stages.limitsAndBudget,
     configKeys: () => held.configKeys,
     draining: () => held.draining,
     loop,

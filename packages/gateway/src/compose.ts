@@ -102,7 +102,7 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
   const policy = parts.policy ?? {};
   const routeParts: RouteParts = {
     guarding: noProxyGuard(),
-    identify: [apiKeyAuth({ keys: stores.keys, ...parts.auth })],
+    auth: [apiKeyAuth({ keys: stores.keys, ...parts.auth })],
     readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
     readUploadBody: providerFormBody(parts.uploadLimit ?? DEFAULT_UPLOAD_LIMIT),
     permissions: parts.scope ? [requireScope(parts.scope)] : [],
@@ -113,7 +113,7 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
     responseCache: cache,
     meter: [meter({ pricing, ...parts.meter })],
     requestLimits,
-    limits: limiters.length > 0 ? combineLimits(...limiters) : pass,
+    limitsAndBudget: limiters.length > 0 ? combineLimits(...limiters) : pass,
     pricing,
     providers,
   };

@@ -448,12 +448,12 @@ export interface GatewayParts {
   /** Every tenant the gateway serves: the config file's, then the stored ones. */
   tenants: TenantDirectory;
   responseCache: ReturnType<typeof createProxyCache>;
-  identify: RequestHandler[];
+  auth: RequestHandler[];
   configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
   /** The files the gateway re-reads, and whether their last change was taken whole. */
   configFiles: ConfigFileStates;
-  /** The chain's limiters, combined: the dashboard reads their quotas. */
-  limits: RequestHandler;
+  /** The chain's limiters and the budget, combined (the `limitsAndBudget` stage): the dashboard reads their quotas. */
+  limitsAndBudget: RequestHandler;
   /** The audit trail every admin write goes through. */
   audit: AuditTrail;
   /** Who may use /admin and the dashboard: the admin key and OIDC sessions. */
@@ -473,7 +473,7 @@ type LimitParts = Pick<GatewayParts, 'limitStores' | 'observedStores' | 'storeFa
 export function fusedLimits(
   options: GatewayOptions,
   parts: LimitParts,
-): { limits: RequestHandler; requestLimits: RequestHandler[] } {
+): { limitsAndBudget: RequestHandler; requestLimits: RequestHandler[] } {
   const { limitStores, observedStores, storeFailures, guarding, budget } = parts;
   const requestLimits = [
     ...guarding.limitChecks,
@@ -487,5 +487,5 @@ export function fusedLimits(
       budget: [budget],
     }),
   );
-  return { limits, requestLimits };
+  return { limitsAndBudget: limits, requestLimits };
 }

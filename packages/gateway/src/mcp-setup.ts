@@ -15,7 +15,7 @@ import type { StageBuilders } from './stages.js';
 interface McpStageParts {
   guarding: GatewayGuard;
   /** Auth, as the provider routes run it. */
-  identify: readonly RequestHandler[];
+  auth: readonly RequestHandler[];
   /** The body reader the provider routes use (read after auth, under the guard's deadline). */
   readBody: RequestHandler;
   permissions: readonly RequestHandler[];
@@ -35,16 +35,16 @@ function mcpStageBuilders(parts: McpStageParts): StageBuilders<undefined> {
   const theMcpPackages = () => [];
   return {
     route: theMcpPackages,
-    'guard admit': () => guarding.beforeAuth,
-    auth: () => parts.identify,
-    'body guard': () => guarding.afterAuth(parts.readBody),
+    guardAdmit: () => guarding.beforeAuth,
+    auth: () => parts.auth,
+    bodyGuard: () => guarding.afterAuth(parts.readBody),
     declare: theMcpPackages,
     permissions: () => parts.permissions,
     attribution: () => parts.attribution,
     meter: theMcpPackages,
-    'guard after estimate': () => guarding.afterEstimate,
+    guardAfterEstimate: () => guarding.afterEstimate,
     // No token estimate, token limit or request limit: a call's cost is its price; one store round trip.
-    'limits and budget': () => [combineLimits(...guarding.limitChecks, ...parts.toolCallLimits, parts.budget)],
+    limitsAndBudget: () => [combineLimits(...guarding.limitChecks, ...parts.toolCallLimits, parts.budget)],
     call: theMcpPackages,
   };
 }
@@ -54,8 +54,8 @@ export function mcpStages(parts: McpStageParts): McpStages {
   const builders = mcpStageBuilders(parts);
   const message = composeRoute(PROFILES.mcpMessage, builders, undefined);
   return {
-    admit: stageHandlers(message, ['guard admit', 'auth']),
-    readBody: stageHandlers(message, ['body guard']),
+    admit: stageHandlers(message, ['guardAdmit', 'auth']),
+    readBody: stageHandlers(message, ['bodyGuard']),
     permissions: stageHandlers(message, ['permissions', 'attribution']),
     meter: parts.metering.chargeToolCall,
     limitAndReserve: composeRoute(PROFILES.toolCall, builders, undefined).handlers,

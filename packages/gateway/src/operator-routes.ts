@@ -38,9 +38,9 @@ type OperatorParts = Pick<
   | 'metering'
   | 'guarding'
   | 'budget'
-  | 'identify'
+  | 'auth'
   | 'configKeys'
-  | 'limits'
+  | 'limitsAndBudget'
   | 'configFiles'
   | 'audit'
   | 'tenants'
@@ -134,10 +134,10 @@ function mountCallerRoutes(router: Router, parts: OperatorParts): void {
 }
 
 /** A caller's query composed as its profile (`PROFILES.callerQuery`): the address checks, the caller, `answer`. */
-function callerQuery(parts: Pick<OperatorParts, 'guarding' | 'identify'>, answer: RequestHandler): ComposedRoute {
+function callerQuery(parts: Pick<OperatorParts, 'guarding' | 'auth'>, answer: RequestHandler): ComposedRoute {
   return composeRoute(
     PROFILES.callerQuery,
-    { 'guard admit': () => parts.guarding.beforeAuth, auth: () => parts.identify, call: () => [answer] },
+    { guardAdmit: () => parts.guarding.beforeAuth, auth: () => parts.auth, call: () => [answer] },
     undefined,
   );
 }
@@ -199,7 +199,7 @@ function operatorDashboard(parts: OperatorParts) {
     // A tenant's page: the quotas of the keys its keys table shows, one page of the store.
     limits: dashboardQuotas(
       { tiers: options.auth.tiers, tenants: operator.tenants },
-      parts.limits,
+      parts.limitsAndBudget,
       async (tenantId) =>
         (await keyPageWith(observedStores.keys, configKeys(), { tenantId, limit: KEYS_PER_PAGE })).keys,
     ),

@@ -42,7 +42,7 @@ export const ROUTE_PATHS: readonly string[] = [
 export interface RouteParts {
   guarding: GatewayGuard;
   /** Auth and shadow mode. */
-  identify: readonly RequestHandler[];
+  auth: readonly RequestHandler[];
   readProviderBody: RequestHandler;
   /** The body reader of a route whose API takes multipart uploads (`requestForm`). */
   readUploadBody: RequestHandler;
@@ -58,7 +58,7 @@ export interface RouteParts {
   /** The request limits (and the guard's repeat count): all a count passes. */
   requestLimits: readonly RequestHandler[];
   /** Every limit and the budget, fused (combineLimits): what a call passes. */
-  limits: RequestHandler;
+  limitsAndBudget: RequestHandler;
   pricing: Pricing;
   providers: ProviderRouter;
 }
@@ -74,13 +74,15 @@ function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
   // The request limits fused once: what a count passes, and what a cached answer passes.
   const requestLimits = parts.requestLimits.length > 0 ? combineLimits(...parts.requestLimits) : undefined;
   const countLimits = requestLimits ? [requestLimits] : [];
-  const callLimits = cache ? cache.limits(parts.limits, requestLimits ?? noRequestLimits) : [parts.limits];
+  const callLimits = cache
+    ? cache.limits(parts.limitsAndBudget, requestLimits ?? noRequestLimits)
+    : [parts.limitsAndBudget];
   const none: readonly RequestHandler[] = [];
   return {
     route: (route) => (route.match ? [route.match] : none),
-    'guard admit': () => guarding.beforeAuth,
-    auth: (route) => (route.before ? [route.before, ...parts.identify] : parts.identify),
-    'body guard': (route) =>
+    guardAdmit: () => guarding.beforeAuth,
+    auth: (route) => (route.before ? [route.before, ...parts.auth] : parts.auth),
+    bodyGuard: (route) =>
       guarding.afterAuth(
         adapterFor(route.api).requestForm === 'multipart' ? parts.readUploadBody : parts.readProviderBody,
       ),
@@ -90,14 +92,14 @@ function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
     declare: (route) => [parts.providers.declareCall(route.api, route.params)],
     permissions: () => parts.permissions,
     attribution: () => parts.attribution,
-    'tier policy': (route) => [route.kind === 'count' ? parts.countModels(route) : parts.tierPolicy],
+    tierPolicy: (route) => [route.kind === 'count' ? parts.countModels(route) : parts.tierPolicy],
     guardrails: () => parts.guardrails,
-    'cache lookup': () => (cache ? [cache.beforeEstimate] : none),
+    cacheLookup: () => (cache ? [cache.beforeEstimate] : none),
     meter: () => parts.meter,
-    'guard after estimate': () => guarding.afterEstimate,
+    guardAfterEstimate: () => guarding.afterEstimate,
     // A count is free: the request limits only, no token limit, slot or budget.
-    'limits and budget': (route) => (route.kind === 'count' ? countLimits : callLimits),
-    'cache around': () => cache?.around ?? none,
+    limitsAndBudget: (route) => (route.kind === 'count' ? countLimits : callLimits),
+    cacheAround: () => cache?.around ?? none,
     call: (route) => [
       route.kind === 'count'
         ? answerTokenCount(route, parts.pricing, parts.providers)
@@ -190,13 +192,13 @@ export function batchRoutes(
   const readers = { form: parts.readUploadBody, json: parts.readProviderBody, none: readNoBody };
   const stages: StageBuilders<BatchRouteSpec> = {
     route: () => none,
-    'guard admit': () => guarding.beforeAuth,
-    auth: () => parts.identify,
-    'body guard': (spec) => guarding.afterAuth(readers[spec.body]),
+    guardAdmit: () => guarding.beforeAuth,
+    auth: () => parts.auth,
+    bodyGuard: (spec) => guarding.afterAuth(readers[spec.body]),
     permissions: () => parts.permissions,
     attribution: () => parts.attribution,
-    'guard after estimate': () => guarding.afterEstimate,
-    'limits and budget': () => requestLimits,
+    guardAfterEstimate: () => guarding.afterEstimate,
+    limitsAndBudget: () => requestLimits,
     call: (spec) => [spec.call],
   };
   return specs.map((spec) => ({

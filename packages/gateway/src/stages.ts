@@ -8,11 +8,11 @@ export const STAGES = [
   // The route's own reading of its path: a request it does not serve goes on to the next route at that path.
   'route',
   // Before anything is read: a blocked address is refused, failed authentications are counted per address.
-  'guard admit',
+  'guardAdmit',
   // Who is calling (API key, JWT), and whether its requests are shadowed; the route's own key header first.
   'auth',
   // Once the caller is known: load shedding by tier, then the body, read only now and under a deadline.
-  'body guard',
+  'bodyGuard',
   // The body's shape for the route's API: a malformed request is a 400 before it costs anything.
   'validate',
   // The call declared once (API, model, params): every later stage keys off it.
@@ -22,19 +22,19 @@ export const STAGES = [
   // Who the call is for (end user, feature, tags): refused here when required and missing.
   'attribution',
   // The tier's models and output cap, clamped before the estimate so every reservation is a true upper bound.
-  'tier policy',
+  'tierPolicy',
   // Prompts checked and masked before the cache key, the estimate, the limits and the budget read them.
   'guardrails',
   // A memory cache answers here: scope, models and tier rules apply to a hit, the estimate does not.
-  'cache lookup',
+  'cacheLookup',
   // The estimate of what the call may cost, and the usage read from its answer.
   'meter',
   // Suspended keys and tenants refused (no I/O).
-  'guard after estimate',
+  'guardAfterEstimate',
   // Request, token and concurrency limits and the budget, fused: one store round trip, a refusal gives back the rest.
-  'limits and budget',
+  'limitsAndBudget',
   // A cached answer served, and what the call answers stored; prompt caching marked.
-  'cache around',
+  'cacheAround',
   // The upstream call (or the route's own answer).
   'call',
 ] as const;
@@ -42,7 +42,7 @@ export const STAGES = [
 export type Stage = (typeof STAGES)[number];
 
 /**
- * The order inside "limits and budget", for every assembly of the chain: request limits, token limits, concurrency,
+ * The order inside `limitsAndBudget`, for every assembly of the chain: request limits, token limits, concurrency,
  * then the budget (fused by combineLimits: the cheap refusals first, and a refusal gives back what those before took).
  */
 export function limitsInOrder(limits: {
@@ -66,7 +66,7 @@ function allBut(...runs: readonly Stage[]): readonly Stage[] {
 }
 
 /** What an MCP exchange runs of the chain: no provider call's body checks, estimate, cache or fused limits. */
-const MCP_SKIPS: readonly Stage[] = ['validate', 'tier policy', 'guardrails', 'cache lookup', 'meter', 'cache around'];
+const MCP_SKIPS: readonly Stage[] = ['validate', 'tierPolicy', 'guardrails', 'cacheLookup', 'meter', 'cacheAround'];
 
 /** Every route kind the gateway serves. */
 export const PROFILES: Readonly<
@@ -86,26 +86,26 @@ export const PROFILES: Readonly<
   /** A provider call: every stage. */
   provider: { kind: 'provider call', skips: [] },
   /** A token count: free (no token limit, budget, usage record or cache), so nothing is estimated or guarded by prompt. */
-  count: { kind: 'token count', skips: ['declare', 'guardrails', 'cache lookup', 'meter', 'cache around'] },
+  count: { kind: 'token count', skips: ['declare', 'guardrails', 'cacheLookup', 'meter', 'cacheAround'] },
   /**
    * An MCP message (POST /mcp/<server>): the caller and its body; the tool calls it carries run the `toolCall`
    * profile's stages for each call.
    */
-  mcpMessage: { kind: 'MCP message', skips: [...MCP_SKIPS, 'guard after estimate', 'limits and budget'] },
+  mcpMessage: { kind: 'MCP message', skips: [...MCP_SKIPS, 'guardAfterEstimate', 'limitsAndBudget'] },
   /** An MCP session's stream or its end (GET and DELETE /mcp/<server>): no body. */
-  mcpSession: { kind: 'MCP session', skips: [...MCP_SKIPS, 'body guard', 'guard after estimate', 'limits and budget'] },
+  mcpSession: { kind: 'MCP session', skips: [...MCP_SKIPS, 'bodyGuard', 'guardAfterEstimate', 'limitsAndBudget'] },
   /**
    * One tool call inside an MCP message: what is checked before it is sent on (the caller is known already). Its
    * `meter` is the tool's price, which the MCP package charges through the meter's hook at this point.
    */
-  toolCall: { kind: 'tool call', skips: allBut('meter', 'guard after estimate', 'limits and budget') },
+  toolCall: { kind: 'tool call', skips: allBut('meter', 'guardAfterEstimate', 'limitsAndBudget') },
   /**
    * The upgrade of a Responses WebSocket (GET /v1/responses): the caller, once per connection. Each `response.create`
    * on it then runs the `provider` profile's stages as a POST of its own (responses-socket.ts).
    */
   socketHandshake: {
     kind: 'WebSocket handshake',
-    skips: allBut('route', 'guard admit', 'auth', 'permissions'),
+    skips: allBut('route', 'guardAdmit', 'auth', 'permissions'),
   },
   /**
    * One response of a Realtime session (GET /v1/realtime upgraded): the caller again (a revoked key stops here), its
@@ -114,7 +114,7 @@ export const PROFILES: Readonly<
    */
   realtimeResponse: {
     kind: 'Realtime response',
-    skips: ['validate', 'declare', 'tier policy', 'guardrails', 'cache lookup', 'cache around'],
+    skips: ['validate', 'declare', 'tierPolicy', 'guardrails', 'cacheLookup', 'cacheAround'],
   },
   /**
    * A Batch API call (/v1/files, /v1/batches): the caller, its body and its request limits. Its call checks each
@@ -123,13 +123,13 @@ export const PROFILES: Readonly<
    */
   batch: {
     kind: 'Batch call',
-    skips: ['validate', 'declare', 'tier policy', 'guardrails', 'cache lookup', 'meter', 'cache around'],
+    skips: ['validate', 'declare', 'tierPolicy', 'guardrails', 'cacheLookup', 'meter', 'cacheAround'],
   },
   /**
    * What a caller asks of the gateway with its own key, no provider call (GET /v1/models, POST /v1/outcomes): the
    * address checks, the caller, then the route's own answer.
    */
-  callerQuery: { kind: 'caller query', skips: allBut('guard admit', 'auth', 'call') },
+  callerQuery: { kind: 'caller query', skips: allBut('guardAdmit', 'auth', 'call') },
 };
 
 /**

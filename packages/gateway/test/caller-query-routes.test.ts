@@ -34,7 +34,7 @@ const outcome = { requestId: 'req-1', outcome: 'resolved' };
 
 describe("the caller's queries", () => {
   it('run the address checks, the caller, then their answer: the callerQuery profile', () => {
-    expect(PROFILES.callerQuery.skips).not.toContain('guard admit');
+    expect(PROFILES.callerQuery.skips).not.toContain('guardAdmit');
     expect(PROFILES.callerQuery.skips).not.toContain('auth');
     expect(PROFILES.callerQuery.skips).not.toContain('call');
     expect(PROFILES.callerQuery.skips).toHaveLength(13);

@@ -29,28 +29,28 @@ function named(name: string): RequestHandler {
 /** Every part present (a gateway with a guard, a cache, guardrails, limits and a budget), each handler named. */
 function everyPart(): RouteParts {
   const guarding = {
-    beforeAuth: [named('guard admit')],
-    afterAuth: () => [named('body guard')],
-    afterEstimate: [named('guard after estimate')],
+    beforeAuth: [named('guardAdmit')],
+    afterAuth: () => [named('bodyGuard')],
+    afterEstimate: [named('guardAfterEstimate')],
   } as unknown as GatewayGuard;
   const providers = {
     declareCall: () => named('declare'),
     handler: () => named('call'),
   } as unknown as ProviderRouter;
   const responseCache = {
-    beforeEstimate: named('cache lookup'),
-    limits: () => [named('limits and budget')],
-    around: [named('cache around')],
+    beforeEstimate: named('cacheLookup'),
+    limits: () => [named('limitsAndBudget')],
+    around: [named('cacheAround')],
   } as unknown as GatewayCache;
   return {
     guarding,
-    identify: [named('auth')],
+    auth: [named('auth')],
     readProviderBody: named('read body'),
     readUploadBody: named('read upload'),
     permissions: [named('permissions')],
     attribution: [named('attribution')],
-    tierPolicy: named('tier policy'),
-    countModels: () => named('tier policy'),
+    tierPolicy: named('tierPolicy'),
+    countModels: () => named('tierPolicy'),
     guardrails: [named('guardrails')],
     responseCache,
     meter: [named('meter')],
@@ -60,7 +60,7 @@ function everyPart(): RouteParts {
         layers: [{ name: 'global', by: 'global', limit: 10, window: '1m' }],
       }),
     ],
-    limits: named('limits and budget'),
+    limitsAndBudget: named('limitsAndBudget'),
     pricing: createPricing(),
     providers,
   };
@@ -99,8 +99,8 @@ describe('the stage list', () => {
       expect(stagesRun(route.stages)).toEqual(expected(PROFILES.count, ['route']));
       for (const skipped of PROFILES.count.skips) expect(route.stages).not.toContain(skipped);
       // A count is free: the request limits, never the fused limits and budget.
-      const limits = route.handlers[route.stages.indexOf('limits and budget')]!;
-      expect(limits.name).not.toBe('limits and budget');
+      const limits = route.handlers[route.stages.indexOf('limitsAndBudget')]!;
+      expect(limits.name).not.toBe('limitsAndBudget');
     }
   });
 
@@ -128,8 +128,8 @@ describe('the stage list', () => {
       expect(route.kind).toBe(PROFILES.batch.kind);
       expect(stagesRun(route.stages)).toEqual(expected(PROFILES.batch, ['route']));
       for (const skipped of PROFILES.batch.skips) expect(route.stages).not.toContain(skipped);
-      const limits = route.handlers[route.stages.indexOf('limits and budget')]!;
-      expect(limits.name).not.toBe('limits and budget');
+      const limits = route.handlers[route.stages.indexOf('limitsAndBudget')]!;
+      expect(limits.name).not.toBe('limitsAndBudget');
       expect(route.stages.at(-1)).toBe('call');
     }
   });
@@ -138,10 +138,10 @@ describe('the stage list', () => {
     const handshake = socketHandshakeRoute(everyPart());
     expect(handshake.path).toBe('/v1/responses');
     expect(handshake.kind).toBe(PROFILES.socketHandshake.kind);
-    expect(stagesRun(handshake.stages)).toEqual(['route', 'guard admit', 'auth', 'permissions']);
+    expect(stagesRun(handshake.stages)).toEqual(['route', 'guardAdmit', 'auth', 'permissions']);
     expect(handshake.handlers.map((handler) => handler.name)).toEqual([
       'matchSocketHandshake',
-      'guard admit',
+      'guardAdmit',
       'auth',
       'permissions',
     ]);
@@ -154,7 +154,7 @@ describe('the stage list', () => {
     const budget = budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' } }) as unknown as BudgetGuard;
     const stages = mcpStages({
       guarding: { ...parts.guarding, limitChecks: [] } as GatewayGuard,
-      identify: parts.identify,
+      auth: parts.auth,
       readBody: parts.readProviderBody,
       permissions: parts.permissions,
       attribution: parts.attribution,
@@ -164,12 +164,12 @@ describe('the stage list', () => {
     });
     const names = (handlers: readonly RequestHandler[]) => handlers.map((handler) => handler.name);
     // The MCP package runs: its framing (route), admit, readBody (POST), the server (declare), permissions, the message.
-    expect(names(stages.admit)).toEqual(['guard admit', 'auth']);
-    expect(names(stages.readBody)).toEqual(['body guard']);
+    expect(names(stages.admit)).toEqual(['guardAdmit', 'auth']);
+    expect(names(stages.readBody)).toEqual(['bodyGuard']);
     expect(names(stages.permissions!)).toEqual(['permissions', 'attribution']);
     // A tool call: its price (the meter hook), suspensions, then the tool-call limits and the budget fused.
     expect(stages.limitAndReserve).toHaveLength(2);
-    expect(stages.limitAndReserve[0]!.name).toBe('guard after estimate');
+    expect(stages.limitAndReserve[0]!.name).toBe('guardAfterEstimate');
     expect(() => combineLimits(stages.limitAndReserve[1]!)).not.toThrow();
   });
 
@@ -192,8 +192,8 @@ describe('the stage list', () => {
     // A profile that skips it composes without it.
     expect(composeRoute(PROFILES.toolCall, builders, undefined).stages).toEqual([
       'meter',
-      'guard after estimate',
-      'limits and budget',
+      'guardAfterEstimate',
+      'limitsAndBudget',
     ]);
   });
 });
