@@ -131,14 +131,18 @@ describe('a budget counter changed by hand, through the gateway', () => {
     expect(spent).toBeGreaterThan(0);
     expect(await driftOfAcme()).toMatchObject({ spentNanoUsd: spent, ledgerNanoUsd: spent, driftNanoUsd: 0 });
     expect(await waitFor(gauge, (value) => value === 0, 'the gauge at 0')).toBe(0);
-    const [, keys] = (await stores.sendCommand([
-      'SCAN',
-      '0',
-      'MATCH',
-      `${prefix}*scope:${(await driftOfAcme()).key}`,
-      'COUNT',
-      '1000',
-    ])) as [string, string[]];
+    // The whole keyspace, cursor by cursor: the shared Redis may hold other suites' keys meanwhile.
+    const match = `${prefix}*scope:${(await driftOfAcme()).key}`;
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, found] = (await stores.sendCommand(['SCAN', cursor, 'MATCH', match, 'COUNT', '1000'])) as [
+        string,
+        string[],
+      ];
+      keys.push(...found);
+      cursor = next;
+    } while (cursor !== '0');
     expect(keys).toHaveLength(1);
     hash = keys[0]!;
   });

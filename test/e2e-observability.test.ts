@@ -264,7 +264,7 @@ describe('the access log', () => {
 describe('store failures', () => {
   it('are logged at error level by layer, answered 503, and counted', async () => {
     const stores = createMemoryStores();
-    stores.counter.consume = async () => {
+    stores.counter.consume = () => {
       throw new Error('store is down');
     };
     const failingLog = createProxyLog({ level: 'info', destination: join(dir, 'failing.log') });

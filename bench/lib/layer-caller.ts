@@ -34,8 +34,8 @@ export function callerOf(stores: TollgateStores): Caller {
     reserveThenSettle(request, actual) {
       const reserved = ledger.reserve(request, balances);
       if (reserved instanceof Promise)
-        return reserved.then(() => ledger.settle(request.id, actual, noBalances)).then(settled);
-      const done = ledger.settle(request.id, actual, noBalances);
+        return reserved.then(() => ledger.settle(request.id, actual, undefined, noBalances)).then(settled);
+      const done = ledger.settle(request.id, actual, undefined, noBalances);
       return done instanceof Promise ? done.then(settled) : undefined;
     },
   };

@@ -43,7 +43,7 @@ export interface LayerOptions {
 }
 
 /** `promise`, or a failure naming `what` when it has not settled within `ms`: no store call may hang. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+async function within<T>(ms: number, what: string, promise: T | Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([

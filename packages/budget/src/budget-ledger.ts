@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { ledgerCalls, whenReady, withTimeout } from '@tollgate/core/store-contracts';
 import type { TollgateContext } from '@tollgate/core';
 import type {
-  AtOnceCallOptions,
+  LedgerCallOptions,
   LedgerCalls,
   MaybePromise,
   ReservationLedger,
@@ -19,9 +19,9 @@ export class BudgetLedgerCalls {
   /** The ledger's answers: at once where it holds them (in process memory, from a block), else its promises (given a deadline). */
   readonly answers: LedgerCalls;
   /** Scope balances in settle answers serve downgrades and soft limits only: without either, not built. */
-  readonly atOnceCalls: AtOnceCallOptions;
+  readonly settleCalls: LedgerCallOptions;
   /** A reserve's balances also say what the request's budgets have left after it (`ReservationNote.remaining`). */
-  readonly reserveCalls: AtOnceCallOptions = { balances: true };
+  readonly reserveCalls: LedgerCallOptions = { balances: true };
   readonly timeoutMs: number;
   readonly #failOpen: boolean;
   #failing = false;
@@ -34,7 +34,7 @@ export class BudgetLedgerCalls {
   constructor(ledger: ReservationLedger, { plan, storeTimeoutMs, failOpen }: ResolvedBudgetOptions) {
     this.ledger = ledger;
     this.answers = ledgerCalls(ledger);
-    this.atOnceCalls = { balances: plan.mayDowngrade || plan.maySoftLimit };
+    this.settleCalls = { balances: plan.mayDowngrade || plan.maySoftLimit };
     this.timeoutMs = storeTimeoutMs;
     this.#failOpen = failOpen;
   }
@@ -72,8 +72,8 @@ export class BudgetLedgerCalls {
   settleAside(id: string, actual: number, records?: readonly SettledRecord[]): MaybePromise<void> {
     const settling =
       actual === 0
-        ? this.answers.release(id, this.atOnceCalls)
-        : this.answers.settle(id, actual, this.atOnceCalls, records);
+        ? this.answers.release(id, this.settleCalls)
+        : this.answers.settle(id, actual, records, this.settleCalls);
     const bounded = withTimeout(settling, this.timeoutMs, actual === 0 ? 'ledger.release' : 'ledger.settle');
     return whenReady(bounded, nothing, this.#report);
   }

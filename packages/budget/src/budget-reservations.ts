@@ -368,7 +368,7 @@ export class BudgetReservations {
     // expiry, and this settle corrects that to the actual cost). Waiting is bounded; the delivery is not.
     // The record the charge is for: after a store lost its data, a rebuild may have counted it already (SettledRecord).
     const records = record ? [settledRecord(record, own)] : undefined;
-    const settling = this.calls.answers.settle(id, own, this.calls.atOnceCalls, records);
+    const settling = this.calls.answers.settle(id, own, records, this.calls.settleCalls);
     return whenReady(withTimeout(settling, this.calls.timeoutMs, 'ledger.settle'), ({ scopes }) =>
       this.#afterSettle(windows, scopes),
     );

@@ -3,7 +3,13 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import type { Request, Response } from 'express';
 import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
-import type { ReservationLedger, ReserveRequest, ReserveResult, SettleResult } from '@tollgate/core/store-contracts';
+import type {
+  MaybePromise,
+  ReservationLedger,
+  ReserveRequest,
+  ReserveResult,
+  SettleResult,
+} from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
 import { INPUT_NANO, OUTPUT_NANO, createApp, eventually, fakeMeter, pricing, usageOf } from './helpers.js';
 
@@ -27,11 +33,11 @@ function watchedLedger(inner: ReservationLedger) {
       if (result.ok) granted.push({ id: reserve.id, amount: result.amount });
       return result;
     },
-    settle(id: string, amount: number): Promise<SettleResult> {
+    settle(id: string, amount: number): MaybePromise<SettleResult> {
       close(id);
       return inner.settle(id, amount);
     },
-    release(id: string): Promise<SettleResult> {
+    release(id: string): MaybePromise<SettleResult> {
       close(id);
       return inner.release(id);
     },

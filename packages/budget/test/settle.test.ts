@@ -8,7 +8,13 @@ import request from 'supertest';
 import { createMemoryStores } from '@tollgate/core';
 import { budgetRemainingAfter } from '@tollgate/core/provider-call';
 import { NANO_PER_USD } from '../../core/src/money.js';
-import type { ReservationLedger, ReserveRequest, ScopeUsage, SettleResult } from '@tollgate/core/store-contracts';
+import type {
+  MaybePromise,
+  ReservationLedger,
+  ReserveRequest,
+  ScopeUsage,
+  SettleResult,
+} from '@tollgate/core/store-contracts';
 import { budgetGuard } from '@tollgate/budget';
 import {
   INPUT_NANO,
@@ -28,7 +34,7 @@ class CountingLedger implements ReservationLedger {
   reserve(request: ReserveRequest) {
     return this.inner.reserve(request);
   }
-  settle(id: string, actualAmount: number): Promise<SettleResult> {
+  settle(id: string, actualAmount: number): MaybePromise<SettleResult> {
     if (!id.includes(':soft-limit:')) this.settles++;
     return this.inner.settle(id, actualAmount);
   }

@@ -14,3 +14,12 @@ export function whenReady<T, R>(
 ): MaybePromise<R> {
   return value instanceof Promise ? value.then(then, failed) : then(value);
 }
+
+/** `call()`'s answer as a promise, for a caller that waits anyway (a layer's write behind a block); a throw rejects it. */
+export function promised<T>(call: () => MaybePromise<T>): Promise<T> {
+  try {
+    return Promise.resolve(call());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

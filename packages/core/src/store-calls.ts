@@ -1,72 +1,33 @@
 // A part's calls as callers make them: the answer at once where the part holds it, else its promise; never a throw.
-import type { MaybePromise } from './maybe-promise.js';
-import { counterAtOnce, fixedWindowAtOnce, ledgerAtOnce } from './stores.js';
-import type {
-  AtOnceCallOptions,
-  FixedWindowCounter,
-  ReservationLedger,
-  ReserveRequest,
-  ReserveResult,
-  SettledRecord,
-  SettleResult,
-  WindowCounter,
-  WindowResult,
-} from './stores.js';
+import type { FixedWindowCounter, ReservationLedger, WindowCounter } from './stores.js';
 
 /*
- * Which of a part's two ways answers is the part's business (see WindowCounterAtOnce): these take it once, at a
- * caller's construction, and the caller handles what comes (`whenReady`). A call that throws (bad input) comes back
- * as a rejected promise, as its promise-returning twin would: a caller has one failure path.
+ * Which way a call answers is the part's business (stores.ts, "Answered at once or by promise"); the caller handles
+ * what comes (`whenReady`). A call that throws (bad input) comes back as a rejected promise, as a promise's failure
+ * would: a caller has one failure path.
  */
 
-export interface CounterCalls {
-  consume(
-    key: string,
-    units: number,
-    options: { limit: number; windowMs: number; slot?: string },
-  ): MaybePromise<WindowResult>;
-  adjust(
-    key: string,
-    delta: number,
-    options: { windowMs: number; windowStart: number; slot?: string },
-  ): MaybePromise<void>;
-}
+/** A counter's calls, as callers make them: the part's own shape, never a throw. */
+export type CounterCalls = Pick<WindowCounter, 'consume' | 'adjust'>;
 
-export interface FixedWindowCalls {
-  hit(key: string, windowMs: number, limit?: number): MaybePromise<{ hits: number; resetAt: number }>;
-  giveBack(key: string): MaybePromise<void>;
-}
+export type FixedWindowCalls = Pick<FixedWindowCounter, 'hit' | 'giveBack'>;
 
-export interface LedgerCalls {
-  reserve(request: ReserveRequest, options?: AtOnceCallOptions): MaybePromise<ReserveResult>;
-  settle(
-    id: string,
-    actualAmount: number,
-    options?: AtOnceCallOptions,
-    records?: readonly SettledRecord[],
-  ): MaybePromise<SettleResult>;
-  /** A settle of 0. */
-  release(id: string, options?: AtOnceCallOptions): MaybePromise<SettleResult>;
-}
+export type LedgerCalls = Pick<ReservationLedger, 'reserve' | 'settle' | 'release'>;
+
+// Each call's try is written out, not a closure handed to a helper: these run on every request (docs/performance.md).
 
 export function counterCalls(counter: WindowCounter): CounterCalls {
-  const atOnce = counterAtOnce(counter);
-  if (!atOnce)
-    return {
-      consume: (key, units, options) => counter.consume(key, units, options),
-      adjust: (key, delta, options) => counter.adjust(key, delta, options),
-    };
   return {
     consume(key, units, options) {
       try {
-        return atOnce.consumeAtOnce(key, units, options);
+        return counter.consume(key, units, options);
       } catch (error) {
         return Promise.reject(error);
       }
     },
     adjust(key, delta, options) {
       try {
-        return atOnce.adjustAtOnce(key, delta, options);
+        return counter.adjust(key, delta, options);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -75,23 +36,17 @@ export function counterCalls(counter: WindowCounter): CounterCalls {
 }
 
 export function fixedWindowCalls(windows: FixedWindowCounter): FixedWindowCalls {
-  const atOnce = fixedWindowAtOnce(windows);
-  if (!atOnce)
-    return {
-      hit: (key, windowMs, limit) => windows.hit(key, windowMs, limit),
-      giveBack: (key) => windows.giveBack(key),
-    };
   return {
     hit(key, windowMs, limit) {
       try {
-        return atOnce.hitAtOnce(key, windowMs, limit);
+        return windows.hit(key, windowMs, limit);
       } catch (error) {
         return Promise.reject(error);
       }
     },
     giveBack(key) {
       try {
-        return atOnce.giveBackAtOnce(key);
+        return windows.giveBack(key);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -100,31 +55,24 @@ export function fixedWindowCalls(windows: FixedWindowCounter): FixedWindowCalls 
 }
 
 export function ledgerCalls(ledger: ReservationLedger): LedgerCalls {
-  const atOnce = ledgerAtOnce(ledger);
-  if (!atOnce)
-    return {
-      reserve: (request) => ledger.reserve(request),
-      settle: (id, actualAmount, _options, records) => ledger.settle(id, actualAmount, records),
-      release: (id) => ledger.release(id),
-    };
   return {
     reserve(request, options) {
       try {
-        return atOnce.reserveAtOnce(request, options);
+        return ledger.reserve(request, options);
       } catch (error) {
         return Promise.reject(error);
       }
     },
-    settle(id, actualAmount, options, records) {
+    settle(id, actualAmount, records, options) {
       try {
-        return atOnce.settleAtOnce(id, actualAmount, options, records);
+        return ledger.settle(id, actualAmount, records, options);
       } catch (error) {
         return Promise.reject(error);
       }
     },
     release(id, options) {
       try {
-        return atOnce.releaseAtOnce(id, options);
+        return ledger.release(id, options);
       } catch (error) {
         return Promise.reject(error);
       }

@@ -3,8 +3,6 @@
 // and slices of the event loop for work over many entries (TimeSlice).
 export type {
   ApiKeyRecord,
-  AtOnceCallOptions,
-  FixedWindowAtOnce,
   FixedWindowCounter,
   HeldAmount,
   KeyChange,
@@ -12,6 +10,7 @@ export type {
   KeyPage,
   KeyPageQuery,
   KeyStore,
+  LedgerCallOptions,
   LedgerScope,
   RebuildGate,
   ReservationLedger,
@@ -24,7 +23,6 @@ export type {
   SettledRecord,
   SpendCorrection,
   WindowCounter,
-  WindowCounterAtOnce,
   WindowResult,
 } from './stores.js';
 export {
@@ -72,7 +70,7 @@ export { ShardedMap } from './sharded-map.js';
 export type { TurnShare } from './time-slice.js';
 export { counterCalls, fixedWindowCalls, ledgerCalls } from './store-calls.js';
 export type { CounterCalls, FixedWindowCalls, LedgerCalls } from './store-calls.js';
-export { whenReady } from './maybe-promise.js';
+export { promised, whenReady } from './maybe-promise.js';
 export type { MaybePromise } from './maybe-promise.js';
 export type { BlockStores } from './block-stores.js';
 export { RETIRE_WAIT_MS } from './block-stores.js';

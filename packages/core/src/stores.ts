@@ -17,21 +17,34 @@ export interface WindowResult {
   windowStart: number;
 }
 
+/*
+ * Answered at once or by promise. A window counter's `consume` and `adjust`, a fixed window's `hit` and `giveBack`, a
+ * ledger's `reserve`, `settle` and `release` each have one call shape: they return the answer itself where the part
+ * holds it (memory stores always; block stores from a block they hold), else its promise (Redis). The part decides,
+ * where the state is. A caller handles both (`whenReady`), and takes a part's calls through `counterCalls` (or
+ * `fixedWindowCalls`, `ledgerCalls`), which turn a throw for bad input into a rejected promise: one failure path.
+ */
+
 /**
  * Weighted sliding-window counter (two fixed windows, the previous one weighted by how
  * much of it still overlaps the sliding window). `consume` with N units is all-or-nothing.
  */
 export interface WindowCounter {
+  /** Counts `units` in the window of `key` if they fit under `limit` (answered at once or by promise, above). */
   consume(
     key: string,
     units: number,
     options: { limit: number; windowMs: number; slot?: string },
-  ): Promise<WindowResult>;
+  ): MaybePromise<WindowResult>;
   /**
    * Settle a consume: add `delta` units (negative refunds) to the window that started at
    * `windowStart`. A refund never takes a window below zero; a window already gone is left alone.
    */
-  adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): Promise<void>;
+  adjust(
+    key: string,
+    delta: number,
+    options: { windowMs: number; windowStart: number; slot?: string },
+  ): MaybePromise<void>;
   /**
    * Units counted in the sliding window now (for operators and tests): what a consume would compare with its limit,
    * less what a layer in this process holds unhanded (blockStores).
@@ -215,16 +228,21 @@ export interface SettleResult {
  * Settle in the process that reserved: a ledger may keep what a reservation holds in memory.
  */
 export interface ReservationLedger {
-  reserve(request: ReserveRequest): Promise<ReserveResult>;
+  reserve(request: ReserveRequest, options?: LedgerCallOptions): MaybePromise<ReserveResult>;
   /**
    * Replace the reservation by the actual amount (may exceed the reservation), charged to every
    * scope it held; for a reservation charged at expiry, charge the difference. Resolves once the
    * charge is stored; the ledger keeps delivering it if the caller stops waiting. `records`: the usage records the
    * amount is for (see SettledRecord); a ledger that cannot lose its data ignores them.
    */
-  settle(id: string, actualAmount: number, records?: readonly SettledRecord[]): Promise<SettleResult>;
+  settle(
+    id: string,
+    actualAmount: number,
+    records?: readonly SettledRecord[],
+    options?: LedgerCallOptions,
+  ): MaybePromise<SettleResult>;
   /** Settle at zero. */
-  release(id: string): Promise<SettleResult>;
+  release(id: string, options?: LedgerCallOptions): MaybePromise<SettleResult>;
   /** Spent and reserved per scope, after dropping expired reservations. */
   usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]>;
   /** Add `delta` (zero or more) to a scope's spent: a charge past a reservation. */
@@ -502,9 +520,9 @@ export interface FixedWindowCounter {
    * Counts one hit in the window of `key`. `limit` is the caller's limit, for layers that count
    * hot windows in blocks (blockStores); the caller compares `hits` with it.
    */
-  hit(key: string, windowMs: number, limit?: number): Promise<{ hits: number; resetAt: number }>;
+  hit(key: string, windowMs: number, limit?: number): MaybePromise<{ hits: number; resetAt: number }>;
   /** Gives one hit back, if the window still runs. */
-  giveBack(key: string): Promise<void>;
+  giveBack(key: string): MaybePromise<void>;
   /** Forgets the window. */
   reset(key: string): Promise<void>;
   /**
@@ -531,89 +549,12 @@ export interface TollgateStores {
   close(): Promise<void>;
 }
 
-/** Options of a ledger call answered at once. */
-export interface AtOnceCallOptions {
+/** Options of a ledger's reserve, settle and release. */
+export interface LedgerCallOptions {
   /**
-   * Answer with each scope's numbers (`scopes`), as the promise-returning calls do. A caller that
-   * does not use them spares building them on every call. A store may answer with them anyway.
+   * Answer with each scope's numbers (`scopes`). A caller that does not use them spares building them on every call.
+   * A store may answer with them anyway.
    * @default true
    */
   balances?: boolean;
-}
-
-/**
- * A store part may also answer at once, without a promise: each `…AtOnce` call returns the answer
- * itself where the part holds it (memory stores always; block stores from a block they hold), else
- * the promise of it, the one its promise-returning twin would give: one rule, delivered two ways.
- * Redis parts have none. Callers do not choose between the two: they take a part's calls from
- * `counterCalls` (or `ledgerCalls`, `fixedWindowCalls`) once and handle a MaybePromise
- * (`whenReady`), so the choice is made where the state is, by the part.
- */
-export interface WindowCounterAtOnce {
-  consumeAtOnce(
-    key: string,
-    units: number,
-    options: { limit: number; windowMs: number; slot?: string },
-  ): MaybePromise<WindowResult>;
-  adjustAtOnce(
-    key: string,
-    delta: number,
-    options: { windowMs: number; windowStart: number; slot?: string },
-  ): MaybePromise<void>;
-}
-
-export interface FixedWindowAtOnce {
-  hitAtOnce(key: string, windowMs: number, limit?: number): MaybePromise<{ hits: number; resetAt: number }>;
-  giveBackAtOnce(key: string): MaybePromise<void>;
-}
-
-export interface LedgerAtOnce {
-  reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): MaybePromise<ReserveResult>;
-  settleAtOnce(
-    id: string,
-    actualAmount: number,
-    options?: AtOnceCallOptions,
-    records?: readonly SettledRecord[],
-  ): MaybePromise<SettleResult>;
-  releaseAtOnce(id: string, options?: AtOnceCallOptions): MaybePromise<SettleResult>;
-}
-
-/**
- * True when `part` answers `atOnce` methods of its own, beside the very `twins` it would answer by
- * promise: the object (or prototype) that defines the first at-once method also defines every one
- * of them and of their twins, and `part` hands out those same functions. A wrapper that counts,
- * times or changes `consume` (a Proxy, a subclass overriding it) is then answered by promise only:
- * its at-once twins would walk around it.
- */
-function answersAtOnce(part: object, atOnce: readonly string[], twins: readonly string[]): boolean {
-  let owner: object | null = part;
-  while (owner !== null && !Object.prototype.hasOwnProperty.call(owner, atOnce[0]!))
-    owner = Object.getPrototypeOf(owner) as object | null;
-  if (owner === null) return false;
-  for (const name of [...atOnce, ...twins]) {
-    const own = Object.getOwnPropertyDescriptor(owner, name);
-    if (!own || typeof own.value !== 'function' || (part as Record<string, unknown>)[name] !== own.value) return false;
-  }
-  return true;
-}
-
-/** The counter itself when it answers at once (memory counters, the layers' counters); undefined otherwise. */
-export function counterAtOnce(counter: WindowCounter): (WindowCounter & WindowCounterAtOnce) | undefined {
-  return answersAtOnce(counter, ['consumeAtOnce', 'adjustAtOnce'], ['consume', 'adjust'])
-    ? (counter as WindowCounter & WindowCounterAtOnce)
-    : undefined;
-}
-
-/** The ledger itself when it answers at once (memory ledgers, the layers' ledgers); undefined otherwise. */
-export function ledgerAtOnce(ledger: ReservationLedger): (ReservationLedger & LedgerAtOnce) | undefined {
-  return answersAtOnce(ledger, ['reserveAtOnce', 'settleAtOnce', 'releaseAtOnce'], ['reserve', 'settle', 'release'])
-    ? (ledger as ReservationLedger & LedgerAtOnce)
-    : undefined;
-}
-
-/** The request windows themselves when they answer at once (the layers' fixed windows); undefined otherwise. */
-export function fixedWindowAtOnce<T extends object>(windows: T): (T & FixedWindowAtOnce) | undefined {
-  return answersAtOnce(windows, ['hitAtOnce', 'giveBackAtOnce'], ['hit', 'giveBack'])
-    ? (windows as T & FixedWindowAtOnce)
-    : undefined;
 }

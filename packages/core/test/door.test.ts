@@ -91,8 +91,8 @@ describe("core's doors", () => {
         atDoor: false,
         atSubpath: true,
       });
-    // Which way a part answers (at once, else a promise) is the engine's choice: no door offers it to callers.
-    for (const name of ['counterAtOnce', 'fixedWindowAtOnce', 'ledgerAtOnce'])
+    // One call shape per store operation: no door offers a second (an at-once twin) of any.
+    for (const name of ['counterAtOnce', 'fixedWindowAtOnce', 'ledgerAtOnce', 'WindowCounterAtOnce', 'LedgerAtOnce'])
       expect({ name, atDoor: name in door, atSubpath: name in stores }).toEqual({
         name,
         atDoor: false,

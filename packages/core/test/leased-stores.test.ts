@@ -72,9 +72,9 @@ afterEach(async () => {
 });
 
 /** What a promise has settled with so far (undefined while it is pending). */
-function outcomeOf<T>(promise: Promise<T>): { value?: T } {
+function outcomeOf<T>(answer: T | Promise<T>): { value?: T } {
   const outcome: { value?: T } = {};
-  void promise.then((value) => (outcome.value = value));
+  void Promise.resolve(answer).then((value) => (outcome.value = value));
   return outcome;
 }
 

@@ -1,9 +1,7 @@
 // The in-memory stores stay bounded: expired windows, charged reservations and scopes are evicted.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { createMemoryStores, TollgateError } from '@tollgate/core';
-import { MemoryReservationLedger } from '@tollgate/core/store-contracts';
-// Which way a part answers is the engine's choice (not on a door): read here to see the memory stores answer at once.
-import { counterAtOnce, ledgerAtOnce } from '../src/stores.js';
+import { counterCalls, ledgerCalls, MemoryReservationLedger } from '@tollgate/core/store-contracts';
 import type { ReserveRequest } from '@tollgate/core/store-contracts';
 
 describe('memory stores', () => {
@@ -69,17 +67,16 @@ describe('memory stores', () => {
     expect(jest.getTimerCount()).toBe(0);
   });
 
-  it('answers at once (counterAtOnce, ledgerAtOnce), with what the promised calls answer', async () => {
+  it('answers at once, and a bad input with a rejected promise (never a throw)', async () => {
     const now = 1_000_000;
-    const sync = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
-    const promised = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
+    const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     const scopes = [
       { key: 'a', limit: 100, expiresAt: now + 10_000 },
       { key: 'b', limit: 50, expiresAt: now + 10_000 },
     ];
     const request = { id: 'r', amount: 80, minAmount: 10, scopes, ttlMs: 1000 };
-    const reserved = sync.ledger.reserveAtOnce(request);
-    expect(reserved).toEqual(await promised.ledger.reserve(request));
+    const reserved = stores.ledger.reserve(request);
+    expect(reserved).not.toBeInstanceOf(Promise);
     expect(reserved).toEqual({
       ok: true,
       id: 'r',
@@ -89,31 +86,38 @@ describe('memory stores', () => {
         { key: 'b', limit: 50, spent: 0, reserved: 50, credit: 0 },
       ],
     });
-    expect(sync.ledger.settleAtOnce('r', 30)).toEqual(await promised.ledger.settle('r', 30));
-    expect(sync.ledger.settleAtOnce('r', 0)).toEqual(await promised.ledger.release('r'));
-    expect(sync.ledger.settleAtOnce('r', 0)).toEqual({ settled: false, reserved: 0 });
-    expect(await sync.ledger.usage(['a', 'b'])).toEqual([
+    expect(stores.ledger.settle('r', 30)).toEqual({
+      settled: true,
+      reserved: 50,
+      scopes: [
+        { key: 'a', spent: 30, reserved: 0, credit: 0 },
+        { key: 'b', spent: 30, reserved: 0, credit: 0 },
+      ],
+    });
+    expect(stores.ledger.release('r')).toEqual({ settled: false, reserved: 0 });
+    expect(await stores.ledger.usage(['a', 'b'])).toEqual([
       { key: 'a', spent: 30, reserved: 0, credit: 0 },
       { key: 'b', spent: 30, reserved: 0, credit: 0 },
     ]);
-    expect(() => sync.ledger.reserveAtOnce({ ...request, id: 'n', amount: Number.NaN })).toThrow(RangeError);
-    await expect(promised.ledger.reserve({ ...request, id: 'n', amount: Number.NaN })).rejects.toThrow(RangeError);
+    const bad = { ...request, id: 'n', amount: Number.NaN };
+    await expect(stores.ledger.reserve(bad)).rejects.toThrow(RangeError);
+    await expect(ledgerCalls(stores.ledger).reserve(bad)).rejects.toThrow(RangeError);
 
     const window = { limit: 10, windowMs: 60_000 };
-    const consumed = sync.counter.consumeAtOnce('k', 4, window);
-    expect(consumed).toEqual(await promised.counter.consume('k', 4, window));
-    sync.counter.adjustAtOnce('k', -1, { windowMs: 60_000, windowStart: consumed.windowStart });
-    await promised.counter.adjust('k', -1, { windowMs: 60_000, windowStart: consumed.windowStart });
-    expect(await sync.counter.peek('k', window)).toBe(3);
-    expect(await promised.counter.peek('k', window)).toBe(3);
-    // One call path: the callers ask the part itself whether it answers at once.
-    expect(counterAtOnce(sync.counter)).toBe(sync.counter);
-    expect(ledgerAtOnce(sync.ledger)).toBe(sync.ledger);
-    await sync.close();
-    await promised.close();
+    const consumed = stores.counter.consume('k', 4, window);
+    expect(consumed).not.toBeInstanceOf(Promise);
+    expect(consumed).toMatchObject({ allowed: true, limit: 10, remaining: 6 });
+    stores.counter.adjust('k', -1, {
+      windowMs: 60_000,
+      windowStart: (consumed as { windowStart: number }).windowStart,
+    });
+    expect(await stores.counter.peek('k', window)).toBe(3);
+    await expect(stores.counter.consume('k', Number.NaN, window)).rejects.toThrow(RangeError);
+    await expect(counterCalls(stores.counter).consume('k', Number.NaN, window)).rejects.toThrow(RangeError);
+    await stores.close();
   });
 
-  it('answers by promise only for a part wrapped or overridden: its at-once twins would walk around the wrapper', async () => {
+  it('calls a part wrapped or overridden as it is: the wrapper answers, by promise where it chose one', async () => {
     const stores = createMemoryStores({ sweepIntervalMs: 0 });
     let counted = 0;
     const proxied = new Proxy(stores.counter, {
@@ -122,24 +126,21 @@ describe('memory stores', () => {
           ? (...args: Parameters<typeof target.consume>) => (counted++, target.consume(...args))
           : Reflect.get(target, name, receiver),
     });
-    expect(counterAtOnce(proxied)).toBeUndefined();
-    class Audited extends MemoryReservationLedger {
-      override async reserve(request: ReserveRequest) {
-        counted++;
-        return super.reserve(request);
-      }
-    }
-    expect(ledgerAtOnce(new Audited())).toBeUndefined();
-    // A plain store whose methods are its own (the block stores' parts are such objects) does.
-    const own = {
-      consume: stores.counter.consume.bind(stores.counter),
-      adjust: stores.counter.adjust.bind(stores.counter),
-      peek: stores.counter.peek.bind(stores.counter),
-      consumeAtOnce: () => undefined,
-      adjustAtOnce: () => false,
-    };
-    expect(counterAtOnce(own)).toBe(own);
-    expect(counted).toBe(0);
+    const window = { limit: 10, windowMs: 60_000 };
+    expect(counterCalls(proxied).consume('k', 1, window)).toMatchObject({ allowed: true });
+    expect(counted).toBe(1);
+    const ledger = new MemoryReservationLedger();
+    const audited = new Proxy(ledger, {
+      get: (target, name, receiver) =>
+        name === 'reserve'
+          ? async (request: ReserveRequest) => (counted++, target.reserve(request))
+          : Reflect.get(target, name, receiver),
+    });
+    const scopes = [{ key: 'a', limit: 100, expiresAt: Date.now() + 10_000 }];
+    const reserving = ledgerCalls(audited).reserve({ id: 'r', amount: 1, scopes, ttlMs: 1000 });
+    expect(reserving).toBeInstanceOf(Promise);
+    expect(await reserving).toMatchObject({ ok: true, amount: 1 });
+    expect(counted).toBe(2);
     await stores.close();
   });
 
@@ -147,13 +148,13 @@ describe('memory stores', () => {
     const now = 1_000_000;
     const stores = createMemoryStores({ clock: () => now, sweepIntervalMs: 0 });
     const scopes = [{ key: 'a', limit: 100, expiresAt: now + 10_000 }];
-    expect(stores.ledger.reserveAtOnce({ id: 'r', amount: 40, scopes, ttlMs: 1000 }, { balances: false })).toEqual({
+    expect(stores.ledger.reserve({ id: 'r', amount: 40, scopes, ttlMs: 1000 }, { balances: false })).toEqual({
       ok: true,
       id: 'r',
       amount: 40,
     });
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 0, reserved: 40, credit: 0 }]);
-    expect(stores.ledger.settleAtOnce('r', 25, { balances: false })).toEqual({ settled: true, reserved: 40 });
+    expect(stores.ledger.settle('r', 25, undefined, { balances: false })).toEqual({ settled: true, reserved: 40 });
     expect(await stores.ledger.usage(['a'])).toEqual([{ key: 'a', spent: 25, reserved: 0, credit: 0 }]);
     await stores.close();
   });

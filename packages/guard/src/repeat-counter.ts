@@ -1,4 +1,5 @@
 // Counts sends of one request fingerprint per key in a sliding window of the shared stores' window counter.
+import { promised } from '@tollgate/core/store-contracts';
 import type { WindowCounter, WindowResult } from '@tollgate/core/store-contracts';
 
 interface RepeatCounterConfig {
@@ -38,7 +39,7 @@ export class RepeatCounter {
   /** Counts one send; `result.allowed` is false once the fingerprint passed `max` in the window (nothing is counted then). */
   count(keyId: string, fingerprint: string): Promise<CountedSend> {
     const key = `${this.#config.prefix}${keyId}:${fingerprint}`;
-    return this.#counter.consume(key, 1, this.#window).then((result) => ({ key, result }));
+    return promised(() => this.#counter.consume(key, 1, this.#window)).then((result) => ({ key, result }));
   }
 
   /** Gives a counted send back (another check refused the request). */

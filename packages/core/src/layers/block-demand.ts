@@ -1,3 +1,5 @@
+import type { MaybePromise } from '../maybe-promise.js';
+
 // What the blocks policy decides for every part alike: when a subject is hot enough for a block, how big its block is,
 // and how what blocks give back is sent and its failures reported.
 
@@ -223,7 +225,9 @@ export class BlockSends {
   readonly #sending = new Set<Promise<unknown>>();
   #unreported: { count: number; first: string } | undefined;
 
-  send(call: Promise<unknown>): void {
+  /** A call sent: one answered at once has landed already. */
+  send(call: MaybePromise<unknown>): void {
+    if (!(call instanceof Promise)) return;
     const tracked = call.then(
       () => undefined,
       (error: unknown) => this.#failed(error),

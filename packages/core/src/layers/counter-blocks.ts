@@ -1,5 +1,6 @@
 // The blocks policy of a token window: `size` units consumed in the store at once, handed out to requests in-process.
 import { assertStoreNumber } from '../store-input.js';
+import { promised } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import type { WindowCounter, WindowResult } from '../stores.js';
 import { LEAST_REQUESTS_PER_BLOCK, type BlockDemand, type BlockSends, DirectUntil } from './block-demand.js';
@@ -181,7 +182,7 @@ export class CounterBlocks implements CounterPolicy {
       return;
     }
     block.renewing = true;
-    const renewal = this.inner.consume(block.key, delta, consumeOptionsOf(block)).then(
+    const renewal = promised(() => this.inner.consume(block.key, delta, consumeOptionsOf(block))).then(
       (taken) => {
         block.renewing = false;
         if (taken.allowed && taken.windowStart === block.windowStart && this.#blocks.get(id) === block) {
@@ -255,7 +256,7 @@ export class CounterBlocks implements CounterPolicy {
     handedOut = units,
   ): Promise<CounterBlock | undefined> {
     const generation = this.#generation;
-    const take = this.inner.consume(key, size, opts);
+    const take = promised(() => this.inner.consume(key, size, opts));
     this.#taking.set(
       id,
       take.catch(() => undefined),

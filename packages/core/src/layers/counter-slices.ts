@@ -1,4 +1,5 @@
 // The leases policy of a token window: the store's answer while it answers in time, else at most a slice of the limit.
+import { promised } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import { assertStoreNumber } from '../store-input.js';
 import { windowPhase, windowStartAt } from '../stores.js';
@@ -29,7 +30,7 @@ export class CounterSlices implements CounterPolicy {
 
   consume(key: string, units: number, opts: ConsumeOptions): MaybePromise<WindowResult> {
     return this.outage.either<WindowResult>(
-      () => this.inner.consume(key, units, opts),
+      () => promised(() => this.inner.consume(key, units, opts)),
       () => this.#consumeLocally(key, units, opts),
       () => this.outage.see(`counter:${key}`),
       (result) =>

@@ -1,4 +1,5 @@
 // The leases policy of a request window inside combineLimits: the store's count while it answers, else a slice's.
+import { promised } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import type { FixedWindowCounter } from '../stores.js';
 import type { LeaseOutage, OutagePolicy } from './lease-outage.js';
@@ -46,7 +47,7 @@ export class FixedWindowSlices implements FixedWindowPolicy {
 
   hit(key: string, windowMs: number, limit?: number): MaybePromise<Hits> {
     return this.outage.either(
-      () => this.inner.hit(key, windowMs, limit),
+      () => promised(() => this.inner.hit(key, windowMs, limit)),
       () => this.#hitLocally(key, windowMs, 1),
       (result) => this.#landed(key, result),
       () => this.inner.giveBack(key),

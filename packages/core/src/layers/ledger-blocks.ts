@@ -2,6 +2,7 @@
 // granted to requests in-process; a request whose scopes have no block is reserved in the store, as without blocks.
 import { LeaseExhaustedError } from './lease-outage.js';
 import { assertReserveNumbers, assertSettledRecords, assertStoreAmount } from '../store-input.js';
+import { promised } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import type {
   LedgerScope,
@@ -147,8 +148,8 @@ export class LedgerBlocks implements LedgerPolicy {
   settle(
     id: string,
     actual: number,
-    _options?: unknown,
     records?: readonly SettledRecord[],
+    _options?: unknown,
   ): MaybePromise<SettleResult> {
     const grant = this.#grants.get(id);
     if (!grant) return this.inner.settle(id, actual, records);
@@ -380,7 +381,7 @@ export class LedgerBlocks implements LedgerPolicy {
     // the one that sees it due and settles it, and one more for a late timer and the reserve's round trip. Shorter, the
     // store charged a live block whole until its late settle gave the rest back, refusing others meanwhile.
     const held = ttlMs + maxAgeMs + 2 * this.demand.sweepMs;
-    const take = this.inner.reserve({ id, amount: size, scopes: [scope], ttlMs: held });
+    const take = promised(() => this.inner.reserve({ id, amount: size, scopes: [scope], ttlMs: held }));
     this.#taking.set(
       signature,
       take.catch(() => undefined),

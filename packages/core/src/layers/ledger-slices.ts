@@ -1,5 +1,6 @@
 // The leases policy of a budget: the store's reserve while it answers in time, else a slice of each scope per outage,
 // whose spend is charged to the store exactly once when it answers again.
+import { promised } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import { assertReserveNumbers } from '../store-input.js';
 import { scopeRemaining, SpendNotRebuiltError } from '../stores.js';
@@ -49,7 +50,7 @@ export class LedgerSlices implements LedgerPolicy {
 
   reserve(request: ReserveRequest): MaybePromise<ReserveResult> {
     return this.outage.either<ReserveResult>(
-      () => this.inner.reserve(request),
+      () => promised(() => this.inner.reserve(request)),
       () => this.#reserveLocally(request),
       (result) => {
         for (const scope of request.scopes) this.outage.see(`ledger:${scope.key}`);
@@ -63,8 +64,8 @@ export class LedgerSlices implements LedgerPolicy {
   settle(
     id: string,
     actual: number,
-    _options?: unknown,
     records?: readonly SettledRecord[],
+    _options?: unknown,
   ): MaybePromise<SettleResult> {
     const reservation = this.#local.get(id);
     return reservation ? this.#settleLocally(id, reservation, actual, records) : this.inner.settle(id, actual, records);
@@ -124,7 +125,7 @@ export class LedgerSlices implements LedgerPolicy {
       pending.shift();
       // The ledger delivers the settle (retried, spooled at close) once it has taken it. A reservation of 0 held
       // nothing: a ledger that can lose its data charges only the records a rebuild did not count (SettledRecord).
-      void this.inner.settle(charge.id, charge.amount, charge.records).catch(() => undefined);
+      void promised(() => this.inner.settle(charge.id, charge.amount, charge.records)).catch(() => undefined);
     }
   }
 

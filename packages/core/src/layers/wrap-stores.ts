@@ -2,16 +2,13 @@
 import type { CounterCalls, FixedWindowCalls, LedgerCalls } from '../store-calls.js';
 import { passThroughLedger } from '../stores.js';
 import type {
-  AtOnceCallOptions,
-  FixedWindowAtOnce,
   FixedWindowCounter,
-  LedgerAtOnce,
+  LedgerCallOptions,
   ReservationLedger,
   ReserveRequest,
   SettledRecord,
   TollgateStores,
   WindowCounter,
-  WindowCounterAtOnce,
 } from '../stores.js';
 
 type Hits = { hits: number; resetAt: number };
@@ -49,24 +46,16 @@ export interface StoreLayer<Name extends string, State> {
 type LayeredStores<S extends TollgateStores, Name extends string, State> = S & { readonly [K in Name]: State };
 
 /*
- * The parts below answer the promise-returning calls and their at-once twins from one policy: the twin returns what
- * the policy returns, the promise-returning call the same as a promise (a throw as a rejection).
+ * The parts below answer each call as their policy does: at once where its state holds the answer, else by promise; a
+ * throw of the policy (a lease with no slice left) as a rejected promise, as every store part fails.
  */
 
-class LayeredCounter implements WindowCounter, WindowCounterAtOnce {
+class LayeredCounter implements WindowCounter {
   constructor(readonly policy: CounterPolicy) {}
-
-  consumeAtOnce(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }) {
-    return this.policy.consume(key, units, options);
-  }
-
-  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }) {
-    return this.policy.adjust(key, delta, options);
-  }
 
   consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }) {
     try {
-      return Promise.resolve(this.policy.consume(key, units, options));
+      return this.policy.consume(key, units, options);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -74,7 +63,7 @@ class LayeredCounter implements WindowCounter, WindowCounterAtOnce {
 
   adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }) {
     try {
-      return Promise.resolve(this.policy.adjust(key, delta, options));
+      return this.policy.adjust(key, delta, options);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -85,7 +74,7 @@ class LayeredCounter implements WindowCounter, WindowCounterAtOnce {
   }
 }
 
-class LayeredFixedWindow implements FixedWindowCounter, FixedWindowAtOnce {
+class LayeredFixedWindow implements FixedWindowCounter {
   hitBy?: (key: string, windowMs: number, hits: number) => Promise<Hits>;
   giveBackBy?: (key: string, hits: number, minTtlMs: number) => Promise<void>;
 
@@ -96,17 +85,9 @@ class LayeredFixedWindow implements FixedWindowCounter, FixedWindowAtOnce {
     }
   }
 
-  hitAtOnce(key: string, windowMs: number, limit?: number) {
-    return this.policy.hit(key, windowMs, limit);
-  }
-
-  giveBackAtOnce(key: string) {
-    return this.policy.giveBack(key);
-  }
-
   hit(key: string, windowMs: number, limit?: number) {
     try {
-      return Promise.resolve(this.policy.hit(key, windowMs, limit));
+      return this.policy.hit(key, windowMs, limit);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -114,7 +95,7 @@ class LayeredFixedWindow implements FixedWindowCounter, FixedWindowAtOnce {
 
   giveBack(key: string) {
     try {
-      return Promise.resolve(this.policy.giveBack(key));
+      return this.policy.giveBack(key);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -129,40 +110,28 @@ class LayeredFixedWindow implements FixedWindowCounter, FixedWindowAtOnce {
   }
 }
 
-class LayeredLedger implements LedgerAtOnce {
+class LayeredLedger {
   constructor(readonly policy: LedgerPolicy) {}
 
-  reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions) {
-    return this.policy.reserve(request, options);
-  }
-
-  settleAtOnce(id: string, actual: number, options?: AtOnceCallOptions, records?: readonly SettledRecord[]) {
-    return this.policy.settle(id, actual, options, records);
-  }
-
-  releaseAtOnce(id: string, options?: AtOnceCallOptions) {
-    return this.policy.release(id, options);
-  }
-
-  reserve(request: ReserveRequest) {
+  reserve(request: ReserveRequest, options?: LedgerCallOptions) {
     try {
-      return Promise.resolve(this.policy.reserve(request));
+      return this.policy.reserve(request, options);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  settle(id: string, actual: number, records?: readonly SettledRecord[]) {
+  settle(id: string, actual: number, records?: readonly SettledRecord[], options?: LedgerCallOptions) {
     try {
-      return Promise.resolve(this.policy.settle(id, actual, undefined, records));
+      return this.policy.settle(id, actual, records, options);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  release(id: string) {
+  release(id: string, options?: LedgerCallOptions) {
     try {
-      return Promise.resolve(this.policy.release(id));
+      return this.policy.release(id, options);
     } catch (error) {
       return Promise.reject(error);
     }

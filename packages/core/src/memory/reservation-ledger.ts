@@ -10,8 +10,7 @@ import { ShardedMap } from '../sharded-map.js';
 import { scopeKeyOf, scopeRemaining, SpendNotRebuiltError } from '../stores.js';
 import type {
   RebuildGate,
-  AtOnceCallOptions,
-  LedgerAtOnce,
+  LedgerCallOptions,
   LedgerScope,
   ReservationLedger,
   ReserveRequest,
@@ -118,7 +117,7 @@ class MemoryRebuildGate implements RebuildGate {
   }
 }
 
-export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce {
+export class MemoryReservationLedger implements ReservationLedger {
   readonly #gate = new MemoryRebuildGate();
   readonly rebuildGate: RebuildGate = this.#gate;
   /** By key, in a ShardedMap: a ledger of 100,000 scopes grows without one long rehash. */
@@ -190,8 +189,28 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     return scope;
   }
 
-  /** `reserve`, answered at once (always: a memory ledger never needs a promise). Throws a RangeError for NaN input. */
-  reserveAtOnce(request: ReserveRequest, options?: AtOnceCallOptions): ReserveResult {
+  /**
+   * Answered at once (always: a memory ledger never needs a promise); NaN input (a RangeError) and a gate that was not
+   * rebuilt (SpendNotRebuiltError) are a rejected promise, every store part's one failure path.
+   */
+  reserve(request: ReserveRequest, options?: LedgerCallOptions) {
+    try {
+      return this.#reserve(request, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Answered at once (always); `release` is a settle of 0. `records` are not kept. NaN input: a rejected promise. */
+  settle(id: string, actualAmount: number, _records?: readonly unknown[], options?: LedgerCallOptions) {
+    try {
+      return this.#settle(id, actualAmount, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #reserve(request: ReserveRequest, options?: LedgerCallOptions): ReserveResult {
     assertReserveNumbers(request);
     this.#gate.check();
     const now = this.#clock();
@@ -233,8 +252,7 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     return { ok: true, id, amount: grant, scopes: balances };
   }
 
-  /** `settle`, answered at once (always); `release` is a settle of 0. Throws a RangeError for NaN input. */
-  settleAtOnce(id: string, actualAmount: number, options?: AtOnceCallOptions): SettleResult {
+  #settle(id: string, actualAmount: number, options?: LedgerCallOptions): SettleResult {
     assertStoreAmount('ledger.settle', 'actualAmount', actualAmount);
     const now = this.#clock();
     this.#expire(now);
@@ -287,21 +305,9 @@ export class MemoryReservationLedger implements ReservationLedger, LedgerAtOnce 
     return { settled: true, reserved: reservation.amount, scopes: usage };
   }
 
-  /** `release`, answered at once (always): a settle of 0. */
-  releaseAtOnce(id: string, options?: AtOnceCallOptions): SettleResult {
-    return this.settleAtOnce(id, 0, options);
-  }
-
-  async reserve(request: ReserveRequest): Promise<ReserveResult> {
-    return this.reserveAtOnce(request);
-  }
-
-  async settle(id: string, actualAmount: number): Promise<SettleResult> {
-    return this.settleAtOnce(id, actualAmount);
-  }
-
-  async release(id: string): Promise<SettleResult> {
-    return this.settleAtOnce(id, 0);
+  /** Answered at once (always): a settle of 0. */
+  release(id: string, options?: LedgerCallOptions) {
+    return this.settle(id, 0, undefined, options);
   }
 
   async usage(scopes: readonly ScopeRef[]): Promise<ScopeUsage[]> {

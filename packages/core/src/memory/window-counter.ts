@@ -1,7 +1,7 @@
 // In-memory weighted sliding-window counter: two fixed windows per key, the previous one weighted by overlap.
 import { assertStoreNumber } from '../store-input.js';
 import { windowPhase, windowStartAt } from '../stores.js';
-import type { WindowCounter, WindowCounterAtOnce, WindowResult } from '../stores.js';
+import type { WindowCounter, WindowResult } from '../stores.js';
 
 interface WindowState {
   /** Start of the current fixed window. */
@@ -41,7 +41,7 @@ export function windowRetryAfterMs(
  * Its work is synchronous, so besides the `WindowCounter` calls it offers `consumeSync` and `adjustSync`, which
  * answer at once: a caller in the same process needs neither a promise nor a deadline around them.
  */
-export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
+export class MemoryWindowCounter implements WindowCounter {
   /** Per window length, the state of each key: found without building a key string per call. */
   readonly #windows = new Map<number, Map<string, WindowState>>();
   readonly #clock: () => number;
@@ -79,8 +79,28 @@ export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
     return state;
   }
 
-  /** `consume`, answered at once (always: a memory counter never needs a promise). Throws a RangeError for NaN input. */
-  consumeAtOnce(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult {
+  /**
+   * Answered at once (always: a memory counter never needs a promise); NaN input is refused with a RangeError, as a
+   * rejected promise (every store part's one failure path).
+   */
+  consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }) {
+    try {
+      return this.#consume(key, units, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Answered at once (always); NaN input is refused as a rejected promise. */
+  adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }) {
+    try {
+      return this.#adjust(key, delta, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #consume(key: string, units: number, options: { limit: number; windowMs: number; slot?: string }): WindowResult {
     const { limit, windowMs } = options;
     assertStoreNumber('counter.consume', 'units', units);
     assertStoreNumber('counter.consume', 'limit', limit);
@@ -103,8 +123,7 @@ export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
     };
   }
 
-  /** `adjust`, answered at once (always). Throws a RangeError for NaN input. */
-  adjustAtOnce(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): void {
+  #adjust(key: string, delta: number, options: { windowMs: number; windowStart: number; slot?: string }): void {
     const { windowMs, windowStart } = options;
     assertStoreNumber('counter.adjust', 'delta', delta);
     assertStoreNumber('counter.adjust', 'windowMs', windowMs);
@@ -113,14 +132,6 @@ export class MemoryWindowCounter implements WindowCounter, WindowCounterAtOnce {
     if (!state) return;
     if (windowStart === state.start) state.count = Math.max(0, state.count + delta);
     else if (windowStart === state.start - windowMs) state.previous = Math.max(0, state.previous + delta);
-  }
-
-  async consume(key: string, units: number, options: { limit: number; windowMs: number }): Promise<WindowResult> {
-    return this.consumeAtOnce(key, units, options);
-  }
-
-  async adjust(key: string, delta: number, options: { windowMs: number; windowStart: number }): Promise<void> {
-    this.adjustAtOnce(key, delta, options);
   }
 
   async peek(key: string, options: { windowMs: number }): Promise<number> {

@@ -54,15 +54,22 @@ function timedObject<T extends object>(
         const method = value as AnyFunction;
         if (typeof property === 'string' && methods.includes(property)) {
           const time = timerOf(`${part}.${property}`);
+          // A call answered at once (memory stores, a block) is timed as it returns, one by promise when it lands.
           wrapped = function timedStoreCall(...args: unknown[]): unknown {
             const started = performance.now();
-            const result = method.apply(object, args);
+            let result: unknown;
+            try {
+              result = method.apply(object, args);
+            } catch (error) {
+              time('error', (performance.now() - started) / 1000);
+              throw error;
+            }
             if (result instanceof Promise) {
               result.then(
                 () => time('ok', (performance.now() - started) / 1000),
                 () => time('error', (performance.now() - started) / 1000),
               );
-            }
+            } else time('ok', (performance.now() - started) / 1000);
             return result;
           };
         } else {
