@@ -12,12 +12,13 @@ import type { ResponseCacheOptions } from '@tollgate/cache';
 import { apiErrorHandler, createMemoryStores, createPricing, requestContext } from '@tollgate/core';
 import type { TollgateStores } from '@tollgate/core';
 import { promptGuardrails } from '@tollgate/guard';
-import type { PromptGuardrailsOptions } from '@tollgate/guard';
+import type { GuardOptions, LoadShedderOptions, PromptGuardrailsOptions, WebhookOptions } from '@tollgate/guard';
 import { meter } from '@tollgate/metering';
 import type { MeterOptions } from '@tollgate/metering';
 import { combineLimits, concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import type {
   ConcurrencyLimitOptions,
+  LimitLayerOptions,
   StoresWithCommands,
   TieredRateLimitOptions,
   TierPolicyOptions,
@@ -28,19 +29,40 @@ import { createMockProvider } from '@tollgate/providers/mock';
 import { createProviderRouter } from '@tollgate/router/upstreams';
 import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 import type { RouteParts } from './routes.js';
-import { noProxyGuard } from './guard-setup.js';
+import { createProxyGuard, noProxyGuard } from './guard-setup.js';
+import { scaled, shadowMiddleware } from './limits-setup.js';
 import { cacheStages } from './cache-setup.js';
 import { answerMethodNotAllowed } from './exchange.js';
 import { DEFAULT_UPLOAD_LIMIT, providerFormBody } from './form-body.js';
 import { providerJsonBody } from './json-body.js';
 import { limitsInOrder } from './stages.js';
 
+/** The guard's checks in `tollgate()`: each off unless given (as @tollgate/guard's `createGuard` takes it). */
+export interface TollgateGuardParts extends Pick<
+  GuardOptions,
+  'spendAnomaly' | 'repeatedRequests' | 'authFailures' | 'abuse'
+> {
+  /** Lower tiers get 503 first when the process is saturated. @default none */
+  shedding?: Omit<LoadShedderOptions, 'renderError'>;
+  /** How long a body may take to arrive once the caller is identified: ms or "10s". @default '10s' */
+  bodyTimeout?: number | string;
+  /** Where each alert is POSTed. @default none (alerts are logged only) */
+  webhooks?: WebhookOptions[];
+  /** Where each alert is logged, one JSON line. @default console.warn */
+  log?: (line: string) => void;
+}
+
 /** What `tollgate()` is built from: each part the options of the package that owns it, all but none required. */
-interface TollgateParts {
+export interface TollgateParts {
   /** @default in-memory stores, closed by `close()` */
   stores?: TollgateStores;
   /** @tollgate/auth `apiKeyAuth`. @default `{ keys: stores.keys }` */
   auth?: Partial<ApiKeyAuthOptions>;
+  /**
+   * Shadow mode: every limit and budget counted, none refusing (what each would have refused is logged and marked on
+   * the answer), for every caller (`true`) or those of these tiers and tenants. @default none
+   */
+  shadow?: true | { tiers?: readonly string[]; tenants?: readonly string[] };
   /** @tollgate/auth `requireScope`: the scope every caller must hold. @default none */
   scope?: string;
   /** @tollgate/auth `attribution`: who each call is for. @default from the key only */
@@ -49,6 +71,12 @@ interface TollgateParts {
   policy?: TierPolicyOptions;
   /** @tollgate/guard `promptGuardrails`. @default none */
   guardrails?: PromptGuardrailsOptions;
+  /**
+   * @tollgate/guard's checks at their stages: address blocks and auth floods before auth (`guardAdmit`), shedding and
+   * the body deadline after it (`bodyGuard`), suspended keys and tenants after the estimate, repeated requests with the
+   * request limits; the meter's records feed its spend and abuse models, budget events reach its alerts. @default none
+   */
+  guard?: TollgateGuardParts;
   /** @tollgate/metering `meter`. @default priced by the built-in catalogue, no sink */
   meter?: MeterOptions;
   /** @tollgate/ratelimit's limiters, on `stores`, fused with the budget in one round trip. @default none */
@@ -70,7 +98,7 @@ interface TollgateParts {
 }
 
 /** What `tollgate()` returns: an Express router to mount, and the close of what it made. */
-interface TollgateRouter extends Router {
+export interface TollgateRouter extends Router {
   readonly stores: TollgateStores;
   /** Ends the upstream calls, then closes what `tollgate()` made (the stores too, when it made them). */
   close(): Promise<void>;
@@ -89,20 +117,39 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
     ...(mock ? { mock } : {}),
     ...(parts.providers?.env ? { env: parts.providers.env } : {}),
   });
+  const guarding = parts.guard ? composedGuard(parts.guard, stores) : noProxyGuard();
   const withStores = { stores: stores as StoresWithCommands };
-  const requestLimits = parts.limits?.requests ? [tieredRateLimit({ ...parts.limits.requests, ...withStores })] : [];
+  // The guard's repeat count rides with the request limits (one store round trip); its throttle scales their layers.
+  const throttled = <O extends { layers?: LimitLayerOptions[] | undefined }>(options: O): O =>
+    options.layers && guarding.limitScale
+      ? { ...options, layers: scaled(options.layers, guarding.limitScale) }
+      : options;
+  const requestLimits = [
+    ...guarding.limitChecks,
+    ...(parts.limits?.requests ? [tieredRateLimit({ ...throttled(parts.limits.requests), ...withStores })] : []),
+  ];
+  const budgetOptions = parts.budget && {
+    pricing,
+    ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
+    ...parts.budget,
+    ledger: stores.ledger,
+  };
   const limiters = limitsInOrder({
     requests: requestLimits,
-    tokens: parts.limits?.tokens ? [tokenRateLimit({ ...parts.limits.tokens, stores })] : [],
+    tokens: parts.limits?.tokens ? [tokenRateLimit({ ...throttled(parts.limits.tokens), stores })] : [],
     concurrency: parts.limits?.concurrency ? [concurrencyLimit({ ...parts.limits.concurrency, stores })] : [],
-    budget: parts.budget ? [budgetGuard({ pricing, ...parts.budget, ledger: stores.ledger })] : [],
+    budget: budgetOptions ? [budgetGuard(budgetOptions)] : [],
   });
+  const shadow = parts.shadow === true ? { all: true, tiers: [], tenants: [] } : { all: false, ...parts.shadow };
   const pass: RequestHandler = (_req, _res, next) => next();
   const cache = parts.cache ? cacheStages(createResponseCache(parts.cache)) : undefined;
   const policy = parts.policy ?? {};
   const routeParts: RouteParts = {
-    guarding: noProxyGuard(),
-    auth: [apiKeyAuth({ keys: stores.keys, ...parts.auth })],
+    guarding,
+    auth: [
+      apiKeyAuth({ keys: stores.keys, ...parts.auth }),
+      ...shadowMiddleware({ all: shadow.all, tiers: shadow.tiers ?? [], tenants: shadow.tenants ?? [] }),
+    ],
     readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
     readUploadBody: providerFormBody(parts.uploadLimit ?? DEFAULT_UPLOAD_LIMIT),
     permissions: parts.scope ? [requireScope(parts.scope)] : [],
@@ -111,7 +158,7 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
     countModels: (route) => countModelAllowlist(policy, route),
     guardrails: parts.guardrails ? [promptGuardrails(parts.guardrails)] : [],
     responseCache: cache,
-    meter: [meter({ pricing, ...parts.meter })],
+    meter: [meter({ pricing, ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}), ...parts.meter })],
     requestLimits,
     limitsAndBudget: limiters.length > 0 ? combineLimits(...limiters) : pass,
     pricing,
@@ -126,7 +173,26 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
   router.close = async () => {
     await providers.close();
     await cache?.close();
+    await guarding.close();
     if (!parts.stores) await stores.close();
   };
   return router;
+}
+
+/** The guard as the gateway runs it, from the composer's options: a check not given is off. */
+function composedGuard(guard: TollgateGuardParts, stores: TollgateStores) {
+  const log = guard.log ?? ((line: string) => console.warn(line));
+  return createProxyGuard(
+    {
+      enabled: true,
+      spendAnomaly: guard.spendAnomaly ?? false,
+      repeatedRequests: guard.repeatedRequests ?? false,
+      authFailures: guard.authFailures ?? false,
+      abuse: guard.abuse ?? false,
+      ...(guard.shedding ? { shedding: guard.shedding } : {}),
+      bodyTimeout: guard.bodyTimeout ?? '10s',
+      webhooks: guard.webhooks ?? [],
+    },
+    { stores, log },
+  );
 }

@@ -2,6 +2,7 @@
 // server process; what the operator's command line (@tollgate/cli) asks of the config and its budgets.
 export { createGateway, createProxyApp } from './app.js';
 export { tollgate } from './compose.js';
+export type { TollgateGuardParts, TollgateParts, TollgateRouter } from './compose.js';
 export {
   ConfigError,
   configJsonSchemaText,

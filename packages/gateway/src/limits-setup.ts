@@ -66,7 +66,7 @@ export interface LimitOptions {
 }
 
 /** The layers with a guard's throttle on each caller's own (tier) layers: the global ceiling is nobody's own. */
-function scaled(layers: readonly LimitLayerOptions[], limitScale: LimitScale | undefined): LimitLayerOptions[] {
+export function scaled(layers: readonly LimitLayerOptions[], limitScale: LimitScale | undefined): LimitLayerOptions[] {
   if (!limitScale) return [...layers];
   return layers.map((layer) => (layer.by === 'global' ? layer : { ...layer, limitScale }));
 }

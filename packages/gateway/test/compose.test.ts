@@ -64,3 +64,85 @@ describe('tollgate(parts)', () => {
     expect(refused.status).toBe(429);
   });
 });
+
+/** A memory store with one key of tenant `tenant` in it; its bearer token. */
+async function storeWithKey(tenant: string) {
+  const own = createMemoryStores();
+  const token = generateApiKey();
+  await own.keys.put({
+    id: `${tenant}-key`,
+    sha256: hashApiKey(token),
+    tenantId: tenant,
+    tier: 'free',
+    scopes: [],
+    createdAt: new Date().toISOString(),
+  });
+  return { own, token };
+}
+
+describe('tollgate(parts) with the guard and shadow mode', () => {
+  it('shadows the limits for the tenants named: over its limit, a shadowed tenant is served and its refusal recorded', async () => {
+    const { own, token } = await storeWithKey('trial');
+    const records: { shadowRefusal?: string }[] = [];
+    const layers = [{ name: 'tenant', by: 'tenant' as const, limit: 1, window: '1m' }];
+    const shadowed = tollgate({
+      stores: own,
+      limits: { requests: { layers } },
+      shadow: { tenants: ['trial'] },
+      meter: {
+        sinks: [{ write: (record) => void records.push(record), flush: async () => {}, close: async () => {} }],
+      },
+    });
+    const plain = tollgate({ stores: own, limits: { requests: { layers } } });
+    try {
+      const shadowApp = express().use(shadowed);
+      const send = (app: express.Express) =>
+        request(app).post('/v1/chat/completions').set('authorization', `Bearer ${token}`).send(chat);
+      expect((await send(shadowApp)).status).toBe(200);
+      expect((await send(shadowApp)).status).toBe(200);
+      expect(records.map((record) => record.shadowRefusal)).toEqual([undefined, 'rate_limit_exceeded']);
+      // The same stores and limit without shadow mode: its own counter, refused once past it.
+      const plainApp = express().use(plain);
+      expect((await send(plainApp)).status).toBe(200);
+      expect((await send(plainApp)).status).toBe(429);
+    } finally {
+      await shadowed.close();
+      await plain.close();
+      await own.close();
+    }
+  });
+
+  it("runs the guard's checks at their stages: an address past its failed authentications is blocked, a repeat refused", async () => {
+    const { own, token } = await storeWithKey('acme');
+    const lines: string[] = [];
+    const guarded = tollgate({
+      stores: own,
+      guard: {
+        authFailures: { max: 2, windowSeconds: 60, block: '1m' },
+        repeatedRequests: { max: 2, windowSeconds: 60 },
+        log: (line) => lines.push(line),
+      },
+    });
+    try {
+      const app = express().use(guarded);
+      const call = (bearer: string, body: object = chat) =>
+        request(app).post('/v1/chat/completions').set('authorization', `Bearer ${bearer}`).send(body);
+      // The same prompt twice is allowed, a third time within the window is a repeat.
+      expect((await call(token)).status).toBe(200);
+      expect((await call(token)).status).toBe(200);
+      const repeated = await call(token);
+      expect(repeated.status).toBe(429);
+      expect((repeated.body as { error: { code: string } }).error.code).toBe('repeated_request');
+      // Two wrong keys from this address, then the address is refused before auth, its own key too.
+      expect((await call('tg_wrong_1', { ...chat, user: 'a' })).status).toBe(401);
+      expect((await call('tg_wrong_2', { ...chat, user: 'b' })).status).toBe(401);
+      const blocked = await call(token, { ...chat, user: 'c' });
+      expect(blocked.status).toBe(429);
+      expect((blocked.body as { error: { code: string } }).error.code).toBe('auth_failures_exceeded');
+      expect(lines.some((line) => line.includes('tollgate alert'))).toBe(true);
+    } finally {
+      await guarded.close();
+      await own.close();
+    }
+  });
+});
