@@ -76,6 +76,7 @@ export interface SpendSource {
     until: number,
     finishedFrom: number,
     only?: CallerFilter,
+    fields?: readonly CallerField[],
   ): Promise<RecordSpend[]>;
 }
 
@@ -590,9 +591,12 @@ async function readUsageLedger(
   // is read whole, and its cut is the read itself: a lost settle of a call that finished before it is counted once (by
   // the ledger), never twice; a record that reaches that ledger later than its settle is under-counted instead.
   const cut = source.recordsFinishedSince ? now - RECORD_DELIVERY_MS : until;
-  const recent = source.recordsFinishedSince ? await source.recordsFinishedSince(earliest, until, cut, only) : [];
-  // Only what decides a caller's budgets is kept apart: a month of 10,000,000 records is then summed from rollups.
+  // Only what decides a caller's budgets is kept apart: a month of 10,000,000 records is then summed from rollups, and
+  // the last minute's records read with those fields only (a drift sample's read every 30 s).
   const fields = book.plan.callerFields();
+  const recent = source.recordsFinishedSince
+    ? await source.recordsFinishedSince(earliest, until, cut, only, fields)
+    : [];
   const callerKey = callerKeyOf(fields);
   const summed = await source.spentByCaller(earliest, until, cut, undefined, only, fields);
   const callers = await distinctCallers(summed, recent, callerKey, slice);

@@ -15,7 +15,7 @@ import {
   usagePartitionsSql,
 } from './usage-partitions.js';
 import { rollupMigrationSql } from './usage-rollups.js';
-import { callersCondition, FINISHED, longCallIndexSql, spendByCallerQuery } from './spend-read.js';
+import { callerColumns, callersCondition, FINISHED, longCallIndexSql, spendByCallerQuery } from './spend-read.js';
 import type { CallerFieldName, CallerFilterRows } from './spend-read.js';
 
 /**
@@ -457,12 +457,16 @@ interface LedgerSpendSource {
     only?: CallerFilterRows,
     fields?: readonly CallerFieldName[],
   ): Promise<CallerSpendRow[]>;
-  /** Each record with spend started in [since, until) that finished at or after `finishedFrom`: a rebuild's cut. */
+  /**
+   * Each record with spend started in [since, until) that finished at or after `finishedFrom`: a rebuild's cut. With
+   * `fields`, only those caller fields are read (the others null), as `spentByCaller` keeps them.
+   */
   recordsFinishedSince(
     since: number,
     until: number,
     finishedFrom: number,
     only?: CallerFilterRows,
+    fields?: readonly CallerFieldName[],
   ): Promise<RecordSpendRow[]>;
 }
 
@@ -562,7 +566,7 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       });
       return result.rows.map((row) => ({ ...callerOf(row), spentNanoUsd: Number(row.spent) }));
     },
-    async recordsFinishedSince(since, until, finishedFrom, only) {
+    async recordsFinishedSince(since, until, finishedFrom, only, fields) {
       const values: unknown[] = [
         new Date(since).toISOString(),
         new Date(until).toISOString(),
@@ -572,7 +576,7 @@ export function postgresSpendSource(db: Queryable, location: LedgerLocation = {}
       const result = await orNothing(
         readMany<CallerRow & { id: string; ts: Date | string; latency_ms: number | string; cost_nano_usd: string }>(
           db,
-          `SELECT id, ts, latency_ms, key_id, user_id, tenant_id, feature, model, tags, session, team, cost_nano_usd FROM ${table}
+          `SELECT id, ts, latency_ms, ${callerColumns(fields).select}, cost_nano_usd FROM ${table}
            WHERE ts >= $1 AND ts < $2 AND ${FINISHED} >= $3 AND cost_nano_usd > 0${callers}`,
           values,
         ),

@@ -29,6 +29,24 @@ const FIELD_COLUMNS = {
 export type CallerFieldName = keyof typeof FIELD_COLUMNS;
 const ALL_FIELDS = Object.keys(FIELD_COLUMNS) as CallerFieldName[];
 
+/**
+ * The caller columns of a read keeping `fields` apart (every one: undefined): the kept ones (no tags and an empty list
+ * one caller: records written before tags were kept hold NULL), the others NULL of their type.
+ */
+export function callerColumns(fields: readonly CallerFieldName[] = ALL_FIELDS) {
+  const kept = fields.map((field) => FIELD_COLUMNS[field]);
+  const keptSql = kept.map((column) => (column === 'tags' ? `nullif(tags, '{}')` : column));
+  const unkept = ALL_FIELDS.filter((field) => !fields.includes(field)).map(
+    (field) => `NULL::${field === 'tags' ? 'text[]' : 'text'} AS ${FIELD_COLUMNS[field]}`,
+  );
+  return {
+    kept,
+    keptSql,
+    unkept,
+    select: [...kept.map((column, i) => `${keptSql[i]} AS ${column}`), ...unkept].join(', '),
+  };
+}
+
 /** When a record's call finished, in SQL: its timestamp plus its latency (what a settle names it by, SettledRecord). */
 export const FINISHED = `(ts + latency_ms * interval '1 millisecond')`;
 
@@ -73,14 +91,7 @@ export function spendByCallerQuery(
   location: LedgerLocation,
   read: SpendByCallerRead,
 ): { text: string; values: unknown[] } {
-  const fields = read.fields ?? ALL_FIELDS;
-  const kept = fields.map((field) => FIELD_COLUMNS[field]);
-  // No tags and an empty list are one caller: records written before tags were kept hold NULL.
-  const keptSql = kept.map((column) => (column === 'tags' ? `nullif(tags, '{}')` : column));
-  const unkept = ALL_FIELDS.filter((field) => !fields.includes(field)).map(
-    (field) => `NULL::${field === 'tags' ? 'text[]' : 'text'} AS ${FIELD_COLUMNS[field]}`,
-  );
-  const select = [...kept.map((column, i) => `${keptSql[i]} AS ${column}`), ...unkept].join(', ');
+  const { kept, keptSql, unkept, select } = callerColumns(read.fields);
   const groupBy = kept.length === 0 ? '' : ` GROUP BY ${keptSql.join(', ')}`;
 
   const { since, until, finishedBefore, finishedFrom, only } = read;

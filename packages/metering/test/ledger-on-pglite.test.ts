@@ -279,6 +279,21 @@ describe.each([
     expect(all.length).toBeGreaterThan(2);
     const records = await source.recordsFinishedSince(start, until, start, { tenantIds: ['acme'], keyIds: [] });
     expect(records.map((record) => record.id).sort()).toEqual(['a1', 'a2', 'a3']);
+    expect(records.some((record) => record.keyId !== null)).toBe(true);
+    // Read with the fields that decide the budgets only (a drift sample of tenant budgets): the others are null.
+    const narrow = await source.recordsFinishedSince(start, until, start, { tenantIds: ['acme'], keyIds: [] }, [
+      'tenantId',
+    ]);
+    const byId = <R extends { id: string }>(rows: R[]) => [...rows].sort((a, b) => a.id.localeCompare(b.id));
+    expect(
+      byId(narrow).map(({ id, tenantId, keyId, userId, tags, spentNanoUsd }) => ({
+        ...{ id, tenantId, keyId, userId, tags, spentNanoUsd },
+      })),
+    ).toEqual(
+      byId(records).map(({ id, tenantId, spentNanoUsd }) => ({
+        ...{ id, tenantId, keyId: null, userId: null, tags: null, spentNanoUsd },
+      })),
+    );
     // A tenant id that reads like SQL is a value, never a part of the query.
     expect(await callers({ tenantIds: ["acme') OR true --"], keyIds: [] })).toEqual([]);
   });
