@@ -21,8 +21,9 @@ export interface WindowResult {
  * Answered at once or by promise. A window counter's `consume` and `adjust`, a fixed window's `hit` and `giveBack`, a
  * ledger's `reserve`, `settle` and `release` each have one call shape: they return the answer itself where the part
  * holds it (memory stores always; block stores from a block they hold), else its promise (Redis). The part decides,
- * where the state is. A caller handles both (`whenReady`), and takes a part's calls through `counterCalls` (or
- * `fixedWindowCalls`, `ledgerCalls`), which turn a throw for bad input into a rejected promise: one failure path.
+ * where the state is. A part fails by a rejected promise, never a throw (memory stores' refusal of NaN input, a lease
+ * with no slice left). A caller handles both answers (`whenReady`) and takes a part's calls through `counterCalls` (or
+ * `fixedWindowCalls`, `ledgerCalls`), which hold a part written elsewhere that throws to the same one failure path.
  */
 
 /**

@@ -31,6 +31,7 @@ import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
 import type { RouteParts } from './routes.js';
 import { createProxyGuard, noProxyGuard } from './guard-setup.js';
 import { scaled, shadowMiddleware } from './limits-setup.js';
+import type { ShadowPlan } from './limits-setup.js';
 import { cacheStages } from './cache-setup.js';
 import { answerMethodNotAllowed } from './exchange.js';
 import { DEFAULT_UPLOAD_LIMIT, providerFormBody } from './form-body.js';
@@ -140,16 +141,16 @@ export function tollgate(parts: TollgateParts = {}): TollgateRouter {
     concurrency: parts.limits?.concurrency ? [concurrencyLimit({ ...parts.limits.concurrency, stores })] : [],
     budget: budgetOptions ? [budgetGuard(budgetOptions)] : [],
   });
-  const shadow = parts.shadow === true ? { all: true, tiers: [], tenants: [] } : { all: false, ...parts.shadow };
+  const shadow: ShadowPlan =
+    parts.shadow === true
+      ? { all: true, tiers: [], tenants: [] }
+      : { all: false, tiers: parts.shadow?.tiers ?? [], tenants: parts.shadow?.tenants ?? [] };
   const pass: RequestHandler = (_req, _res, next) => next();
   const cache = parts.cache ? cacheStages(createResponseCache(parts.cache)) : undefined;
   const policy = parts.policy ?? {};
   const routeParts: RouteParts = {
     guarding,
-    auth: [
-      apiKeyAuth({ keys: stores.keys, ...parts.auth }),
-      ...shadowMiddleware({ all: shadow.all, tiers: shadow.tiers ?? [], tenants: shadow.tenants ?? [] }),
-    ],
+    auth: [apiKeyAuth({ keys: stores.keys, ...parts.auth }), ...shadowMiddleware(shadow)],
     readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
     readUploadBody: providerFormBody(parts.uploadLimit ?? DEFAULT_UPLOAD_LIMIT),
     permissions: parts.scope ? [requireScope(parts.scope)] : [],

@@ -1,7 +1,6 @@
-import type { MaybePromise } from '../maybe-promise.js';
-
 // What the blocks policy decides for every part alike: when a subject is hot enough for a block, how big its block is,
 // and how what blocks give back is sent and its failures reported.
+import type { MaybePromise } from '../maybe-promise.js';
 
 export interface ResolvedBlockOptions {
   share: number;

@@ -21,6 +21,7 @@ import type {
   SettleResult,
   SpendCorrection,
   HeldAmount,
+  SettledRecord,
 } from '../stores.js';
 
 interface ScopeState {
@@ -202,7 +203,7 @@ export class MemoryReservationLedger implements ReservationLedger {
   }
 
   /** Answered at once (always); `release` is a settle of 0. `records` are not kept. NaN input: a rejected promise. */
-  settle(id: string, actualAmount: number, _records?: readonly unknown[], options?: LedgerCallOptions) {
+  settle(id: string, actualAmount: number, _records?: readonly SettledRecord[], options?: LedgerCallOptions) {
     try {
       return this.#settle(id, actualAmount, options);
     } catch (error) {
