@@ -132,7 +132,7 @@ const tokenLimits = () =>
     ],
   });
 
-/** Warm-up first (script loads, the key cache's first lookup), then one request counted. */
+/** Warm-up first (script loads, the key cache's first two lookups: a record is kept when found again), then one request counted. */
 async function tripsOf(chain: RequestHandler[]): Promise<Trips> {
   let last: Promise<Trips> | undefined;
   const app = tripsApp(chain, (trips) => (last = trips));

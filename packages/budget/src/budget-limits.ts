@@ -39,8 +39,11 @@ export interface ResolvedBudget extends ResolvedLimit {
   tenantId: string | null;
   /** The team of a member's budget (`teamBudgets`); absent otherwise. */
   teamId?: string;
-  /** For messages: `tenant acme`, `global`, `user bob of tenant acme`, `model gpt-4o of tenant acme`. */
-  label: string;
+  /**
+   * For messages, where the scope and id do not say it (a session's, a team member's); otherwise `budgetLabel` makes it
+   * when a message needs it: a label kept on every bound budget was 56 bytes a tenant (bench/scale.ts).
+   */
+  label?: string;
   /** Ledger key without the period part: `budget:tenant:acme:month`. */
   base: string;
   /**
@@ -206,7 +209,6 @@ export function bind(
   const owner = tenantId === null ? '' : `tenant:${encodeURIComponent(tenantId)}:`;
   let slot = id === null ? GLOBAL_SLOT : flat(`${scope}:${id}`);
   if (tenantId !== null) slot = flat(`tenant:${tenantId}`);
-  const label = id === null ? scope : `${scope} ${id}${tenantId === null ? '' : ` of tenant ${tenantId}`}`;
   // Every field named, in one order: a spread of `limit` gave each bound budget a hidden class of its own in V8 (10,000
   // tenants: 10,000 classes, about 5 MB; bench/scale.ts heap snapshots), where one literal's objects share one.
   return {
@@ -224,10 +226,16 @@ export function bind(
     scope,
     id,
     tenantId,
-    label,
     base: flat(`budget:${owner}${scope}${idPart}:${periodPart(limit)}`),
     slot,
   };
+}
+
+/** A budget as messages name it: `tenant acme`, `global`, `user bob of tenant acme`, `model gpt-4o of tenant acme`. */
+export function budgetLabel(budget: ResolvedBudget): string {
+  if (budget.label !== undefined) return budget.label;
+  const { scope, id, tenantId } = budget;
+  return id === null ? scope : `${scope} ${id}${tenantId === null ? '' : ` of tenant ${tenantId}`}`;
 }
 
 /**

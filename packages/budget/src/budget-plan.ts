@@ -425,20 +425,21 @@ export class BudgetPlan {
   #staticFor(scope: IdScope, id: string): readonly ResolvedBudget[] {
     const bound = this.#bound.get(scope);
     if (!bound) return NO_BUDGETS;
+    const limits = this.#static.get(scope)!;
+    const own = limits.get(id) ?? limits.get('*');
+    // An id the map does not name is kept nowhere: 10,000 stored tenants met, each kept with no budget, were 1.7 MB.
+    if (own === undefined) return NO_BUDGETS;
     // Static maps never change: the bound budgets of an id are made once, not on every request.
-    return bound.get(id, () => {
-      const limits = this.#static.get(scope)!;
-      return (limits.get(id) ?? limits.get('*') ?? []).map((limit) => bind(limit, scope, id));
-    });
+    return bound.get(id, () => own.map((limit) => bind(limit, scope, id)));
   }
 
   /** The budgets of end user `userId` of `tenantId`. */
   #tenantUserFor(tenantId: string, userId: string): readonly ResolvedBudget[] {
-    const limits = this.#tenantUsers;
-    if (!limits) return NO_BUDGETS;
+    const own = this.#tenantUsers && (this.#tenantUsers.get(tenantId) ?? this.#tenantUsers.get('*'));
+    if (own === undefined) return NO_BUDGETS;
     // Both ids encoded: no pair of ids spells another pair's entry.
     return this.#boundTenantUsers.get(`${encodeURIComponent(tenantId)}:${encodeURIComponent(userId)}`, () =>
-      (limits.get(tenantId) ?? limits.get('*') ?? []).map((limit) => bind(limit, 'user', userId, tenantId)),
+      own.map((limit) => bind(limit, 'user', userId, tenantId)),
     );
   }
 
@@ -651,17 +652,10 @@ export function budgetNames(budget: ResolvedBudget, head: LedgerScope) {
  * recent spend, so it is the one operators see and the one that refuses first.
  */
 export function budgetWindow(budget: ResolvedBudget, now: number): BudgetWindow {
-  return currentWindow(budget, now).window;
+  return currentWindow(budget, now);
 }
 
-/** The window of a budget with the span of time it holds for. */
-interface HeldWindow {
-  window: BudgetWindow;
-  from: number;
-  until: number;
-}
-
-function currentWindow(budget: ResolvedBudget, now: number): HeldWindow {
+function currentWindow(budget: ResolvedBudget, now: number): MarkedWindow {
   // The window only changes when the period (or bucket) does: made once per period, not per request.
   const cached = windows.get(budget);
   if (cached && now >= cached.from && now < cached.until) return cached;
@@ -671,7 +665,7 @@ function currentWindow(budget: ResolvedBudget, now: number): HeldWindow {
 }
 
 /** The last window made for each budget. */
-const windows = new ObjectCache<ResolvedBudget, HeldWindow>();
+const windows = new ObjectCache<ResolvedBudget, MarkedWindow>();
 
 /** The windows of several budgets at one instant, and every ledger scope they charge (what one reserve asks for). */
 export interface BudgetWindows {
@@ -703,7 +697,7 @@ export function listWindowsAt(list: readonly ResolvedBudget[], now: number): Bud
       const held = currentWindow(budget, now);
       from = Math.max(from, held.from, budget.validFrom);
       until = Math.min(until, held.until, budget.validUntil);
-      made.push(held.window);
+      made.push(held);
     }
   }
   const kept = { windows: made, scopes: made.flatMap((window) => window.scopes), from, until };
@@ -717,7 +711,8 @@ const NO_MARKERS: readonly EventMarker[] = Object.freeze([]);
  * A budget's window whose event markers are made when first read: most budgets never pass a threshold, run out or get
  * a forecast over their limit in a period, and at 10,000 tenants their markers (an object, a scope and a key each) were
  * a third of what a tenant's window held (bench/scale.ts). Markers are keyed by `markerBase` (the period, or the window
- * epoch in it) and end at `markersEnd`.
+ * epoch in it) and end at `markersEnd`. It holds from `from` until `until` (the period, the bucket): kept on it, not in an
+ * object of its own beside it (10,000 tenants: 0.5 MB).
  */
 class MarkedWindow implements BudgetWindow {
   #thresholds: EventMarker[] | undefined;
@@ -730,6 +725,8 @@ class MarkedWindow implements BudgetWindow {
     readonly head: LedgerScope,
     readonly markerBase: string,
     readonly markersEnd: number,
+    readonly from: number,
+    readonly until: number,
   ) {}
 
   get thresholdMarkers(): EventMarker[] {
@@ -778,25 +775,21 @@ export function ledgerScopesAt(budget: ResolvedBudget, now: number): LedgerScope
   return scopes;
 }
 
-function makeBudgetWindow(budget: ResolvedBudget, now: number): HeldWindow {
+function makeBudgetWindow(budget: ResolvedBudget, now: number): MarkedWindow {
   const scopes = ledgerScopesAt(budget, now);
   const head = scopes[0]!;
   if (budget.period !== 'rolling') {
     const period = periodWindow(budget.period, now, budget.timezone);
-    return {
-      window: new MarkedWindow(budget, scopes, head, head.key, period.end),
-      from: period.start,
-      until: period.end,
-    };
+    return new MarkedWindow(budget, scopes, head, head.key, period.end, period.start, period.end);
   }
   const bucket = Math.floor(now / budget.bucketMs);
   // Once per window length, on a grid every process agrees on.
   const epoch = Math.floor(now / budget.windowMs);
-  const window = new MarkedWindow(budget, scopes, head, `${budget.base}:epoch:${epoch}`, (epoch + 1) * budget.windowMs);
+  const end = (epoch + 1) * budget.windowMs;
   // Holds while both the bucket and the window-length epoch stay the same.
   const from = Math.max(bucket * budget.bucketMs, epoch * budget.windowMs);
-  const until = Math.min((bucket + 1) * budget.bucketMs, (epoch + 1) * budget.windowMs);
-  return { window, from, until };
+  const until = Math.min((bucket + 1) * budget.bucketMs, end);
+  return new MarkedWindow(budget, scopes, head, `${budget.base}:epoch:${epoch}`, end, from, until);
 }
 
 /** Spend at which the budget's (lowest) soft limit is reached (nano-USD), or undefined without a soft limit. */

@@ -5,6 +5,7 @@ import type { ReservationLedger, ReserveResult } from '@tollgate/core/store-cont
 import type { Ask, BudgetVerdict } from './budget-hold.js';
 import type { BudgetWindow } from './budget-plan.js';
 import { rollingFreeAt } from './budget-status.js';
+import { budgetLabel } from './budget-limits.js';
 
 /** Beyond this, a Retry-After would only invite a client to wait for weeks: the message says when instead. */
 const MAX_RETRY_AFTER_MS = 3_600_000;
@@ -58,7 +59,7 @@ async function explainRefusal(
   needed: number,
 ): Promise<{ error: ApiError; held: boolean }> {
   const window = windows.find((w) => w.scopes.some((s) => s.key === result.scope));
-  const label = window?.budget.label ?? result.scope;
+  const label = window ? budgetLabel(window.budget) : result.scope;
   const period = window ? ` ${describePeriod(window)}` : '';
   // Read only on a refusal: the reserve's answer does not split what is left into spent and held.
   const refused = window?.scopes.find((s) => s.key === result.scope) ?? result.scope;

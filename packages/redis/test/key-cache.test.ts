@@ -24,6 +24,12 @@ function keyRecord(overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
   };
 }
 
+/** Finds `record` twice in `stores`: a record is kept once found again within maxAgeMs. */
+async function foundTwice(stores: RedisStores, record: ApiKeyRecord): Promise<ApiKeyRecord | undefined> {
+  await stores.keys.findByHash(record.sha256);
+  return stores.keys.findByHash(record.sha256);
+}
+
 /** Rewrites a record behind the store's back (no PUBLISH): what a missed message looks like to a cache. */
 async function rewriteSilently(record: ApiKeyRecord): Promise<void> {
   await raw.hSet(`${prefix}{keys}:key:${record.id}`, 'record', JSON.stringify(record));
@@ -48,7 +54,7 @@ describe('RedisKeyStore cache', () => {
   it('serves a found key from memory (a silent rewrite is not seen)', async () => {
     const record = keyRecord();
     await storesA.keys.put(record);
-    expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ id: record.id, tenantId: 'acme' });
+    expect(await foundTwice(storesA, record)).toMatchObject({ id: record.id, tenantId: 'acme' });
     await rewriteSilently({ ...record, tenantId: 'other' });
     expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'acme' });
   });
@@ -56,7 +62,7 @@ describe('RedisKeyStore cache', () => {
   it('drops a record when another process disables, rewrites or deletes it', async () => {
     const record = keyRecord();
     await storesB.keys.put(record);
-    expect((await storesA.keys.findByHash(record.sha256))?.disabled).toBeUndefined();
+    expect((await foundTwice(storesA, record))?.disabled).toBeUndefined();
     await storesB.keys.disable(record.id);
     await eventually(async () => expect((await storesA.keys.findByHash(record.sha256))?.disabled).toBe(true), 1000);
 
@@ -73,7 +79,7 @@ describe('RedisKeyStore cache', () => {
   it('drops the old hash of a key re-put with a new one (rotation in place)', async () => {
     const record = keyRecord();
     await storesB.keys.put(record);
-    expect(await storesA.keys.findByHash(record.sha256)).toBeDefined();
+    expect(await foundTwice(storesA, record)).toBeDefined();
     await storesB.keys.put({ ...record, sha256: createHash('sha256').update(randomUUID()).digest('hex') });
     await eventually(async () => expect(await storesA.keys.findByHash(record.sha256)).toBeUndefined(), 1000);
   });
@@ -81,9 +87,26 @@ describe('RedisKeyStore cache', () => {
   it("sees its own process's writes at once, without waiting for the message", async () => {
     const record = keyRecord();
     await storesA.keys.put(record);
-    await storesA.keys.findByHash(record.sha256);
+    await foundTwice(storesA, record);
     await storesA.keys.disable(record.id);
     expect((await storesA.keys.findByHash(record.sha256))?.disabled).toBe(true);
+  });
+
+  it('keeps a record found a second time within maxAgeMs, not one found once', async () => {
+    const cache = storesA.keys.cache!;
+    const [once, twice, apart] = [keyRecord(), keyRecord(), keyRecord()];
+    const now = Date.now();
+    cache.store(once.sha256, once, cache.begin(), now);
+    expect(cache.get(once.sha256, now)).toBeUndefined();
+    cache.store(twice.sha256, twice, cache.begin(), now);
+    cache.store(twice.sha256, twice, cache.begin(), now + 30_000);
+    expect(cache.get(twice.sha256, now + 30_000)).toBe(twice);
+    // Found again two periods later: as good as found once.
+    cache.store(apart.sha256, apart, cache.begin(), now);
+    cache.store(keyRecord().sha256, keyRecord(), cache.begin(), now + 60_000);
+    cache.store(keyRecord().sha256, keyRecord(), cache.begin(), now + 120_000);
+    cache.store(apart.sha256, apart, cache.begin(), now + 120_001);
+    expect(cache.get(apart.sha256, now + 120_001)).toBeUndefined();
   });
 
   it('caches no unknown hash: a flood of forged keys takes no memory', async () => {
@@ -99,7 +122,7 @@ describe('RedisKeyStore cache', () => {
       await eventually(async () => expect(small.keys.cache?.live).toBe(true), 5000);
       const records = [keyRecord(), keyRecord(), keyRecord()];
       for (const record of records) await storesB.keys.put(record);
-      for (const record of records) await small.keys.findByHash(record.sha256);
+      for (const record of records) await foundTwice(small, record);
       expect(small.keys.cache!.size).toBe(2);
     } finally {
       await small.close();
@@ -112,10 +135,14 @@ describe('RedisKeyStore cache', () => {
       await eventually(async () => expect(small.keys.cache?.live).toBe(true), 5000);
       const cache = small.keys.cache!;
       const [first, second, third] = [keyRecord(), keyRecord(), keyRecord()];
-      cache.store(first.sha256, first, cache.begin());
-      cache.store(second.sha256, second, cache.begin());
+      const storeTwice = (record: ApiKeyRecord) => {
+        cache.store(record.sha256, record, cache.begin());
+        cache.store(record.sha256, record, cache.begin());
+      };
+      storeTwice(first);
+      storeTwice(second);
       expect(cache.get(first.sha256)).toBe(first);
-      cache.store(third.sha256, third, cache.begin());
+      storeTwice(third);
       expect(cache.get(second.sha256)).toBeUndefined();
       expect(cache.get(first.sha256)).toBe(first);
       expect(cache.get(third.sha256)).toBe(third);
@@ -128,6 +155,7 @@ describe('RedisKeyStore cache', () => {
     const cache = storesA.keys.cache!;
     const record = keyRecord();
     const storedAt = Date.now();
+    cache.store(record.sha256, record, cache.begin(), storedAt - 1_000);
     cache.store(record.sha256, record, cache.begin(), storedAt);
     expect(cache.get(record.sha256, storedAt + 59_999)).toBe(record);
     expect(cache.get(record.sha256, storedAt + 60_000)).toBeUndefined();
@@ -138,7 +166,7 @@ describe('RedisKeyStore cache', () => {
   it('drops the whole cache when the subscriber reconnects (messages may have been missed)', async () => {
     const record = keyRecord();
     await storesA.keys.put(record);
-    await storesA.keys.findByHash(record.sha256);
+    await foundTwice(storesA, record);
     await rewriteSilently({ ...record, tenantId: 'moved' });
     expect(await storesA.keys.findByHash(record.sha256)).toMatchObject({ tenantId: 'acme' });
 
