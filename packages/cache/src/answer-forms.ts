@@ -1,8 +1,7 @@
 // A provider answer in both of its forms, for the cache: a JSON answer written as the API's event stream, and a stream
 // assembled into its JSON answer. The forms are the adapters' own (their family's); the cache says which it keeps.
-import { PROVIDER_APIS } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
-import { adapterFor } from '@tollgate/providers';
+import { adapterFor, isProviderApi } from '@tollgate/providers';
 import { answerFormsOf, assembleStream, parseAnswer } from '@tollgate/providers/answers';
 import { sseEvent } from '@tollgate/providers/sse';
 import type { AnswerForms } from '@tollgate/providers/answers';
@@ -28,7 +27,7 @@ function formsOf(api: CachedApi): KeptForms {
 }
 
 export function isCachedApi(api: string): api is CachedApi {
-  return (PROVIDER_APIS as readonly string[]).includes(api) && keptForms(api as ProviderApi) !== undefined;
+  return isProviderApi(api) && keptForms(api) !== undefined;
 }
 
 /** A JSON answer that is whole and successful (an answer the provider finished), parsed; else undefined. */

@@ -17,7 +17,6 @@ export { createMemoryStores } from './memory-stores.js';
 export { blockStores } from './block-stores.js';
 export { parseDuration, periodWindow } from './duration.js';
 export { formatUsd, usdToNano, nanoToUsd } from './money.js';
-export { PROVIDER_APIS } from './provider-api.js';
 export type { ProviderApi } from './provider-api.js';
 export type { Identity, KeyBudget, UsageRecord, TokenUsage, UsageEstimate, Provider } from './types.js';
 export type { TollgateStores } from './stores.js';

@@ -4,7 +4,8 @@ import type { MediaUsage, Provider } from './types.js';
 
 /**
  * The provider APIs tollgate meters. A route declares the one it speaks (never guessed from a
- * path); `@tollgate/providers` has one adapter per API.
+ * path); `@tollgate/providers` has one adapter per API, and its registry is the list of them
+ * (`providerApis()`, `isProviderApi()`).
  */
 export type ProviderApi =
   | 'openai.chat'
@@ -17,23 +18,6 @@ export type ProviderApi =
   | 'openai.speech'
   | 'openai.images'
   | 'openai.transcriptions';
-
-export const PROVIDER_APIS: readonly ProviderApi[] = [
-  'openai.chat',
-  'openai.responses',
-  'anthropic.messages',
-  'openai.compatible',
-  'gemini.generate',
-  'mistral.chat',
-  'openai.embeddings',
-  'openai.speech',
-  'openai.images',
-  'openai.transcriptions',
-];
-
-export function isProviderApi(value: unknown): value is ProviderApi {
-  return typeof value === 'string' && (PROVIDER_APIS as readonly string[]).includes(value);
-}
 
 /** What an adapter reads from a request, once, when the call is declared. */
 export interface CallShape {

@@ -1,6 +1,5 @@
 // The adapters by API name: what a route's declared `api` resolves to.
 import { TollgateError } from '@tollgate/core';
-import { isProviderApi } from '@tollgate/core/provider-call';
 import type { ProviderApi } from '@tollgate/core';
 import type { ProviderAdapter } from './adapter.js';
 import { anthropicMessages } from './anthropic-messages/index.js';
@@ -27,9 +26,19 @@ const ADAPTERS: Readonly<Record<ProviderApi, ProviderAdapter>> = Object.freeze({
   'openai.transcriptions': openAiTranscriptions,
 });
 
-/** Every adapter, in the order of core's API list: what a gateway serves, configures and mocks is read from them. */
+/** Every adapter: what a gateway serves, configures and mocks is read from them. */
 export function providerAdapters(): readonly ProviderAdapter[] {
   return Object.values(ADAPTERS);
+}
+
+/** Every provider API, the registry's: one adapter each. */
+export function providerApis(): readonly ProviderApi[] {
+  return Object.keys(ADAPTERS) as ProviderApi[];
+}
+
+/** Whether `value` names an API the registry has an adapter for. */
+export function isProviderApi(value: unknown): value is ProviderApi {
+  return typeof value === 'string' && Object.hasOwn(ADAPTERS, value);
 }
 
 /** The adapter of an API, or of an adapter given as is; anything else is a configuration error. */

@@ -1,5 +1,5 @@
 // @tollgate/providers: one adapter per provider API, the request's call declaration, estimates, usage readers.
-export { adapterFor } from './adapters.js';
+export { adapterFor, isProviderApi, providerApis } from './adapters.js';
 export type { ProviderAdapter } from './adapter.js';
 export { providerCall, declareProviderCall, declareOrAnswer } from './declare-call.js';
 export type { CallDeclaration } from './declare-call.js';

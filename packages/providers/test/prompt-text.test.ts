@@ -1,8 +1,7 @@
 // mapPromptText of every adapter: which texts of a request are the caller's prompt (visited in prompt order, changed
 // copy on write), and which stay untouched (tool definitions and calls, reasoning, media, the request's own fields).
 import { describe, expect, it } from '@jest/globals';
-import { PROVIDER_APIS } from '@tollgate/core';
-import { adapterFor } from '@tollgate/providers';
+import { adapterFor, providerApis } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
 
 type Json = Record<string, unknown>;
@@ -21,7 +20,7 @@ function visit(adapter: ProviderAdapter, body: Json): { texts: string[]; mapped:
 const copy = (body: Json): Json => structuredClone(body);
 
 describe('every adapter reads prompt texts', () => {
-  it.each(PROVIDER_APIS)('%s has mapPromptText, and gives back the same body when no text changes', (api) => {
+  it.each(providerApis())('%s has mapPromptText, and gives back the same body when no text changes', (api) => {
     const adapter = adapterFor(api);
     expect(typeof adapter.mapPromptText).toBe('function');
     const body: Json = { model: 'm', messages: [{ role: 'user', content: 'hi' }], input: 'hi', contents: [] };

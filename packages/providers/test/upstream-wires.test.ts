@@ -1,8 +1,7 @@
 // Every API's upstream wire, as its adapter declares it: the kinds of upstream, which APIs each speaks as it is, and
 // how each is reached (path, key header, models path, call headers). The gateway reads these and names no API.
 import { describe, expect, it } from '@jest/globals';
-import { PROVIDER_APIS } from '@tollgate/core';
-import { adapterFor } from '@tollgate/providers';
+import { adapterFor, providerApis } from '@tollgate/providers';
 import { kindsSpeaking, providerAdapters, upstreamKinds } from '@tollgate/providers/routes';
 import type { UpstreamSettings, UpstreamWire } from '@tollgate/providers/routes';
 
@@ -25,7 +24,7 @@ describe('the kinds of upstream the adapters declare', () => {
   });
 
   it('speak each API as it is: Chat Completions by both OpenAI kinds and Azure, the rest by their own', () => {
-    expect(Object.fromEntries(PROVIDER_APIS.map((api) => [api, kindsSpeaking(api)]))).toEqual({
+    expect(Object.fromEntries(providerApis().map((api) => [api, kindsSpeaking(api)]))).toEqual({
       'openai.chat': ['openai', 'openai-compatible', 'azure-openai'],
       'openai.compatible': ['openai-compatible', 'openai', 'azure-openai'],
       'openai.responses': ['openai'],
