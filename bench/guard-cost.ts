@@ -1,12 +1,10 @@
 // Benchmark: what the guard adds to each request: CPU in-process on memory stores, and Redis commands before and after the answer.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
-import { buildChain, chatBody, KEYS, STEPS } from './guard-cost-chain.js';
-import type { GuardCostMessage } from './guard-cost-child.js';
-import { forkAsking } from './lib/child.js';
-import { benchKey, CHAT_PATH, REDIS_URL } from './lib/fixtures.js';
+import { driveBlock, startServer } from './lib/child.js';
+import { benchKey, CHAT_PATH, chatBody, REDIS_URL } from './lib/fixtures.js';
+import { buildChain, KEYS, STEPS } from './lib/guard-chain.js';
 import { RedisCommandCounter } from './lib/redis-counter.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtNumber, median, table } from './lib/stats.js';
@@ -155,35 +153,25 @@ async function countTrips(context: BenchContext, withGuard: boolean, requests: n
   }
 }
 
-/** A child process that builds one chain and drives it on request: each chain gets a heap and a garbage collector of its own. */
-async function chainChild(withGuard: boolean) {
-  const child = forkAsking(fileURLToPath(new URL('./guard-cost-child.ts', import.meta.url)), 'guard cost');
-  const ask = <T>(message: GuardCostMessage) => child.ask<T>(message);
-  await ask({ type: 'build', withGuard });
-  return {
-    drive: (requests: number, offset: number) =>
-      ask<{ cpuUs: number; statuses: Record<string, number> }>({ type: 'drive', requests, offset }),
-    close: () => child.kill(),
-  };
-}
-
 export async function runGuardCostBenchmark(context: BenchContext): Promise<SectionResult> {
   // Many short rounds: on a shared machine the load changes within seconds, and the median of many differences holds.
   const rounds = context.quick ? 8 : 24;
   const requests = context.quick ? 2_000 : 4_000;
-  const children = [await chainChild(false), await chainChild(true)];
+  // Each chain in a child of its own: a heap and a garbage collector each.
+  const children = [
+    await startServer({ app: 'guard-chain', options: { guard: false } }),
+    await startServer({ app: 'guard-chain', options: { guard: true } }),
+  ];
+  const block = { requests, concurrency: 32, keys: KEYS, freshPrompts: true };
   try {
-    for (const child of children) await child.drive(3_000, 0);
+    for (const child of children) await driveBlock(child, { ...block, requests: 3_000 });
     const samples: number[][] = children.map(() => []);
-    let offset = 10_000;
     for (let round = 0; round < rounds; round++) {
       // Alternating, so that whatever else the machine does lands on both sides.
       for (const index of round % 2 === 0 ? [0, 1] : [1, 0]) {
-        const { cpuUs, statuses } = await children[index]!.drive(requests, offset);
-        offset += requests;
-        if (Object.keys(statuses).some((status) => status !== '200'))
-          throw new Error(`chain ${index} answered ${JSON.stringify(statuses)}`);
-        samples[index]!.push(cpuUs);
+        const cost = await driveBlock(children[index]!, block);
+        if (cost.non2xx > 0) throw new Error(`chain ${index} answered ${cost.non2xx} non-2xx`);
+        samples[index]!.push(cost.cpuUs / cost.requests);
       }
       context.log(`guard cost round ${round + 1}/${rounds} done`);
     }
@@ -281,6 +269,6 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
     ];
     return { title: '9. Guard: cost per request on the hot path', body, targets };
   } finally {
-    for (const child of children) child.close();
+    for (const child of children) await child.close();
   }
 }

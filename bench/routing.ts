@@ -6,9 +6,9 @@ import type { ModelRouterSetup } from '../packages/router/src/model-router.js';
 import { startServer } from './lib/child.js';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
 import { inject } from './lib/inject.js';
-import { mean, measurePairedRequests } from './lib/paired-requests.js';
+import { measurePairedRequests } from './lib/paired-requests.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtBytes, fmtNumber, median, table, withQuartiles } from './lib/stats.js';
+import { fmtBytes, fmtNumber, mean, median, table, withQuartiles } from './lib/stats.js';
 
 /** Target of issue 16: routing and breaker bookkeeping add at most this much CPU per request. */
 const MAX_ROUTING_US = 10;

@@ -1,6 +1,7 @@
 // Parent side of a bench child process: servers run apart from the load generator so they never share its event loop.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { BlockCost, BlockOptions } from './server.js';
 
 /** What a child builds: an app name from bench/lib/apps.ts and its JSON options. */
 export interface ServerSpec {
@@ -171,6 +172,21 @@ export async function startServer(
     child.kill('SIGKILL');
     throw error;
   }
+}
+
+/** Every spec built in one bench child (the first served): they share one heap and JIT, and are driven by index. */
+export async function startTogether(
+  specs: readonly ServerSpec[],
+  options: Parameters<typeof startServer>[1] = {},
+): Promise<BenchChild> {
+  const child = await startServer(specs[0]!, options);
+  for (const spec of specs.slice(1)) await child.call('build', { spec });
+  return child;
+}
+
+/** One block of the child's app `app`, in-process there (see BlockOptions in server.ts). */
+export function driveBlock(child: BenchChild, block: BlockOptions): Promise<BlockCost> {
+  return child.call<BlockCost>('block', { block });
 }
 
 /**

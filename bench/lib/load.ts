@@ -118,3 +118,13 @@ export async function alternateRounds(
     };
   });
 }
+
+/** `rounds` rounds of every case in turn, each round starting at the next case: none always runs after the same one. */
+export async function rotatingRounds(
+  cases: number,
+  rounds: number,
+  run: (index: number, round: number) => Promise<void>,
+): Promise<void> {
+  for (let round = 0; round < rounds; round++)
+    for (let turn = 0; turn < cases; turn++) await run((turn + round) % cases, round);
+}

@@ -8,6 +8,12 @@ export function quantile(samples: ArrayLike<number>, q: number): number {
   return sorted[rank]!;
 }
 
+export function mean(samples: readonly number[]): number {
+  let sum = 0;
+  for (const sample of samples) sum += sample;
+  return sum / samples.length;
+}
+
 export function median(samples: ArrayLike<number>): number {
   if (samples.length === 0) return Number.NaN;
   const sorted = Float64Array.from(samples).sort();
