@@ -4,7 +4,7 @@ import { forkAsking, startServer, type AskingChild } from './lib/child.js';
 import { CACHE_CASES } from './lib/cache-child.js';
 import type { CacheBlockCost, CacheCase, PairCosts } from './lib/cache-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
-import { fmtBytes, fmtNumber, median, quantile, table, withQuartiles } from './lib/stats.js';
+import { fmtBytes, fmtNumber, fmtSigned, median, quantile, table, withQuartiles } from './lib/stats.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/cache-child.ts', import.meta.url));
 /** The targets of issue 18. */
@@ -47,7 +47,7 @@ function verdictOf(pair: PairCosts): PairVerdict {
   };
 }
 
-const signed = (us: number) => `${us >= 0 ? '+' : ''}${fmtNumber(us, 1)} µs`;
+const signed = (us: number) => fmtSigned(us);
 
 /** A pair's table: each case's typical request and block mean, what it allocates and the collection of that, and their differences. */
 function pairTable(pair: PairCosts, verdict: PairVerdict, names: [string, string]): string {

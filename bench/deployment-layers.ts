@@ -7,7 +7,7 @@ import { CONNECTIONS, MODE_LABEL, MODES } from './lib/deployment-load.js';
 import { rotatingRounds } from './lib/load.js';
 import { PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
-import { fmtNumber, mean, table } from './lib/stats.js';
+import { fmtNumber, fmtSigned, mean, table } from './lib/stats.js';
 
 const REQUESTS_PER_BLOCK = 2_000;
 const LAYERS = [
@@ -57,7 +57,7 @@ export async function runDeploymentLayersBenchmark(context: BenchContext): Promi
       for (const [index, layer] of layers.entries()) {
         const over = index === 0 ? undefined : trimmedDifference(samples[index]!, samples[0]!);
         const redisServer = index === 2 ? redisUs / (rounds * REQUESTS_PER_BLOCK) : undefined;
-        const signed = (us: number) => `${us >= 0 ? '+' : ''}${fmtNumber(us, 1)}`;
+        const signed = (us: number) => fmtSigned(us, '');
         rows.push([
           layer.name,
           MODE_LABEL[mode],

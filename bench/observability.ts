@@ -4,7 +4,7 @@ import { askBenchChild, startServer } from './lib/child.js';
 import { MEASURED_FROM } from './lib/observability-child.js';
 import type { OBSERVED_CASES, ObservabilityRun } from './lib/observability-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
-import { bootstrapInterval, fmtNumber, table, TRIM, trimmedMean } from './lib/stats.js';
+import { bootstrapInterval, fmtNumber, fmtSigned, table, TRIM, trimmedMean } from './lib/stats.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/observability-child.ts', import.meta.url));
 /** The targets of issue 31, in CPU per request: the access log and the metrics together; a sampled span; an unsampled one. */
@@ -77,7 +77,7 @@ export async function runObservabilityBenchmark(context: BenchContext): Promise<
       total: trimmedMean(differences) + collected,
     };
   };
-  const signed = (us: number) => `${us >= 0 ? '+' : ''}${fmtNumber(us, 1)} µs`;
+  const signed = (us: number) => fmtSigned(us);
   const rows = cases.map((name, index) => {
     const ownUs = trimmedMean(own[index]!);
     const row = [
