@@ -2,12 +2,10 @@
 // of before on bench/chain.ts and the deployment workload"): the CPU each request costs the server, in alternating rounds.
 import os from 'node:os';
 import { checkedOutTree, currentTree, type BuiltTree } from './lib/build-trees.js';
-import { startServer, type BenchChild, type ServerSpec } from './lib/child.js';
+import { driveBlock, startServer, type BenchChild, type ServerSpec } from './lib/child.js';
 import { DEPLOYMENT, deploymentProxyConfig } from './lib/deployment-config.js';
 import { REDIS_URL } from './lib/fixtures.js';
-import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
 import { PrivateRedis } from './lib/private-redis.js';
-import type { BlockCost, BlockOptions } from './lib/server.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { bootstrapInterval, fmtNumber, median, table, trimmedMean } from './lib/stats.js';
 
@@ -39,9 +37,8 @@ interface Workload {
   onRequest?: boolean;
 }
 
-const CHAIN =
-  'the recommended chain of `chain.ts` (apiKeyAuth, meter with no sink and the count cache off, combineLimits(tieredRateLimit, tokenRateLimit, budgetGuard with key, tenant and global budgets)), one key, limits far above the load, a handler answering at once; one small chat body over and over';
-const DEPLOYMENT_APP = `the example proxy, \`createProxyApp()\` from the gateway package, with the \`deployment\` config (${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ${DEPLOYMENT.requestsPerMinute} requests and ${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens a minute per tenant, $${DEPLOYMENT.tenantBudgetUsdPerDay}/day per tenant, $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global), metrics on, access log silent, createMemoryStores(), before the zero-latency mock upstream (a child, over HTTP); every request takes the next key`;
+const CHAIN = "`chain.ts`'s recommended chain, one key, one body over and over";
+const DEPLOYMENT_APP = `the example proxy with the \`deployment\` config (${fmtNumber(DEPLOYMENT.tenants)} tenants), memory stores, every request the next key`;
 
 const ALL_WORKLOADS: readonly Workload[] = [
   {
@@ -53,7 +50,7 @@ const ALL_WORKLOADS: readonly Workload[] = [
   },
   {
     name: 'chain (Redis)',
-    configuration: `${CHAIN}; createRedisStores() (key cache and script bundle on: their defaults), both builds on one redis-server of the bench's own, each under its own prefix`,
+    configuration: `${CHAIN}; createRedisStores(), both builds on one redis-server, each under its own prefix`,
     server: 'chain-redis',
     keys: 1,
     stream: false,
@@ -68,14 +65,14 @@ const ALL_WORKLOADS: readonly Workload[] = [
   },
   {
     name: 'deployment, streams',
-    configuration: `${DEPLOYMENT_APP}; streamed answers (${STREAM_CONTENT_CHUNKS + 3} SSE events, one per event-loop turn of the upstream)`,
+    configuration: `${DEPLOYMENT_APP}; streamed answers`,
     server: 'proxy-memory',
     keys: DEPLOYMENT.tenants,
     stream: true,
   },
   {
     name: 'deployment, JSON, observed',
-    configuration: `${DEPLOYMENT_APP.replace('access log silent', 'the access log on (pino, info, written to /dev/null: each line built and written, nothing kept)')}; JSON answers (what observability's targets add to, measured on both builds)`,
+    configuration: `${DEPLOYMENT_APP}, the access log on (to /dev/null); JSON answers`,
     server: 'proxy-observed',
     keys: DEPLOYMENT.tenants,
     stream: false,
@@ -188,15 +185,13 @@ export async function runBuildsBenchmark(context: BenchContext): Promise<Section
         const spec = serverSpec(name, trees[side].dir, context, side, urls);
         servers.set(`${side}:${name}`, await startServer(spec, { builtPackages: true }));
       }
-    const block = (workload: Workload, side: Side, requests: number) => {
-      const options: BlockOptions = {
+    const block = (workload: Workload, side: Side, requests: number) =>
+      driveBlock(serverOf(side, workload.server), {
         requests,
         concurrency: CONCURRENCY,
         keys: workload.keys,
         stream: workload.stream,
-      };
-      return serverOf(side, workload.server).call<BlockCost>('block', { block: options });
-    };
+      });
     const measure = async (workload: Workload, side: Side, into: Sample): Promise<void> => {
       const redisBefore = workload.redis && privateNote ? await redis.cost() : undefined;
       const cost = await block(workload, side, setup.blockRequests);
@@ -341,12 +336,11 @@ function describe(
     });
   }
   const body = [
-    "The same workloads on two builds at once, each build's packages loaded from its own checkout's `dist/` (the chain's packages by their main doors, the proxy by the gateway's), each app in a child process of its own (Node's default conditions: the `dist/` whatever the parent runs), built by the specs of `chain` and `deployment` (`lib/tollgate-apps.ts`). " +
-      `Each child drives its app in-process (\`lib/inject.ts\`: Node's own request and response on a discarding socket, so the HTTP parsing and socket writes both builds share are left out and the ratio is stricter for it), ${CONCURRENCY} requests in flight as ${CONCURRENCY} connections keep them, in blocks of ${fmtNumber(setup.blockRequests)} requests. ` +
-      `In each round every workload runs ${setup.pairs} blocks on each build, in turn, the first alternating. ` +
-      "The figure is the child process's CPU over its blocks (user + system, every thread of it: collections and their helper threads included) divided by the requests; what a block leaves to run later (a settle batched for a few ms) lands in that child's next block. " +
-      'CPU is what a request costs the machine; unlike wall time it hardly moves when other work takes the cores, and each ratio is taken within a round, so what drifts over the run meets both builds. ' +
-      `"after / before" is the trimmed mean (10% off each end) of the per-round ratios, with a 95% bootstrap interval over the rounds; a target holds when the whole interval lies within ±${TOLERANCE * 100}%, fails when it lies wholly outside; "at most ${TOLERANCE * 100}% above" holds when the interval's upper end is at or under 1 + ${TOLERANCE}, fails when its lower end is over it.`,
+    "The same workloads on two builds at once, each app in a child of its own loading its build's `dist/`, driven " +
+      `in-process (\`lib/inject.ts\`), ${CONCURRENCY} in flight, in blocks of ${fmtNumber(setup.blockRequests)}; each round ` +
+      `runs ${setup.pairs} blocks of every workload on each build in turn, the first alternating. The figure is the child's ` +
+      'CPU per request; "after / before" the trimmed mean of the per-round ratios with a 95% bootstrap interval. A target ' +
+      `holds when the interval lies within ±${TOLERANCE * 100}%, fails when it lies wholly outside.`,
     '',
     table(
       ['what', 'value'],

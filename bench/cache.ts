@@ -4,7 +4,7 @@ import { forkAsking, startServer, type AskingChild } from './lib/child.js';
 import { CACHE_CASES } from './lib/cache-child.js';
 import type { CacheBlockCost, CacheCase, PairCosts } from './lib/cache-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
-import { fmtBytes, fmtNumber, median, quantile, table, withQuartiles } from './lib/stats.js';
+import { fmtBytes, fmtNumber, fmtSigned, median, quantile, table, withQuartiles } from './lib/stats.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/cache-child.ts', import.meta.url));
 /** The targets of issue 18. */
@@ -47,7 +47,7 @@ function verdictOf(pair: PairCosts): PairVerdict {
   };
 }
 
-const signed = (us: number) => `${us >= 0 ? '+' : ''}${fmtNumber(us, 1)} µs`;
+const signed = (us: number) => fmtSigned(us);
 
 /** A pair's table: each case's typical request and block mean, what it allocates and the collection of that, and their differences. */
 function pairTable(pair: PairCosts, verdict: PairVerdict, names: [string, string]): string {
@@ -134,55 +134,29 @@ export async function runCacheBenchmark(context: BenchContext): Promise<SectionR
     index === none ? '—' : signed(perRound(cpu, index, none, (x, y) => x - y)),
   ]);
   const pairsValid = chainVerdict.unexpected === 0 && proxyVerdict.unexpected === 0;
+  const voided = (n: number) => (n > 0 ? ` **${n} answers lacked the cache header their case expects: void.**` : '');
   const body = [
-    'The example proxy (createProxyApp, memory stores, one pro key, key, tenant and global budgets, limits far above the load, metrics off, ' +
-      'log silent) in front of the zero-latency mock upstream (a child process of its own, over HTTP), driven in-process one request at a ' +
-      'time, as in §8. Three processes, one per case: no `cache` in the config; `cache: { store: "memory" }` with every request a body it has ' +
-      'not seen (same size, a counter in the prompt), so each one is looked up, kept as it passes and stored after the settle; the same cache ' +
-      'with one body repeated, so every request after the first is a hit. The bodies are built before the blocks. ' +
-      `After ${fmtNumber(warmup)} requests each to warm up, ${rounds} rounds of one block of ${blockSize} requests per case, the first case ` +
-      "rotating. CPU is the process's user + system time over the block; wall is the block's elapsed time; both divided by its requests. " +
-      'Each comparison is the median over rounds of the comparison within a round; the CPU of processes apart moves by ±20 µs from run to run, ' +
-      'so what a miss costs is measured below, each case in one process.' +
-      (unexpected > 0
-        ? ` **${unexpected} answers did not carry the cache header their case expects: the figures are void.**`
-        : ''),
+    `Three processes (no cache; a memory cache, every request new; the same, one body repeated), ${rounds} rounds of ` +
+      `one block of ${blockSize} requests per case after ${fmtNumber(warmup)} to warm up, the first case rotating; ` +
+      `medians over rounds.${voided(unexpected)}`,
     '',
     table(['case', 'CPU per request', 'wall per request', 'CPU over no cache'], rows),
     '',
     `A hit answers ${fmtNumber(speedup, 1)}× faster than a miss (wall time per request).`,
     '',
-    '**What a miss costs, each pair in one process.** The same app without and with the cache, every request a body no earlier one sent ' +
-      '(so every request is keyed, looked up, kept and stored). One request to each case in turn (the first alternating), ' +
-      `${fmtNumber(pairRounds.warmupRounds)} rounds to warm up, then ${pairRounds.blocks} blocks of ${pairRounds.roundsPerBlock} rounds; each ` +
-      "request's CPU (user + system of the process, to a turn of the event loop after its answer, so the settle and the store are in it) is " +
-      "one sample. A block's typical request is the mean of its middle half (as robust as the median to the requests a collection paused, and " +
-      'finer: each sample is a whole number of µs). A garbage collection lands on whichever request runs, so it is counted apart: each ' +
-      "request's heap growth (read outside its CPU window; the median over the requests no collection ran in) is what it allocates, and the " +
-      "run's collection time (every `gc` performance entry) is shared out per byte allocated. CPU figures are the median over blocks " +
-      '(quartiles in brackets); the block means count every request, those a collection paused included, and are shown for reference.' +
-      (pairsValid
-        ? ''
-        : ` **${chainVerdict.unexpected + proxyVerdict.unexpected} answers did not carry the cache header their case expects: the figures are void.**`),
-    '',
-    "The minimal chain: express.json, an identity, `meter()`, answering a chat completion at once, without and with the cache's three " +
-      'steps (`lookup`, `chooseLimits` with nothing to choose, `answer`; the default 64 MiB memory store). The smaller the chain, the less ' +
-      "noise around the cache's share: this pair judges the target.",
+    '**What a miss costs, each pair in one process** (lib/paired-requests.ts: one request to each in turn, each ' +
+      `request's CPU a sample, ${pairRounds.blocks} blocks of ${pairRounds.roundsPerBlock} rounds; a block's typical ` +
+      'request is the mean of its middle half; collection shared out per byte allocated). The minimal chain (JSON, an ' +
+      `identity, meter()) judges the target.${pairsValid ? '' : voided(chainVerdict.unexpected + proxyVerdict.unexpected)}`,
     '',
     pairTable(chain!, chainVerdict, ['minimal metered chain', 'the same with the cache, every request a miss']),
     '',
-    `The cache's own work per miss: ${fmtNumber(median(chainVerdict.typicalDiffs), 1)} µs on the typical request + ` +
-      `${fmtNumber(chainVerdict.gcCost, 1)} µs of garbage collection = **${signed(chainVerdict.total)}**, ` +
-      `${fmtNumber(100 * shareOfChain, 1)}% of the chain's typical request (CPU µs on this shared machine grow with its load; the share ` +
-      'repeats from run to run).',
-    '',
-    'The whole example proxy, as in the table above, both apps in one process: the cache as the proxy mounts it (looked up before the ' +
-      'estimate, request limits only for a hit, the answer kept and stored).',
+    `The cache's own work per miss: **${signed(chainVerdict.total)}**, ${fmtNumber(100 * shareOfChain, 1)}% of the ` +
+      "chain's typical request. The whole example proxy, both apps in one process:",
     '',
     pairTable(proxy!, proxyVerdict, ['proxy, no cache', 'proxy, memory cache, every request a miss']),
     '',
-    `In the whole proxy a miss costs ${fmtNumber(median(proxyVerdict.typicalDiffs), 1)} µs on the typical request + ` +
-      `${fmtNumber(proxyVerdict.gcCost, 1)} µs of garbage collection = **${signed(proxyVerdict.total)}**.`,
+    `In the whole proxy a miss costs **${signed(proxyVerdict.total)}**.`,
   ].join('\n');
   const valid = unexpected === 0;
   const figuresOf = (verdict: PairVerdict) =>

@@ -186,42 +186,25 @@ export async function runCapacityBenchmark(context: BenchContext): Promise<Secti
   const blocks = mid(cases.clusterBlocks);
   const pinnedInBlocks = Math.max(0, blocks.cpuUs - spread.cpuUs);
   const perShard = (cpuUs: number) => (UTILISATION * 1e6) / cpuUs;
+  const row = (name: string, cost: LayoutCost, perShardText: string) => [
+    name,
+    fmtNumber(cost.cpuUs, 1),
+    fmtNumber(cost.calls, 2),
+    fmtNumber(cost.bytes),
+    perShardText,
+  ];
+  const busiest = (cost: LayoutCost, cpuUs: number) =>
+    `${fmtNumber(perShard(cpuUs))} (busiest node ${fmtNumber(cost.busiestShare * 100)}% of the CPU)`;
   const rows = [
-    [
-      'one Redis, key + tenant + global budget',
-      fmtNumber(one.cpuUs, 1),
-      fmtNumber(one.calls, 2),
-      fmtNumber(one.bytes),
-      fmtNumber(perShard(one.cpuUs)),
-    ],
-    [
-      'one Redis, key + tenant budget',
-      fmtNumber(oneNoGlobal.cpuUs, 1),
-      fmtNumber(oneNoGlobal.calls, 2),
-      fmtNumber(oneNoGlobal.bytes),
-      fmtNumber(perShard(oneNoGlobal.cpuUs)),
-    ],
-    [
-      '3-master cluster, tenant slots + global slot',
-      fmtNumber(withGlobal.cpuUs, 1),
-      fmtNumber(withGlobal.calls, 2),
-      fmtNumber(withGlobal.bytes),
-      `${fmtNumber(perShard(pinned + spread.cpuUs / 3))} (busiest node ${fmtNumber(withGlobal.busiestShare * 100)}% of the CPU)`,
-    ],
-    [
+    row('one Redis, key + tenant + global budget', one, fmtNumber(perShard(one.cpuUs))),
+    row('one Redis, key + tenant budget', oneNoGlobal, fmtNumber(perShard(oneNoGlobal.cpuUs))),
+    row('3-master cluster, tenant slots + global slot', withGlobal, busiest(withGlobal, pinned + spread.cpuUs / 3)),
+    row(
       "3-master cluster, tenant slots + global budget in blocks (the proxy's setting)",
-      fmtNumber(blocks.cpuUs, 1),
-      fmtNumber(blocks.calls, 2),
-      fmtNumber(blocks.bytes),
-      `${fmtNumber(perShard(pinnedInBlocks + spread.cpuUs / 3))} (busiest node ${fmtNumber(blocks.busiestShare * 100)}% of the CPU)`,
-    ],
-    [
-      '3-master cluster, tenant slots only',
-      fmtNumber(spread.cpuUs, 1),
-      fmtNumber(spread.calls, 2),
-      fmtNumber(spread.bytes),
-      `${fmtNumber(perShard(spread.cpuUs / 3))} (busiest node ${fmtNumber(spread.busiestShare * 100)}% of the CPU)`,
-    ],
+      blocks,
+      busiest(blocks, pinnedInBlocks + spread.cpuUs / 3),
+    ),
+    row('3-master cluster, tenant slots only', spread, busiest(spread, spread.cpuUs / 3)),
   ];
   const shardRows = LOADS.map((load) => {
     const oneServer = load * one.cpuUs <= UTILISATION * 1e6 ? '1' : 'does not fit';

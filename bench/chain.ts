@@ -1,11 +1,17 @@
 // Benchmark 1: the middleware chain with a handler that answers at once, tollgate against bare Express and the peers.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEach, startServer, type ServerSpec } from './lib/child.js';
-import { authHeaders, CHAT_BODY, CHAT_PATH } from './lib/fixtures.js';
-import { alternateRounds, runLoad, type CaseSummary, type LoadResult } from './lib/load.js';
+import { authHeaders, CHAT_BODY } from './lib/fixtures.js';
+import {
+  throughputCells,
+  THROUGHPUT_COLUMNS,
+  throughputRounds,
+  type CaseSummary,
+  type LoadResult,
+} from './lib/load.js';
 import { CostLedger, costPerRequest, PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtMs, fmtNumber, fmtRatio, table } from './lib/stats.js';
+import { fmtMs, fmtNumber, fmtRatio, notMeasured, table } from './lib/stats.js';
 
 interface ChainCase {
   name: string;
@@ -100,24 +106,11 @@ export async function runChainBenchmark(context: BenchContext): Promise<SectionR
     (m) => context.log(`chain: ${m}`),
   );
   try {
-    const running = cases.filter((c) => servers.has(c.name));
-    const load = (name: string, seconds: number) => () =>
-      runLoad({
-        url: servers.get(name)!.url,
-        path: CHAT_PATH,
-        body: CHAT_BODY,
-        headers: authHeaders(),
-        connections,
-        durationS: seconds,
-      });
-    // Warm up every side (JIT, connections, Lua scripts loaded) before anything is measured.
-    for (const benchCase of running) await load(benchCase.name, 1)();
-    const summaries = await alternateRounds(
-      running.map((c) => ({ name: c.name, run: () => around(c.name, load(c.name, durationS)) })),
-      rounds,
-      (round, name, result) =>
-        context.log(`chain round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
-    );
+    const loaded = cases
+      .filter((c) => servers.has(c.name))
+      .map((c) => ({ name: c.name, url: servers.get(c.name)!.url, body: CHAT_BODY, headers: authHeaders() }));
+    const setup = { rounds, durationS, connections, warmUpS: 1 };
+    const summaries = await throughputRounds(loaded, setup, (m) => context.log(`chain ${m}`), around);
     for (const c of cases) {
       const note = servers.get(c.name)?.note;
       if (note) c.what = `${c.what} — **${note}**`;
@@ -148,37 +141,19 @@ function describe(
       cost && cost.calls > 0
         ? [fmtNumber(cost.calls, 2), fmtNumber(cost.commandUs, 1), fmtNumber(cost.processCpuUs, 1)]
         : ['—', '—', '—'];
-    return [
-      c.name,
-      fmtNumber(s.rps),
-      fmtRatio(s.ratio),
-      vsErl,
-      fmtMs(s.p50),
-      fmtMs(s.p99),
-      `${s.non2xx}/${s.errors}`,
-      ...redisFigures,
-      c.what,
-    ];
+    return [c.name, ...throughputCells(s).slice(0, 2), vsErl, ...throughputCells(s).slice(2), ...redisFigures, c.what];
   });
   const lines = [
-    `${setup.rounds} alternating rounds of ${setup.durationS} s per case, ${setup.connections} connections, autocannon in the parent process, ` +
-      'each server in its own child process. POST /v1/chat/completions with a small chat body (model, 2 messages, max_tokens 64); ' +
-      'the handler answers a fixed chat completion with usage at once. Limits are set far above the load, so nothing is refused. ' +
-      'req/s is the median over rounds; "× bare" is the median of per-round ratios to bare Express in the same round; p50/p99 pool every response of every round. ' +
-      `Redis is ${setup.redisNote}; its INFO is read before and after every measured round: "Redis calls/req" are the script commands ` +
-      '(EVALSHA, EVAL: all these cases send) per request, "Redis µs/req" the time INFO commandstats gives them (what runs inside Redis ' +
-      'for the request, settles included), "Redis CPU µs/req" the server process\'s own CPU (used_cpu_user + used_cpu_sys: also reading, ' +
-      'parsing and answering the commands) per request.',
+    `${setup.rounds} alternating rounds of ${setup.durationS} s per case, ${setup.connections} connections; Redis is ` +
+      `${setup.redisNote}, its INFO read around every measured round ("Redis calls/req": script commands per request; ` +
+      '"Redis µs/req": their time in commandstats; "Redis CPU µs/req": the redis-server process\'s).',
     '',
     table(
       [
         'case',
-        'req/s',
-        '× bare',
+        ...THROUGHPUT_COLUMNS.slice(0, 2),
         '× erl+redis',
-        'p50',
-        'p99',
-        'non-2xx/errors',
+        ...THROUGHPUT_COLUMNS.slice(2),
         'Redis calls/req',
         'Redis µs/req',
         'Redis CPU µs/req',
@@ -193,7 +168,7 @@ function describe(
   if (breakdown.length > 0) {
     lines.push(
       '',
-      "What the tollgate cases run inside Redis, per request (INFO commandstats; commands scripts run are counted there too, and their time is part of their script's):",
+      'What the tollgate cases run inside Redis, per request (INFO commandstats):',
       '',
       table(
         ['case', 'commands per request (calls, µs)'],
@@ -207,7 +182,7 @@ function describe(
       ),
     );
   }
-  if (missing.length > 0) lines.push('', 'Not measured:', ...missing.map((m) => `- ${m}`));
+  lines.push(...notMeasured(missing));
   const targets: TargetVerdict[] = [];
   const erlCost = costs.perRequest(ERL);
   const unbatched = costs.perRequest('tollgate full chain (Redis, batch: false)');

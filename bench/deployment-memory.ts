@@ -144,20 +144,11 @@ function describe(
     ...summaries.map((summary) => fmtBytes(summary.shown[row]?.rss ?? Number.NaN)),
   ]);
   const body = [
-    `The example proxy (\`node examples/proxy/dist/main.js\`, compiled by \`pnpm build\`, with the \`deployment\` section's config in TOLLGATE_CONFIG: ${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ` +
-      `${DEPLOYMENT.requestsPerMinute} requests and ${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens a minute per tenant, $${DEPLOYMENT.tenantBudgetUsdPerDay}/day per tenant, ` +
-      `$${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global; memory stores; metrics on, access log silent), ` +
-      `driven at a steady ${RATE} req/s (autocannon \`overallRate\`, ${CONNECTIONS} connections) for ${durationS / 60} min: each key in turn sends a JSON request, then a streamed one, ` +
-      `to the zero-latency mock upstream. The proxy's resident set (VmRSS of its process, /proc/<pid>/status) is read every ${SAMPLE_EVERY_MS / 1000} s, and its peak ` +
-      "is the kernel's high-water mark (VmHWM), start included. " +
-      'The proxy runs as a deployment runs it: compiled JavaScript, the tollgate packages from their dist/, nothing else in its process ' +
-      '(`pnpm start` runs the TypeScript sources through tsx, whose compiler and source maps add about 100 MiB: a way to try it, not to deploy it).',
-    '',
-    'Two proxies run at once, each with a load of its own, on one upstream. The judged one runs under the memory limit of ' +
-      "deploy/kubernetes/statefulset.yaml, in a cgroup the bench makes, as the pod runs it: Node sizes V8's heap by the memory its " +
-      "cgroup allows (a heap limit of about 332 MB and a young generation of a few MB under 640 MiB), not by the host's 24 GiB (about 4 GB, " +
-      'with 16 MB semi-spaces). The other runs on the bare host, for comparison: there V8 lets collected-later garbage pile up in the ' +
-      'old generation, because it has the room.' +
+    `The compiled example proxy with the \`deployment\` config (${fmtNumber(DEPLOYMENT.tenants)} tenants, memory stores), ` +
+      `${RATE} req/s (autocannon \`overallRate\`, ${CONNECTIONS} connections) for ${durationS / 60} min, each key in turn a ` +
+      `JSON then a streamed request; VmRSS every ${SAMPLE_EVERY_MS / 1000} s, the peak VmHWM. Two proxies at once: the ` +
+      "judged one under deploy/kubernetes/statefulset.yaml's memory limit (a cgroup of the bench's own, so V8 sizes its " +
+      'heap as in the pod), the other on the bare host.' +
       (unlimitedWhy ? ` **This run could not place it: ${unlimitedWhy}.**` : ''),
     '',
     ...lines,

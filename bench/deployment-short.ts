@@ -15,7 +15,6 @@ import {
   type LoadMode as Mode,
 } from './lib/deployment-load.js';
 import type { LoadResult } from './lib/load.js';
-import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
 import { PrivateRedis } from './lib/private-redis.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
 import { fmtMs, fmtNumber, fmtRatio, median, medianInterval, non2xx, quantile, table } from './lib/stats.js';
@@ -338,14 +337,9 @@ export async function runDeploymentMinuteBenchmark(context: BenchContext): Promi
     await redis.stop();
   }
   const body = [
-    `${PROXY_REDIS} through the clock's minute, second by second: the deployment's JSON load (${DEPLOYMENT.tenants.toLocaleString('en-US')} ` +
-      `tenants, every request the next key, ${CONNECTIONS} connections) on a new process of each build, a prefix of its own ` +
-      `on a redis-server of its own, driven ${MINUTE_WARM_S} s or more before its first recorded second. Each column is the ` +
-      "clock's second the load second started in. Token windows on the clock's grid all end at :00, and every tenant's " +
-      "token block goes back and is taken again in that second; on each key's own phase (windowPhase) about a sixtieth " +
-      'of them end in any second. "HMGET/req" counts the operations the scripts ran (one per window operation, one per ' +
-      'ledger scope a script touched) per request served; "script calls/req" the bundles sent; "Redis CPU" is the ' +
-      'redis-server\'s used_cpu_user + used_cpu_sys; "CPU µs/req" the proxy process\'s (/proc).',
+    `${PROXY_REDIS} through the clock's minute, second by second (columns: the clock's second each load second started ` +
+      `in), the deployment's JSON load on a new process of each build, driven ${MINUTE_WARM_S} s or more before. ` +
+      '"HMGET/req": the operations the scripts ran per request; "script calls/req": the bundles sent.',
     ...minutes.flatMap((crossing) => [
       '',
       table(
@@ -460,15 +454,11 @@ function describe(
     }
   }
   const body = [
-    `The deployment of the \`deployment\` section (${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each, ${DEPLOYMENT.requestsPerMinute} requests and ` +
-      `${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens a minute per tenant, $${DEPLOYMENT.tenantBudgetUsdPerDay}/day per tenant and $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global; ` +
-      `every request takes the next key, ${CONNECTIONS} connections) from a cold start: for each mode, new processes (the example proxy as deployed, ` +
-      '`node examples/proxy/dist/main.js` with that config in TOLLGATE_CONFIG, taking traffic once /healthz answers, metrics on, log silent; the Redis case on an empty prefix of a redis-server of its own, ' +
-      `\`redis.blocks\` at its default), a ${WARM_UP_S} s warm-up of each, then ${rounds} rounds of ${ROUND_S} s alternating ` +
-      'passthrough, memory, Redis; then as many rounds of the passthrough against a second process of its own (the ' +
-      "method's noise, apart so that the judged cases keep their rhythm). " +
-      `Upstream: the zero-latency mock (JSON at once, or ${STREAM_CONTENT_CHUNKS + 3} SSE events). ` +
-      'Every round is listed; the targets are judged on the medians of the rounds, with their 95% intervals.',
+    `The \`deployment\` workload (${fmtNumber(DEPLOYMENT.tenants)} tenants, every request the next key, ${CONNECTIONS} ` +
+      'connections) on new processes of the compiled proxy per mode (the Redis case on an empty prefix of a redis-server of ' +
+      `its own): a ${WARM_UP_S} s warm-up, then ${rounds} rounds of ${ROUND_S} s alternating passthrough, memory, Redis; then ` +
+      "as many rounds of the passthrough against a second process of its own (the method's noise). CPU per request is the " +
+      "server process's (/proc), with the redis-server's added for Redis. Targets are judged on the medians of the rounds.",
     '',
     `Machine load (1 min) at the start of each round: ${loads.join(', ')}.`,
     '',
@@ -488,18 +478,12 @@ function describe(
       rows,
     ),
     '',
-    "CPU per request is the server process's own (/proc, user + system, 10 ms ticks) over the round, and for the Redis " +
-      "case the redis-server's added (INFO cpu). The method's own noise, the same server against itself in the same " +
-      'rounds: ' +
-      (noise.length > 0 ? `${noise.join('; ')}.` : 'not measured.'),
+    `The same server against itself: ${noise.length > 0 ? `${noise.join('; ')}.` : 'not measured.'}`,
     '',
     ...(beside.length > 0
       ? [
-          "Each case's rounds beside the method's own: how many fell under the case's least ratio (or over the p99 " +
-            "bound), and how many of the passthrough's rounds against itself did. With the control's rate, the chance " +
-            `that a server exactly as fast as the passthrough passes all ${rounds} rounds (the control's rate of passing, ` +
-            'raised to the number of rounds): no server can be seen to meet the target more often than that, on this ' +
-            'machine, that run.',
+          "Each case's rounds beside the control's: how many fell under the least ratio (or over the p99 bound), and " +
+            `the chance that a server as fast as the passthrough passes all ${rounds} rounds.`,
           '',
           table(
             [
@@ -518,11 +502,8 @@ function describe(
           '',
         ]
       : []),
-    `The first ${COLD_SECONDS} seconds of a cold start, second by second (JSON; a new process of each, the Redis case on a new ` +
-      'prefix, driven from its first request as above): req/s and p99 each second, and on Redis the script calls and the ' +
-      "redis-server's CPU (used_cpu_user + used_cpu_sys) per request served in that second; for every case the server " +
-      "process's own CPU per request (/proc, 10 ms ticks). The blocks opened in the first seconds would all reach " +
-      'their age (10 s) together; the sweep paces their renewals (docs/performance.md, "Short runs on Redis").',
+    `The first ${COLD_SECONDS} seconds of a cold start, second by second (JSON, a new process of each); the sweep paces ` +
+      'the renewals of the blocks opened in the first seconds (docs/performance.md, "Short runs on Redis").',
     '',
     table(
       ['case', 'measure', ...Array.from({ length: COLD_SECONDS }, (_, i) => `s${i + 1}`)],
@@ -543,9 +524,8 @@ function describe(
         }),
     ),
     '',
-    `The proxies as the rounds drive them: a process of each, warmed ${2 * ROUND_S} s, then ${IDLE_CYCLES} times ${IDLE_GAP_S} s idle and ` +
-      `${ROUND_S} s of JSON load, second by second (the Redis case on a prefix of its own). Blocks live 10 s by default: ` +
-      'after a gap they have aged, and the first second after it pays for them again.',
+    `A warm process of each proxy, ${IDLE_CYCLES} times ${IDLE_GAP_S} s idle then ${ROUND_S} s of JSON load, second by ` +
+      'second: after a gap its blocks (10 s) have aged, and the first second pays for them again.',
     '',
     table(
       ['case', 'after gap', 'req/s, each second', 'CPU µs/req, each second', 'script calls/req, each second'],

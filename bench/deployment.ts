@@ -10,12 +10,12 @@ import {
   MODES,
   type LoadMode as Mode,
 } from './lib/deployment-load.js';
-import { alternateRounds, type CaseSummary, type LoadResult } from './lib/load.js';
+import { alternateRounds, throughputCells, THROUGHPUT_COLUMNS, type CaseSummary, type LoadResult } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
 import { CostLedger, PrivateRedis } from './lib/private-redis.js';
 import { countRoundTrips, countsTable, type CaseCount } from './round-trips.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtMs, fmtNumber, fmtRatio, median, table } from './lib/stats.js';
+import { fmtNumber, fmtRatio, median, notMeasured, table } from './lib/stats.js';
 
 const { passthrough: PASSTHROUGH, memory: PROXY_MEMORY, redis: PROXY_REDIS } = DEPLOYMENT_CASE;
 const PROXY_UNBLOCKED = 'tollgate proxy (Redis, blocks: false)';
@@ -276,22 +276,12 @@ function describe(
   const rows: string[][] = [];
   for (const mode of MODES) {
     for (const c of cases) {
-      const s = summaries[mode].find((x) => x.name === c.name);
-      const label = MODE_LABEL[mode];
-      if (!s) {
-        rows.push([c.name, label, 'not available', '', '', '', '', '', '', '', '']);
-        continue;
-      }
       const redis = spendOf(c.name, mode);
       const cost = costOf(c.name, mode);
       rows.push([
         c.name,
-        label,
-        fmtNumber(s.rps),
-        fmtRatio(s.ratio),
-        fmtMs(s.p50),
-        fmtMs(s.p99),
-        `${s.non2xx}/${s.errors}`,
+        MODE_LABEL[mode],
+        ...throughputCells(summaries[mode].find((x) => x.name === c.name)),
         redis ? usPer(redis.commandUs, redis.requests) : '—',
         redis ? usPer(redis.processCpuUs, redis.requests) : '—',
         cost ? fmtNumber(cost.server, 0) : '—',
@@ -337,65 +327,26 @@ function describe(
 
   const perRequest = (n: number, requests: number) => fmtNumber(n / requests, 2);
   const body = [
-    'What users run, rather than one key with limits of 1e9: the example proxy configured for ' +
-      `${fmtNumber(DEPLOYMENT.tenants)} tenants with one API key each, every request taking the next key (round-robin over the ` +
-      `${CONNECTIONS} connections together, so the requests in flight belong to different tenants), against the same zero-latency mock ` +
-      `upstream as §2 (bench/lib/mock-upstream.ts: JSON at once, or ${STREAM_CONTENT_CHUNKS + 3} SSE events one per event-loop turn). ` +
-      'The same requests go to a bare passthrough (the baseline, 1.00×) and to a peer stack on Redis doing the same job with the ' +
-      'libraries a user would pick.',
-    '',
-    '**Configuration** (the config the bench writes for the example proxy: bench/lib/deployment-config.ts `deploymentProxyConfig()`; the peer stack enforces the same numbers):',
-    '',
-    table(
-      ['what', 'value'],
-      [
-        ['tenants / API keys', `${fmtNumber(DEPLOYMENT.tenants)} tenants, one key each (tier "${DEPLOYMENT.tier}")`],
-        [
-          'request limit',
-          `${fmtNumber(DEPLOYMENT.requestsPerMinute)} requests/minute per tenant (tier \`requestsPerMinute\`; the peer: per key, the same thing with one key per tenant)`,
-        ],
-        ['token limit', `${fmtNumber(DEPLOYMENT.tokensPerMinute)} tokens/minute per tenant (tier \`tokensPerMinute\`)`],
-        [
-          'budgets',
-          `$${fmtNumber(DEPLOYMENT.tenantBudgetUsdPerDay)}/day per tenant, $${fmtNumber(DEPLOYMENT.globalBudgetUsdPerDay)}/day global`,
-        ],
-        [
-          'model, request',
-          "gpt-4o-mini, a system and a user message, `max_tokens` 64 (the same body every time; the proxy's count cache off, `countCacheChars: 0`, as in §2)",
-        ],
-        [
-          'Redis',
-          `each Redis case on a redis-server of its own (no persistence, a free port); the tollgate proxy with \`redis.blocks\` at its default (on)`,
-        ],
-        [
-          'load',
-          `autocannon, ${CONNECTIONS} connections, ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode after a warm-up, each round right after the same load unmeasured (${setup.roundWarmUpS} s; ${BLOCK_AGE_S + 2} s for the blocks case, longer than a block lives, so that every tenant's blocks are open and renewing as in a deployment that runs on); JSON rounds, then stream rounds`,
-        ],
-        ['proxy extras', 'metrics on, access log silent, no usage sink, no guard, no cache (as §2)'],
-      ],
-    ),
+    `The example proxy configured for ${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each (bench/lib/deployment-config.ts), ` +
+      `every request the next key over ${CONNECTIONS} connections, against the zero-latency mock upstream ` +
+      `(${STREAM_CONTENT_CHUNKS + 3} SSE events a stream), beside the bare passthrough (1.00×) and the peer stack. ` +
+      `${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode, each right after the same load ` +
+      `unmeasured (${setup.roundWarmUpS} s; ${BLOCK_AGE_S + 2} s for the blocks case, longer than a block lives).`,
     '',
     `**Refusals:** ${totalNon2xx} non-2xx answers and ${totalErrors} errors over every measured round. ` +
       `Over the run each key sent ${usedPerKey.map(([name, n]) => `${fmtNumber(n)} requests to ${name}`).join(', ')} (every key in turn). ` +
-      `Counting every run (warm-ups too) that overlapped a minute, whole, a tenant sent at most ${fmtNumber(mostPerTenant)} requests to one server within any 60 s ` +
-      `(limit ${DEPLOYMENT.requestsPerMinute}), so at most ~${fmtNumber(mostPerTenant * 100)} tokens reserved (~100 a request: a prompt of ~28 and max_tokens 64; ` +
-      `limit ${fmtNumber(DEPLOYMENT.tokensPerMinute)}) and a few cents of its $${DEPLOYMENT.tenantBudgetUsdPerDay}/day budget: no limit is reached, ` +
-      (totalNon2xx === 0 ? 'and none was.' : '**yet there were refusals: the run is not valid.**'),
+      `A tenant sent at most ${fmtNumber(mostPerTenant)} requests to one server within any 60 s ` +
+      `(limit ${DEPLOYMENT.requestsPerMinute}): ` +
+      (totalNon2xx === 0 ? 'no limit was reached.' : '**yet there were refusals: the run is not valid.**'),
     '',
-    'req/s is the median over rounds; "× passthrough" the median of per-round ratios; p50/p99 pool every response. ' +
-      '"Redis µs/req" is the time INFO commandstats gives the script commands (EVAL, EVALSHA: all either case sends, see the relay\'s table below; the commands scripts run are inside their time) ' +
-      "per request served, on the case's own redis-server, CONFIG RESETSTAT before each measured round and read " +
-      `${SETTLE_WAIT_MS / 1000} s after it (the settles of its last requests landed): a window of ${BLOCK_AGE_S} s in the steady state, in which every tenant's blocks are taken again or given back once, whatever their phase; "Redis CPU µs/req" is that process's used_cpu_user + used_cpu_sys over the same span. "server CPU µs/req" is the server process's own (/proc, user + system, 10 ms ticks) over its measured rounds, and "server + Redis" adds its redis-server's: what a request costs the machine, whatever else shares its cores (the load generator and the upstream run on the same two).`,
+    'req/s: median over rounds; "× passthrough": median of per-round ratios; "Redis µs/req": the script commands\' ' +
+      `time in INFO commandstats per request, read ${SETTLE_WAIT_MS / 1000} s after each measured round; "server CPU": /proc.`,
     '',
     table(
       [
         'case',
         'mode',
-        'req/s',
-        '× passthrough',
-        'p50',
-        'p99',
-        'non-2xx/errors',
+        ...THROUGHPUT_COLUMNS,
         'Redis µs/req',
         'Redis CPU µs/req',
         'server CPU µs/req',
@@ -411,7 +362,7 @@ function describe(
       cases.map((c) => [c.name, c.what]),
     ),
     '',
-    "Inside each Redis, per request (INFO commandstats; the commands a script runs are listed too, their time already in the script's):",
+    "Inside each Redis, per request (INFO commandstats; a script's commands are inside its time):",
     '',
     table(
       [
@@ -426,12 +377,10 @@ function describe(
       redisRows,
     ),
     '',
-    "Round trips to Redis (round-trips.ts's counting relay, against the shared Redis with a prefix of this run): one JSON request at a time, " +
-      'all with the first key, after 20 warm-up requests; "before" is until the whole answer arrived, "after" until Redis was quiet for 20 ms. ' +
-      'One key at a time is not the rotating load above: its blocks fill from one tenant.',
+    "Round trips to Redis (round-trips.ts's relay, one JSON request at a time with the first key):",
     '',
     countsTable(counts, 'sent'),
-    ...(missing.length > 0 ? ['', 'Not measured:', ...missing.map((m) => `- ${m}`)] : []),
+    ...notMeasured(missing),
   ].join('\n');
 
   const targets: TargetVerdict[] = [];

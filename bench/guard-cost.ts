@@ -1,15 +1,13 @@
 // Benchmark: what the guard adds to each request: CPU in-process on memory stores, and Redis commands before and after the answer.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
-import { buildChain, chatBody, KEYS, STEPS } from './guard-cost-chain.js';
-import type { GuardCostMessage } from './guard-cost-child.js';
-import { forkAsking } from './lib/child.js';
-import { benchKey, CHAT_PATH, REDIS_URL } from './lib/fixtures.js';
+import { driveBlock, startServer } from './lib/child.js';
+import { benchKey, CHAT_PATH, chatBody, REDIS_URL } from './lib/fixtures.js';
+import { buildChain, KEYS, STEPS } from './lib/guard-chain.js';
 import { RedisCommandCounter } from './lib/redis-counter.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtNumber, median, table } from './lib/stats.js';
+import { fmtNumber, fmtSigned, median, table } from './lib/stats.js';
 import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
 
 /** The guard's own work per request, each piece called directly (no Express around it), in ns; a block, a suspension and a throttle of others are in force. */
@@ -155,35 +153,25 @@ async function countTrips(context: BenchContext, withGuard: boolean, requests: n
   }
 }
 
-/** A child process that builds one chain and drives it on request: each chain gets a heap and a garbage collector of its own. */
-async function chainChild(withGuard: boolean) {
-  const child = forkAsking(fileURLToPath(new URL('./guard-cost-child.ts', import.meta.url)), 'guard cost');
-  const ask = <T>(message: GuardCostMessage) => child.ask<T>(message);
-  await ask({ type: 'build', withGuard });
-  return {
-    drive: (requests: number, offset: number) =>
-      ask<{ cpuUs: number; statuses: Record<string, number> }>({ type: 'drive', requests, offset }),
-    close: () => child.kill(),
-  };
-}
-
 export async function runGuardCostBenchmark(context: BenchContext): Promise<SectionResult> {
   // Many short rounds: on a shared machine the load changes within seconds, and the median of many differences holds.
   const rounds = context.quick ? 8 : 24;
   const requests = context.quick ? 2_000 : 4_000;
-  const children = [await chainChild(false), await chainChild(true)];
+  // Each chain in a child of its own: a heap and a garbage collector each.
+  const children = [
+    await startServer({ app: 'guard-chain', options: { guard: false } }),
+    await startServer({ app: 'guard-chain', options: { guard: true } }),
+  ];
+  const block = { requests, concurrency: 32, keys: KEYS, freshPrompts: true };
   try {
-    for (const child of children) await child.drive(3_000, 0);
+    for (const child of children) await driveBlock(child, { ...block, requests: 3_000 });
     const samples: number[][] = children.map(() => []);
-    let offset = 10_000;
     for (let round = 0; round < rounds; round++) {
       // Alternating, so that whatever else the machine does lands on both sides.
       for (const index of round % 2 === 0 ? [0, 1] : [1, 0]) {
-        const { cpuUs, statuses } = await children[index]!.drive(requests, offset);
-        offset += requests;
-        if (Object.keys(statuses).some((status) => status !== '200'))
-          throw new Error(`chain ${index} answered ${JSON.stringify(statuses)}`);
-        samples[index]!.push(cpuUs);
+        const cost = await driveBlock(children[index]!, block);
+        if (cost.non2xx > 0) throw new Error(`chain ${index} answered ${cost.non2xx} non-2xx`);
+        samples[index]!.push(cost.cpuUs / cost.requests);
       }
       context.log(`guard cost round ${round + 1}/${rounds} done`);
     }
@@ -201,9 +189,9 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
     const perRequest = (value: number, count: number) => fmtNumber(value / count, 2);
     const count = context.quick ? 40 : 200;
     const body = [
-      `CPU: the recommended chain on createMemoryStores(), without and with every piece of the guard, each in a child process of its own (a heap and a garbage collector each), ` +
-        `driven in-process there (Node's own request and response objects, no sockets, 32 in flight): ${fmtNumber(requests)} requests per case and round, ${rounds} alternating rounds, ` +
-        `each request a different prompt from one of ${KEYS} keys in 10 tenants. CPU is user + system of the child per request; the guard holds a suspension and a throttle of other subjects, so its lookups take their real path.`,
+      `CPU: the recommended chain on memory stores without and with every piece of the guard, each in a child of its own, ` +
+        `driven in-process: ${fmtNumber(requests)} requests per case and round, ${rounds} alternating rounds, every request ` +
+        `a new prompt from one of ${KEYS} keys in 10 tenants.`,
       '',
       table(
         ['chain', 'CPU per request (median)'],
@@ -218,21 +206,19 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
         ],
       ),
       '',
-      `Median of the per-round differences: ${total >= 0 ? '+' : ''}${fmtNumber(total, 1)} µs (${spread}). On a machine shared with other work the difference of two ~${fmtNumber(medians[0]!, 0)} µs chains ` +
-        'swings far more than the guard costs, so the verdict rests on each piece timed on its own: called directly, ' +
-        'with a request and response object made for it (no Express router around it), after a warm-up:',
+      `Median of the per-round differences: ${fmtSigned(total)} (${spread}), too noisy for the target: it rests on each ` +
+        'piece timed on its own, called directly after a warm-up:',
       '',
       table(
         ['piece', 'CPU per call'],
         pieces.map((piece) => [piece.piece, `${fmtNumber(piece.ns / 1000, 2)} µs`]),
       ),
       '',
-      `The four pieces a request passes through add ${fmtNumber(piecesTotal, 2)} µs of their own work. Not in that figure: Express's router step for the two middleware layers the guard adds ` +
-        '(a fraction of a µs each), one more promise in `combineLimits`, and, on memory stores, the garbage of one window entry per distinct request kept for two windows (on Redis stores that entry lives in Redis, ' +
-        'and the count is one more operation in the bundled script).',
+      `The four pieces a request passes through add ${fmtNumber(piecesTotal, 2)} µs of their own work (Express's router ` +
+        'steps and one more promise in combineLimits aside).',
       '',
-      `Redis: the same chain on createRedisStores() behind a relay that counts commands and flights (lib/redis-counter.ts), one request at a time, ${count} requests after a warm-up; ` +
-        'the guard with its detector flushed on demand (a process flushes once a second) and its version poll out of the way (it sends one GET per process per second).',
+      `Redis: the same chain on Redis stores behind the counting relay (lib/redis-counter.ts), one request at a time, ` +
+        `${count} requests after a warm-up, the detector flushed on demand:`,
       '',
       table(
         ['case', 'commands before the answer', 'flights before', 'commands after', 'flights after', 'non-200'],
@@ -281,6 +267,6 @@ export async function runGuardCostBenchmark(context: BenchContext): Promise<Sect
     ];
     return { title: '9. Guard: cost per request on the hot path', body, targets };
   } finally {
-    for (const child of children) child.close();
+    for (const child of children) await child.close();
   }
 }

@@ -697,24 +697,11 @@ export async function runGuardDetectionBenchmark(
   const inSample = verdicts(tuning);
   const inSampleHold = inSample.every((verdict) => verdict.holds) ? 'all hold' : 'do not all hold';
   const body = [
-    `Each seed: ${fmtNumber(keys)} keys in ${fmtNumber(tenants)} tenants over ${fmtNumber(hours)} hours ` +
-      "of synthetic traffic, replayed through the guard's real detector (`SpendAnomalyDetector` on " +
-      "`MemoryGuardStore`) and its real repeat counter (`RepeatCounter` on core's memory window counter) " +
-      "on a fake clock, with the proxy contract's settings (bucket 60 s, zScore 4, minBuckets 10, " +
-      'minSpendUsd $0.05, cooldown 15m; repeatedRequests 20 per 60 s). Traffic is generated and flushed to ' +
-      "the detector every 15 s (a process flushes every second). The detector's constants " +
-      `(\`spend-anomaly-options.ts\`) were tuned on this traffic; seeds ${seedList(tuningSeeds)} are the tuning ` +
-      'set (17 the seed they were tuned and reported on until now), only checked here; **the figures and the ' +
-      `targets come from seeds ${seedList(heldOutSeeds)}, traffic they were never tuned on**, pooled. ` +
+    `Each seed: ${fmtNumber(keys)} keys in ${fmtNumber(tenants)} tenants over ${fmtNumber(hours)} hours of synthetic ` +
+      "traffic (README.md says how it is made), replayed through the guard's detector and repeat counter on a fake " +
+      `clock with the proxy contract's settings. The constants were tuned on seeds ${seedList(tuningSeeds)} (only ` +
+      `checked here); **the figures and targets come from seeds ${seedList(heldOutSeeds)}**, pooled. ` +
       `${tuningSeeds.length + heldOutSeeds.length} replays took ${fmtNumber(took, 1)} s.`,
-    '',
-    'Keys: 40% steady, 35% diurnal (office hours, 4% of the peak at night), 25% bursty (a 2-4× burst of ' +
-      '1-6 minutes every other hour, heavier-tailed request costs); average rates 0.5-40 requests a minute, ' +
-      'normal spend $0.005-$1 a minute (log-uniform), lognormal request costs; 85% of keys call from 1-3 ' +
-      'addresses, 15% from a pool of 30-300 (client-side keys). Each runaway is on its own key, starts after ' +
-      '36 h of history, and takes the key to k times its normal rate at that hour (and at least k times its ' +
-      "daily average); a loop sends one body every 1-2.5 s on top of the key's traffic. 10% of the clean " +
-      'keys also send one fixed prompt every 10-30 s (a health check).',
     '',
     `Held out (seeds ${seedList(heldOutSeeds)}: out of sample, the figures that count):`,
     '',
@@ -724,8 +711,7 @@ export async function runGuardDetectionBenchmark(
     '',
     detectionTable(tuning),
     '',
-    "Delay: buckets from the runaway's start to the flush that reported it (the traffic of a 15 s tick is " +
-      'known at its end, so 0.25 is the least).',
+    "Delay: buckets from the runaway's start to the flush that reported it (0.25 is the least).",
     '',
     falsePositiveTable(heldOut, tuning),
     '',

@@ -112,11 +112,8 @@ export async function backgroundStalls(log: (line: string) => void): Promise<str
     ]);
   }
   return [
-    `Background work with ${fmtNumber(SUBJECTS)} subjects, each alone in a process of its own (V8 ` +
-      `${V8_DEFAULTS ? 'as it comes' : `started with ${NODE_ARGS.join(' ')} and set as the gateway server sets it`}) ` +
-      `while a 1 ms timer and \`monitorEventLoopDelay\` ` +
-      'watch the loop (the CPU column: the most CPU the process spent between two turns of the timer, what a busy ' +
-      'machine adds to the wall clock left out).',
+    `Background work with ${fmtNumber(SUBJECTS)} subjects, each alone in a process of its own, while a 1 ms timer ` +
+      'and `monitorEventLoopDelay` watch the loop (CPU: the most the process spent between two turns of the timer).',
     '',
     table(
       ['work', 'longest stall (ms)', 'longest stall in CPU (ms)', 'longest GC pause (ms)', 'took (s)', 'read'],
@@ -206,12 +203,10 @@ export async function runGuardStallBenchmark(context: BenchContext): Promise<Sec
       : []),
   ];
   const body = [
-    `${rounds} round(s) of each case in turn, each a fresh process (V8 ` +
-      `${V8_DEFAULTS ? 'as it comes' : `started with ${NODE_ARGS.join(' ')} and set as the gateway server sets it: v8-flags.ts`}): ` +
-      `${fmtNumber(SUBJECTS)} client addresses one ` +
-      `request each through the app first (the watch's window then holds them all; the first model grown), then ` +
-      `${durationS} s of load at ${RATE} req/s over ${CONNECTIONS} connections from another address while ` +
-      `\`monitorEventLoopDelay\` (1 ms resolution) watches the server's loop. The watch scores every second.`,
+    `${rounds} round(s) of each case in turn, each a fresh process (V8 ${
+      V8_DEFAULTS ? 'as it comes' : 'as the gateway ' + 'sets it'
+    }): ${fmtNumber(SUBJECTS)} addresses one request each first, then ${durationS} s at ${RATE} req/s over ` +
+      `${CONNECTIONS} connections while \`monitorEventLoopDelay\` (1 ms) watches the server's loop.`,
     '',
     table(
       [

@@ -144,24 +144,14 @@ export async function runGuardrailsBenchmark(context: BenchContext): Promise<Sec
     0,
   );
   const body = [
-    `\`promptGuardrails(${JSON.stringify(DEFAULT_RULES)})\` (the rules of the design and the gateway README), called on a ` +
-      `chat request of ${fmtNumber(promptChars)} prompt characters (a system prompt and a customer's message), after ` +
-      "`providerCall('openai.chat')` declared it, as the gateway runs them. In-process: each request is a fresh body " +
-      "(`JSON.parse` of the same text), Node's own request and response on a socket that discards; the case without " +
-      `guardrails does the same minus the guardrails. Round after round, a block of ${BLOCK} requests of each case, ` +
-      `the first case alternating (${fmtNumber(rounds)} rounds): the figure is the mean of the per-round differences of ` +
-      `CPU time (user + system) per request, ${TRIM * 100}% of rounds left out at each end, with a 95% bootstrap ` +
-      'interval; the two halves of the run apart show its drift. Garbage collection falls in whichever block it ' +
-      'interrupts: the trimmed mean leaves the rounds it hit.',
+    `\`promptGuardrails(${JSON.stringify(DEFAULT_RULES)})\` on a chat of ${fmtNumber(promptChars)} prompt characters, ` +
+      `in-process; a block of ${BLOCK} requests of each case per round, the first alternating (${fmtNumber(rounds)} ` +
+      `rounds): the trimmed mean (${TRIM * 100}% off each end) of the per-round differences, with a 95% bootstrap interval.`,
     '',
     table(
       ['prompt', 'CPU per request without', 'added by the guardrails (95% interval)', 'first half, second half'],
       rows,
     ),
-    '',
-    'On a clean prompt the work is one walk over the texts: the deny pattern on each, an `indexOf("@")`, and one ' +
-      'scan for runs of eight or more digits and separators (a year, a price or a date makes no run); only a prompt ' +
-      'with such a run or an `@` pays for the finer rules, as the second row shows.',
   ].join('\n');
   const main = cases[0]!.result;
   return {

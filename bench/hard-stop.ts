@@ -407,22 +407,10 @@ function describe(
     signed(r.passesCost),
   ]);
   const body = [
-    `ResponseTap (what meter() wraps a response in) driven in-process over Node's own ServerResponse on a socket that discards writes, no HTTP: ` +
-      `per stream a fresh response and request context, the call declared as the proxy declares it, headers flushed, then one res.write per upstream event ` +
-      `(a Buffer, as undici hands them to the proxy) and res.end(). The answer is ${PIECES.length} word-sized deltas (${fmtNumber(Buffer.byteLength(REPLY))} bytes, ` +
-      "with accented, CJK and emoji text) in each API's own events (bench/hard-stop.ts builds them like examples/proxy's mock and the providers' fixtures); chat " +
-      "streams carry the usage chunk the client asked for, so nothing is stripped. The meter's output counter for the model counts (gpt-4o-mini: o200k_base; " +
-      `claude-sonnet-4-5: o200k_base x 1.25). ${setup.rounds} alternating rounds of ${setup.streamsPerRound} streams per API and case after two untimed rounds; ` +
-      'each figure is the median over rounds, each difference the median of per-round differences.',
-    '',
-    "- **write only**: the same writes with no tap (what Node's response costs; the reference).",
-    "- **(a) reader only**: the tap with no estimate on the context: no grant, no hard stop; the adapter's usage reader reads every event.",
-    `- **(b) armed**: an estimate whose grant (${FAR_GRANT} tokens) is far above the output: one comparison per event, the tokenizer never runs.`,
-    '- **(b′) ends at its grant**: armed with a grant equal to the output (an answer that stops at the cap it was sent, as providers do): never stopped, ' +
-      'but its bytes pass the grant once a fifth or so of it has streamed (about 4–5 bytes per token), and from there the tokenizer runs.',
-    '- **(c) passes the grant**: the largest grant the answer passes, so the byte bound crosses it early and the tokenizer runs on what arrived since its last count ' +
-      "until the count passes the grant near the end; the stream is then ended with the API's ending and the call aborted. Its figure covers the events up to the " +
-      "one that stopped it (what is written after is dropped); its extra is (c) − (b) over those same events, the hard stop's whole cost in it is (c) − (a).",
+    `ResponseTap over Node's own ServerResponse on a discarding socket, one write per event, ${PIECES.length} deltas ` +
+      `(${fmtNumber(Buffer.byteLength(REPLY))} bytes) per stream; ${setup.rounds} alternating rounds of ` +
+      `${setup.streamsPerRound} streams per API and case, medians over rounds. (a) the usage reader only; (b) armed, grant ` +
+      `${FAR_GRANT} tokens; (b′) a grant the answer reaches exactly; (c) a grant the stream passes near its end.`,
     '',
     table(
       [

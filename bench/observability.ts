@@ -4,7 +4,7 @@ import { askBenchChild, startServer } from './lib/child.js';
 import { MEASURED_FROM } from './lib/observability-child.js';
 import type { OBSERVED_CASES, ObservabilityRun } from './lib/observability-child.js';
 import type { BenchContext, SectionResult } from './lib/section.js';
-import { bootstrapInterval, fmtNumber, table, TRIM, trimmedMean } from './lib/stats.js';
+import { bootstrapInterval, fmtNumber, fmtSigned, table, TRIM, trimmedMean } from './lib/stats.js';
 
 const ENTRY = fileURLToPath(new URL('./lib/observability-child.ts', import.meta.url));
 /** The targets of issue 31, in CPU per request: the access log and the metrics together; a sampled span; an unsampled one. */
@@ -77,7 +77,7 @@ export async function runObservabilityBenchmark(context: BenchContext): Promise<
       total: trimmedMean(differences) + collected,
     };
   };
-  const signed = (us: number) => `${us >= 0 ? '+' : ''}${fmtNumber(us, 1)} µs`;
+  const signed = (us: number) => fmtSigned(us);
   const rows = cases.map((name, index) => {
     const ownUs = trimmedMean(own[index]!);
     const row = [
@@ -101,18 +101,11 @@ export async function runObservabilityBenchmark(context: BenchContext): Promise<
   const interval = (figure: ReturnType<typeof added>) =>
     `${signed(figure.total)} (95% interval ${signed(figure.low)} to ${signed(figure.high)})`;
   const body = [
-    'The example proxy (createProxyApp, memory stores, one pro key, key, tenant and global budgets, limits far above the load) in front of the ' +
-      'zero-latency mock upstream (a child process of its own, over HTTP), five times in one process, each observed in one more way than ' +
-      `the one it is measured against. After ${fmtNumber(warmup)} requests each to warm up, round after round each case runs a block of ${BLOCK} requests one at a time, ` +
-      `in turn, the first case rotating (${fmtNumber(rounds)} rounds, ${fmtNumber(rounds * BLOCK)} requests per case), so whatever else the ` +
-      'machine does meets every case alike. A request runs to a turn of the event loop after its answer, so the settle, the access line and ' +
-      'the counts are in it. The collector runs on the main thread (`--single-threaded-gc`) and is counted apart, since a pause lands on ' +
-      "whichever case is running: a block's CPU (user + system) less the collection pauses inside it is the requests' own work, compared case " +
-      `to case within each round (the mean of the differences, ${TRIM * 100}% of rounds left out at each end, with a 95% bootstrap interval); ` +
-      "each case is then charged the run's collection time per byte allocated times its own bytes per request (the heap's growth over the " +
-      'blocks no collection met: exact). The log goes to a file on local disk; tracing is an OpenTelemetry SDK as `pnpm start` registers it ' +
-      "(BasicTracerProvider, BatchSpanProcessor, W3C propagator) with an exporter that drops every batch, so an OTLP exporter's encoding and " +
-      'network are not counted. The cases without an SDK call the OpenTelemetry API, which answers with a non-recording span.',
+    `The example proxy five times in one child (lib/observability-child.ts), each observed in one more way; after ` +
+      `${fmtNumber(warmup)} requests each, ${fmtNumber(rounds)} rounds of a block of ${BLOCK} requests per case, the first ` +
+      "rotating. The collector runs on the main thread (`--single-threaded-gc`): a block's CPU less its pauses is the " +
+      `requests' own work, compared within each round (trimmed mean, ${TRIM * 100}% off each end, 95% bootstrap interval); ` +
+      "the run's collection time is charged per byte allocated. Tracing's exporter drops every batch.",
     '',
     table(
       [

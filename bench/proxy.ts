@@ -2,11 +2,11 @@
 // gateway, all in front of the same zero-latency upstream.
 import { startEach, startServer, type BenchChild } from './lib/child.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH, STREAM_CHAT_BODY } from './lib/fixtures.js';
-import { alternateRounds, runLoad, type CaseSummary } from './lib/load.js';
+import { throughputCells, THROUGHPUT_COLUMNS, throughputRounds, type CaseSummary } from './lib/load.js';
 import { STREAM_CONTENT_CHUNKS } from './lib/mock-upstream.js';
 import { startPortkeyGateway } from './lib/portkey.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtMs, fmtNumber, fmtRatio, median, quantile, table } from './lib/stats.js';
+import { fmtMs, fmtNumber, fmtRatio, median, notMeasured, quantile, table } from './lib/stats.js';
 import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
 
 /** Events the upstream sends per streamed answer: content chunks, the finish chunk, the usage chunk, [DONE]. */
@@ -141,24 +141,16 @@ export async function runProxyBenchmark(context: BenchContext): Promise<SectionR
         headers: { ...authHeaders(), ...benchCase.headers?.(upstream.url) },
         bodies: { json: CHAT_BODY, stream: benchCase.streamBody ?? STREAM_CHAT_BODY },
       }));
-    const load = (c: RunningCase, mode: 'json' | 'stream', seconds: number) => () =>
-      runLoad({
-        url: c.server.url,
-        path: CHAT_PATH,
-        body: c.bodies[mode],
-        headers: c.headers,
-        connections,
-        durationS: seconds,
-      });
     const summaries: Record<'json' | 'stream', CaseSummary[]> = { json: [], stream: [] };
     for (const mode of ['json', 'stream'] as const) {
-      for (const c of running) await load(c, mode, 1)();
-      summaries[mode] = await alternateRounds(
-        running.map((c) => ({ name: c.benchCase.name, run: load(c, mode, durationS) })),
-        rounds,
-        (round, name, result) =>
-          context.log(`proxy ${mode} round ${round + 1}/${rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
-      );
+      const loaded = running.map((c) => ({
+        name: c.benchCase.name,
+        url: c.server.url,
+        body: c.bodies[mode],
+        headers: c.headers,
+      }));
+      const setup = { rounds, durationS, connections, warmUpS: 1 };
+      summaries[mode] = await throughputRounds(loaded, setup, (m) => context.log(`proxy ${mode} ${m}`));
     }
     const streams = await measureStreams(running, rounds, context.quick ? 25 : 60);
     return describe(cases, summaries, streams, missing, { rounds, durationS, connections });
@@ -175,25 +167,13 @@ function describe(
   missing: string[],
   setup: { rounds: number; durationS: number; connections: number },
 ): SectionResult {
-  const rows: string[][] = [];
-  for (const mode of ['json', 'stream'] as const) {
-    for (const c of cases) {
-      const s = summaries[mode].find((x) => x.name === c.name);
-      rows.push(
-        s
-          ? [
-              c.name,
-              mode === 'json' ? 'JSON' : 'SSE stream',
-              fmtNumber(s.rps),
-              fmtRatio(s.ratio),
-              fmtMs(s.p50),
-              fmtMs(s.p99),
-              `${s.non2xx}/${s.errors}`,
-            ]
-          : [c.name, mode, 'not available', '', '', '', ''],
-      );
-    }
-  }
+  const rows = (['json', 'stream'] as const).flatMap((mode) =>
+    cases.map((c) => [
+      c.name,
+      mode === 'json' ? 'JSON' : 'SSE stream',
+      ...throughputCells(summaries[mode].find((x) => x.name === c.name)),
+    ]),
+  );
   const base = streams[0];
   const baseTtfb = base ? median(base.firstByte) : Number.NaN;
   const baseTotal = base ? median(base.total) : Number.NaN;
@@ -236,29 +216,15 @@ function describe(
     Number.isFinite(u.perEventUs) ? `${fmtNumber(u.perEventUs)} µs` : 'n/a',
   ]);
   const body = [
-    `Every case forwards POST /v1/chat/completions to the same upstream child process, a zero-latency OpenAI-compatible mock (bench/lib/mock-upstream.ts) ` +
-      `that answers JSON at once, or streams ${UPSTREAM_EVENTS} SSE events (${STREAM_CONTENT_CHUNKS} content chunks, finish, usage, [DONE]) one per event-loop turn, ` +
-      'so every event is a separate write the proxy has to pass on. The passthrough parses the JSON body, adds stream_options.include_usage on streams, forwards with undici ' +
-      'and pipes the answer back. The Node floor does the same on node:http alone, without Express: the gap between the two is what Express costs. ' +
-      'The tollgate proxy is examples/proxy createProxyApp() with one key, a pro tier and key, tenant and global budgets, limits far above the load, ' +
-      'its metrics on and its access log silent (what the log, the metrics and tracing cost is §14).',
+    `Every case forwards to the zero-latency mock upstream (JSON at once, or ${UPSTREAM_EVENTS} SSE events one per ` +
+      'event-loop turn). The Portkey gateway (@portkey-ai/gateway 1.15.2, its own Node server) runs with its stream path ' +
+      'patched in memory (bench/lib/portkey-stream-fix.ts; its issues #1389, #1550) and its 25 ms first-event timer as ' +
+      `shipped. Throughput: ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode, ` +
+      `${setup.connections} connections.`,
     '',
-    'The Portkey gateway is @portkey-ai/gateway 1.15.2 from npm, its own Node server (`--headless`, no web UI) in a child process, its OpenAI provider ' +
-      "pointed at the mock by the x-portkey-provider and x-portkey-custom-host headers the load generator sends it. It forwards the client's body as it is, " +
-      'so its streamed requests ask for usage themselves and the upstream streams it the same events. As shipped, its stream path fails on Node: every streamed ' +
-      'request is a 500 with "TypeError: immutable" in its log (its open issues #1389 and #1550), because the Response of @hono/node-server, built from the ' +
-      "upstream's answer, keeps the upstream's immutable headers, to which the gateway then adds its own. The bench patches that one expression when the " +
-      "gateway's file is loaded, through a module hook (bench/lib/portkey-stream-fix.ts; node_modules is not touched): the streamed Response gets a copy of " +
-      'the headers. Nothing else is changed: its stream splitter also waits 25 ms (a timer) before it passes on the first event of every stream, which adds ' +
-      `25 ms to its time to first byte and caps its streams at ${setup.connections} connections / 25 ms = ${fmtNumber(setup.connections / 0.025)} req/s; ` +
-      'that is measured as it ships.',
+    table(['case', 'mode', ...THROUGHPUT_COLUMNS], rows),
     '',
-    `Throughput: ${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode, ${setup.connections} connections.`,
-    '',
-    table(['case', 'mode', 'req/s', '× passthrough', 'p50', 'p99', 'non-2xx/errors'], rows),
-    '',
-    'Streaming, one request at a time (cases alternating in blocks): time to first body byte, total time, and per-chunk overhead = ' +
-      `(the case's body time − the passthrough's body time) / ${UPSTREAM_EVENTS} upstream events, body time = total − first byte.`,
+    `Streams one request at a time: per-chunk overhead = (body time − the passthrough's) / ${UPSTREAM_EVENTS} events.`,
     '',
     table(
       [
@@ -274,15 +240,13 @@ function describe(
       streamRows,
     ),
     '',
-    'One request at a time, the events reach the client in one or two reads, so the per-chunk cost shows better in the throughput: per request, a case costs ' +
-      '1/rps − 1/rps(passthrough) more than the passthrough; what a streamed request costs beyond a JSON one, divided by the ' +
-      `${UPSTREAM_EVENTS} events, is the per-event overhead under load.`,
+    'Under load, per request: 1/rps − 1/rps(passthrough); per event: (streamed − JSON) / the events.',
     '',
     table(
       ['case', 'extra per JSON request', 'extra per streamed request', 'per-event overhead under load'],
       underLoadRows,
     ),
-    ...(missing.length > 0 ? ['', 'Not measured:', ...missing.map((m) => `- ${m}`)] : []),
+    ...notMeasured(missing),
   ].join('\n');
 
   const targets: TargetVerdict[] = [];

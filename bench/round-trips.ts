@@ -3,7 +3,7 @@ import { startServer, type ServerSpec } from './lib/child.js';
 import { authHeaders, CHAT_BODY, CHAT_PATH } from './lib/fixtures.js';
 import { RedisCommandCounter, type SeenCommand } from './lib/redis-counter.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtNumber, table } from './lib/stats.js';
+import { fmtNumber, notMeasured, table } from './lib/stats.js';
 import { closeTimedRequests, timedRequest } from './lib/timed-request.js';
 
 interface CountCase {
@@ -214,7 +214,7 @@ function describeCounts(counts: CaseCount[], missing: string[], requests: number
       .map(([label, n]) => [`\`${label}\``, ownerOf(label), per(n.before, c.requests), per(n.after, c.requests)]);
     lines.push(table(['command and first key', 'sent by', 'before answer', 'after answer'], rows));
   }
-  if (missing.length > 0) lines.push('', 'Not measured:', ...missing.map((m) => `- ${m}`));
+  lines.push(...notMeasured(missing));
   const tollgate = counts.find((c) => c.name === 'tollgate full chain (Redis)');
   const targets: TargetVerdict[] = [
     tollgate && tollgate.failures === 0

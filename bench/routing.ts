@@ -6,9 +6,9 @@ import type { ModelRouterSetup } from '../packages/router/src/model-router.js';
 import { startServer } from './lib/child.js';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
 import { inject } from './lib/inject.js';
-import { mean, measurePairedRequests } from './lib/paired-requests.js';
+import { measurePairedRequests } from './lib/paired-requests.js';
 import type { BenchContext, SectionResult, TargetVerdict } from './lib/section.js';
-import { fmtBytes, fmtNumber, median, table, withQuartiles } from './lib/stats.js';
+import { fmtBytes, fmtNumber, mean, median, table, withQuartiles } from './lib/stats.js';
 
 /** Target of issue 16: routing and breaker bookkeeping add at most this much CPU per request. */
 const MAX_ROUTING_US = 10;
@@ -212,16 +212,9 @@ export async function runRoutingBenchmark(context: BenchContext): Promise<Sectio
     '',
     table(['case', 'µs CPU / request (median)', 'min', 'max'], rows),
     '',
-    'The example proxy (`createProxyApp`, memory stores, key, tenant and global budgets far above the load, metrics off, log silent) ' +
-      'in front of the zero-latency mock upstream (a child process, over HTTP), driven in-process one request at a time: the same chat ' +
-      'body asking for `gpt-4o-mini` directly, or for a fallback group whose first target is that model (the plan, the switch of the ' +
-      "call's model, the try through the breaker). One request to each case in turn, the first alternating, each request's CPU " +
-      `(this process only, to a turn of the event loop after its answer) a sample; ${proxyBlocks} blocks of ${roundsPerBlock} rounds. ` +
-      "A block's median is its typical request. A garbage collection pause lands on whichever request is running, so it is " +
-      "counted apart: each request's heap growth (read outside its CPU window; the median over the requests no collection ran in) " +
-      "is what it allocates, and the run's collection time (every `gc` performance entry) is shared out per byte allocated. " +
-      "A block's mean counts everything but, on this shared machine, moves by tens of µs from block to block; it is shown for reference. " +
-      'CPU figures are the median over blocks (quartiles in brackets).',
+    'The example proxy in-process, the same body asking for `gpt-4o-mini` directly or for a fallback group whose first ' +
+      `target it is, one request to each in turn (paired-requests.ts), ${proxyBlocks} blocks of ${roundsPerBlock} rounds; ` +
+      "a block's median is its typical request, collection shared out per byte allocated; medians over blocks (quartiles).",
     '',
     table(
       ['case', 'typical request, µs CPU', 'mean request, µs CPU', 'allocated / request', 'its garbage collection, µs'],

@@ -23,7 +23,6 @@ import { runGuardDetectionBenchmark } from './guard-detection.js';
 import { runGuardStallBenchmark } from './guard-stall.js';
 import { runGuardrailsBenchmark } from './guardrails.js';
 import { runHardStopBenchmark } from './hard-stop.js';
-import { runMemoryBenchmark } from './memory.js';
 import { runObservabilityBenchmark } from './observability.js';
 import { runProxyBenchmark } from './proxy.js';
 import { runRoundTripBenchmark } from './round-trips.js';
@@ -41,7 +40,6 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
   estimate: runEstimationBenchmark,
   'estimate-scripts': runEstimateScriptsBenchmark,
   'round-trips': runRoundTripBenchmark,
-  memory: runMemoryBenchmark,
   'hard-stop': runHardStopBenchmark,
   'store-cost': runStoreCostBenchmark,
   observability: runObservabilityBenchmark,

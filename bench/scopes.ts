@@ -204,10 +204,8 @@ export async function runScopesBenchmark(context: BenchContext): Promise<Section
     '',
     countsTable(counts),
     '',
-    "CPU per request: both proxies in one process (`createProxyApp`, metrics off, log silent), Node's request and response on a " +
-      'discarding socket, before the zero-latency mock upstream (a child, over HTTP); one request to each in turn, the first ' +
-      `alternating, each request's CPU a sample; ${blocks} blocks of ${roundsPerBlock} rounds; the block medians' median ` +
-      '(quartiles in brackets). Garbage collection is shared out by bytes allocated (paired-requests.ts).',
+    `CPU per request: both proxies in one process, one request to each in turn (paired-requests.ts), ${blocks} blocks ` +
+      `of ${roundsPerBlock} rounds; the block medians' median (quartiles in brackets), collection shared out by bytes.`,
     '',
     table(
       [

@@ -91,6 +91,7 @@ export const APP_BUILDERS: Record<string, (options: AppOptions) => Promise<Built
   proxy: buildProxy,
   // Loaded only in its own child: gpt-tokenizer's ranks and passport stay out of every other app's memory.
   'peer-stack': async (options) => (await import('./peer-stack.js')).buildPeerStack(options),
+  'guard-chain': async (options) => (await import('./guard-chain.js')).buildGuardChain(options),
 };
 
 export async function buildApp(name: string, options: AppOptions = {}): Promise<BuiltApp<RequestListener>> {

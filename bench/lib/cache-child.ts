@@ -3,7 +3,8 @@ import { ServerResponse } from 'node:http';
 import type { Express } from 'express';
 import { authHeaders, benchKey, benchKeyEntry, CHAT_PATH } from './fixtures.js';
 import { inject } from './inject.js';
-import { mean, measurePairedRequests } from './paired-requests.js';
+import { measurePairedRequests } from './paired-requests.js';
+import { mean } from './stats.js';
 import { answerParent } from './child-answers.js';
 
 type ChildMessage =

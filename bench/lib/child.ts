@@ -1,6 +1,7 @@
 // Parent side of a bench child process: servers run apart from the load generator so they never share its event loop.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { BlockCost, BlockOptions } from './server.js';
 
 /** What a child builds: an app name from bench/lib/apps.ts and its JSON options. */
 export interface ServerSpec {
@@ -66,31 +67,6 @@ export function forkBench(entry: string, options: ForkOptions = {}): ChildProces
   });
 }
 
-/**
- * Forks `entry`, sends it `request` and resolves with what it answers once (`{ ok: true, value }`),
- * or rejects with its error (`{ ok: false, error }`) or when it exits first. The child is killed after.
- */
-export async function askBenchChild<Value>(
-  entry: string,
-  request: unknown,
-  name: string,
-  options: ForkOptions = {},
-): Promise<Value> {
-  const child = forkBench(entry, options);
-  try {
-    return await new Promise<Value>((resolve, reject) => {
-      child.once('exit', (code, signal) => reject(new Error(`the ${name} child exited (${code ?? signal})`)));
-      child.once('message', (reply: { ok: boolean; value?: Value; error?: string }) => {
-        if (reply.ok) resolve(reply.value!);
-        else reject(new Error(reply.error ?? `the ${name} child failed`));
-      });
-      child.send(request as object);
-    });
-  } finally {
-    child.kill();
-  }
-}
-
 /** A forked bench child asked one message at a time, each answered once (`answerParent` in child-answers.ts). */
 export interface AskingChild {
   ask<T>(message: Record<string, unknown>): Promise<T>;
@@ -117,6 +93,21 @@ export function forkAsking(entry: string, name: string, options: ForkOptions = {
     },
     kill: () => child.kill(),
   };
+}
+
+/** Forks `entry`, asks it `request` once and resolves with its answer (or rejects with its error); kills it after. */
+export async function askBenchChild<Value>(
+  entry: string,
+  request: Record<string, unknown>,
+  name: string,
+  options: ForkOptions = {},
+): Promise<Value> {
+  const child = forkAsking(entry, name, options);
+  try {
+    return await child.ask<Value>(request);
+  } finally {
+    child.kill();
+  }
 }
 
 export async function startServer(
@@ -171,6 +162,21 @@ export async function startServer(
     child.kill('SIGKILL');
     throw error;
   }
+}
+
+/** Every spec built in one bench child (the first served): they share one heap and JIT, and are driven by index. */
+export async function startTogether(
+  specs: readonly ServerSpec[],
+  options: Parameters<typeof startServer>[1] = {},
+): Promise<BenchChild> {
+  const child = await startServer(specs[0]!, options);
+  for (const spec of specs.slice(1)) await child.call('build', { spec });
+  return child;
+}
+
+/** One block of the child's app `app`, in-process there (see BlockOptions in server.ts). */
+export function driveBlock(child: BenchChild, block: BlockOptions): Promise<BlockCost> {
+  return child.call<BlockCost>('block', { block });
 }
 
 /**

@@ -73,7 +73,7 @@ export function inject(app: RequestListener, request: InjectRequest): Promise<nu
 }
 
 /** Sends `count` requests through the app in-process, `concurrency` at a time; resolves with their statuses. */
-export async function sendAll(
+async function sendAll(
   app: RequestListener,
   count: number,
   concurrency: number,

@@ -1,6 +1,7 @@
 // Drives one server with autocannon and keeps every response time (autocannon's own histogram rounds to whole ms).
 import autocannon, { type AutocannonRequest } from 'autocannon';
-import { SampleBuffer, median, quantile } from './stats.js';
+import { CHAT_PATH } from './fixtures.js';
+import { fmtMs, fmtNumber, fmtRatio, non2xx, SampleBuffer, median, quantile } from './stats.js';
 
 interface LoadOptions {
   url: string;
@@ -98,14 +99,6 @@ export async function alternateRounds(
       pooled.set(r.latencies, offset);
       offset += r.latencies.length;
     }
-    const non2xx = list.reduce(
-      (sum, r) =>
-        sum +
-        Object.entries(r.statuses)
-          .filter(([code]) => !code.startsWith('2'))
-          .reduce((s, [, n]) => s + n, 0),
-      0,
-    );
     return {
       name,
       rounds: list,
@@ -113,8 +106,61 @@ export async function alternateRounds(
       p50: quantile(pooled, 0.5),
       p99: quantile(pooled, 0.99),
       ratio: median(list.map((r, i) => r.rps / baseline[i]!.rps)),
-      non2xx,
+      non2xx: list.reduce((sum, r) => sum + non2xx(r.statuses), 0),
       errors: list.reduce((sum, r) => sum + r.errors, 0),
     };
   });
+}
+
+/** `rounds` rounds of every case in turn, each round starting at the next case: none always runs after the same one. */
+export async function rotatingRounds(
+  cases: number,
+  rounds: number,
+  run: (index: number, round: number) => Promise<void>,
+): Promise<void> {
+  for (let round = 0; round < rounds; round++)
+    for (let turn = 0; turn < cases; turn++) await run((turn + round) % cases, round);
+}
+
+/** The columns a throughput table gives each case (THROUGHPUT_COLUMNS), or `not available`. */
+export const THROUGHPUT_COLUMNS = ['req/s', '× baseline', 'p50', 'p99', 'non-2xx/errors'];
+export function throughputCells(summary: CaseSummary | undefined): string[] {
+  if (!summary) return ['not available', '', '', '', ''];
+  const { rps, ratio, p50, p99, errors } = summary;
+  return [fmtNumber(rps), fmtRatio(ratio), fmtMs(p50), fmtMs(p99), `${summary.non2xx}/${errors}`];
+}
+
+/** A server a section loads: its URL, and what every request of a case sends. */
+interface LoadedCase {
+  name: string;
+  url: string;
+  body: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * Each case loaded `warmUpS` first (JIT, connections, scripts), then `rounds` alternating rounds of `durationS` over
+ * `connections`; `around` wraps a measured round (e.g. to read Redis's counters before and after it).
+ */
+export async function throughputRounds(
+  cases: readonly LoadedCase[],
+  setup: { rounds: number; durationS: number; connections: number; warmUpS: number },
+  log: (message: string) => void,
+  around: (name: string, run: () => Promise<LoadResult>) => Promise<LoadResult> = (_name, run) => run(),
+): Promise<CaseSummary[]> {
+  const load = (c: LoadedCase, durationS: number) => () =>
+    runLoad({
+      url: c.url,
+      path: CHAT_PATH,
+      body: c.body,
+      headers: c.headers,
+      connections: setup.connections,
+      durationS,
+    });
+  for (const c of cases) await load(c, setup.warmUpS)();
+  return alternateRounds(
+    cases.map((c) => ({ name: c.name, run: () => around(c.name, load(c, setup.durationS)) })),
+    setup.rounds,
+    (round, name, result) => log(`round ${round + 1}/${setup.rounds} ${name}: ${fmtNumber(result.rps)} req/s`),
+  );
 }

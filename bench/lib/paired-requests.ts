@@ -76,9 +76,3 @@ export async function measurePairedRequests(send: SendOne, rounds: PairedRounds)
   run.gcPerByte = (gcMs * 1000) / ((run.allocatedBytes[0] + run.allocatedBytes[1]) * blocks * roundsPerBlock);
   return run;
 }
-
-export function mean(samples: readonly number[]): number {
-  let sum = 0;
-  for (const sample of samples) sum += sample;
-  return sum / samples.length;
-}

@@ -36,7 +36,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** The redis-server's CPU so far (user + system, µs), from the text of `INFO cpu`. */
-export function redisProcessCpuUs(infoCpu: string): number {
+function redisProcessCpuUs(infoCpu: string): number {
   const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(infoCpu)?.[1] ?? 0);
   return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
 }

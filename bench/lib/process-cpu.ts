@@ -1,5 +1,5 @@
 // A process's CPU so far and its memory, read from /proc: what a bench server spent, apart from the load generator.
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 
 /** user + system CPU of a /proc `stat` file (a process's or one thread's), in µs; undefined when it cannot be read. */
 async function statCpuUs(path: string): Promise<number | undefined> {
@@ -13,23 +13,6 @@ async function statCpuUs(path: string): Promise<number | undefined> {
 /** The process's CPU so far (user + system, every thread), in µs, from /proc (Linux); undefined elsewhere. */
 export function processCpuUs(pid: number): Promise<number | undefined> {
   return statCpuUs(`/proc/${pid}/stat`);
-}
-
-/**
- * The process's CPU so far, its main thread's and its other threads' (V8's collector and compiler helpers, libuv's
- * pool) apart, in µs, from /proc (Linux); undefined elsewhere.
- */
-export async function threadCpuUs(pid: number): Promise<{ main: number; helpers: number } | undefined> {
-  const tasks = await readdir(`/proc/${pid}/task`).catch(() => undefined);
-  if (!tasks) return undefined;
-  let main = 0;
-  let helpers = 0;
-  for (const tid of tasks) {
-    const us = (await statCpuUs(`/proc/${pid}/task/${tid}/stat`)) ?? 0;
-    if (Number(tid) === pid) main += us;
-    else helpers += us;
-  }
-  return { main, helpers };
 }
 
 /** The process's resident set now (VmRSS) and the most it was resident since it started (VmHWM), in bytes (Linux). */

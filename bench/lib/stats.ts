@@ -8,6 +8,12 @@ export function quantile(samples: ArrayLike<number>, q: number): number {
   return sorted[rank]!;
 }
 
+export function mean(samples: readonly number[]): number {
+  let sum = 0;
+  for (const sample of samples) sum += sample;
+  return sum / samples.length;
+}
+
 export function median(samples: ArrayLike<number>): number {
   if (samples.length === 0) return Number.NaN;
   const sorted = Float64Array.from(samples).sort();
@@ -60,6 +66,11 @@ export function fmtMs(value: number): string {
   return `${value.toFixed(3)} ms`;
 }
 
+/** A difference with its sign: `+1.2 µs`, `-0.4 µs`. */
+export function fmtSigned(value: number, unit = 'µs', digits = 1): string {
+  return `${value >= 0 ? '+' : ''}${fmtNumber(value, digits)}${unit ? ` ${unit}` : ''}`;
+}
+
 export function fmtRatio(value: number): string {
   return Number.isFinite(value) ? `${value.toFixed(2)}×` : 'n/a';
 }
@@ -71,6 +82,11 @@ export function fmtBytes(bytes: number): string {
   if (abs >= 1024 * 1024) return `${sign}${(abs / 1024 / 1024).toFixed(1)} MiB`;
   if (abs >= 1024) return `${sign}${(abs / 1024).toFixed(1)} KiB`;
   return `${sign}${abs} B`;
+}
+
+/** The lines a section ends with when some of its cases could not run. */
+export function notMeasured(missing: readonly string[]): string[] {
+  return missing.length > 0 ? ['', 'Not measured:', ...missing.map((m) => `- ${m}`)] : [];
 }
 
 /** A GitHub-flavoured markdown table. */

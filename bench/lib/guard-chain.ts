@@ -1,12 +1,10 @@
-// The chain the guard's cost benchmark measures, with and without the guard, and its in-process driver (shared by the parent and its children).
-import type { RequestListener } from 'node:http';
+// The chain the guard's cost benchmark measures, with and without the guard (the bench app `guard-chain`).
 import express, { type Express, type RequestHandler } from 'express';
 import type { TollgateStores } from '@tollgate/core';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
 import type { Guard } from '@tollgate/guard';
-import { answerAtOnce } from './lib/app-base.js';
-import { benchKey, CHAT_PATH, sha256Hex } from './lib/fixtures.js';
-import { cpuPerRequest } from './lib/inject.js';
+import { answerAtOnce, type AppOptions, type BuiltApp } from './app-base.js';
+import { benchKey, CHAT_PATH, sha256Hex } from './fixtures.js';
 
 export const KEYS = 100;
 const HUGE = { requests: 1_000_000_000, tokens: 1_000_000_000_000, budget: { usd: 1_000_000, period: 'day' as const } };
@@ -29,18 +27,6 @@ function keyRecords(): ApiKeyRecord[] {
     scopes: ['chat'],
     createdAt,
   }));
-}
-
-/** Every request a different prompt (the repeat check must count, never refuse), rotating over the keys. */
-export function chatBody(index: number): string {
-  return JSON.stringify({
-    model: 'gpt-4o-mini',
-    messages: [
-      { role: 'system', content: 'You are a terse assistant.' },
-      { role: 'user', content: `Say hello in one short sentence, #${index}.` },
-    ],
-    max_tokens: 64,
-  });
 }
 
 export interface Chain {
@@ -107,12 +93,19 @@ export async function buildChain(
   return { app, guard, close: async () => guard?.close() };
 }
 
-/** Sends `requests` requests through `app` in-process, 32 at a time; resolves with the CPU µs per request and the statuses. */
-export function driveCpu(app: Express, requests: number, offset: number) {
-  return cpuPerRequest(app as unknown as RequestListener, requests, 32, (index) => ({
-    method: 'POST',
-    url: CHAT_PATH,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${benchKey((offset + index) % KEYS)}` },
-    body: Buffer.from(chatBody(offset + index)),
-  }));
+/** The chain on memory stores, with or without (`options.guard`) every piece of the guard, for a bench child. */
+export async function buildGuardChain(options: AppOptions): Promise<BuiltApp> {
+  const { createMemoryStores } = await import('@tollgate/core');
+  const stores = createMemoryStores();
+  const chain = await buildChain(stores, options.guard === true ? 3 : 0);
+  // The guard's maps hold something, as during an attack: lookups take their real path.
+  await chain.guard?.suspend('key:someone-else', 'bench');
+  await chain.guard?.throttle('tenant:someone-else', { scale: 0.5, durationMs: 3_600_000 });
+  return {
+    app: chain.app,
+    close: async () => {
+      await chain.close();
+      await stores.close();
+    },
+  };
 }
