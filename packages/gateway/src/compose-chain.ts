@@ -115,7 +115,7 @@ function fuseLimits(parts: TollgateParts, made: Chain['made']) {
     handlers.length > 0 ? combineLimits(...handlers) : (_req, _res, next) => next();
   const toolCalls = parts.mcp?.toolCalls;
   return {
-    requestLimits,
+    requestLimits: requestLimits.length > 0 ? combineLimits(...requestLimits) : undefined,
     limitsAndBudget: fused(
       limitsInOrder({
         requests: requestLimits,

@@ -2,7 +2,6 @@
 // deployment has (its stores as layered, its guard, meter, budget and upstreams, which its operator routes share) is
 // made by gatewayParts and handed over as `made`; every other part is its package's options.
 import { apiKeyAuthOptions } from './auth-setup.js';
-import { batchBookFor } from './batch/batch-book.js';
 import type { TollgateParts } from './compose.js';
 import { gatewayOptions, servableConfig } from './config/index.js';
 import type { GatewayConfig } from './config/index.js';
@@ -33,7 +32,7 @@ function tollgatePartsOf(built: BuiltParts): TollgateParts {
     uploadLimit: options.uploadLimit,
     providers: { upstreams: options.routing.upstreams, ...(deps.env ? { env: deps.env } : {}) },
     ...(options.mcp ? { mcp: { ...options.mcp, ...(toolCalls ? { toolCalls } : {}) } } : {}),
-    batch: { book: deps.batchBook ?? batchBookFor(built.stores), sweepMs: deps.batchSweepMs },
+    batch: { ...(deps.batchBook ? { book: deps.batchBook } : {}), sweepMs: deps.batchSweepMs },
     sockets: true,
     log: built.log,
     made: {

@@ -60,12 +60,12 @@ function everyPart(): RouteParts {
     guardrails: [named('guardrails')],
     responseCache,
     meter: [named('meter')],
-    requestLimits: [
+    requestLimits: combineLimits(
       tieredRateLimit({
         stores: createMemoryStores(),
         layers: [{ name: 'global', by: 'global', limit: 10, window: '1m' }],
       }),
-    ],
+    ),
     limitsAndBudget: named('limitsAndBudget'),
     pricing: createPricing(),
     providers,
@@ -164,7 +164,7 @@ describe('the stage list', () => {
       readBody: parts.readProviderBody,
       permissions: parts.permissions,
       attribution: parts.attribution,
-      toolCallLimits: combineLimits(...parts.requestLimits, budget),
+      toolCallLimits: combineLimits(budget),
       chargeToolCall: (() => undefined) as unknown as GatewayMetering['chargeToolCall'],
     });
     const names = (handlers: readonly RequestHandler[]) => handlers.map((handler) => handler.name);
