@@ -6,6 +6,7 @@ import { apiKeyAuth, attribution, requireScope } from '@tollgate/auth';
 import { budgetGuard } from '@tollgate/budget';
 import { createResponseCache } from '@tollgate/cache';
 import { createMemoryStores, createPricing } from '@tollgate/core';
+import type { TollgateStores } from '@tollgate/core';
 import { promptGuardrails } from '@tollgate/guard';
 import { meter, realtimeMeter, toolMeter, usageDeliverer } from '@tollgate/metering';
 import { createMockProvider } from '@tollgate/providers/mock';
@@ -24,10 +25,13 @@ import type { MountedChain } from './route-mount.js';
 import type { RouteParts } from './routes.js';
 import { limitsInOrder } from './stages.js';
 
+/** tollgate()'s parts with the stores they run on (theirs, or memory stores the chain made). */
+type StoredParts = TollgateParts & { stores: TollgateStores };
+
 /** What the routes are mounted from: the parts made once, the stages built from them, and the close of both. */
 export interface Chain {
-  readonly parts: TollgateParts;
-  readonly stores: NonNullable<TollgateParts['stores']>;
+  readonly parts: StoredParts;
+  readonly stores: TollgateStores;
   readonly made: Omit<TollgateMadeParts, 'budget'> & { budget: TollgateMadeParts['budget'] | undefined };
   /** The provider and count routes' parts: every other route kind is built from them too. */
   readonly routeParts: RouteParts;
@@ -38,7 +42,7 @@ export interface Chain {
 }
 
 /** The guard as the gateway runs it, from the composer's options: a check not given is off. */
-function composedGuard(guard: TollgateGuardParts, stores: NonNullable<TollgateParts['stores']>) {
+function composedGuard(guard: TollgateGuardParts, stores: TollgateStores) {
   const log = guard.log ?? ((line: string) => console.warn(line));
   return createProxyGuard(
     {
@@ -56,7 +60,7 @@ function composedGuard(guard: TollgateGuardParts, stores: NonNullable<TollgatePa
 }
 
 /** The parts made from the packages' options, in the order their dependencies ask: the guard, the meter, the budget. */
-function makeParts(parts: TollgateParts, stores: NonNullable<TollgateParts['stores']>): Chain['made'] {
+function makeParts(parts: TollgateParts, stores: TollgateStores): Chain['made'] {
   const pricing = createPricing({ models: { ...parts.providers?.models } });
   const mock = parts.providers?.upstreams ? undefined : createMockProvider();
   const providers = createProviderRouter({ ...parts.providers } as Parameters<typeof createProviderRouter>[0], {
@@ -140,8 +144,8 @@ function fuseLimits(parts: TollgateParts, made: Chain['made']) {
 }
 
 /** The one place the routes' parts are built: every route kind's stages come from these. */
-function chainRouteParts(parts: TollgateParts, made: Chain['made'], limits: ReturnType<typeof fuseLimits>) {
-  const stores = parts.stores!;
+function chainRouteParts(parts: StoredParts, made: Chain['made'], limits: ReturnType<typeof fuseLimits>) {
+  const { stores } = parts;
   const shadow = parts.shadow;
   const policy = parts.policy ?? {};
   const routeParts: RouteParts = {
@@ -177,7 +181,7 @@ function chainRouteParts(parts: TollgateParts, made: Chain['made'], limits: Retu
 /** The chain of `parts`: each part made (or taken from `parts.made`), the limits fused, the routes' parts built. */
 export function composeChain(given: TollgateParts): Chain {
   const stores = given.stores ?? createMemoryStores();
-  const parts = { ...given, stores };
+  const parts: StoredParts = { ...given, stores };
   const made = given.made ?? makeParts(given, stores);
   const limits = fuseLimits(parts, made);
   const chain: Chain = {
