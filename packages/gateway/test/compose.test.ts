@@ -13,6 +13,9 @@ import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
 import type { UsageRecord } from '@tollgate/core';
 import { tollgate } from '../src/compose.js';
+import { partsFromConfig } from '../src/config-parts.js';
+import { validateConfig } from '../src/config/index.js';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { startMcpServer } from '../../../test/helpers/mcp-server.js';
 import { closeServer } from '../../../test/helpers/proxy.js';
 
@@ -152,6 +155,33 @@ describe('tollgate(parts) with the guard and shadow mode', () => {
     } finally {
       await guarded.close();
       await own.close();
+    }
+  });
+});
+
+describe('tollgate(partsFromConfig(config))', () => {
+  it("serves a config's chain as createGateway does, without the operator's routes", async () => {
+    const token = generateApiKey();
+    const composed = tollgate(
+      partsFromConfig(
+        validateConfig({
+          ...WITH_MOCK,
+          keys: [{ id: 'k', sha256: hashApiKey(token), tier: 'free' }],
+          tiers: { free: { requestsPerMinute: 1 } },
+          log: { level: 'silent' },
+        }),
+        { metrics: false, log: () => undefined },
+      ),
+    );
+    try {
+      const app = express().use(composed);
+      const call = () => request(app).post('/v1/chat/completions').set('authorization', `Bearer ${token}`).send(chat);
+      expect((await call()).status).toBe(200);
+      // The config's tier: one request a minute.
+      expect((await call()).status).toBe(429);
+      expect((await request(app).get('/healthz')).status).toBe(404);
+    } finally {
+      await composed.close();
     }
   });
 });
