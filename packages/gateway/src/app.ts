@@ -10,7 +10,6 @@ import type { SpoolReplay } from '@tollgate/metering';
 import { CONFIG_FILE_ACTOR } from './audit-setup.js';
 import {
   ConfigError,
-  gatewayOptions,
   keysFromChangedConfig,
   reloadedKeyProblems,
   servableConfig,
@@ -19,9 +18,9 @@ import {
 import type { ConfigFileReload, KeyConfig, GatewayConfig } from './config/index.js';
 import { presetExpressFields } from './exchange.js';
 import type { ExpressHandle } from './exchange.js';
-import { gatewayParts } from './gateway-parts.js';
 import type { GatewayDeps } from './gateway-parts.js';
 import { mountChain } from './chain-mount.js';
+import { configDeployment } from './config-parts.js';
 
 export type { GatewayDeps } from './gateway-parts.js';
 
@@ -99,15 +98,14 @@ export interface GatewayApp extends Express, GatewayControls {
  * names across them, each upstream's `apiKeyEnv` set in `deps.env`).
  */
 export function createGateway(input: GatewayConfig, deps: GatewayDeps = {}): Gateway {
-  const config = servableConfig(input, deps.env ?? process.env);
-  // Each part's options, once: what the environment lacks for them stops the start before anything is held.
-  const parts = gatewayParts(gatewayOptions(config, deps.env ?? process.env), deps);
+  // The config's parts as tollgate()'s (partsFromConfig), mounted as tollgate() mounts them, with the operator's routes.
+  const { config, built: parts, parts: chainParts } = configDeployment(input, deps);
   // One spelling per route: under Express's defaults (any case, optional trailing slash) `/V1/CHAT/COMPLETIONS`
   // or `/v1/messages/` were the same route under other names. Every variant is a 404 (or 405).
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as Gateway;
-  const { keys, held, mcp, sockets, prepare } = mountChain(router, parts);
+  const { keys, held, mcp, sockets, prepare, close } = mountChain(router, parts, chainParts);
   router.prepare = prepare;
-  const { metering, configFiles, closers } = parts;
+  const { metering, configFiles } = parts;
   Object.defineProperty(router, 'stores', { value: parts.stores, enumerable: true });
   router.flushUsage = () => metering.flush();
   router.replayUsage = () => metering.replay();
@@ -151,13 +149,7 @@ export function createGateway(input: GatewayConfig, deps: GatewayDeps = {}): Gat
       });
     return reload;
   };
-  let closing: Promise<void> | undefined;
-  router.close = () => {
-    closing ??= (async () => {
-      for (const close of closers) await close();
-    })();
-    return closing;
-  };
+  router.close = close;
   return router;
 }
 

@@ -1,7 +1,6 @@
 // Who is calling: API keys (the gateway's own + the shared key store), optional JWTs, the required scope, attribution.
-import type { RequestHandler } from 'express';
-import { apiKeyAuth, attribution, keyRecordsFromConfig, requireScope } from '@tollgate/auth';
-import type { AttributionOptions, ConfigKeyEntry, JwtVerifyOptions } from '@tollgate/auth';
+import { keyRecordsFromConfig } from '@tollgate/auth';
+import type { ApiKeyAuthOptions, AttributionOptions, ConfigKeyEntry, JwtVerifyOptions } from '@tollgate/auth';
 import { refusalRenderer } from '@tollgate/core';
 import type { Identity, TollgateStores } from '@tollgate/core';
 import { budgetedKeys } from '@tollgate/core/store-contracts';
@@ -147,42 +146,22 @@ function storedKeyCheck(
 }
 
 /**
- * Identification: an API key (either header), or with `jwt` configured also a bearer JWT. One
- * middleware for both, so a valid JWT costs no key lookup and every 401 names both kinds. Its
- * refusals, the 503 of a key store that failed included, name the `auth` layer; `onStoreError`
- * hears the key store's failures.
+ * Identification, as @tollgate/auth `apiKeyAuth` takes it: an API key (either header), or with `jwt` configured also a
+ * bearer JWT. One middleware for both, so a valid JWT costs no key lookup and every 401 names both kinds. Its
+ * refusals, the 503 of a key store that failed included, name the `auth` layer; `onStoreError` hears the key store's
+ * failures.
  */
-export function authMiddleware(
+export function apiKeyAuthOptions(
   options: Pick<AuthOptions, 'jwt' | 'tiers'>,
   keys: KeyLookup,
   onStoreError?: (error: unknown) => void,
-): RequestHandler[] {
+): Partial<ApiKeyAuthOptions> {
   const withTier = identityTierResolver(options.tiers);
-  return [
-    apiKeyAuth({
-      keys: (sha256) => keys.find(sha256),
-      mapIdentity: withTier,
-      ...(options.jwt ? { jwt: { ...options.jwt, mapIdentity: withTier } } : {}),
-      renderError: refusalRenderer('auth'),
-      ...(onStoreError ? { onStoreError } : {}),
-    }),
-  ];
-}
-
-/**
- * The scope check, once the caller is known. Models are checked by the ratelimit package's
- * tierPolicy (tier list, then the key's own `models`), which also clamps the output cap.
- */
-export function permissionMiddleware(options: Pick<AuthOptions, 'requiredScope'>): RequestHandler[] {
-  return options.requiredScope ? [requireScope(options.requiredScope)] : [];
-}
-
-/**
- * Who the request is for, once the caller is known: the end user, feature and tags from the key, then the
- * `attribution` headers (and the body's end-user field, once the call is declared), on `req.tollgate.identity` for
- * every later piece (limits, budgets, the usage record). A field `require` lists and the request lacks is 400
- * `attribution_required`, before any limit, reservation or upstream call.
- */
-export function attributionMiddleware(options: Pick<AuthOptions, 'attribution'>): RequestHandler[] {
-  return [attribution(options.attribution)];
+  return {
+    keys: (sha256) => keys.find(sha256),
+    mapIdentity: withTier,
+    ...(options.jwt ? { jwt: { ...options.jwt, mapIdentity: withTier } } : {}),
+    renderError: refusalRenderer('auth'),
+    ...(onStoreError ? { onStoreError } : {}),
+  };
 }

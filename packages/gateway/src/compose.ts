@@ -1,42 +1,31 @@
 // tollgate(parts): the chain in code, without a JSON config. Each part is a package's own options (apiKeyAuth's,
-// tierPolicy's, meter's, budgetGuard's...); the provider and count routes are composed from the same stage list and
-// builders as the gateway's (routes.ts), so a route built here runs the stages in the gateway's order.
+// tierPolicy's, meter's, budgetGuard's...); the routes are mounted by the one assembly (compose-chain.ts) that
+// createGateway mounts too, from the parts partsFromConfig makes of a config.
+import type { RequestListener, Server } from 'node:http';
 import express from 'express';
-import type { RequestHandler, Router } from 'express';
-import { apiKeyAuth, attribution, requireScope } from '@tollgate/auth';
+import type { Router } from 'express';
 import type { ApiKeyAuthOptions, AttributionOptions } from '@tollgate/auth';
-import { budgetGuard } from '@tollgate/budget';
-import type { BudgetGuardOptions } from '@tollgate/budget';
-import { createResponseCache } from '@tollgate/cache';
+import type { BudgetGuard, BudgetGuardOptions } from '@tollgate/budget';
 import type { ResponseCacheOptions } from '@tollgate/cache';
-import { apiErrorHandler, createMemoryStores, createPricing, requestContext } from '@tollgate/core';
-import type { TollgateStores } from '@tollgate/core';
-import { promptGuardrails } from '@tollgate/guard';
+import { apiErrorHandler, requestContext } from '@tollgate/core';
+import type { Pricing, TollgateStores } from '@tollgate/core';
 import type { GuardOptions, LoadShedderOptions, PromptGuardrailsOptions, WebhookOptions } from '@tollgate/guard';
-import { meter } from '@tollgate/metering';
+import type { McpGatewayOptions } from '@tollgate/mcp';
 import type { MeterOptions } from '@tollgate/metering';
-import { combineLimits, concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import type {
   ConcurrencyLimitOptions,
-  LimitLayerOptions,
-  StoresWithCommands,
   TieredRateLimitOptions,
   TierPolicyOptions,
   TokenRateLimitOptions,
 } from '@tollgate/ratelimit';
-import { countModelAllowlist } from './count-tokens-route.js';
-import { createMockProvider } from '@tollgate/providers/mock';
-import { createProviderRouter } from '@tollgate/router/upstreams';
-import { gatewayRoutes, ROUTE_PATHS } from './routes.js';
-import type { RouteParts } from './routes.js';
-import { createProxyGuard, noProxyGuard } from './guard-setup.js';
-import { scaled, shadowMiddleware } from './limits-setup.js';
-import type { ShadowPlan } from './limits-setup.js';
-import { cacheStages } from './cache-setup.js';
+import type { createProviderRouter, ProviderRouter } from '@tollgate/router/upstreams';
+import type { BatchBook } from './batch/batch-book.js';
+import type { GatewayCache } from './cache-setup.js';
+import { composeChain } from './compose-chain.js';
 import { answerMethodNotAllowed } from './exchange.js';
-import { DEFAULT_UPLOAD_LIMIT, providerFormBody } from './form-body.js';
-import { providerJsonBody } from './json-body.js';
-import { limitsInOrder } from './stages.js';
+import type { GatewayGuard } from './guard-setup.js';
+import type { GatewayMetering } from './metering-setup.js';
+import { ROUTE_PATHS } from './routes.js';
 
 /** The guard's checks in `tollgate()`: each off unless given (as @tollgate/guard's `createGuard` takes it). */
 export interface TollgateGuardParts extends Pick<
@@ -53,6 +42,44 @@ export interface TollgateGuardParts extends Pick<
   log?: (line: string) => void;
 }
 
+/** MCP servers at `/mcp/<server>` (@tollgate/mcp, an optional peer), behind the same guard, auth, limits and budget. */
+export interface TollgateMcpParts extends Omit<McpGatewayOptions, 'stages'> {
+  /** @tollgate/ratelimit `tieredRateLimit`: tool calls counted apart from the request limits. @default none */
+  toolCalls?: Omit<TieredRateLimitOptions, 'stores'>;
+}
+
+/** The Batch API (/v1/files, /v1/batches, docs/batch.md), served where an OpenAI upstream of `providers` is. */
+export interface TollgateBatchParts {
+  /** Where files and jobs are kept. @default on Redis stores Redis, else this process's memory */
+  book?: BatchBook | undefined;
+  /** How often jobs nobody polls are asked about upstream and settled. @default 5 minutes */
+  sweepMs?: number | undefined;
+}
+
+/**
+ * Parts a deployment made already because routes of its own share them (createGateway's operator routes): each is
+ * used as it is, in place of the one `tollgate()` would make from the options. partsFromConfig fills them; a library
+ * user leaves them out.
+ */
+export interface TollgateMadeParts {
+  /**
+   * The stores as the chain uses them: `timed` for the metrics (concurrency), `limits` behind a lease or in blocks
+   * (request, token and tool-call limits).
+   */
+  storeViews: { timed: TollgateStores; limits: TollgateStores };
+  /** The guard, whose admin routes the deployment serves. */
+  guard: GatewayGuard;
+  /** The one price table (refreshed from a price source). */
+  pricing: Pricing;
+  providers: ProviderRouter;
+  /** The meter and its charges (tool calls, Realtime, Batch records), over the deployment's sinks. */
+  metering: Pick<GatewayMetering, 'middleware' | 'chargeToolCall' | 'chargeRealtimeResponse' | 'deliverRecord'>;
+  budget: BudgetGuard;
+  cache: GatewayCache | undefined;
+  /** Closes what the deployment made, once the chain's own work (sockets, Batch, MCP) ended. */
+  close(): Promise<void>;
+}
+
 /** What `tollgate()` is built from: each part the options of the package that owns it, all but none required. */
 export interface TollgateParts {
   /** @default in-memory stores, closed by `close()` */
@@ -61,9 +88,10 @@ export interface TollgateParts {
   auth?: Partial<ApiKeyAuthOptions>;
   /**
    * Shadow mode: every limit and budget counted, none refusing (what each would have refused is logged and marked on
-   * the answer), for every caller (`true`) or those of these tiers and tenants. @default none
+   * the answer), for every caller (`true`) or those of these tiers and tenants, and of the tenants `tenantShadowed`
+   * says (read on each request: a tenant directory's). @default none
    */
-  shadow?: true | { tiers?: readonly string[]; tenants?: readonly string[] };
+  shadow?: true | { tiers?: readonly string[]; tenants?: readonly string[]; tenantShadowed?: (id: string) => boolean };
   /** @tollgate/auth `requireScope`: the scope every caller must hold. @default none */
   scope?: string;
   /** @tollgate/auth `attribution`: who each call is for. @default from the key only */
@@ -96,104 +124,45 @@ export interface TollgateParts {
   bodyLimit?: string | number;
   /** The most bytes of a multipart upload (transcriptions), read whole before the call. @default '25mb' */
   uploadLimit?: string | number;
+  /** @default none */
+  mcp?: TollgateMcpParts;
+  /** @default none */
+  batch?: TollgateBatchParts;
+  /**
+   * The WebSocket modes: the Responses API's on `/v1/responses` and Realtime's on `/v1/realtime`, served once the
+   * router is attached to the server (`attachSockets`). @default off
+   */
+  sockets?: boolean;
+  /** Operator log lines (never secrets): a Batch sweep that failed, a socket's end. @default console.error */
+  log?: (line: string) => void;
+  /** @default none: each part made from the options above */
+  made?: TollgateMadeParts;
 }
 
 /** What `tollgate()` returns: an Express router to mount, and the close of what it made. */
 export interface TollgateRouter extends Router {
   readonly stores: TollgateStores;
+  /** With `sockets`: serves the WebSocket modes on `server`'s upgrades; `app` is the listener the router runs in. */
+  attachSockets?(server: Server, app: RequestListener): void;
   /** Ends the upstream calls, then closes what `tollgate()` made (the stores too, when it made them). */
   close(): Promise<void>;
 }
 
 /**
- * The provider and count routes of every adapter, composed from the stage list, from the packages' own options.
- * `app.use(tollgate({ ... }))`; errors are answered in the API's shape.
+ * The routes of every adapter (provider calls, token counts), and those `parts` ask for (MCP, Batch, the WebSocket
+ * modes), composed from the stage list, from the packages' own options. `app.use(tollgate({ ... }))`; errors are
+ * answered in the API's shape.
  */
 export function tollgate(parts: TollgateParts = {}): TollgateRouter {
-  const stores = parts.stores ?? createMemoryStores();
-  const pricing = createPricing({ models: { ...parts.providers?.models } });
-  const mock = parts.providers?.upstreams ? undefined : createMockProvider();
-  const providers = createProviderRouter({ ...parts.providers } as Parameters<typeof createProviderRouter>[0], {
-    pricing,
-    ...(mock ? { mock } : {}),
-    ...(parts.providers?.env ? { env: parts.providers.env } : {}),
-  });
-  const guarding = parts.guard ? composedGuard(parts.guard, stores) : noProxyGuard();
-  const withStores = { stores: stores as StoresWithCommands };
-  // The guard's repeat count rides with the request limits (one store round trip); its throttle scales their layers.
-  const throttled = <O extends { layers?: LimitLayerOptions[] | undefined }>(options: O): O =>
-    options.layers && guarding.limitScale
-      ? { ...options, layers: scaled(options.layers, guarding.limitScale) }
-      : options;
-  const requestLimits = [
-    ...guarding.limitChecks,
-    ...(parts.limits?.requests ? [tieredRateLimit({ ...throttled(parts.limits.requests), ...withStores })] : []),
-  ];
-  const budgetOptions = parts.budget && {
-    pricing,
-    ...(guarding.budgetHooks ? { alerts: guarding.budgetHooks } : {}),
-    ...parts.budget,
-    ledger: stores.ledger,
-  };
-  const limiters = limitsInOrder({
-    requests: requestLimits,
-    tokens: parts.limits?.tokens ? [tokenRateLimit({ ...throttled(parts.limits.tokens), stores })] : [],
-    concurrency: parts.limits?.concurrency ? [concurrencyLimit({ ...parts.limits.concurrency, stores })] : [],
-    budget: budgetOptions ? [budgetGuard(budgetOptions)] : [],
-  });
-  const shadow: ShadowPlan =
-    parts.shadow === true
-      ? { all: true, tiers: [], tenants: [] }
-      : { all: false, tiers: parts.shadow?.tiers ?? [], tenants: parts.shadow?.tenants ?? [] };
-  const pass: RequestHandler = (_req, _res, next) => next();
-  const cache = parts.cache ? cacheStages(createResponseCache(parts.cache)) : undefined;
-  const policy = parts.policy ?? {};
-  const routeParts: RouteParts = {
-    guarding,
-    auth: [apiKeyAuth({ keys: stores.keys, ...parts.auth }), ...shadowMiddleware(shadow)],
-    readProviderBody: providerJsonBody(parts.bodyLimit ?? '1mb'),
-    readUploadBody: providerFormBody(parts.uploadLimit ?? DEFAULT_UPLOAD_LIMIT),
-    permissions: parts.scope ? [requireScope(parts.scope)] : [],
-    attribution: [attribution(parts.attribution ?? {})],
-    tierPolicy: tierPolicy(policy),
-    countModels: (route) => countModelAllowlist(policy, route),
-    guardrails: parts.guardrails ? [promptGuardrails(parts.guardrails)] : [],
-    responseCache: cache,
-    meter: [meter({ pricing, ...(guarding.onUsage ? { onUsage: guarding.onUsage } : {}), ...parts.meter })],
-    requestLimits,
-    limitsAndBudget: limiters.length > 0 ? combineLimits(...limiters) : pass,
-    pricing,
-    providers,
-  };
   const router = express.Router({ caseSensitive: true, strict: true }) as unknown as TollgateRouter;
   router.use(requestContext());
-  for (const { paths, handlers } of gatewayRoutes(routeParts)) for (const path of paths) router.post(path, ...handlers);
+  const chain = composeChain(parts);
+  const mounted = chain.mount(router);
   router.all([...ROUTE_PATHS], answerMethodNotAllowed);
   router.use(apiErrorHandler());
-  Object.defineProperty(router, 'stores', { value: stores, enumerable: true });
-  router.close = async () => {
-    await providers.close();
-    await cache?.close();
-    await guarding.close();
-    if (!parts.stores) await stores.close();
-  };
+  Object.defineProperty(router, 'stores', { value: chain.stores, enumerable: true });
+  const { sockets } = mounted;
+  if (sockets) router.attachSockets = (server, app) => sockets.attach(server, app);
+  router.close = () => mounted.close();
   return router;
-}
-
-/** The guard as the gateway runs it, from the composer's options: a check not given is off. */
-function composedGuard(guard: TollgateGuardParts, stores: TollgateStores) {
-  const log = guard.log ?? ((line: string) => console.warn(line));
-  return createProxyGuard(
-    {
-      enabled: true,
-      spendAnomaly: guard.spendAnomaly ?? false,
-      repeatedRequests: guard.repeatedRequests ?? false,
-      authFailures: guard.authFailures ?? false,
-      abuse: guard.abuse ?? false,
-      ...(guard.shedding ? { shedding: guard.shedding } : {}),
-      bodyTimeout: guard.bodyTimeout ?? '10s',
-      webhooks: guard.webhooks ?? [],
-    },
-    { stores, log },
-  );
 }

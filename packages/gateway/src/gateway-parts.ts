@@ -22,7 +22,6 @@ import type { GatewayLog } from '@tollgate/metering/log';
 import { createProxyMetrics } from '@tollgate/metering/prometheus';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
-import { combineLimits } from '@tollgate/ratelimit';
 import { createOperatorAdmission, isOperatorRequest } from './admin-auth.js';
 import type { OperatorAdmission } from './admin-auth.js';
 import { createAuditTrail, priceLoadChange } from './audit-setup.js';
@@ -47,7 +46,6 @@ import { createConfigFileStates } from './config-file-state.js';
 import type { ConfigFileStates } from './config-file-state.js';
 import { holdDataDir, keysKeptIn, writeKeyNames } from './data-dir.js';
 import { createProxyGuard } from './guard-setup.js';
-import { concurrencyMiddleware, requestLimitMiddleware, tokenLimitMiddleware } from './limits-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
 import { createMetering } from './metering-setup.js';
 import { blockedStores, outageStores } from './outage-setup.js';
@@ -58,7 +56,6 @@ import { registerHealthMetrics } from './health-metrics.js';
 import { keepSpend } from './spend-rebuild.js';
 import type { SpendKeeper } from './spend-rebuild.js';
 import { storeFailureReporter } from './store-failure-log.js';
-import { limitsInOrder } from './stages.js';
 
 export interface GatewayDeps {
   /** Shared stores; the caller keeps ownership. @default in-memory stores owned (and closed) by the app */
@@ -448,7 +445,7 @@ export interface GatewayParts {
   /** Every tenant the gateway serves: the config file's, then the stored ones. */
   tenants: TenantDirectory;
   responseCache: ReturnType<typeof createProxyCache>;
-  auth: RequestHandler[];
+  auth: readonly RequestHandler[];
   configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
   /** The files the gateway re-reads, and whether their last change was taken whole. */
   configFiles: ConfigFileStates;
@@ -460,32 +457,4 @@ export interface GatewayParts {
   admission: OperatorAdmission;
   /** Budget spend kept by the usage ledger (rebuilt, its drift read and repaired); undefined without a ledger. */
   spend: SpendKeeper | undefined;
-}
-
-/** What the limits and the budget are built from. */
-type LimitParts = Pick<GatewayParts, 'limitStores' | 'observedStores' | 'storeFailures' | 'guarding' | 'budget'>;
-
-/**
- * The limits and the budget, fused by combineLimits (their Redis calls share one round trip; a refusal by one gives
- * back what the others took), and the request limits alone (what a count and a cache hit pass). Built once and
- * shared by every route, so one limiter instance counts all of them.
- */
-export function fusedLimits(
-  options: GatewayOptions,
-  parts: LimitParts,
-): { limitsAndBudget: RequestHandler; requestLimits: RequestHandler[] } {
-  const { limitStores, observedStores, storeFailures, guarding, budget } = parts;
-  const requestLimits = [
-    ...guarding.limitChecks,
-    ...requestLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
-  ];
-  const limits = combineLimits(
-    ...limitsInOrder({
-      requests: requestLimits,
-      tokens: tokenLimitMiddleware(options.limits, limitStores, storeFailures, guarding.limitScale),
-      concurrency: concurrencyMiddleware(options.limits, observedStores, storeFailures),
-      budget: [budget],
-    }),
-  );
-  return { limitsAndBudget: limits, requestLimits };
 }

@@ -15,7 +15,6 @@ import {
   createGuard,
   guardAdminRouter,
   loadShedder,
-  promptGuardrails,
   storeDownAlerts,
 } from '@tollgate/guard';
 import type {
@@ -259,26 +258,24 @@ export function createProxyGuard(settings: GuardSetupOptions, deps: GatewayGuard
 }
 
 /**
- * The prompt guardrails' `rules` (with `hooks`, the code a config cannot hold) on every provider route, right after
- * the scope and tier rules (before the cache, the estimate, the limits and the budget): what they mask and refuse is
- * counted in `metrics`. None without either.
+ * The prompt guardrails' `rules` (with `hooks`, the code a config cannot hold) as promptGuardrails takes them, for every
+ * provider route, right after the scope and tier rules (before the cache, the estimate, the limits and the budget):
+ * what they mask and refuse is counted in `metrics`. None without either.
  */
-export function createProxyGuardrails(
+export function guardrailOptions(
   rules: GuardrailRules | undefined,
   metrics: GatewayMetrics | undefined,
   hooks: Pick<PromptGuardrailsOptions, 'check' | 'checkTimeout' | 'onAnswerText'> | undefined,
-): RequestHandler[] {
-  if (rules === undefined && hooks === undefined) return [];
-  return [
-    promptGuardrails({
-      ...rules,
-      ...hooks,
-      ...(metrics
-        ? {
-            onMasked: (kind, count) => metrics.guardrailMasked(kind, count),
-            onRefused: (rule) => metrics.guardrailRefused(rule),
-          }
-        : {}),
-    }),
-  ];
+): PromptGuardrailsOptions | undefined {
+  if (rules === undefined && hooks === undefined) return undefined;
+  return {
+    ...rules,
+    ...hooks,
+    ...(metrics
+      ? {
+          onMasked: (kind, count) => metrics.guardrailMasked(kind, count),
+          onRefused: (rule) => metrics.guardrailRefused(rule),
+        }
+      : {}),
+  };
 }

@@ -2,7 +2,15 @@
 // server process; what the operator's command line (@tollgate/cli) asks of the config and its budgets.
 export { createGateway, createProxyApp } from './app.js';
 export { tollgate } from './compose.js';
-export type { TollgateGuardParts, TollgateParts, TollgateRouter } from './compose.js';
+export type {
+  TollgateBatchParts,
+  TollgateGuardParts,
+  TollgateMadeParts,
+  TollgateMcpParts,
+  TollgateParts,
+  TollgateRouter,
+} from './compose.js';
+export { partsFromConfig } from './config-parts.js';
 export {
   ConfigError,
   configJsonSchemaText,

@@ -1,26 +1,20 @@
 // Tier rules and rate limits: tierPolicy, tieredRateLimit, tokenRateLimit, concurrencyLimit, over their options.
 import type { Request, RequestHandler } from 'express';
 import { identityFromRecord, judgeKeyRecord } from '@tollgate/auth';
-import {
-  concurrencyLimit,
-  describeWindow,
-  readLimits,
-  tieredRateLimit,
-  tierPolicy,
-  tokenRateLimit,
-} from '@tollgate/ratelimit';
+import { describeWindow, readLimits } from '@tollgate/ratelimit';
 import type {
   ConcurrencyLimitOptions,
   LimitLayerOptions,
   LimitReading,
-  StoresWithCommands,
+  TieredRateLimitOptions,
   TierPolicyOptions,
+  TokenRateLimitOptions,
 } from '@tollgate/ratelimit';
 import { refusalRenderer } from '@tollgate/core';
 import { shadowMode } from '@tollgate/core/checks';
 import { resolveTierModels } from '@tollgate/core/checks';
 import type { ApiKeyRecord } from '@tollgate/core/store-contracts';
-import type { Identity, TollgateStores } from '@tollgate/core';
+import type { Identity } from '@tollgate/core';
 import type { QuotaStatus } from '@tollgate/dashboard';
 import { identityTierResolver } from './auth-setup.js';
 import type { TierAssignment } from './auth-setup.js';
@@ -113,11 +107,6 @@ export function shadowMiddleware(shadow: ShadowPlan, storedShadow?: (tenantId: s
   ];
 }
 
-/** Model allowlist and output cap per tier (clamps the cap before the estimate so reservations are true bounds). */
-export function tierPolicyMiddleware(options: TierPolicyOptions): RequestHandler {
-  return tierPolicy(options);
-}
-
 /** The model patterns each tier may use: tierPolicy's rule (core `resolveTierModels`), for the model list. */
 export function tierModelsOf(options: TierPolicyOptions): (tier: string | undefined) => readonly string[] | undefined {
   const tiers =
@@ -125,63 +114,37 @@ export function tierModelsOf(options: TierPolicyOptions): (tier: string | undefi
   return resolveTierModels(tiers, options.defaultTier ? { defaultTier: options.defaultTier } : {});
 }
 
-export function requestLimitMiddleware(
-  options: Pick<LimitOptions, 'requestLayers'>,
-  stores: TollgateStores,
-  storeFailures?: StoreFailureHandlers,
-  limitScale?: LimitScale,
-): RequestHandler[] {
-  if (options.requestLayers.length === 0) return [];
-  // Redis stores put the request counters under their own prefix ('<prefix>rl:').
-  return [
-    tieredRateLimit({
-      stores: stores as StoresWithCommands,
-      layers: scaled(options.requestLayers, limitScale),
-      ...reporting('requests', storeFailures),
-    }),
-  ];
+/** The limiters' options as @tollgate/ratelimit takes them (tollgate()'s `limits`, and MCP's `toolCalls`). */
+export interface LimiterOptions {
+  requests?: Omit<TieredRateLimitOptions, 'stores'>;
+  tokens?: Omit<TokenRateLimitOptions, 'stores'>;
+  concurrency?: Omit<ConcurrencyLimitOptions, 'stores'>;
+  /**
+   * MCP tool calls per minute of each tenant by its tier's `toolCallsPerMinute` (a key without a tenant counts alone),
+   * counted apart from the request limits (`rl:tools:` counters).
+   */
+  toolCalls?: Omit<TieredRateLimitOptions, 'stores'>;
 }
 
 /**
- * MCP tool calls per minute of each tenant by its tier's `toolCallsPerMinute` (a key without a tenant counts alone),
- * counted apart from the request limits (`rl:tools:` counters); none when no tier sets it.
+ * Each limiter the options configure, as its package takes it: its layers (a guard's throttle is put on them where
+ * they are made), a renderer naming its layer and where its store failures go; none for a limit no tier sets.
  */
-export function toolCallLimitMiddleware(
-  options: Pick<LimitOptions, 'toolCallLayers'>,
-  stores: TollgateStores,
-  storeFailures?: StoreFailureHandlers,
-  limitScale?: LimitScale,
-): RequestHandler[] {
-  if (options.toolCallLayers.length === 0) return [];
-  return [
-    tieredRateLimit({
-      stores: stores as StoresWithCommands,
-      layers: scaled(options.toolCallLayers, limitScale),
-      prefix: 'rl:tools:',
-      ...reporting('requests', storeFailures),
-    }),
-  ];
-}
-
-export function concurrencyMiddleware(
-  options: Pick<LimitOptions, 'concurrency'>,
-  stores: TollgateStores,
-  storeFailures?: StoreFailureHandlers,
-): RequestHandler[] {
-  if (!options.concurrency) return [];
-  return [concurrencyLimit({ stores, by: 'key', ...options.concurrency, ...reporting('concurrency', storeFailures) })];
-}
-
-export function tokenLimitMiddleware(
-  options: Pick<LimitOptions, 'tokenLayers'>,
-  stores: TollgateStores,
-  storeFailures?: StoreFailureHandlers,
-  limitScale?: LimitScale,
-): RequestHandler[] {
-  if (options.tokenLayers.length === 0) return [];
-  return [
-    tokenRateLimit({ stores, layers: scaled(options.tokenLayers, limitScale), ...reporting('tokens', storeFailures) }),
-  ];
+export function limiterOptions(options: LimitOptions, storeFailures?: StoreFailureHandlers): LimiterOptions {
+  const { requestLayers, tokenLayers, toolCallLayers, concurrency } = options;
+  return {
+    // Redis stores put the request counters under their own prefix ('<prefix>rl:').
+    ...(requestLayers.length > 0
+      ? { requests: { layers: requestLayers, ...reporting('requests', storeFailures) } }
+      : {}),
+    ...(tokenLayers.length > 0 ? { tokens: { layers: tokenLayers, ...reporting('tokens', storeFailures) } } : {}),
+    ...(concurrency
+      ? { concurrency: { by: 'key' as const, ...concurrency, ...reporting('concurrency', storeFailures) } }
+      : {}),
+    ...(toolCallLayers.length > 0
+      ? { toolCalls: { layers: toolCallLayers, prefix: 'rl:tools:', ...reporting('requests', storeFailures) } }
+      : {}),
+  };
 }
 
 /** A quota as the dashboard shows it: one layer of one limiter, for whom it counts. */

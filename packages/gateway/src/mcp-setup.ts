@@ -2,14 +2,12 @@
 // to @tollgate/mcp, which runs them around its own (the JSON-RPC framing, the server's lookup, the message).
 // @tollgate/mcp (and the MCP SDK under it) is an optional peer, imported only when the config has `mcpServers`.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { BudgetGuard } from '@tollgate/budget';
 import { optionalPeerError } from '@tollgate/core/options';
 import type { McpGateway, McpGatewayOptions, McpStages } from '@tollgate/mcp';
-import { combineLimits } from '@tollgate/ratelimit';
 import type { GatewayGuard } from './guard-setup.js';
 import type { GatewayMetering } from './metering-setup.js';
-import { composeRoute, PROFILES, stageHandlers } from './stages.js';
-import type { StageBuilders } from './stages.js';
+import { composeRoute, PROFILES, runsComposed, stageHandlers } from './stages.js';
+import type { ComposedRoute, StageBuilders } from './stages.js';
 
 /** What the MCP route shares with the provider routes. */
 interface McpStageParts {
@@ -20,10 +18,13 @@ interface McpStageParts {
   readBody: RequestHandler;
   permissions: readonly RequestHandler[];
   attribution: readonly RequestHandler[];
-  /** `toolCallsPerMinute` of the tiers (counted apart from the request limits). */
-  toolCallLimits: readonly RequestHandler[];
-  budget: BudgetGuard;
-  metering: GatewayMetering;
+  /**
+   * The guard's repeat count, the tool-call limits (counted apart from the request limits) and the budget, fused once
+   * with the chain's other limits (compose-chain.ts).
+   */
+  toolCallLimits: RequestHandler;
+  /** Prices a tool call: its record goes to the meter's sinks. */
+  chargeToolCall: GatewayMetering['chargeToolCall'];
 }
 
 /**
@@ -44,21 +45,23 @@ function mcpStageBuilders(parts: McpStageParts): StageBuilders<undefined> {
     meter: theMcpPackages,
     guardAfterEstimate: () => guarding.afterEstimate,
     // No token estimate, token limit or request limit: a call's cost is its price; one store round trip.
-    limitsAndBudget: () => [combineLimits(...guarding.limitChecks, ...parts.toolCallLimits, parts.budget)],
+    limitsAndBudget: () => [parts.toolCallLimits],
     call: theMcpPackages,
   };
 }
 
 /** The MCP message and tool-call profiles, cut where the MCP package runs its own steps between them. */
-export function mcpStages(parts: McpStageParts): McpStages {
+export function mcpStages(parts: McpStageParts): McpStages & { composed: readonly ComposedRoute[] } {
   const builders = mcpStageBuilders(parts);
   const message = composeRoute(PROFILES.mcpMessage, builders, undefined);
+  const toolCall = composeRoute(PROFILES.toolCall, builders, undefined);
   return {
     admit: stageHandlers(message, ['guardAdmit', 'auth']),
     readBody: stageHandlers(message, ['bodyGuard']),
     permissions: stageHandlers(message, ['permissions', 'attribution']),
-    meter: parts.metering.chargeToolCall,
-    limitAndReserve: composeRoute(PROFILES.toolCall, builders, undefined).handlers,
+    meter: parts.chargeToolCall,
+    limitAndReserve: toolCall.handlers,
+    composed: [message, toolCall],
   };
 }
 
@@ -72,7 +75,7 @@ export interface GatewayMcp {
 
 /** The MCP gateway of the config's servers (mount its router at `/mcp`). */
 export function createProxyMcp(options: Omit<McpGatewayOptions, 'stages'>, parts: McpStageParts): GatewayMcp {
-  const stages = mcpStages(parts);
+  const { composed, ...stages } = mcpStages(parts);
   const loading: Promise<McpGateway> = import('@tollgate/mcp').then(
     ({ createMcpGateway }) => createMcpGateway({ ...options, stages }),
     (error: unknown) => {
@@ -88,9 +91,9 @@ export function createProxyMcp(options: Omit<McpGatewayOptions, 'stages'>, parts
   // Reported through `ready` (the start waits for it) and to each MCP request, never as an unhandled rejection.
   ready.catch(() => undefined);
   return {
-    router: function mcpRoutes(req: Request, res: Response, next: NextFunction) {
+    router: runsComposed(function mcpRoutes(req: Request, res: Response, next: NextFunction) {
       loading.then((mcp) => mcp.router(req, res, next), next);
-    },
+    }, composed),
     ready,
     close: async () => (await loading.catch(() => undefined))?.close(),
   };

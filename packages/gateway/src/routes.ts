@@ -4,7 +4,6 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Pricing, ProviderApi } from '@tollgate/core';
 import { adapterFor } from '@tollgate/providers';
 import { providerAdapters } from '@tollgate/providers/routes';
-import { combineLimits } from '@tollgate/ratelimit';
 import type { GatewayCache } from './cache-setup.js';
 import { answerTokenCount, COUNT_ROUTES } from './count-tokens-route.js';
 import type { GatewayGuard } from './guard-setup.js';
@@ -55,8 +54,11 @@ export interface RouteParts {
   guardrails: readonly RequestHandler[];
   responseCache: GatewayCache | undefined;
   meter: readonly RequestHandler[];
-  /** The request limits (and the guard's repeat count): all a count passes. */
-  requestLimits: readonly RequestHandler[];
+  /**
+   * The request limits and the guard's repeat count, fused (combineLimits): all a count, a cached answer and a Batch
+   * call pass; undefined where none is configured.
+   */
+  requestLimits: RequestHandler | undefined;
   /** Every limit and the budget, fused (combineLimits): what a call passes. */
   limitsAndBudget: RequestHandler;
   pricing: Pricing;
@@ -71,8 +73,7 @@ function noRequestLimits(_req: Request, _res: Response, next: NextFunction): voi
 /** Every stage of the provider and count routes. The order is not here: it is STAGES'. */
 function routeStages(parts: RouteParts): StageBuilders<RouteSpec> {
   const { guarding, responseCache: cache } = parts;
-  // The request limits fused once: what a count passes, and what a cached answer passes.
-  const requestLimits = parts.requestLimits.length > 0 ? combineLimits(...parts.requestLimits) : undefined;
+  const { requestLimits } = parts;
   const countLimits = requestLimits ? [requestLimits] : [];
   const callLimits = cache
     ? cache.limits(parts.limitsAndBudget, requestLimits ?? noRequestLimits)
@@ -187,7 +188,7 @@ export function batchRoutes(
   specs: readonly BatchRouteSpec[],
 ): (ComposedRoute & Pick<BatchRouteSpec, 'method' | 'path'>)[] {
   const { guarding } = parts;
-  const requestLimits = parts.requestLimits.length > 0 ? [combineLimits(...parts.requestLimits)] : [];
+  const requestLimits = parts.requestLimits ? [parts.requestLimits] : [];
   const none: readonly RequestHandler[] = [];
   const readers = { form: parts.readUploadBody, json: parts.readProviderBody, none: readNoBody };
   const stages: StageBuilders<BatchRouteSpec> = {

@@ -146,6 +146,29 @@ export interface ComposedRoute {
 }
 
 /**
+ * The stage the composer placed each handler at, and the routes a handler runs inside it (MCP's): written when routes
+ * are composed, read by the test that holds every mounted route to its profile.
+ */
+const placedAt = new WeakMap<RequestHandler, Stage>();
+const composedInside = new WeakMap<RequestHandler, readonly ComposedRoute[]>();
+
+/** The stage `handler` was composed at; undefined for a handler no route composed. */
+export function stageOf(handler: RequestHandler): Stage | undefined {
+  return placedAt.get(handler);
+}
+
+/** Notes that `handler` runs `routes` inside it (a package that runs the stages it is handed around its own). */
+export function runsComposed<H extends RequestHandler>(handler: H, routes: readonly ComposedRoute[]): H {
+  composedInside.set(handler, routes);
+  return handler;
+}
+
+/** The routes `handler` runs inside it; undefined for one that runs none. */
+export function routesInside(handler: RequestHandler): readonly ComposedRoute[] | undefined {
+  return composedInside.get(handler);
+}
+
+/**
  * The one composer: the stages of `profile`, in STAGES' order, each built for `route`. A stage the profile runs
  * and `builders` does not build is a programming error, thrown at start, never a silent gap in the chain.
  */
@@ -159,6 +182,7 @@ export function composeRoute<Route>(profile: Profile, builders: StageBuilders<Ro
     for (const handler of build(route)) {
       handlers.push(handler);
       stages.push(stage);
+      if (!placedAt.has(handler)) placedAt.set(handler, stage);
     }
   }
   return { kind: profile.kind, handlers, stages };

@@ -1,11 +1,23 @@
 // tollgate(parts): the chain in code answers as the gateway does: a route's other methods are 405 in the API's shape,
-// a caller without a key is 401, a cached answer is served again, and a count passes the request limits only.
+// a caller without a key is 401, a cached answer is served again, a count passes the request limits only, and an MCP
+// tool call passes the same guard, auth, limits and budget.
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import express from 'express';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
+import type { UsageRecord } from '@tollgate/core';
 import { tollgate } from '../src/compose.js';
+import { partsFromConfig } from '../src/config-parts.js';
+import { validateConfig } from '../src/config/index.js';
+import { WITH_MOCK } from './helpers/mock-upstream.js';
+import { startMcpServer } from '../../../test/helpers/mcp-server.js';
+import { closeServer } from '../../../test/helpers/proxy.js';
 
 const stores = createMemoryStores();
 const key = generateApiKey();
@@ -142,6 +154,104 @@ describe('tollgate(parts) with the guard and shadow mode', () => {
       expect(lines.some((line) => line.includes('tollgate alert'))).toBe(true);
     } finally {
       await guarded.close();
+      await own.close();
+    }
+  });
+});
+
+describe('tollgate(partsFromConfig(config))', () => {
+  it("serves a config's chain as createGateway does, without the operator's routes", async () => {
+    const token = generateApiKey();
+    const composed = tollgate(
+      partsFromConfig(
+        validateConfig({
+          ...WITH_MOCK,
+          keys: [{ id: 'k', sha256: hashApiKey(token), tier: 'free' }],
+          tiers: { free: { requestsPerMinute: 1 } },
+          log: { level: 'silent' },
+        }),
+        { metrics: false, log: () => undefined },
+      ),
+    );
+    try {
+      const app = express().use(composed);
+      const call = () => request(app).post('/v1/chat/completions').set('authorization', `Bearer ${token}`).send(chat);
+      expect((await call()).status).toBe(200);
+      // The config's tier: one request a minute.
+      expect((await call()).status).toBe(429);
+      expect((await request(app).get('/healthz')).status).toBe(404);
+    } finally {
+      await composed.close();
+    }
+  });
+});
+
+describe('tollgate(parts) with MCP servers', () => {
+  it('serves /mcp/<server> behind the same guard, auth, limits and budget: a tool call priced, limited, recorded', async () => {
+    const upstream = await startMcpServer();
+    const { own, token } = await storeWithKey('acme');
+    const records: UsageRecord[] = [];
+    const composed = tollgate({
+      stores: own,
+      guard: { authFailures: { max: 5, windowSeconds: 60, block: '1m' }, log: () => undefined },
+      meter: {
+        sinks: [{ write: (record) => void records.push(record), flush: async () => {}, close: async () => {} }],
+      },
+      budget: { global: { usd: 0.01, period: 'day' } },
+      mcp: {
+        servers: { search: { url: upstream.url, nanoUsdPerCall: { web_search: 2_000_000, calculator: 9_000_000 } } },
+        tools: { tiers: { free: ['search/web_search', 'search/calculator'] } },
+        toolCalls: { layers: [{ name: 'tenant', by: 'tenant', limit: 2, window: '1m' }] },
+      },
+    });
+    const app = express().use(composed);
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp/search`);
+    const connect = async (bearer: string) => {
+      const client = new Client({ name: 'compose', version: '1.0.0' });
+      await client.connect(
+        new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${bearer}` } } }),
+      );
+      return client;
+    };
+    const refusal = async (call: Promise<unknown>) => {
+      const error = await call.then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(McpError);
+      return (error as McpError).data as { code: string; status: number };
+    };
+    try {
+      // Auth: a wrong key never reaches the server.
+      await expect(connect('tg_wrong')).rejects.toThrow();
+      const client = await connect(token);
+      expect((await client.listTools()).tools.map((tool) => tool.name).sort()).toEqual(['calculator', 'web_search']);
+      const found = await client.callTool({ name: 'web_search', arguments: { query: 'composed' } });
+      expect(found.content).toEqual([{ type: 'text', text: 'results for composed' }]);
+      // The budget: $0.002 spent of $0.01, a $0.009 call is refused and never forwarded.
+      expect(await refusal(client.callTool({ name: 'calculator', arguments: { a: 1, b: 2 } }))).toMatchObject({
+        code: 'insufficient_quota',
+        status: 429,
+      });
+      // The tool-call limit: two a minute (the refused call gave its count back).
+      await client.callTool({ name: 'web_search', arguments: { query: 'again' } });
+      expect(await refusal(client.callTool({ name: 'web_search', arguments: { query: 'third' } }))).toMatchObject({
+        code: 'rate_limit_exceeded',
+        status: 429,
+      });
+      expect(upstream.calls.map((call) => call.args.query ?? call.tool)).toEqual(['composed', 'again']);
+      const tools = records.filter((record) => record.kind === 'tool' && record.status === 200);
+      expect(tools.map((record) => [record.tool, record.costNanoUsd])).toEqual([
+        ['search/web_search', 2_000_000],
+        ['search/web_search', 2_000_000],
+      ]);
+      await client.close();
+    } finally {
+      await composed.close();
+      await closeServer(server);
+      await upstream.close();
       await own.close();
     }
   });

@@ -4,7 +4,7 @@ import { describe, expect, it } from '@jest/globals';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createMemoryStores, createPricing } from '@tollgate/core';
 import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
-import { composeRoute, PROFILES, STAGES } from '../src/stages.js';
+import { composeRoute, PROFILES, routesInside, stageOf, STAGES } from '../src/stages.js';
 import type { Profile, Stage } from '../src/stages.js';
 import { batchRoutes, gatewayRoutes, PROVIDER_ROUTES, socketHandshakeRoute } from '../src/routes.js';
 import { batchRouteSpecs } from '../src/batch/batch-mount.js';
@@ -18,6 +18,12 @@ import { mcpStages } from '../src/mcp-setup.js';
 import type { GatewayMetering } from '../src/metering-setup.js';
 import type { BudgetGuard } from '@tollgate/budget';
 import { budgetGuard } from '@tollgate/budget';
+import { createGateway } from '../src/app.js';
+import { tollgate } from '../src/compose.js';
+import { validateConfig } from '../src/config/index.js';
+import { COUNT_ROUTES } from '../src/count-tokens-route.js';
+import { answerMethodNotAllowed } from '../src/exchange.js';
+import { CLIENT_SECRET_PATHS } from '../src/realtime-secrets.js';
 
 /** A handler named for the stage it stands for, so the composed route says where each of its handlers came from. */
 function named(name: string): RequestHandler {
@@ -54,12 +60,12 @@ function everyPart(): RouteParts {
     guardrails: [named('guardrails')],
     responseCache,
     meter: [named('meter')],
-    requestLimits: [
+    requestLimits: combineLimits(
       tieredRateLimit({
         stores: createMemoryStores(),
         layers: [{ name: 'global', by: 'global', limit: 10, window: '1m' }],
       }),
-    ],
+    ),
     limitsAndBudget: named('limitsAndBudget'),
     pricing: createPricing(),
     providers,
@@ -158,9 +164,8 @@ describe('the stage list', () => {
       readBody: parts.readProviderBody,
       permissions: parts.permissions,
       attribution: parts.attribution,
-      toolCallLimits: parts.requestLimits,
-      budget,
-      metering: { chargeToolCall: () => undefined } as unknown as GatewayMetering,
+      toolCallLimits: combineLimits(budget),
+      chargeToolCall: (() => undefined) as unknown as GatewayMetering['chargeToolCall'],
     });
     const names = (handlers: readonly RequestHandler[]) => handlers.map((handler) => handler.name);
     // The MCP package runs: its framing (route), admit, readBody (POST), the server (declare), permissions, the message.
@@ -195,5 +200,165 @@ describe('the stage list', () => {
       'guardAfterEstimate',
       'limitsAndBudget',
     ]);
+  });
+});
+
+/** A mounted route: its path, its method, the handlers Express runs for it. */
+interface MountedRoute {
+  path: string;
+  method: string;
+  handlers: RequestHandler[];
+}
+
+type RouterLayer = {
+  route?: { path: string; methods: Record<string, boolean>; stack: { handle: RequestHandler }[] };
+  handle: RequestHandler;
+};
+
+/** The routes on `router`'s stack, one per method, and the handlers mounted with `use` (MCP's among them). */
+function walk(router: { stack: RouterLayer[] }): { routes: MountedRoute[]; used: RequestHandler[] } {
+  const routes = router.stack.flatMap((layer) =>
+    layer.route
+      ? Object.keys(layer.route.methods).map((method) => ({
+          path: String(layer.route!.path),
+          method,
+          handlers: layer.route!.stack.map((entry) => entry.handle),
+        }))
+      : [],
+  );
+  return { routes, used: router.stack.filter((layer) => !layer.route).map((layer) => layer.handle) };
+}
+
+/**
+ * Each chain route's profiles by method and path, in the order they are mounted: every route a gateway mounts from the
+ * stage list (a path that names its count method in its path serves a call, then the count).
+ */
+function profilesByRoute(): Map<string, Profile[]> {
+  const profiles = new Map<string, Profile[]>();
+  const add = (method: 'get' | 'post', paths: readonly string[], profile: Profile) => {
+    for (const path of paths)
+      profiles.set(`${method} ${path}`, [...(profiles.get(`${method} ${path}`) ?? []), profile]);
+  };
+  for (const route of PROVIDER_ROUTES) add('post', route.paths, PROFILES.provider);
+  for (const count of COUNT_ROUTES) add('post', count.paths, PROFILES.count);
+  add('post', ['/v1/files', '/v1/batches', '/v1/batches/:id/cancel'], PROFILES.batch);
+  add('get', ['/v1/files/:id', '/v1/files/:id/content', '/v1/batches/:id'], PROFILES.batch);
+  add('get', ['/v1/responses', '/v1/realtime'], PROFILES.socketHandshake);
+  add('post', ['/v1/realtime', ...CLIENT_SECRET_PATHS], PROFILES.realtimeResponse);
+  add('get', ['/v1/models'], PROFILES.callerQuery);
+  add('post', ['/v1/outcomes'], PROFILES.callerQuery);
+  return profiles;
+}
+
+/** The operator's own routes: no caller's profile (the admin key, or nothing to guard). */
+const OPERATOR_ROUTES = ['get /healthz', 'get /livez', 'get /readyz', 'get /metrics'];
+
+/**
+ * Every route on the stack held to its profile: the stages its handlers were composed at are exactly the profile's,
+ * in the list's order (`route` only where the path reads itself), nothing uncomposed before them; the handlers after
+ * them (a socket's admission) composed by no stage. Returns the routes held, and those of the list not mounted.
+ */
+function holdToProfiles(router: { stack: RouterLayer[] }): { held: string[]; unmounted: string[] } {
+  const profiles = profilesByRoute();
+  const held: string[] = [];
+  for (const route of walk(router).routes) {
+    const name = `${route.method} ${route.path}`;
+    if (route.handlers.length === 1 && route.handlers[0] === answerMethodNotAllowed) continue;
+    if (OPERATOR_ROUTES.includes(name)) continue;
+    const profile = profiles.get(name)?.shift();
+    if (!profile) throw new Error(`${name} is mounted with no profile`);
+    const stages = route.handlers.map((handler) => stageOf(handler));
+    const firstUncomposed = stages.indexOf(undefined);
+    const placed = stages.slice(0, firstUncomposed === -1 ? stages.length : firstUncomposed) as Stage[];
+    const composedAfter = stages.slice(placed.length).filter((stage) => stage !== undefined);
+    const optional: Stage[] = placed.includes('route') ? [] : ['route'];
+    expect({ name, stages: stagesRun(placed), composedAfter }).toEqual({
+      name,
+      stages: expected(profile, optional),
+      composedAfter: [],
+    });
+    held.push(name);
+  }
+  const unmounted = [...profiles].flatMap(([name, left]) => left.map(() => name));
+  return { held, unmounted };
+}
+
+/**
+ * Every route of `router` held to its profile, all the list's but `unmounted` mounted, and the MCP route's stages (as
+ * the `use`d handler that runs them holds them) a message's, then a tool call's profile. Returns the routes held.
+ */
+function holdEveryRoute(router: { stack: RouterLayer[] }, unmounted: readonly string[]): string[] {
+  const routes = holdToProfiles(router);
+  expect(routes.unmounted).toEqual(unmounted);
+  const inside = walk(router).used.flatMap((handler) => routesInside(handler) ?? []);
+  expect(inside.map((route) => route.kind)).toEqual([PROFILES.mcpMessage.kind, PROFILES.toolCall.kind]);
+  expect(inside.map((route) => stagesRun(route.stages))).toEqual([
+    expected(PROFILES.mcpMessage, ['route', 'declare', 'meter', 'call']),
+    expected(PROFILES.toolCall, ['meter']),
+  ]);
+  return routes.held;
+}
+
+describe('every mounted route is its profile', () => {
+  const guard = {
+    authFailures: { max: 5, windowSeconds: 60, block: '1m' },
+    repeatedRequests: { max: 5, windowSeconds: 60 },
+  };
+  const openai = { baseUrl: 'http://127.0.0.1:9/v1', apiKeyEnv: 'TG_TEST_OPENAI_KEY' };
+  const tiers = { pro: { requestsPerMinute: 60, tokensPerMinute: 100_000, maxConcurrent: 4, toolCallsPerMinute: 5 } };
+
+  it('holds createGateway with everything on: MCP, Batch, the sockets, the operator routes, /v1/models and /v1/outcomes', async () => {
+    const gateway = createGateway(
+      validateConfig({
+        upstreams: { openai },
+        adminKeySha256: 'a'.repeat(64),
+        requiredScope: 'chat',
+        keys: [{ id: 'k', sha256: 'b'.repeat(64), tier: 'pro', scopes: ['chat'] }],
+        tiers,
+        global: { budget: { usd: 10, period: 'day' } },
+        guard,
+        guardrails: { maxPromptChars: 10_000 },
+        cache: { store: 'memory' },
+        mcpServers: { search: { url: 'http://127.0.0.1:9/mcp' } },
+        log: { level: 'silent' },
+      }),
+      { env: { TG_TEST_OPENAI_KEY: 'sk-test' }, log: () => undefined },
+    );
+    try {
+      // Every route of the list is mounted and held, the caller's queries included.
+      const held = holdEveryRoute(gateway as unknown as { stack: RouterLayer[] }, []);
+      expect(held).toEqual(expect.arrayContaining(['get /v1/models', 'post /v1/outcomes', 'post /v1/batches']));
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('holds tollgate() with everything on to the same profiles', async () => {
+    const stores = createMemoryStores();
+    const layers = [{ name: 'tenant', by: 'tenant' as const, limit: 60, window: '1m' }];
+    const composed = tollgate({
+      stores,
+      scope: 'chat',
+      guard,
+      guardrails: { maxPromptChars: 10_000 },
+      cache: {},
+      limits: { requests: { layers }, tokens: { layers }, concurrency: { limit: 4 } },
+      budget: { global: { usd: 10, period: 'day' } },
+      providers: { upstreams: { openai: { ...openai, api: 'openai' } }, env: { TG_TEST_OPENAI_KEY: 'sk-test' } },
+      mcp: { servers: { search: { url: 'http://127.0.0.1:9/mcp' } }, toolCalls: { layers } },
+      batch: {},
+      sockets: true,
+    });
+    try {
+      // Every route of the list but the caller's queries (createGateway's operator routes).
+      const held = holdEveryRoute(composed as unknown as { stack: RouterLayer[] }, [
+        'get /v1/models',
+        'post /v1/outcomes',
+      ]);
+      expect(held).toEqual(expect.arrayContaining(['post /v1/batches', 'get /v1/realtime', 'post /v1/realtime']));
+    } finally {
+      await composed.close();
+      await stores.close();
+    }
   });
 });
