@@ -71,7 +71,7 @@ function deploymentCases(
     },
     {
       name: PROXY_MEMORY,
-      what: 'examples/proxy createProxyApp() with the config below, createMemoryStores()',
+      what: 'examples/proxy createGatewayApp() with the config below, createMemoryStores()',
       spec: (upstream) => ({ app: 'proxy', options: { upstream, store: 'memory', config } }),
       targetRatio: 0.92,
     },

@@ -85,7 +85,7 @@ interface ProxyRouting {
  */
 async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<ProxyRouting> {
   const upstream = await startServer({ app: 'mock-upstream' });
-  const [{ createProxyApp }, { validateConfig }] = await Promise.all([
+  const [{ createGatewayApp }, { validateConfig }] = await Promise.all([
     import('../packages/gateway/src/app.js'),
     import('../packages/gateway/src/config/index.js'),
   ]);
@@ -111,7 +111,7 @@ async function proxyRouting(blocks: number, roundsPerBlock: number): Promise<Pro
     global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
     log: { level: 'silent' },
   });
-  const app = createProxyApp(config, { log: () => undefined, metrics: false });
+  const app = createGatewayApp(config, { log: () => undefined, metrics: false });
   const headers = authHeaders(benchKey(0));
   const bodies = [
     Buffer.from(CHAT_BODY),

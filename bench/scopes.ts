@@ -76,7 +76,7 @@ async function pairedCpu(
   roundsPerBlock: number,
 ): Promise<PairedCpu> {
   const upstream = await startServer({ app: 'mock-upstream' });
-  const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
+  const [{ createGatewayApp }, { validateConfig }, { createStores }] = await Promise.all([
     import('../packages/gateway/src/app.js'),
     import('../packages/gateway/src/config/index.js'),
     import('../packages/gateway/src/stores.js'),
@@ -97,7 +97,7 @@ async function pairedCpu(
         log: { level: 'silent' },
       });
       const stores = await createStores({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
-      const app = createProxyApp(config, { stores, log: () => undefined, metrics: false });
+      const app = createGatewayApp(config, { stores, log: () => undefined, metrics: false });
       return { app, stores };
     }),
   );

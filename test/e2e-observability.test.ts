@@ -10,7 +10,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { pino } from 'pino';
 import type { JWK } from 'jose';
 import { createMemoryStores } from '@tollgate/core';
-import { createProxyLog } from '../packages/metering/src/observe/access-log.js';
+import { createGatewayLog } from '../packages/metering/src/observe/access-log.js';
 import type { GatewayLog } from '../packages/metering/src/observe/access-log.js';
 import type { GatewayConfig } from '../packages/gateway/src/config/index.js';
 import { newApiKey, sha256Hex, startMockUpstream, startProxy } from './helpers/proxy.js';
@@ -138,7 +138,7 @@ beforeAll(async () => {
     ],
   };
   // The proxy's own log, as `"log": { "level": "debug", "destination": <file> }` makes it, read back from the file.
-  proxyLog = createProxyLog({ level: 'debug', destination: logFile });
+  proxyLog = createGatewayLog({ level: 'debug', destination: logFile });
   // Memory stores are not timed by default (too cheap to be worth it): these tests ask for their timings.
   proxy = await startProxy(config, {
     logger: proxyLog.logger,
@@ -267,7 +267,7 @@ describe('store failures', () => {
     stores.counter.consume = () => {
       throw new Error('store is down');
     };
-    const failingLog = createProxyLog({ level: 'info', destination: join(dir, 'failing.log') });
+    const failingLog = createGatewayLog({ level: 'info', destination: join(dir, 'failing.log') });
     const failing = await startProxy(
       {
         adminKeySha256: sha256Hex(adminKey),

@@ -56,7 +56,7 @@ interface Running {
 
 /** The example proxy as every case runs it: one pro key, key, tenant and global budgets, limits far above the load; a memory cache or none. */
 async function buildProxy(upstream: string, withCache: boolean): Promise<Express> {
-  const [{ createProxyApp }, { validateConfig }] = await Promise.all([
+  const [{ createGatewayApp }, { validateConfig }] = await Promise.all([
     import('../../packages/gateway/src/app.js'),
     import('../../packages/gateway/src/config/index.js'),
   ]);
@@ -69,7 +69,7 @@ async function buildProxy(upstream: string, withCache: boolean): Promise<Express
     log: { level: 'silent' },
     ...(withCache ? { cache: { store: 'memory', ttl: '1h', maxBytes: 512 * 1024 * 1024 } } : {}),
   });
-  return createProxyApp(config, { log: () => undefined, metrics: false });
+  return createGatewayApp(config, { log: () => undefined, metrics: false });
 }
 
 async function start(message: Extract<ChildMessage, { type: 'start' }>): Promise<Running> {

@@ -51,7 +51,7 @@ export interface ObservabilityRun {
 const HUGE = { usd: 1_000_000, period: 'day' as const };
 
 async function run(message: RunMessage): Promise<ObservabilityRun> {
-  const [{ createProxyApp }, { validateConfig }, { sampleFirstProvider }, api, core, sdk] = await Promise.all([
+  const [{ createGatewayApp }, { validateConfig }, { sampleFirstProvider }, api, core, sdk] = await Promise.all([
     import('../../packages/gateway/src/app.js'),
     import('../../packages/gateway/src/config/index.js'),
     import('../../packages/metering/src/observe/head-sampling.js'),
@@ -84,7 +84,7 @@ async function run(message: RunMessage): Promise<ObservabilityRun> {
       global: { requestsPerMinute: 1_000_000_000, budget: HUGE },
       log: observed === 'none' ? { level: 'silent' } : { level: 'info', destination: logFiles[index]! },
     });
-    return createProxyApp(config, {
+    return createGatewayApp(config, {
       log: () => undefined,
       metrics: observed.includes('metrics'),
       ...(observed.endsWith('tracing') ? { tracer: sampled.tracers.getTracer('bench') } : {}),

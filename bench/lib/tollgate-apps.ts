@@ -149,7 +149,7 @@ export async function buildTollgateChain(options: AppOptions): Promise<BuiltApp>
  * bench's terminal (what the log, the metrics and tracing cost is measured by observability.ts).
  */
 export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
-  const { createProxyApp, validateConfig, createStores } = await proxyParts(options);
+  const { createGatewayApp, validateConfig, createStores } = await proxyParts(options);
   const redis = options.store === 'redis';
   const limitsAndKeys = (options.config as Record<string, unknown> | undefined) ?? {
     tiers: { pro: { requestsPerMinute: HUGE_REQUESTS, tokensPerMinute: HUGE_TOKENS, models: ['*'] } },
@@ -175,7 +175,7 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     opened && options.blocksOverMemory === true && options.store !== 'redis'
       ? (await tollgatePackage('core', options, () => import('@tollgate/core'))).blockStores(opened)
       : opened;
-  const app = createProxyApp(config, { ...(stores ? { stores } : {}), log: () => undefined });
+  const app = createGatewayApp(config, { ...(stores ? { stores } : {}), log: () => undefined });
   return {
     app,
     close: async () => {
@@ -192,21 +192,21 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
  */
 async function proxyParts(options: AppOptions) {
   if (options.tree === undefined) {
-    const [{ createProxyApp }, { validateConfig }, { createStores }] = await Promise.all([
+    const [{ createGatewayApp }, { validateConfig }, { createStores }] = await Promise.all([
       import('../../packages/gateway/src/app.js'),
       import('../../packages/gateway/src/config/index.js'),
       import('../../packages/gateway/src/stores.js'),
     ]);
-    return { createProxyApp, validateConfig, createStores };
+    return { createGatewayApp, validateConfig, createStores };
   }
   if (options.store === 'redis')
     throw new Error('the proxy of another checkout (options.tree) runs on memory stores only');
-  const { createProxyApp, validateConfig } = await tollgatePackage(
+  const { createGatewayApp, validateConfig } = await tollgatePackage(
     'gateway',
     options,
     () => import('@tollgate/gateway'),
   );
-  return { createProxyApp, validateConfig, createStores: undefined };
+  return { createGatewayApp, validateConfig, createStores: undefined };
 }
 
 export async function buildMockUpstream(): Promise<BuiltApp> {

@@ -14,7 +14,7 @@ import { createMemoryStores } from '@tollgate/core';
 import type { TollgateStores, UsageRecord } from '@tollgate/core';
 import { createRedisStores } from '@tollgate/redis';
 import { pino } from 'pino';
-import { createProxyApp } from '../../packages/gateway/src/app.js';
+import { createGatewayApp } from '../../packages/gateway/src/app.js';
 import type { GatewayApp, GatewayDeps } from '../../packages/gateway/src/app.js';
 import type { GatewayConfig } from '../../packages/gateway/src/config/index.js';
 import { preloadTokenizers } from '@tollgate/providers';
@@ -67,7 +67,7 @@ export async function startProxy(config: GatewayConfig, deps: GatewayDeps = {}):
   if (config.redis?.blocks === undefined) config = { ...config, redis: { ...config.redis, blocks: { maxAge: '1s' } } };
   // A test that names no upstream is served by the mock (`deps.mock`, else a fresh one), named as a config must.
   if (config.upstreams === undefined) config = { ...config, upstreams: MOCK_UPSTREAMS };
-  const app = createProxyApp(config, { log: () => undefined, logger: silentLogger, ...deps });
+  const app = createGatewayApp(config, { log: () => undefined, logger: silentLogger, ...deps });
   const server = app.listen(0, '127.0.0.1');
   const url = await listen(server);
   return {

@@ -1,9 +1,9 @@
 // A gateway process whose event loop a test can make stuck: on SIGUSR2 it busy-waits STALL_MS (a synchronous loop, as
 // a runaway computation would), so that /livez is seen failing from outside.
-import { createProxyApp } from '../../packages/gateway/src/app.js';
+import { createGatewayApp } from '../../packages/gateway/src/app.js';
 
 const stallMs = Number(process.env.STALL_MS ?? 7000);
-const app = createProxyApp({ upstreams: { mock: { kind: 'mock' } } }, { log: () => undefined });
+const app = createGatewayApp({ upstreams: { mock: { kind: 'mock' } } }, { log: () => undefined });
 const server = app.listen(0, '127.0.0.1', () => {
   const address = server.address();
   console.log(

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createGatewayApp, validateConfig } from '@tollgate/gateway';
 
 // The proxy on an ephemeral port, its built-in mock provider as the upstream, named on purpose.
 const key = generateApiKey();
@@ -20,7 +20,7 @@ const config = validateConfig({
   keys: [{ id: 'try-me', sha256: hashApiKey(key), tenant: 'acme' }],
   log: { level: 'silent' },
 });
-const app = createProxyApp(config, { log: () => undefined });
+const app = createGatewayApp(config, { log: () => undefined });
 const server = app.listen(0, '127.0.0.1');
 await new Promise((resolve) => server.once('listening', resolve));
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

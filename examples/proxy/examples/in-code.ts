@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
-import { createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createGatewayApp, validateConfig } from '@tollgate/gateway';
 
 const key = generateApiKey();
 const config = {
@@ -15,7 +15,7 @@ const config = {
 };
 const stores = createMemoryStores(); // or createRedisStores({ url }) from @tollgate/redis
 
-const app = createProxyApp(validateConfig(config), { stores, log: () => undefined }); // an express app
+const app = createGatewayApp(validateConfig(config), { stores, log: () => undefined }); // an express app
 await app.replayUsage(); // what a proxy that died left in the spool, written
 await app.spendReady(); // budget spend Redis lost, rebuilt from the ledger
 const server = app.listen(0, '127.0.0.1');

@@ -9,7 +9,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createGatewayApp, validateConfig } from '@tollgate/gateway';
 
 // An MCP server with two tools (stateless: a server and a transport per request, as in the SDK's own examples).
 const tools = createServer((req, res) => {
@@ -41,7 +41,7 @@ const config = validateConfig({
   adminKeySha256: hashApiKey(adminKey),
   log: { level: 'silent' },
 });
-const gateway = createProxyApp(config, { log: () => undefined });
+const gateway = createGatewayApp(config, { log: () => undefined });
 const server = gateway.listen(0, '127.0.0.1');
 await once(server, 'listening');
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -1,4 +1,4 @@
-// createGateway: the whole chain, in its one order, as an Express router built from a validated config; createProxyApp:
+// createGateway: the whole chain, in its one order, as an Express router built from a validated config; createGatewayApp:
 // the same as an Express app of its own (what the example proxy and `tollgate-gateway` serve).
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import express from 'express';
@@ -70,13 +70,13 @@ interface GatewayControls {
  * The gateway as an Express router: `app.use(createGateway(config))` serves the provider routes, `/healthz`,
  * `/metrics`, `/v1/models`, the admin routes and the dashboard, with the whole chain in its one order. Its routes
  * match case-sensitively and strictly (`/v1/messages/` is not `/v1/messages`). The host app's `trust proxy` setting
- * says which client address the guard sees (createProxyApp sets it from the config's `trustProxy`).
+ * says which client address the guard sees (createGatewayApp sets it from the config's `trustProxy`).
  */
 export interface Gateway extends Router, GatewayControls {
   /**
    * What every exchange gets first (the context, security headers, the end's observer).
    * The router does it itself; an app that calls it before Express swaps the prototypes of `req` and `res` saves
-   * V8 a new hidden class per field (createProxyApp does).
+   * V8 a new hidden class per field (createGatewayApp does).
    */
   prepare(req: IncomingMessage, res: ServerResponse): void;
   /**
@@ -157,7 +157,7 @@ export function createGateway(input: GatewayConfig, deps: GatewayDeps = {}): Gat
  * The gateway as an Express app of its own: createGateway's router behind the app's settings (no `x-powered-by`, the
  * config's `trustProxy`), each exchange prepared before Express swaps the prototypes of `req` and `res`.
  */
-export function createProxyApp(input: GatewayConfig, deps: GatewayDeps = {}): GatewayApp {
+export function createGatewayApp(input: GatewayConfig, deps: GatewayDeps = {}): GatewayApp {
   const config = servableConfig(input, deps.env ?? process.env);
   const gateway = createGateway(config, deps);
   const app = express() as unknown as GatewayApp;

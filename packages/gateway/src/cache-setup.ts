@@ -57,7 +57,7 @@ function cacheStoreOf(options: CacheSetupOptions, stores: TollgateStores): Cache
 }
 
 /** Undefined without options (no `cache` in the config): then nothing is mounted. */
-export function createProxyCache(
+export function createGatewayCache(
   options: CacheSetupOptions | undefined,
   stores: TollgateStores,
   log: (line: string) => void,

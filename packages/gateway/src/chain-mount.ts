@@ -15,7 +15,7 @@ import { mountOperatorRoutes } from './operator-routes.js';
 import { watchEventLoop } from './probes.js';
 import { ROUTE_PATHS } from './routes.js';
 
-/** What every exchange gets first, unless the app it is mounted in did it already (createProxyApp does). */
+/** What every exchange gets first, unless the app it is mounted in did it already (createGatewayApp does). */
 function mountPreparation(router: Router, parts: BuiltParts) {
   const preparedBy = Symbol('tollgate.gateway');
   const prepare = exchangePreparer(

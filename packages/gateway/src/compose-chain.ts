@@ -17,7 +17,7 @@ import type { TollgateGuardParts, TollgateMadeParts, TollgateParts } from './com
 import { cacheStages } from './cache-setup.js';
 import { countModelAllowlist } from './count-tokens-route.js';
 import { DEFAULT_UPLOAD_LIMIT, providerFormBody } from './form-body.js';
-import { createProxyGuard, noProxyGuard } from './guard-setup.js';
+import { createGatewayGuard, noGatewayGuard } from './guard-setup.js';
 import { providerJsonBody } from './json-body.js';
 import { scaled, shadowMiddleware } from './limits-setup.js';
 import { mountChainRoutes } from './route-mount.js';
@@ -44,7 +44,7 @@ export interface Chain {
 /** The guard as the gateway runs it, from the composer's options: a check not given is off. */
 function composedGuard(guard: TollgateGuardParts, stores: TollgateStores) {
   const log = guard.log ?? ((line: string) => console.warn(line));
-  return createProxyGuard(
+  return createGatewayGuard(
     {
       enabled: true,
       spendAnomaly: guard.spendAnomaly ?? false,
@@ -68,7 +68,7 @@ function makeParts(parts: TollgateParts, stores: TollgateStores): Chain['made'] 
     ...(mock ? { mock } : {}),
     ...(parts.providers?.env ? { env: parts.providers.env } : {}),
   });
-  const guard = parts.guard ? composedGuard(parts.guard, stores) : noProxyGuard();
+  const guard = parts.guard ? composedGuard(parts.guard, stores) : noGatewayGuard();
   // The guard learns spend from every record: the calls', the tool calls', Realtime's and Batch's.
   const onUsage = parts.meter?.onUsage ?? guard.onUsage;
   const destination = { ...(parts.meter?.sinks ? { sinks: parts.meter.sinks } : {}), ...(onUsage ? { onUsage } : {}) };

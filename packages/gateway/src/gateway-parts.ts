@@ -17,9 +17,9 @@ import type { ConfigKeyEntry } from '@tollgate/auth';
 import type { PromptGuardrailsOptions } from '@tollgate/guard';
 import { migrateUsageLedger, serveLedger } from '@tollgate/metering';
 import { memoryTenantTable, postgresTenantTable } from '@tollgate/metering/postgres';
-import { createProxyLog } from '@tollgate/metering/log';
+import { createGatewayLog } from '@tollgate/metering/log';
 import type { GatewayLog } from '@tollgate/metering/log';
-import { createProxyMetrics } from '@tollgate/metering/prometheus';
+import { createGatewayMetrics } from '@tollgate/metering/prometheus';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { MockProvider } from '@tollgate/providers/mock';
 import { createOperatorAdmission, isOperatorRequest } from './admin-auth.js';
@@ -41,11 +41,11 @@ import type { ModelListOptions } from './models-route.js';
 import type { OperatorOptions } from './operator-options.js';
 import type { SpendOptions } from './spend-rebuild.js';
 import { createBudgetGuard } from './budget-setup.js';
-import { createProxyCache } from './cache-setup.js';
+import { createGatewayCache } from './cache-setup.js';
 import { createConfigFileStates } from './config-file-state.js';
 import type { ConfigFileStates } from './config-file-state.js';
 import { holdDataDir, keysKeptIn, writeKeyNames } from './data-dir.js';
-import { createProxyGuard } from './guard-setup.js';
+import { createGatewayGuard } from './guard-setup.js';
 import type { StoreFailureHandlers } from './limits-setup.js';
 import { createMetering } from './metering-setup.js';
 import { blockedStores, outageStores } from './outage-setup.js';
@@ -112,7 +112,7 @@ export interface GatewayDeps {
 function layeredStores(
   options: Pick<GatewayOptions, 'storeOutage' | 'blocks'>,
   stores: TollgateStores,
-  metrics: ReturnType<typeof createProxyMetrics> | undefined,
+  metrics: ReturnType<typeof createGatewayMetrics> | undefined,
   deps: GatewayDeps,
   log: (line: string) => void,
 ) {
@@ -123,12 +123,12 @@ function layeredStores(
   return { observedStores, leased, blocked, limitStores: blocked ?? leased ?? observedStores };
 }
 
-type LogOptions = NonNullable<Parameters<typeof createProxyLog>[0]>;
+type LogOptions = NonNullable<Parameters<typeof createGatewayLog>[0]>;
 
 /** The config's log; a destination it cannot open stops the start as the config's error (metering knows no config). */
-function openProxyLog(options: LogOptions | undefined, log: (line: string) => void): GatewayLog {
+function openGatewayLog(options: LogOptions | undefined, log: (line: string) => void): GatewayLog {
   try {
-    return createProxyLog(options, log);
+    return createGatewayLog(options, log);
   } catch (error) {
     throw new ConfigError(error instanceof Error ? error.message : String(error));
   }
@@ -139,7 +139,7 @@ function heldParts(options: GatewayOptions, deps: GatewayDeps) {
   const log = deps.log ?? ((line: string) => console.error(line));
   const proxyLog: GatewayLog = deps.logger
     ? { logger: deps.logger, flush: async () => undefined, close: async () => undefined }
-    : openProxyLog(options.log, log);
+    : openGatewayLog(options.log, log);
   const { logger } = proxyLog;
   const logging = logger.level !== 'silent';
   // Held first, released last: the ledger in it opens in one process at a time.
@@ -162,7 +162,7 @@ function watchingParts(options: GatewayOptions, deps: GatewayDeps, held: Held) {
   const { stores, log, logger, logging, configFiles } = held;
   // The guard sits at several points of the chain (docs/architecture.md); it learns spend from the meter's usage records.
   const admission = createOperatorAdmission(options.operator, stores);
-  const guarding = createProxyGuard(options.guard, {
+  const guarding = createGatewayGuard(options.guard, {
     stores,
     log,
     ...(admission.judgeKey || admission.sessions ? { isOperator: isOperatorRequest(admission) } : {}),
@@ -192,7 +192,7 @@ function watchingParts(options: GatewayOptions, deps: GatewayDeps, held: Held) {
   });
   const metrics =
     metering.registry &&
-    createProxyMetrics(metering.registry, {
+    createGatewayMetrics(metering.registry, {
       report: (error) => logger.error({ err: error }, 'budget gauges: the ledger did not answer'),
       tenants: options.operator.tenants,
     });
@@ -349,7 +349,7 @@ function keepingParts(options: GatewayOptions, held: Held, watching: Watching, c
 export function gatewayParts(configured: GatewayOptions, deps: GatewayDeps) {
   const held = heldParts(configured, deps);
   // The response cache (see cache-setup.ts), made first: a cache the stores cannot hold stops the start before anything runs.
-  const responseCache = createProxyCache(configured.cache, held.stores, held.log);
+  const responseCache = createGatewayCache(configured.cache, held.stores, held.log);
   const watching = watchingParts(configured, deps, held);
   const { tenants, options } = tenantParts(configured, held, watching);
   const calling = callingParts(options, deps, held, watching, tenants);
@@ -440,11 +440,11 @@ export interface GatewayParts {
   providers: ReturnType<typeof createProviderRouter>;
   blocked: ReturnType<typeof blockedStores>;
   metering: ReturnType<typeof createMetering>;
-  guarding: ReturnType<typeof createProxyGuard>;
+  guarding: ReturnType<typeof createGatewayGuard>;
   budget: ReturnType<typeof createBudgetGuard>;
   /** Every tenant the gateway serves: the config file's, then the stored ones. */
   tenants: TenantDirectory;
-  responseCache: ReturnType<typeof createProxyCache>;
+  responseCache: ReturnType<typeof createGatewayCache>;
   auth: readonly RequestHandler[];
   configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
   /** The files the gateway re-reads, and whether their last change was taken whole. */

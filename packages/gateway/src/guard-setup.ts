@@ -175,11 +175,11 @@ const NO_GUARD: Omit<GatewayGuard, 'afterAuth'> = {
  * or not a guard is enabled.
  */
 /** No guard at all: the body read right after auth, nothing refused before it or after the estimate. */
-export function noProxyGuard(): GatewayGuard {
+export function noGatewayGuard(): GatewayGuard {
   return { ...NO_GUARD, afterAuth: (readBody) => [readBody] };
 }
 
-export function createProxyGuard(settings: GuardSetupOptions, deps: GatewayGuardDeps): GatewayGuard {
+export function createGatewayGuard(settings: GuardSetupOptions, deps: GatewayGuardDeps): GatewayGuard {
   const { bodyTimeout, webhooks } = settings;
   // A shed request is the guard's refusal in the access log and the metrics, not a store's.
   const shedder: LoadShedder | undefined = settings.shedding

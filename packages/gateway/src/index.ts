@@ -1,6 +1,6 @@
 // @tollgate/gateway: the whole chain in its one order, from the proxy's JSON config, as an Express router or app and a
 // server process; what the operator's command line (@tollgate/cli) asks of the config and its budgets.
-export { createGateway, createProxyApp } from './app.js';
+export { createGateway, createGatewayApp } from './app.js';
 export { tollgate } from './compose.js';
 export type {
   TollgateBatchParts,

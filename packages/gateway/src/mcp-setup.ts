@@ -74,7 +74,7 @@ export interface GatewayMcp {
 }
 
 /** The MCP gateway of the config's servers (mount its router at `/mcp`). */
-export function createProxyMcp(options: Omit<McpGatewayOptions, 'stages'>, parts: McpStageParts): GatewayMcp {
+export function createGatewayMcp(options: Omit<McpGatewayOptions, 'stages'>, parts: McpStageParts): GatewayMcp {
   const { composed, ...stages } = mcpStages(parts);
   const loading: Promise<McpGateway> = import('@tollgate/mcp').then(
     ({ createMcpGateway }) => createMcpGateway({ ...options, stages }),

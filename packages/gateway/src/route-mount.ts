@@ -5,7 +5,7 @@ import type { UsageRecord } from '@tollgate/core';
 import { budgetGuard } from '@tollgate/budget';
 import type { Chain } from './compose-chain.js';
 import { tierModelAllowlist } from './count-tokens-route.js';
-import { createProxyMcp } from './mcp-setup.js';
+import { createGatewayMcp } from './mcp-setup.js';
 import type { GatewayMcp } from './mcp-setup.js';
 import { CLIENT_SECRET_PATHS } from './realtime-secrets.js';
 import { realtimeSocketServer } from './realtime-socket.js';
@@ -97,7 +97,7 @@ function mountMcp(router: Router, chain: Chain): GatewayMcp | undefined {
   const { parts, made, routeParts } = chain;
   if (!parts.mcp) return undefined;
   const { toolCalls: _toolCalls, ...options } = parts.mcp;
-  const mcp = createProxyMcp(options, {
+  const mcp = createGatewayMcp(options, {
     ...{ guarding: made.guard, auth: routeParts.auth, readBody: routeParts.readProviderBody },
     ...{ permissions: routeParts.permissions, attribution: routeParts.attribution },
     toolCallLimits: chain.toolCallLimits,

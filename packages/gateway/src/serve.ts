@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import type { TollgateStores } from '@tollgate/core';
 import { preloadTokenizers } from '@tollgate/providers';
 import { startTracing } from '@tollgate/metering/tracing';
-import { createProxyApp } from './app.js';
+import { createGatewayApp } from './app.js';
 import { ConfigError, parseConfig } from './config/index.js';
 import type { GatewayConfig } from './config/index.js';
 import { createDemoConfig, demoBanner } from './config/demo.js';
@@ -127,9 +127,9 @@ async function openGateway(plan: StartPlan, env: NodeJS.ProcessEnv) {
     process.exit(1);
   }
 
-  let app: ReturnType<typeof createProxyApp>;
+  let app: ReturnType<typeof createGatewayApp>;
   try {
-    app = createProxyApp(config, { stores, env });
+    app = createGatewayApp(config, { stores, env });
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
     await stores.close();
@@ -139,7 +139,7 @@ async function openGateway(plan: StartPlan, env: NodeJS.ProcessEnv) {
 }
 
 /** Waits for what must be in before traffic: the current encoding, the usage spool's replay and budget spend. */
-async function readyToServe(app: ReturnType<typeof createProxyApp>): Promise<void> {
+async function readyToServe(app: ReturnType<typeof createGatewayApp>): Promise<void> {
   // Until the encoding of current models is loaded, estimates fall back to a byte bound several times too high and
   // refuse requests budgets could pay for: take traffic only once it is in (about half a second). Older models'
   // encoding (cl100k_base: GPT-4, GPT-3.5) loads when one is first asked for, 14 MiB left unused until then.
@@ -166,7 +166,7 @@ async function readyToServe(app: ReturnType<typeof createProxyApp>): Promise<voi
  * The server, listening on the plan's port: not app.listen(port, callback), as Express 5 calls that callback on an
  * error too, so "listening" would be printed before EADDRINUSE.
  */
-function listenOn(app: ReturnType<typeof createProxyApp>, plan: StartPlan, env: NodeJS.ProcessEnv): Server {
+function listenOn(app: ReturnType<typeof createGatewayApp>, plan: StartPlan, env: NodeJS.ProcessEnv): Server {
   const { config, configPath, port, demoKeys } = plan;
   const server: Server = createServer(app);
   app.attachResponsesSocket(server);
@@ -192,7 +192,7 @@ function listenOn(app: ReturnType<typeof createProxyApp>, plan: StartPlan, env: 
  * taken is noted beside the file, for `tollgate keys` to say whether this process took its change. Polling survives
  * the command's atomic rename.
  */
-function watchConfigKeys(path: string, started: GatewayConfig, app: ReturnType<typeof createProxyApp>): () => void {
+function watchConfigKeys(path: string, started: GatewayConfig, app: ReturnType<typeof createGatewayApp>): () => void {
   const withoutKeys = (config: unknown) => JSON.stringify({ ...(config as object), keys: undefined });
   const take = (text: string) => {
     const reload = app.reloadConfigFile(text, path);

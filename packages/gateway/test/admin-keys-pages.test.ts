@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
-import { createProxyApp } from '../src/app.js';
+import { createGatewayApp } from '../src/app.js';
 import type { GatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
@@ -34,7 +34,7 @@ async function gateway(): Promise<GatewayApp> {
       ...(i === 8 ? { expiresAt: new Date(Date.now() + 30 * 86_400_000).toISOString() } : {}),
     });
   }
-  app = createProxyApp(
+  app = createGatewayApp(
     validateConfig({
       ...WITH_MOCK,
       adminKeySha256: hashApiKey(adminKey),

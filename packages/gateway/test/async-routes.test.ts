@@ -6,7 +6,7 @@ import { WITH_MOCK } from './helpers/mock-upstream.js';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { createMemoryStores } from '@tollgate/core';
-import { createProxyApp } from '../src/app.js';
+import { createGatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 
 const adminKey = generateApiKey();
@@ -21,7 +21,7 @@ function gatewayWithFailingKeyStore() {
   const stores = createMemoryStores();
   stores.keys.list = () => Promise.reject(new Error('the key store is down'));
   stores.keys.page = () => Promise.reject(new Error('the key store is down'));
-  return createProxyApp(
+  return createGatewayApp(
     validateConfig({
       ...WITH_MOCK,
       adminKeySha256: hashApiKey(adminKey),

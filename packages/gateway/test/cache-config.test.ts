@@ -2,7 +2,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 import { createMemoryStores } from '@tollgate/core';
-import { createProxyApp } from '../src/app.js';
+import { createGatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
@@ -53,7 +53,7 @@ describe('proxy config: cache', () => {
   it('refuses a Redis cache without Redis stores at start', () => {
     const stores = createMemoryStores();
     expect(() =>
-      createProxyApp(validateConfig({ ...WITH_MOCK, cache: { store: 'redis' } }), {
+      createGatewayApp(validateConfig({ ...WITH_MOCK, cache: { store: 'redis' } }), {
         stores,
         log: () => undefined,
         metrics: false,

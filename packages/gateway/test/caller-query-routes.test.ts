@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createGatewayApp, validateConfig } from '@tollgate/gateway';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 import type { GatewayApp } from '../src/app.js';
 import { PROFILES } from '../src/stages.js';
@@ -16,7 +16,7 @@ afterAll(async () => {
 });
 
 function gateway(): GatewayApp {
-  const app = createProxyApp(
+  const app = createGatewayApp(
     validateConfig({
       ...WITH_MOCK,
       keys: [{ id: 'k', sha256: hashApiKey(key) }],

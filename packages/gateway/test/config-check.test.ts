@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
 import { checkGatewayConfig } from '../src/check.js';
-import { ConfigError, createGateway, createProxyApp, validateConfig } from '../src/index.js';
+import { ConfigError, createGateway, createGatewayApp, validateConfig } from '../src/index.js';
 import type { GatewayConfig } from '../src/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 
@@ -73,9 +73,9 @@ function configFile(name: string, config: unknown): string {
 describe('every problem in one pass', () => {
   it('a shape error, an unknown tier, an unknown model and an unset variable, each with its value', () => {
     expect(problemsOf(() => validateConfig(fourProblems, { env: {} }))).toEqual(expected);
-    // createGateway and createProxyApp say the same list (the environment is the one they are given).
+    // createGateway and createGatewayApp say the same list (the environment is the one they are given).
     expect(problemsOf(() => createGateway(fourProblems as unknown as GatewayConfig, { env: {} }))).toEqual(expected);
-    expect(problemsOf(() => createProxyApp(fourProblems as unknown as GatewayConfig, { env: {} }))).toEqual(expected);
+    expect(problemsOf(() => createGatewayApp(fourProblems as unknown as GatewayConfig, { env: {} }))).toEqual(expected);
   });
 
   it('a name pointing at an entry the schema refused is not reported twice, and array positions stay true', () => {
@@ -258,7 +258,7 @@ describe('the upstreams a config names', () => {
     expect(problemsOf(() => validateConfig(bare))[0]).toContain(missing);
     expect(problemsOf(() => createGateway(bare, { env: {} }))[0]).toContain(missing);
     const key = generateApiKey();
-    const app = createProxyApp(
+    const app = createGatewayApp(
       {
         ...WITH_MOCK,
         tenants: { acme: {} },
@@ -316,11 +316,11 @@ describe('keys reloaded while running', () => {
     keys: [{ id: 'kept', sha256: hashApiKey(kept), tenant: 'acme' }],
     log: { level: 'silent' as const },
   };
-  const status = async (app: ReturnType<typeof createProxyApp>, key: string) =>
+  const status = async (app: ReturnType<typeof createGatewayApp>, key: string) =>
     (await request(app).get('/v1/models').set('authorization', `Bearer ${key}`)).status;
 
   it('reloadKeys refuses keys naming an unknown tenant or tier, and the keys in force stay', async () => {
-    const app = createProxyApp(config, { env: {}, log: () => undefined, metrics: false });
+    const app = createGatewayApp(config, { env: {}, log: () => undefined, metrics: false });
     try {
       const ghost = generateApiKey();
       const next = [
@@ -343,7 +343,7 @@ describe('keys reloaded while running', () => {
   });
 
   it('a config file whose new key names a tenant the running config does not know is not taken (a restart is)', async () => {
-    const app = createProxyApp(config, { env: {}, log: () => undefined, metrics: false });
+    const app = createGatewayApp(config, { env: {}, log: () => undefined, metrics: false });
     try {
       const added = generateApiKey();
       const file = {

@@ -1,4 +1,4 @@
-// Every door that takes a config runs the start's checks (shape, names, environment): createGateway, createProxyApp,
+// Every door that takes a config runs the start's checks (shape, names, environment): createGateway, createGatewayApp,
 // serveGateway (the `tollgate-gateway` bin) refuse the same config with one error listing every problem.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { ConfigError, createGateway, createProxyApp, validateConfig } from '../src/index.js';
+import { ConfigError, createGateway, createGatewayApp, validateConfig } from '../src/index.js';
 import type { GatewayConfig } from '../src/index.js';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
 
@@ -35,7 +35,7 @@ function problemsOf(make: () => unknown): readonly string[] {
 describe('one validation, every door', () => {
   it.each([
     ['createGateway', (config: GatewayConfig) => createGateway(config, { env: {} })],
-    ['createProxyApp', (config: GatewayConfig) => createProxyApp(config, { env: {} })],
+    ['createGatewayApp', (config: GatewayConfig) => createGatewayApp(config, { env: {} })],
   ])('%s throws one ConfigError naming the misspelt field and the unset apiKeyEnv', (_door, open) => {
     const problems = problemsOf(() => open(wrong));
     expect(problems).toHaveLength(2);

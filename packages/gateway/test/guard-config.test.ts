@@ -1,7 +1,7 @@
 // The proxy config's `guard`, `guardrails`, `trustProxy` and `alerts`: valid sections pass as written, each mistake is named by its field.
 import { describe, expect, it } from '@jest/globals';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
-import { createProxyApp } from '../src/app.js';
+import { createGatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
@@ -115,7 +115,7 @@ describe('proxy config: guard, trustProxy, alerts', () => {
       ...WITH_MOCK,
       alerts: { webhooks: [{ url: 'https://hooks.example/x', secretEnv: 'TG_TEST_UNSET_HOOK_SECRET' }] },
     });
-    expect(() => createProxyApp(config, { env: {}, metrics: false, log: () => undefined })).toThrow(
+    expect(() => createGatewayApp(config, { env: {}, metrics: false, log: () => undefined })).toThrow(
       /alerts\.webhooks\[0\]\.secretEnv names TG_TEST_UNSET_HOOK_SECRET, which is not set/,
     );
   });

@@ -10,7 +10,7 @@ import { WITH_MOCK } from './helpers/mock-upstream.js';
 import express from 'express';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createGatewayApp, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { GatewayApp } from '../src/app.js';
 
@@ -41,7 +41,7 @@ async function closedPort(): Promise<number> {
 }
 
 function gateway(config: Record<string, unknown>): GatewayApp {
-  const app = createProxyApp(
+  const app = createGatewayApp(
     validateConfig({
       ...WITH_MOCK,
       keys: [{ id: 'k', sha256: hashApiKey(key) }],

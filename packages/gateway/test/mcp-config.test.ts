@@ -1,7 +1,7 @@
 // The proxy config's MCP names: `mcpServers`, `tools` on tiers, tenants and keys, `toolCallsPerMinute`; each mistake named by its field.
 import { describe, expect, it } from '@jest/globals';
 import { WITH_MOCK } from './helpers/mock-upstream.js';
-import { createProxyApp } from '../src/app.js';
+import { createGatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { rejection } from './helpers/config-rejection.js';
 
@@ -68,7 +68,7 @@ describe('proxy config: MCP servers and tools', () => {
       ...WITH_MOCK,
       mcpServers: { search: { url: 'http://x/mcp', headers: { authorization: 'TG_TEST_UNSET_MCP_AUTH' } } },
     });
-    expect(() => createProxyApp(config, { env: {}, metrics: false, log: () => undefined })).toThrow(
+    expect(() => createGatewayApp(config, { env: {}, metrics: false, log: () => undefined })).toThrow(
       /mcpServers\.search\.headers\.authorization names TG_TEST_UNSET_MCP_AUTH, which is not set/,
     );
   });

@@ -6,7 +6,7 @@ import { WITH_MOCK } from './helpers/mock-upstream.js';
 import express from 'express';
 import helmet from 'helmet';
 import type { HelmetOptions } from 'helmet';
-import { createProxyApp } from '../src/app.js';
+import { createGatewayApp } from '../src/app.js';
 import { validateConfig } from '../src/config/index.js';
 import { helmetHeaderSteps, securityHeaders } from '../src/security-headers.js';
 
@@ -74,7 +74,7 @@ describe('securityHeaders', () => {
   });
 
   it("is what the proxy's answers carry", async () => {
-    const app = createProxyApp(validateConfig({ ...WITH_MOCK, log: { level: 'silent' } }), {
+    const app = createGatewayApp(validateConfig({ ...WITH_MOCK, log: { level: 'silent' } }), {
       log: () => undefined,
       metrics: false,
       tracer: false,

@@ -10,7 +10,7 @@ import type { NextFunction, Request, Response } from 'express';
 import OpenAI from 'openai';
 import request from 'supertest';
 import { generateApiKey, hashApiKey } from '@tollgate/auth';
-import { createGateway, createProxyApp, validateConfig } from '@tollgate/gateway';
+import { createGateway, createGatewayApp, validateConfig } from '@tollgate/gateway';
 import { createMockProvider } from '@tollgate/providers/mock';
 import type { Gateway, GatewayApp } from '../src/app.js';
 
@@ -45,7 +45,7 @@ const ask = { model: 'gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user' as 
 const chat = (extra: Record<string, unknown> = {}) => ({ ...ask, ...extra });
 
 beforeAll(async () => {
-  app = createProxyApp(config, { mock, log: () => undefined });
+  app = createGatewayApp(config, { mock, log: () => undefined });
   await app.spendReady();
   server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -2,5 +2,5 @@
 export { prometheusSink, metricsHandler, BoundedLabel } from './prometheus-sink.js';
 export type { PrometheusSink, PrometheusSinkOptions } from './prometheus-sink.js';
 export { CounterSeries, HistogramSeries, SeriesCounter, SeriesHistogram } from './prometheus-series.js';
-export { createProxyMetrics } from './observe/proxy-metrics.js';
+export { createGatewayMetrics } from './observe/proxy-metrics.js';
 export type { GatewayMetrics } from './observe/proxy-metrics.js';

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { createProxyLog } from '../src/observe/access-log.js';
+import { createGatewayLog } from '../src/observe/access-log.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-log-file-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,7 +24,7 @@ function readLines(file: string): Line[] {
 describe('a log file', () => {
   it('writes the lines it holds once they fill a write, multibyte text byte for byte, the rest when closed', async () => {
     const file = join(dir, 'access.log');
-    const log = createProxyLog({ level: 'info', destination: file });
+    const log = createGatewayLog({ level: 'info', destination: file });
     // Three bytes per character in UTF-8 and one UTF-16 unit: bytes and string length differ in every line.
     const tenant = 'テナント-'.repeat(20);
     const count = 200;

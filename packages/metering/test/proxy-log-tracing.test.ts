@@ -3,16 +3,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { createProxyLog } from '../src/observe/access-log.js';
+import { createGatewayLog } from '../src/observe/access-log.js';
 import { startTracing, tracingRequested } from '../src/observe/tracing.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-proxy-log-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe('createProxyLog', () => {
+describe('createGatewayLog', () => {
   it('appends JSON lines to a file, creating its directory, and writes what it holds when closed', async () => {
     const file = join(dir, 'nested', 'access.log');
-    const log = createProxyLog({ level: 'info', destination: file });
+    const log = createGatewayLog({ level: 'info', destination: file });
     log.logger.debug('below the level');
     log.logger.info({ status: 200 }, 'request completed');
     await log.close();
@@ -28,7 +28,7 @@ describe('createProxyLog', () => {
   it('stops the start with a message naming log.destination when the file cannot be opened', () => {
     const file = join(dir, 'a-file');
     writeFileSync(file, '');
-    expect(() => createProxyLog({ destination: join(file, 'under-a-file.log') })).toThrow(
+    expect(() => createGatewayLog({ destination: join(file, 'under-a-file.log') })).toThrow(
       /log\.destination: cannot open .*under-a-file\.log/,
     );
   });

@@ -44,7 +44,7 @@ const QUIET_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/livez', '/ready
 const MAX_LOGGED_PATH = 200;
 
 /**
- * The access line's own writer, for the loggers createProxyLog made (whose options it knows): the line pino would
+ * The access line's own writer, for the loggers createGatewayLog made (whose options it knows): the line pino would
  * write (`level`, `time`, `pid`, `hostname`, the fields, `msg`), built with one JSON.stringify and handed to the
  * same destination. pino's general serializer costs the line about 9 µs inside a request against 2 µs in a loop of
  * lines (docs/performance.md); a logger handed in by a user goes through pino, whatever its options.
@@ -154,12 +154,12 @@ class LogFile {
  * local file does not stall. stdout and stderr may be pipes whose reader stalls: they are written
  * asynchronously with a bounded buffer, so a stalled reader costs dropped lines, never a held event loop.
  */
-export function createProxyLog(
+export function createGatewayLog(
   config: LogOptions = {},
   report: (line: string) => void = (line) => console.error(line),
 ): GatewayLog {
   // Loaded when the log is made: the door stays importable without pino (an optional peer).
-  const { pino } = loadOptionalPeer<typeof import('pino')>('pino', 'createProxyLog()');
+  const { pino } = loadOptionalPeer<typeof import('pino')>('pino', 'createGatewayLog()');
   const level = config.level ?? 'info';
   const target = config.destination ?? 'stderr';
   const silent = level === 'silent';

@@ -26,7 +26,7 @@ export interface BudgetReader {
 
 /** prom-client, loaded when the metrics are made: the door stays importable without it (an optional peer). */
 export function promClient(): typeof import('prom-client') {
-  return loadOptionalPeer<typeof import('prom-client')>('prom-client', 'createProxyMetrics()');
+  return loadOptionalPeer<typeof import('prom-client')>('prom-client', 'createGatewayMetrics()');
 }
 
 /** Distinct budget ids kept per scope; later ones are summed under `__other__`. */

@@ -195,7 +195,7 @@ function guardrailCounters(registers: Registry[]): Pick<GatewayMetrics, 'guardra
 }
 
 /** Registers the proxy's metrics in `registry` (the usage sink's, so one `/metrics` serves both), and the process's. */
-export function createProxyMetrics(registry: Registry, options: GatewayMetricsOptions): GatewayMetrics {
+export function createGatewayMetrics(registry: Registry, options: GatewayMetricsOptions): GatewayMetrics {
   const { Counter } = promClient();
   const { report } = options;
   const registers = [registry];

@@ -20,7 +20,7 @@ export interface RoutingConfig {
   healthProbe?: HealthProbeConfig;
 }
 
-interface RoutedProxy extends RoutingConfig {
+interface RoutedGateway extends RoutingConfig {
   upstreams?: Record<string, unknown>;
   models?: Record<string, ModelPrice>;
 }
@@ -62,7 +62,7 @@ export interface RoutingOptions extends RoutingConfig {
 }
 
 /** What is wrong with the routing config, naming the field; undefined when it is sound. */
-export function checkRouting(config: RoutedProxy): string | undefined {
+export function checkRouting(config: RoutedGateway): string | undefined {
   const { modelGroups, requestClasses, retry, circuitBreaker, healthProbe, healthChecks } = config;
   if (modelGroups === undefined && requestClasses === undefined && healthProbe === undefined) {
     // retry and circuitBreaker alone are checked too: a typo there should not wait for the first group.
