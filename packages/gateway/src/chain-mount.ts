@@ -6,13 +6,14 @@ import type { NextFunction, Request, Response, Router } from 'express';
 import { keyRecordsFromConfig } from '@tollgate/auth';
 import { apiErrorHandler } from '@tollgate/core';
 import { accessLog } from '@tollgate/metering/log';
-import type { TollgateParts } from './compose.js';
+import type { TollgateParts } from './tollgate-parts.js';
 import { composeChain } from './compose-chain.js';
 import { answerMethodNotAllowed, exchangePreparer, unexpectedErrorHandler } from './exchange.js';
 import type { BuiltParts } from './gateway-parts.js';
 import { JSON_BODY_TYPES } from './json-body.js';
 import { mountOperatorRoutes } from './operator-routes.js';
 import { watchEventLoop } from './probes.js';
+import { mountChainRoutes } from './route-mount.js';
 import { ROUTE_PATHS } from './routes.js';
 
 /** What every exchange gets first, unless the app it is mounted in did it already (createGatewayApp does). */
@@ -39,7 +40,7 @@ export function mountChain(router: Router, parts: BuiltParts, chainParts: Tollga
   const held = { configKeys: keyRecordsFromConfig(parts.options.keys), draining: false };
   const chain = composeChain(chainParts);
   const prepare = mountPreparation(router, parts);
-  const { mcp, sockets, close } = chain.mount(router);
+  const { mcp, sockets, close } = mountChainRoutes(router, chain);
   router.use(express.json({ limit: parts.options.bodyLimit, type: JSON_BODY_TYPES }));
   const loop = watchEventLoop();
   parts.closers.push(() => loop.close());

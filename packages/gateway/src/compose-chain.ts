@@ -1,7 +1,7 @@
 // The one assembly of the chain: its parts made once from tollgate()'s parts (or taken as a deployment made them),
 // the limits fused once, the routes' parts built once, and every route mounted from them (route-mount.ts). tollgate()
 // and createGateway both mount through it.
-import type { RequestHandler, Router } from 'express';
+import type { RequestHandler } from 'express';
 import { apiKeyAuth, attribution, requireScope } from '@tollgate/auth';
 import { budgetGuard } from '@tollgate/budget';
 import { createResponseCache } from '@tollgate/cache';
@@ -13,15 +13,13 @@ import { createMockProvider } from '@tollgate/providers/mock';
 import { combineLimits, concurrencyLimit, tieredRateLimit, tierPolicy, tokenRateLimit } from '@tollgate/ratelimit';
 import type { LimitLayerOptions, StoresWithCommands } from '@tollgate/ratelimit';
 import { createProviderRouter } from '@tollgate/router/upstreams';
-import type { TollgateGuardParts, TollgateMadeParts, TollgateParts } from './compose.js';
+import type { TollgateGuardParts, TollgateMadeParts, TollgateParts } from './tollgate-parts.js';
 import { cacheStages } from './cache-setup.js';
 import { countModelAllowlist } from './count-tokens-route.js';
 import { DEFAULT_UPLOAD_LIMIT, providerFormBody } from './form-body.js';
 import { createGatewayGuard, noGatewayGuard } from './guard-setup.js';
 import { providerJsonBody } from './json-body.js';
 import { scaled, shadowMiddleware } from './limits-setup.js';
-import { mountChainRoutes } from './route-mount.js';
-import type { MountedChain } from './route-mount.js';
 import type { RouteParts } from './routes.js';
 import { limitsInOrder } from './stages.js';
 
@@ -37,8 +35,6 @@ export interface Chain {
   readonly routeParts: RouteParts;
   /** The MCP tool calls' limits and budget, fused: their `limitsAndBudget` stage. */
   readonly toolCallLimits: RequestHandler;
-  /** Mounts every route on `router` (no context, 405s or error handlers: the caller's). */
-  mount(router: Router): MountedChain;
 }
 
 /** The guard as the gateway runs it, from the composer's options: a check not given is off. */
@@ -190,7 +186,6 @@ export function composeChain(given: TollgateParts): Chain {
     made,
     routeParts: chainRouteParts(parts, made, limits),
     toolCallLimits: limits.toolCallLimits,
-    mount: (router) => mountChainRoutes(router, chain),
   };
   return chain;
 }

@@ -2,7 +2,7 @@
 // deployment has (its stores as layered, its guard, meter, budget and upstreams, which its operator routes share) is
 // made by gatewayParts and handed over as `made`; every other part is its package's options.
 import { apiKeyAuthOptions } from './auth-setup.js';
-import type { TollgateParts } from './compose.js';
+import type { TollgateParts } from './tollgate-parts.js';
 import { gatewayOptions, servableConfig } from './config/index.js';
 import type { GatewayConfig } from './config/index.js';
 import { gatewayParts } from './gateway-parts.js';

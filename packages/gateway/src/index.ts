@@ -9,7 +9,7 @@ export type {
   TollgateMcpParts,
   TollgateParts,
   TollgateRouter,
-} from './compose.js';
+} from './tollgate-parts.js';
 export { partsFromConfig } from './config-parts.js';
 export {
   ConfigError,
