@@ -69,7 +69,7 @@ function makeParts(parts: TollgateParts, stores: TollgateStores): Chain['made'] 
   const onUsage = parts.meter?.onUsage ?? guard.onUsage;
   const destination = { ...(parts.meter?.sinks ? { sinks: parts.meter.sinks } : {}), ...(onUsage ? { onUsage } : {}) };
   const metering = {
-    middleware: [meter({ pricing, ...(guard.onUsage ? { onUsage: guard.onUsage } : {}), ...parts.meter })],
+    middleware: [meter({ pricing, ...parts.meter, ...(onUsage ? { onUsage } : {}) })],
     chargeToolCall: toolMeter(destination),
     chargeRealtimeResponse: realtimeMeter(pricing, destination),
     deliverRecord: usageDeliverer(parts.meter?.spool, parts.meter?.sinks ?? []),

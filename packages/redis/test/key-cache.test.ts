@@ -109,6 +109,20 @@ describe('RedisKeyStore cache', () => {
     expect(cache.get(apart.sha256, now + 120_001)).toBeUndefined();
   });
 
+  it('hands out one frozen copy of each list of scopes, and tells lists that join alike apart', async () => {
+    const [first, second, other] = [
+      keyRecord({ scopes: ['chat', 'embed'] }),
+      keyRecord({ scopes: ['chat', 'embed'] }),
+      keyRecord({ scopes: ['chat,embed'] }),
+    ];
+    for (const record of [first, second, other]) await storesA.keys.put(record);
+    const [a, b, c] = await Promise.all([first, second, other].map((record) => storesA.keys.findByHash(record.sha256)));
+    expect(a!.scopes).toEqual(['chat', 'embed']);
+    expect(b!.scopes).toBe(a!.scopes);
+    expect(Object.isFrozen(a!.scopes)).toBe(true);
+    expect(c!.scopes).toEqual(['chat,embed']);
+  });
+
   it('caches no unknown hash: a flood of forged keys takes no memory', async () => {
     const before = storesA.keys.cache!.size;
     for (let i = 0; i < 200; i++)
