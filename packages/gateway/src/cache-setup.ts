@@ -1,7 +1,9 @@
-// The response cache and Anthropic prompt caching, placed around the fused limits call.
-import type { Request, RequestHandler } from 'express';
+// The response cache and Anthropic prompt caching from the gateway's options (their stages: @tollgate/cache/stages).
+import type { Request } from 'express';
 import { anthropicPromptCaching, createResponseCache, MemoryCacheStore, RedisCacheStore } from '@tollgate/cache';
 import type { CacheStore, ResponseCacheOptions } from '@tollgate/cache';
+import { cacheStages } from '@tollgate/cache/stages';
+import type { CacheStages } from '@tollgate/cache/stages';
 import type { TollgateStores } from '@tollgate/core';
 
 /** The response cache and prompt caching, and the tiers that opt out or keep answers longer or shorter. */
@@ -18,24 +20,6 @@ export interface CacheSetupOptions extends Pick<ResponseCacheOptions, 'scope' | 
   tiersOff: readonly string[];
   /** Tiers whose answers are kept this long instead of `ttl`. */
   tierTtls: Readonly<Record<string, number | string>>;
-}
-
-export interface GatewayCache {
-  /**
-   * Right after the permission and tier checks, before the meter: a memory store answers here, so
-   * a hit skips the estimate (its prompt is never tokenized). Passes on Redis, whose lookup starts
-   * beside the limits' call (`limits`).
-   */
-  readonly beforeEstimate: RequestHandler;
-  /**
-   * The fused limits as the cache runs them (the `limitsAndBudget` stage): the lookup starts first; a hit the
-   * memory store already answered passes `hitLimits` only (the request limits, fused: no tokens, slot or budget); anything else
-   * passes `limits` whole while Redis answers (a Redis hit gives back its reservation at its settle).
-   */
-  limits(limits: RequestHandler, hitLimits: RequestHandler): RequestHandler[];
-  /** The `cache around` stage: a hit is served, or a miss goes on, with prompt-cache breakpoints placed. */
-  readonly around: readonly RequestHandler[];
-  close(): Promise<void>;
 }
 
 /** The parts of the Redis stores the cache uses: the connection and the key prefix. */
@@ -61,7 +45,7 @@ export function createGatewayCache(
   options: CacheSetupOptions | undefined,
   stores: TollgateStores,
   log: (line: string) => void,
-): GatewayCache | undefined {
+): CacheStages | undefined {
   if (!options) return undefined;
   let lastWarnedAt = 0;
   const tiersOff = new Set(options.tiersOff);
@@ -89,17 +73,4 @@ export function createGatewayCache(
   });
   const prompt = options.promptCaching;
   return cacheStages(cache, prompt ? [anthropicPromptCaching(prompt === true ? {} : prompt)] : []);
-}
-
-/** A response cache's stages: its lookup before the estimate, its choice of limits, its answer (then prompt caching). */
-export function cacheStages(
-  cache: ReturnType<typeof createResponseCache>,
-  promptCaching: readonly RequestHandler[] = [],
-): GatewayCache {
-  return {
-    beforeEstimate: cache.lookupBeforeEstimate,
-    limits: (limits, hitLimits) => [cache.lookup, cache.chooseLimits({ hit: hitLimits, miss: limits })],
-    around: [cache.answer, ...promptCaching],
-    close: () => cache.close(),
-  };
 }

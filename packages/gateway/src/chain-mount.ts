@@ -46,8 +46,8 @@ export function mountChain(router: Router, parts: BuiltParts, chainParts: Tollga
   parts.closers.push(() => loop.close());
   mountOperatorRoutes(router, {
     ...parts,
-    auth: chain.routeParts.auth,
-    limitsAndBudget: chain.routeParts.limitsAndBudget,
+    stages: chain.stages,
+    limitsAndBudget: chain.limitsAndBudget,
     configKeys: () => held.configKeys,
     draining: () => held.draining,
     loop,

@@ -10,6 +10,7 @@ import type { TierPolicyOptions } from '@tollgate/ratelimit';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
 import { countRouteStages, routePaths } from './route-methods.js';
 import type { RouteStages } from './route-methods.js';
+import type { GatewayRoute } from './stages.js';
 
 interface CountRoute extends RouteStages {
   path: string;
@@ -27,7 +28,7 @@ export const COUNT_ROUTES: readonly CountRoute[] = providerAdapters().flatMap((a
 });
 
 /** The model a count asks about (in its body, or in its path). */
-function countedModel(route: CountRoute, req: Request): string | undefined {
+function countedModel(route: Pick<CountRoute, 'api' | 'params'>, req: Request): string | undefined {
   return adapterFor(route.api).read({
     body: req.body,
     params: route.params ? route.params(req) : (req.params as Record<string, string>),
@@ -40,9 +41,11 @@ function countedModel(route: CountRoute, req: Request): string | undefined {
  */
 export function countModelAllowlist(
   policy: Pick<TierPolicyOptions, 'tiers' | 'defaultTier'>,
-  route: CountRoute,
+  route: GatewayRoute,
 ): RequestHandler {
-  return tierModelAllowlist(policy, (req) => countedModel(route, req));
+  const { api, params } = route;
+  if (api === undefined) throw new Error('tollgate: a token count names the API it counts for');
+  return tierModelAllowlist(policy, (req) => countedModel({ api, params }, req));
 }
 
 /** The tier policy's model rule (a tier without `models` may call any) for a model `readModel` finds in a request. */

@@ -445,7 +445,6 @@ export interface GatewayParts {
   /** Every tenant the gateway serves: the config file's, then the stored ones. */
   tenants: TenantDirectory;
   responseCache: ReturnType<typeof createGatewayCache>;
-  auth: readonly RequestHandler[];
   configKeys: () => ReturnType<typeof keyRecordsFromConfig>;
   /** The files the gateway re-reads, and whether their last change was taken whole. */
   configFiles: ConfigFileStates;

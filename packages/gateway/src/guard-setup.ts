@@ -9,7 +9,6 @@ import type { ApiError, ErrorRenderer, TollgateStores, UsageRecord } from '@toll
 import type { AuditEntry } from '@tollgate/core/audit';
 import {
   abuseAdminRouter,
-  bodyAfterAuth,
   breakerOpenAlerts,
   budgetAlerts,
   createGuard,
@@ -42,11 +41,13 @@ export interface GatewayGuard {
    * Before auth: a blocked address is refused, and the 401s of the others are counted per address; a request with the
    * operator's valid credential passes first (`GatewayGuardDeps.isOperator`), whatever its address.
    */
-  readonly beforeAuth: RequestHandler[];
-  /** Right after auth: shedding of lower tiers when the process is saturated, then the body, read only now and under a deadline. */
-  afterAuth(parseBody: RequestHandler): RequestHandler[];
+  readonly guardAdmit: RequestHandler[];
+  /** Right after auth, before the body is read: lower tiers shed when the process is saturated. */
+  readonly shedder: RequestHandler | undefined;
+  /** How long a body may take to arrive once the caller is known; undefined without a guard (no deadline). */
+  readonly bodyTimeout: number | string | undefined;
   /** After the estimate: suspended keys and tenants are refused (no I/O). */
-  readonly afterEstimate: RequestHandler[];
+  readonly guardAfterEstimate: RequestHandler[];
   /** Inside combineLimits: the repeat count joins the limits' and the budget's one store call. */
   readonly limitChecks: RequestHandler[];
   /** The factor a throttle puts on the caller's request and token limits (1 when none). */
@@ -151,9 +152,11 @@ function budgetRenderer(alerts: Alerts): ErrorRenderer {
   };
 }
 
-const NO_GUARD: Omit<GatewayGuard, 'afterAuth'> = {
-  beforeAuth: [],
-  afterEstimate: [],
+const NO_GUARD: GatewayGuard = {
+  guardAdmit: [],
+  shedder: undefined,
+  bodyTimeout: undefined,
+  guardAfterEstimate: [],
   limitChecks: [],
   limitScale: undefined,
   onUsage: undefined,
@@ -169,27 +172,24 @@ const NO_GUARD: Omit<GatewayGuard, 'afterAuth'> = {
   close: async () => undefined,
 };
 
+/** No guard at all: the body read right after auth, nothing refused before it or after the estimate. */
+export function noGatewayGuard(): GatewayGuard {
+  return NO_GUARD;
+}
+
 /**
  * Builds the guard the options ask for. Each check given turns on; enabled with none, the guard runs only its alert
  * stream (budget and store events, once across processes). Bodies are read after auth, under `bodyTimeout`, whether
  * or not a guard is enabled.
  */
-/** No guard at all: the body read right after auth, nothing refused before it or after the estimate. */
-export function noGatewayGuard(): GatewayGuard {
-  return { ...NO_GUARD, afterAuth: (readBody) => [readBody] };
-}
-
 export function createGatewayGuard(settings: GuardSetupOptions, deps: GatewayGuardDeps): GatewayGuard {
   const { bodyTimeout, webhooks } = settings;
   // A shed request is the guard's refusal in the access log and the metrics, not a store's.
   const shedder: LoadShedder | undefined = settings.shedding
     ? loadShedder({ ...settings.shedding, renderError: refusalRenderer('guard') })
     : undefined;
-  const afterAuth = (parseBody: RequestHandler): RequestHandler[] => [
-    ...(shedder ? [shedder] : []),
-    bodyAfterAuth(parseBody as Parameters<typeof bodyAfterAuth>[0], { timeout: bodyTimeout }),
-  ];
-  if (!settings.enabled) return { ...NO_GUARD, afterAuth, close: async () => shedder?.close() };
+  const bodyRead = { shedder, bodyTimeout };
+  if (!settings.enabled) return { ...NO_GUARD, ...bodyRead, close: async () => shedder?.close() };
 
   const redisUrl = deps.stores.kind === 'redis' ? settings.redisUrl : undefined;
   // Redis's client loads only with Redis stores, which loaded it already (a gateway on memory never does).
@@ -214,13 +214,13 @@ export function createGatewayGuard(settings: GuardSetupOptions, deps: GatewayGua
   const { alerts } = guard;
   return {
     // The abuse checks first: an address the model blocked is answered 403 abuse_blocked, not as an auth flood.
-    beforeAuth: admitOperatorFirst(
+    guardAdmit: admitOperatorFirst(
       [...(settings.abuse ? [guard.abuseBeforeAuth] : []), ...(settings.authFailures ? [guard.authFailures] : [])],
       () => guard.refusesBeforeAuth(),
       deps.isOperator,
     ),
-    afterAuth,
-    afterEstimate: [guard.suspensions, ...(settings.abuse ? [guard.abuseAfterAuth] : [])],
+    ...bodyRead,
+    guardAfterEstimate: [guard.suspensions, ...(settings.abuse ? [guard.abuseAfterAuth] : [])],
     limitChecks: settings.repeatedRequests ? [guard.repeatedRequests] : [],
     limitScale: (req) => guard.limitScale(req.tollgate.identity),
     onUsage: settings.spendAnomaly || settings.abuse ? guard.onUsage : undefined,

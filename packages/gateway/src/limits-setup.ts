@@ -33,9 +33,6 @@ function reporting(layer: 'requests' | 'tokens' | 'concurrency', storeFailures: 
   return { renderError: refusalRenderer(layer), ...(onStoreError ? { onStoreError } : {}) };
 }
 
-/** What a guard's throttle multiplies a caller's tier limit by (the global ceiling is nobody's own). */
-type LimitScale = (req: Request) => number;
-
 /** Who shadow mode serves where a limit, a budget or the guard would refuse (the refusal recorded). */
 export interface ShadowPlan {
   /** Every request. */
@@ -57,12 +54,6 @@ export interface LimitOptions {
   /** Model allowlists and output caps per tier. */
   tierPolicy: TierPolicyOptions;
   shadow: ShadowPlan;
-}
-
-/** The layers with a guard's throttle on each caller's own (tier) layers: the global ceiling is nobody's own. */
-export function scaled(layers: readonly LimitLayerOptions[], limitScale: LimitScale | undefined): LimitLayerOptions[] {
-  if (!limitScale) return [...layers];
-  return layers.map((layer) => (layer.by === 'global' ? layer : { ...layer, limitScale }));
 }
 
 /**

@@ -37,7 +37,7 @@ export interface MeteringOptions {
 }
 
 export interface GatewayMetering {
-  middleware: RequestHandler[];
+  meter: RequestHandler[];
   /** Meters an MCP tool call at its price: its record goes to the same sinks and usage feed as the meter's. */
   chargeToolCall(req: Request, res: Response, call: PricedToolCall): MeteredToolCall;
   /** Meters a Realtime response at its worst case, then its `response.done` usage (docs/realtime.md). */
@@ -119,7 +119,7 @@ export function createMetering(
       ...(options.onUsage ? { onUsage: options.onUsage } : {}),
     }),
     deliverRecord: usageDeliverer(spool, sinks),
-    middleware: [usageMeter],
+    meter: [usageMeter],
     metricsHandler: prometheus?.handler,
     registry: prometheus?.registry,
     ledger,

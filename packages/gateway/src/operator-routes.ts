@@ -23,7 +23,7 @@ import { mountProbes } from './probes.js';
 import type { LoopWatch } from './probes.js';
 import { providerOfModel } from '@tollgate/router/upstreams';
 import { storesAnswer } from './stores.js';
-import { composeRoute, PROFILES, type ComposedRoute } from './stages.js';
+import { composeRoute, type ComposedRoute, type GatewayStages } from './stages.js';
 
 /** What the operator routes are built from. */
 type OperatorParts = Pick<
@@ -38,7 +38,6 @@ type OperatorParts = Pick<
   | 'metering'
   | 'guarding'
   | 'budget'
-  | 'auth'
   | 'configKeys'
   | 'limitsAndBudget'
   | 'configFiles'
@@ -47,6 +46,8 @@ type OperatorParts = Pick<
   | 'admission'
   | 'spend'
 > & {
+  /** The chain's stages: a caller's query is composed from them. */
+  stages: GatewayStages;
   /** Whether the process was told to stop (`Gateway.drain()`): /readyz answers 503 from then on. */
   draining(): boolean;
   /** The event loop's lateness, for /livez. */
@@ -113,7 +114,7 @@ function healthRoute(parts: OperatorParts, tokenizersReady: () => boolean) {
 function mountMetrics(router: Router, parts: OperatorParts): void {
   const { operator } = parts.options;
   const { metering, guarding } = parts;
-  const adminOnly = operator.adminKeySha256 ? [...guarding.beforeAuth, adminKeyAuth(operator.adminKeySha256)] : [];
+  const adminOnly = operator.adminKeySha256 ? [...guarding.guardAdmit, adminKeyAuth(operator.adminKeySha256)] : [];
   if (metering.metricsHandler && operator.metricsPublic) router.get('/metrics', metering.metricsHandler);
   else if (metering.metricsHandler && operator.adminKeySha256)
     router.get('/metrics', ...adminOnly, metering.metricsHandler);
@@ -133,13 +134,9 @@ function mountCallerRoutes(router: Router, parts: OperatorParts): void {
   router.post('/v1/outcomes', ...callerQuery(parts, outcomes).handlers);
 }
 
-/** A caller's query composed as its profile (`PROFILES.callerQuery`): the address checks, the caller, `answer`. */
-function callerQuery(parts: Pick<OperatorParts, 'guarding' | 'auth'>, answer: RequestHandler): ComposedRoute {
-  return composeRoute(
-    PROFILES.callerQuery,
-    { guardAdmit: () => parts.guarding.beforeAuth, auth: () => parts.auth, call: () => [answer] },
-    undefined,
-  );
+/** A caller's query composed as its profile (`callerQuery`): the address checks, the caller, `answer`. */
+function callerQuery(parts: Pick<OperatorParts, 'stages'>, answer: RequestHandler): ComposedRoute {
+  return composeRoute(parts.stages, { kind: 'callerQuery', answer });
 }
 
 /** The admin API behind the admin key or an operator's sign-in: budgets, keys, tenants, prices, guard, audit. */
@@ -148,7 +145,7 @@ function adminRouter(parts: OperatorParts): Router {
   const { operator } = options;
   const admin = express.Router();
   if (operator.oidc && admission.sessions) admin.use(oidcSignInRoutes(operator.oidc, admission.sessions));
-  admin.use(requireOperator(admission, guarding.beforeAuth));
+  admin.use(requireOperator(admission, guarding.guardAdmit));
   // Every write below (and any route added later) is recorded before it runs, a refused one too: docs/audit.md.
   admin.use(parts.audit.record);
   // The least role of every route (docs/operators.md): a route the table does not name answers 404 to everyone.
@@ -183,7 +180,7 @@ function operatorDashboard(parts: OperatorParts) {
     ...(admission.sessions ? { operatorSignIn: operatorSignInOption(admission.sessions) } : {}),
     keyActor: { ...ADMIN_KEY_ACTOR, role: operator.keyRole },
     // A wrong key in the sign-in form meets the address blocks and the one auth-failure count /admin meets.
-    beforeAuth: guarding.beforeAuth,
+    beforeAuth: guarding.guardAdmit,
     budgets: budget,
     audit: parts.audit,
     keys: observedStores.keys,

@@ -5,7 +5,7 @@ import { ApiError, renderApiError } from '@tollgate/core';
 import type { CallDeclaration } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
 import type { RouteMethods } from '@tollgate/providers/routes';
-import { MAX_MODEL_LENGTH } from './request-validation.js';
+import { MAX_MODEL_LENGTH } from '@tollgate/providers/routes';
 
 /** The path a route of the adapter is known by, and every path it answers: that one, then its aliases. */
 export function routePaths(route: NonNullable<ProviderAdapter['route']>): { path: string; paths: readonly string[] } {

@@ -37,7 +37,7 @@ const operatorLog = (line: string) => console.error(line);
  * label (`req.route.path`) names the path a request came by.
  */
 function mountProviderRoutes(router: Router, chain: Chain): void {
-  for (const { paths, handlers } of gatewayRoutes(chain.routeParts))
+  for (const { paths, handlers } of gatewayRoutes(chain.stages, chain.made))
     for (const path of paths) router.post(path, ...handlers);
 }
 
@@ -53,7 +53,7 @@ function mountBatchRoutes(router: Router, chain: Chain): Closer | undefined {
     modelAllowed: tierModelAllowlist(parts.policy ?? {}, (req) => req.tollgate.get('gateway.batchModel')),
     deliver: (record: UsageRecord) => made.metering.deliverRecord(record),
   });
-  for (const { method, path, handlers } of batchRoutes(chain.routeParts, batchRouteSpecs(batch)))
+  for (const { method, path, handlers } of batchRoutes(chain.stages, batchRouteSpecs(batch)))
     router[method](path, ...handlers);
   // The jobs nobody polls, settled in the background.
   return sweepBatches(batch, parts.batch.sweepMs ?? BATCH_SWEEP_MS, parts.log ?? operatorLog);
@@ -65,7 +65,7 @@ function mountBatchRoutes(router: Router, chain: Chain): Closer | undefined {
  * then each response its own route, held and billed through the meter's Realtime charge.
  */
 function mountSocketRoutes(router: Router, chain: Chain): SocketUpgrades {
-  const { parts, made, routeParts } = chain;
+  const { parts, made, stages } = chain;
   const log = parts.log ?? operatorLog;
   const responsesSocket = responsesSocketServer({ bodyLimit: parts.bodyLimit ?? '1mb', log });
   const realtime = realtimeSocketServer({
@@ -73,9 +73,9 @@ function mountSocketRoutes(router: Router, chain: Chain): SocketUpgrades {
     charge: made.metering.chargeRealtimeResponse,
   });
   const sockets = socketUpgrades([responsesSocket, realtime]);
-  const handshake = socketHandshakeRoute(routeParts);
+  const handshake = socketHandshakeRoute(stages);
   router.get(handshake.path, ...handshake.handlers, handshake.admit);
-  const realtimeHandshake = socketHandshakeRoute(routeParts, realtime.path);
+  const realtimeHandshake = socketHandshakeRoute(stages, realtime.path);
   const realtimeModels = tierModelAllowlist(parts.policy ?? {}, (req) =>
     typeof req.query.model === 'string' ? req.query.model : undefined,
   );
@@ -86,23 +86,18 @@ function mountSocketRoutes(router: Router, chain: Chain): SocketUpgrades {
     realtime.checkModel,
     realtimeHandshake.admit,
   );
-  router.post(realtime.path, ...realtimeResponseRoute(routeParts, realtime.path, realtime.stages).handlers);
+  router.post(realtime.path, ...realtimeResponseRoute(stages, realtime.path, realtime.stages).handlers);
   for (const path of CLIENT_SECRET_PATHS)
-    router.post(path, ...realtimeResponseRoute(routeParts, path, realtime.mintStages).handlers);
+    router.post(path, ...realtimeResponseRoute(stages, path, realtime.mintStages).handlers);
   return sockets;
 }
 
 /** The MCP servers at /mcp/<name>, behind the same guard, keys, limits and budgets (mcp-setup.ts). */
 function mountMcp(router: Router, chain: Chain): GatewayMcp | undefined {
-  const { parts, made, routeParts } = chain;
+  const { parts, made } = chain;
   if (!parts.mcp) return undefined;
   const { toolCalls: _toolCalls, ...options } = parts.mcp;
-  const mcp = createGatewayMcp(options, {
-    ...{ guarding: made.guard, auth: routeParts.auth, readBody: routeParts.readProviderBody },
-    ...{ permissions: routeParts.permissions, attribution: routeParts.attribution },
-    toolCallLimits: chain.toolCallLimits,
-    chargeToolCall: made.metering.chargeToolCall,
-  });
+  const mcp = createGatewayMcp(options, chain.stages, made.metering.chargeToolCall);
   router.use('/mcp', mcp.router);
   return mcp;
 }

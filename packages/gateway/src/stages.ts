@@ -1,58 +1,39 @@
-// The chain's order, written once: the named stages a request passes through, and every route kind as a profile of
-// them (the stages it skips). Routes are composed here and nowhere else, so a new route kind cannot miss a stage or
-// run two in another order: it names what it skips, and the composer refuses a stage nobody builds.
+// The chain's order, composed: every route kind as a profile of the one stage list (@tollgate/core/stages: the stages
+// it skips), and the one composer, which builds each stage from what the packages register for it. A new route kind
+// cannot miss a stage or run two in another order: it names what it skips, and the composer refuses a stage nobody
+// builds.
 import type { RequestHandler } from 'express';
+import { STAGES } from '@tollgate/core/stages';
+import type { RouteKind, Stage, StageContribution, StageRoute } from '@tollgate/core/stages';
+import type { CallDeclaration } from '@tollgate/providers';
 
-/** Every stage, in the one order a request meets them (docs/architecture.md, "The stages"). */
-export const STAGES = [
-  // The route's own reading of its path: a request it does not serve goes on to the next route at that path.
-  'route',
-  // Before anything is read: a blocked address is refused, failed authentications are counted per address.
-  'guardAdmit',
-  // Who is calling (API key, JWT), and whether its requests are shadowed; the route's own key header first.
-  'auth',
-  // Once the caller is known: load shedding by tier, then the body, read only now and under a deadline.
-  'bodyGuard',
-  // The body's shape for the route's API: a malformed request is a 400 before it costs anything.
-  'validate',
-  // The call declared once (API, model, params): every later stage keys off it.
-  'declare',
-  // The scope the gateway requires.
-  'permissions',
-  // Who the call is for (end user, feature, tags): refused here when required and missing.
-  'attribution',
-  // The tier's models and output cap, clamped before the estimate so every reservation is a true upper bound.
-  'tierPolicy',
-  // Prompts checked and masked before the cache key, the estimate, the limits and the budget read them.
-  'guardrails',
-  // A memory cache answers here: scope, models and tier rules apply to a hit, the estimate does not.
-  'cacheLookup',
-  // The estimate of what the call may cost, and the usage read from its answer.
-  'meter',
-  // Suspended keys and tenants refused (no I/O).
-  'guardAfterEstimate',
-  // Request, token and concurrency limits and the budget, fused: one store round trip, a refusal gives back the rest.
-  'limitsAndBudget',
-  // A cached answer served, and what the call answers stored; prompt caching marked.
-  'cacheAround',
-  // The upstream call (or the route's own answer).
-  'call',
-] as const;
-
-export type Stage = (typeof STAGES)[number];
+/** A route as the gateway composes it: what every stage sees, and what the route itself runs at its stages. */
+export interface GatewayRoute extends StageRoute {
+  /** Route params the adapter reads. @default req.params */
+  readonly params?: CallDeclaration['params'];
+  /** At `route`: passes a request the route does not serve on to the next route at its path. */
+  readonly match?: RequestHandler;
+  /** At `auth`, first: what the route reads of its own path and headers (a key in its API's header). */
+  readonly before?: RequestHandler;
+  /** At `meter`: the charge of a route that charges its own way (a Realtime response). */
+  readonly charge?: RequestHandler;
+  /** At `call`: the route's own answer (a count, a Batch call, a caller's query, a Realtime relay). */
+  readonly answer?: RequestHandler;
+}
 
 /**
- * The order inside `limitsAndBudget`, for every assembly of the chain: request limits, token limits, concurrency,
- * then the budget (fused by combineLimits: the cheap refusals first, and a refusal gives back what those before took).
+ * The stages every route is composed from: the packages' contributions in the order they were registered (a stage
+ * several fill runs theirs in that order, as fastify runs the plugins of one hook).
  */
-export function limitsInOrder(limits: {
-  requests: readonly RequestHandler[];
-  tokens: readonly RequestHandler[];
-  concurrency: readonly RequestHandler[];
-  budget: readonly RequestHandler[];
-}): RequestHandler[] {
-  return [...limits.requests, ...limits.tokens, ...limits.concurrency, ...limits.budget];
-}
+export type GatewayStages = readonly StageContribution<RequestHandler, GatewayRoute>[];
+
+/** What the route itself runs: registered first, so its own key header is read before auth. */
+export const ROUTE_OWN_STAGES: StageContribution<RequestHandler, GatewayRoute> = {
+  route: (route) => (route.match ? [route.match] : []),
+  auth: (route) => (route.before ? [route.before] : []),
+  meter: (route) => (route.charge ? [route.charge] : undefined),
+  call: (route) => (route.answer ? [route.answer] : undefined),
+};
 
 /** A route kind: the stages it does not run. The order is never its own: it is STAGES'. */
 export interface Profile {
@@ -69,20 +50,7 @@ function allBut(...runs: readonly Stage[]): readonly Stage[] {
 const MCP_SKIPS: readonly Stage[] = ['validate', 'tierPolicy', 'guardrails', 'cacheLookup', 'meter', 'cacheAround'];
 
 /** Every route kind the gateway serves. */
-export const PROFILES: Readonly<
-  Record<
-    | 'provider'
-    | 'count'
-    | 'mcpMessage'
-    | 'mcpSession'
-    | 'toolCall'
-    | 'socketHandshake'
-    | 'realtimeResponse'
-    | 'batch'
-    | 'callerQuery',
-    Profile
-  >
-> = {
+export const PROFILES: Readonly<Record<RouteKind, Profile>> = {
   /** A provider call: every stage. */
   provider: { kind: 'provider call', skips: [] },
   /** A token count: free (no token limit, budget, usage record or cache), so nothing is estimated or guarded by prompt. */
@@ -132,12 +100,6 @@ export const PROFILES: Readonly<
   callerQuery: { kind: 'caller query', skips: allBut('guardAdmit', 'auth', 'call') },
 };
 
-/**
- * What each stage contributes to a route: its handlers (none where the config leaves the stage out, e.g. no cache).
- * `route` is the route being built, whatever the caller describes it with.
- */
-export type StageBuilders<Route> = { readonly [S in Stage]?: (route: Route) => readonly RequestHandler[] };
-
 /** A composed route: its handlers, and the stage each came from (the same length). */
 export interface ComposedRoute {
   readonly kind: string;
@@ -168,24 +130,35 @@ export function routesInside(handler: RequestHandler): readonly ComposedRoute[] 
   return composedInside.get(handler);
 }
 
+/** What `stages` build for `stage` on `route`, in their order; undefined when none builds it for that kind of route. */
+function built(stages: GatewayStages, stage: Stage, route: GatewayRoute): readonly RequestHandler[] | undefined {
+  let handlers: readonly RequestHandler[] | undefined;
+  for (const contribution of stages) {
+    const own = contribution[stage]?.(route);
+    if (own !== undefined) handlers = handlers ? [...handlers, ...own] : own;
+  }
+  return handlers;
+}
+
 /**
- * The one composer: the stages of `profile`, in STAGES' order, each built for `route`. A stage the profile runs
- * and `builders` does not build is a programming error, thrown at start, never a silent gap in the chain.
+ * The one composer, run at start: the stages of `route`'s profile, in STAGES' order, each built by the contributions
+ * registered for it. A stage the profile runs and nobody builds is a programming error, never a silent gap.
  */
-export function composeRoute<Route>(profile: Profile, builders: StageBuilders<Route>, route: Route): ComposedRoute {
+export function composeRoute(stages: GatewayStages, route: GatewayRoute): ComposedRoute {
+  const profile = PROFILES[route.kind];
   const handlers: RequestHandler[] = [];
-  const stages: Stage[] = [];
+  const placed: Stage[] = [];
   for (const stage of STAGES) {
     if (profile.skips.includes(stage)) continue;
-    const build = builders[stage];
-    if (!build) throw new Error(`tollgate: the ${profile.kind} route has no "${stage}" stage (skip it or build it)`);
-    for (const handler of build(route)) {
+    const own = built(stages, stage, route);
+    if (!own) throw new Error(`tollgate: the ${profile.kind} route has no "${stage}" stage (skip it or build it)`);
+    for (const handler of own) {
       handlers.push(handler);
-      stages.push(stage);
+      placed.push(stage);
       if (!placedAt.has(handler)) placedAt.set(handler, stage);
     }
   }
-  return { kind: profile.kind, handlers, stages };
+  return { kind: profile.kind, handlers, stages: placed };
 }
 
 /** The handlers `route` runs at `stages`, in its order: a stretch of it for a caller that interleaves its own. */

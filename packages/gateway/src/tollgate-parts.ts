@@ -18,7 +18,7 @@ import type {
 } from '@tollgate/ratelimit';
 import type { createProviderRouter, ProviderRouter } from '@tollgate/router/upstreams';
 import type { BatchBook } from './batch/batch-book.js';
-import type { GatewayCache } from './cache-setup.js';
+import type { CacheStages } from '@tollgate/cache/stages';
 import type { GatewayGuard } from './guard-setup.js';
 import type { GatewayMetering } from './metering-setup.js';
 
@@ -68,9 +68,9 @@ export interface TollgateMadeParts {
   pricing: Pricing;
   providers: ProviderRouter;
   /** The meter and its charges (tool calls, Realtime, Batch records), over the deployment's sinks. */
-  metering: Pick<GatewayMetering, 'middleware' | 'chargeToolCall' | 'chargeRealtimeResponse' | 'deliverRecord'>;
+  metering: Pick<GatewayMetering, 'meter' | 'chargeToolCall' | 'chargeRealtimeResponse' | 'deliverRecord'>;
   budget: BudgetGuard;
-  cache: GatewayCache | undefined;
+  cache: CacheStages | undefined;
   /** Closes what the deployment made, once the chain's own work (sockets, Batch, MCP) ended. */
   close(): Promise<void>;
 }

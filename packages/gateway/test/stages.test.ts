@@ -3,20 +3,24 @@
 import { describe, expect, it } from '@jest/globals';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createMemoryStores, createPricing } from '@tollgate/core';
-import { combineLimits, tieredRateLimit } from '@tollgate/ratelimit';
-import { composeRoute, PROFILES, routesInside, stageOf, STAGES } from '../src/stages.js';
-import type { Profile, Stage } from '../src/stages.js';
+import { STAGES } from '@tollgate/core/stages';
+import type { RouteKind, Stage, StageContribution } from '@tollgate/core/stages';
+import { combineLimits } from '@tollgate/ratelimit';
+import { guardStages } from '@tollgate/guard/stages';
+import { meterStages } from '@tollgate/metering/stages';
+import { providerStages } from '@tollgate/providers/stages';
+import { limitStages } from '@tollgate/ratelimit/stages';
+import { routerStages } from '@tollgate/router/stages';
+import { composeRoute, PROFILES, ROUTE_OWN_STAGES, routesInside, stageOf } from '../src/stages.js';
+import type { GatewayRoute, GatewayStages, Profile } from '../src/stages.js';
 import { batchRoutes, gatewayRoutes, PROVIDER_ROUTES, socketHandshakeRoute } from '../src/routes.js';
+import type { CountAnswers } from '../src/routes.js';
 import { batchRouteSpecs } from '../src/batch/batch-mount.js';
 import { batchHandlers } from '../src/batch/batch-routes.js';
 import { memoryBatchBook } from '../src/batch/batch-book.js';
-import type { RouteParts } from '../src/routes.js';
-import type { GatewayGuard } from '../src/guard-setup.js';
 import type { ProviderRouter } from '@tollgate/router/upstreams';
-import type { GatewayCache } from '../src/cache-setup.js';
 import { mcpStages } from '../src/mcp-setup.js';
 import type { GatewayMetering } from '../src/metering-setup.js';
-import type { BudgetGuard } from '@tollgate/budget';
 import { budgetGuard } from '@tollgate/budget';
 import { createGateway } from '../src/app.js';
 import { tollgate } from '../src/compose.js';
@@ -32,44 +36,48 @@ function named(name: string): RequestHandler {
   return handler;
 }
 
-/** Every part present (a gateway with a guard, a cache, guardrails, limits and a budget), each handler named. */
-function everyPart(): RouteParts {
-  const guarding = {
-    beforeAuth: [named('guardAdmit')],
-    afterAuth: () => [named('bodyGuard')],
-    afterEstimate: [named('guardAfterEstimate')],
-  } as unknown as GatewayGuard;
-  const providers = {
-    declareCall: () => named('declare'),
-    handler: () => named('call'),
-  } as unknown as ProviderRouter;
-  const responseCache = {
-    beforeEstimate: named('cacheLookup'),
-    limits: () => [named('limitsAndBudget')],
-    around: [named('cacheAround')],
-  } as unknown as GatewayCache;
-  return {
-    guarding,
-    auth: [named('auth')],
-    readProviderBody: named('read body'),
-    readUploadBody: named('read upload'),
-    permissions: [named('permissions')],
-    attribution: [named('attribution')],
-    tierPolicy: named('tierPolicy'),
+const providers = {
+  declareCall: () => named('declare'),
+  handler: () => named('call'),
+} as unknown as ProviderRouter;
+
+/** What a count answers from: a price table and the (stub) upstreams. */
+const COUNTS: CountAnswers = { pricing: createPricing(), providers };
+
+/**
+ * Every package's stages as the chain registers them, everything on (a guard, a cache, guardrails, limits and a
+ * budget), each made of handlers named for their stage where the package takes them made.
+ */
+function everyStage(): GatewayStages {
+  const stores = createMemoryStores();
+  const limits = limitStages<GatewayRoute>({
+    stores: { limits: stores, timed: stores },
     countModels: () => named('tierPolicy'),
-    guardrails: [named('guardrails')],
-    responseCache,
-    meter: [named('meter')],
-    requestLimits: combineLimits(
-      tieredRateLimit({
-        stores: createMemoryStores(),
-        layers: [{ name: 'global', by: 'global', limit: 10, window: '1m' }],
-      }),
-    ),
-    limitsAndBudget: named('limitsAndBudget'),
-    pricing: createPricing(),
-    providers,
+    limits: { requests: { layers: [{ name: 'global', by: 'global', limit: 10, window: '1m' }] } },
+    guard: { limitChecks: [], limitScale: undefined },
+    budget: budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' } }),
+    cacheLimits: () => [named('limitsAndBudget')],
+  });
+  const auth: StageContribution<RequestHandler> = {
+    auth: () => [named('auth')],
+    permissions: () => [named('permissions')],
+    attribution: () => [named('attribution')],
   };
+  return [
+    ROUTE_OWN_STAGES,
+    guardStages({
+      guardAdmit: [named('guardAdmit')],
+      readBody: () => named('bodyGuard'),
+      guardAfterEstimate: [named('guardAfterEstimate')],
+      guardrails: { maxPromptChars: 10_000 },
+    }),
+    auth,
+    providerStages(),
+    routerStages(providers),
+    limits.stages,
+    { cacheLookup: () => [named('cacheLookup')], cacheAround: () => [named('cacheAround')] },
+    meterStages([named('meter')]),
+  ];
 }
 
 /** The stages a route ran, each once, in the order it ran them. */
@@ -81,7 +89,7 @@ const expected = (profile: Profile, optional: readonly Stage[] = []) =>
   STAGES.filter((stage) => !profile.skips.includes(stage) && !optional.includes(stage));
 
 describe('the stage list', () => {
-  const routes = gatewayRoutes(everyPart());
+  const routes = gatewayRoutes(everyStage(), COUNTS);
 
   it('mounts every provider route with every stage, in the list order (the route stage where the path needs one)', () => {
     const providerRoutes = routes.filter((route) => route.kind === PROFILES.provider.kind);
@@ -121,7 +129,7 @@ describe('the stage list', () => {
         deliver: () => undefined,
       }),
     );
-    const batch = batchRoutes(everyPart(), specs);
+    const batch = batchRoutes(everyStage(), specs);
     expect(batch.map((route) => `${route.method} ${route.path}`)).toEqual([
       'post /v1/files',
       'get /v1/files/:id',
@@ -141,7 +149,7 @@ describe('the stage list', () => {
   });
 
   it('composes the Responses WebSocket handshake as its profile: the caller only, then the upgrade admitted', () => {
-    const handshake = socketHandshakeRoute(everyPart());
+    const handshake = socketHandshakeRoute(everyStage());
     expect(handshake.path).toBe('/v1/responses');
     expect(handshake.kind).toBe(PROFILES.socketHandshake.kind);
     expect(stagesRun(handshake.stages)).toEqual(['route', 'guardAdmit', 'auth', 'permissions']);
@@ -155,18 +163,7 @@ describe('the stage list', () => {
   });
 
   it('hands the MCP route its stretches of the MCP profiles: admission, body, permissions; per tool call the checks', () => {
-    const parts = everyPart();
-    const stores = createMemoryStores();
-    const budget = budgetGuard({ ledger: stores.ledger, global: { usd: 1, period: 'day' } }) as unknown as BudgetGuard;
-    const stages = mcpStages({
-      guarding: { ...parts.guarding, limitChecks: [] } as GatewayGuard,
-      auth: parts.auth,
-      readBody: parts.readProviderBody,
-      permissions: parts.permissions,
-      attribution: parts.attribution,
-      toolCallLimits: combineLimits(budget),
-      chargeToolCall: (() => undefined) as unknown as GatewayMetering['chargeToolCall'],
-    });
+    const stages = mcpStages(everyStage(), (() => undefined) as unknown as GatewayMetering['chargeToolCall']);
     const names = (handlers: readonly RequestHandler[]) => handlers.map((handler) => handler.name);
     // The MCP package runs: its framing (route), admit, readBody (POST), the server (declare), permissions, the message.
     expect(names(stages.admit)).toEqual(['guardAdmit', 'auth']);
@@ -179,27 +176,45 @@ describe('the stage list', () => {
   });
 
   it('composes each profile in the list order, never an order of its own', () => {
-    const builders = Object.fromEntries(STAGES.map((stage) => [stage, () => [named(stage)]]));
-    for (const profile of Object.values(PROFILES)) {
-      const route = composeRoute(profile, builders, undefined);
+    const stages = [Object.fromEntries(STAGES.map((stage) => [stage, () => [named(stage)]]))];
+    for (const [kind, profile] of Object.entries(PROFILES)) {
+      const route = composeRoute(stages, { kind: kind as RouteKind });
+      expect(route.kind).toBe(profile.kind);
       expect(route.handlers.map((handler) => handler.name)).toEqual(expected(profile));
       expect(route.stages).toEqual(expected(profile));
     }
   });
 
+  it('runs the contributions to one stage in the order they were registered; undefined adds nothing', () => {
+    const every = Object.fromEntries(STAGES.map((stage) => [stage, () => [named(stage)]]));
+    const later = { auth: () => [named('later auth')], call: () => undefined };
+    const route = composeRoute([every, later], { kind: 'callerQuery' });
+    expect(route.handlers.map((handler) => handler.name)).toEqual(['guardAdmit', 'auth', 'later auth', 'call']);
+    expect(route.stages).toEqual(['guardAdmit', 'auth', 'auth', 'call']);
+  });
+
   it('refuses a stage a profile runs and nobody builds', () => {
-    const builders = Object.fromEntries(
-      STAGES.filter((stage) => stage !== 'permissions').map((stage) => [stage, () => [named(stage)]]),
-    );
-    expect(() => composeRoute(PROFILES.provider, builders, undefined)).toThrow(
+    const stages = [
+      Object.fromEntries(
+        STAGES.filter((stage) => stage !== 'permissions').map((stage) => [stage, () => [named(stage)]]),
+      ),
+    ];
+    expect(() => composeRoute(stages, { kind: 'provider' })).toThrow(
       'the provider call route has no "permissions" stage',
     );
     // A profile that skips it composes without it.
-    expect(composeRoute(PROFILES.toolCall, builders, undefined).stages).toEqual([
+    expect(composeRoute(stages, { kind: 'toolCall' }).stages).toEqual([
       'meter',
       'guardAfterEstimate',
       'limitsAndBudget',
     ]);
+  });
+
+  it('refuses a stage every contribution leaves to another kind of route: a count with no answer of its own', () => {
+    const count = COUNT_ROUTES[0]!;
+    expect(() => composeRoute(everyStage(), { kind: 'count', ...count, body: 'json' })).toThrow(
+      'the token count route has no "call" stage',
+    );
   });
 });
 

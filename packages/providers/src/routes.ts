@@ -10,3 +10,4 @@ export { formFile, isUploadForm, readUploadForm, UploadFormError, withFormFields
 export type { UploadForm } from './upload-form.js';
 export type { UploadedFile } from './openai-transcriptions/audio-length.js';
 export { realtimeAddedInput, realtimeOutputCap, realtimeUsage } from './openai-realtime/index.js';
+export { MAX_MODEL_LENGTH } from './request-validation.js';

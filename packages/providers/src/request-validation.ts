@@ -2,9 +2,9 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
 import type { ProviderApi } from '@tollgate/core';
-import { adapterFor } from '@tollgate/providers';
-import type { ProviderAdapter } from '@tollgate/providers';
-import type { RequestProblem } from '@tollgate/providers/routes';
+import { adapterFor } from './adapters.js';
+import type { ProviderAdapter } from './adapter.js';
+import type { RequestProblem } from './adapter.js';
 
 type Body = Record<string, unknown>;
 
