@@ -2,25 +2,18 @@
 // (the adapter's `route.methods`), the count method passed on to its own route, a key in the header its SDKs use.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiError, renderApiError } from '@tollgate/core';
-import type { CallDeclaration } from '@tollgate/providers';
 import type { ProviderAdapter } from '@tollgate/providers';
 import type { RouteMethods } from '@tollgate/providers/routes';
 import { MAX_MODEL_LENGTH } from '@tollgate/providers/routes';
+import type { GatewayRoute } from './stages.js';
 
 /** The path a route of the adapter is known by, and every path it answers: that one, then its aliases. */
 export function routePaths(route: NonNullable<ProviderAdapter['route']>): { path: string; paths: readonly string[] } {
   return { path: route.path, paths: [route.path, ...(route.aliases ?? [])] };
 }
 
-/** The stages a route adds for its adapter's path and headers. */
-export interface RouteStages {
-  /** First: passes a request the route does not serve on to the next route at its path. */
-  match?: RequestHandler;
-  /** Runs before auth: what the route reads of its own path and headers. */
-  before?: RequestHandler;
-  /** Route params the adapter reads. @default req.params */
-  params?: CallDeclaration['params'];
-}
+/** What a route adds at its stages for its adapter's path and headers. */
+export type RouteStages = Pick<GatewayRoute, 'match' | 'before' | 'params'>;
 
 /** The method of the API's token count when it shares the API's path (`countTokens` with no path of its own). */
 function sharedCountMethod(adapter: ProviderAdapter): string | undefined {

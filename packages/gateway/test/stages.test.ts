@@ -1,5 +1,6 @@
 // The chain's order is written once (stages.ts): every route kind the gateway mounts runs the stage list less the
 // stages its profile skips, in the list's order, and a stage nobody builds stops the start.
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createMemoryStores, createPricing } from '@tollgate/core';
@@ -313,6 +314,51 @@ function holdEveryRoute(router: { stack: RouterLayer[] }, unmounted: readonly st
   ]);
   return routes.held;
 }
+
+/** Every source file of the packages, with its package's name. */
+function packageSources(): { pkg: string; file: string; text: string }[] {
+  const root = new URL('../../', import.meta.url);
+  return readdirSync(root).flatMap((pkg) => {
+    const src = new URL(`${pkg}/src/`, root);
+    const files = (() => {
+      try {
+        return readdirSync(src, { recursive: true, encoding: 'utf8' });
+      } catch {
+        return [];
+      }
+    })();
+    return files
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => ({ pkg, file, text: readFileSync(new URL(file, src), 'utf8') }));
+  });
+}
+
+describe('stages contributed by their packages', () => {
+  it("keeps each package out of the others' stages: only the gateway registers them", () => {
+    const sources = packageSources();
+    const contributors = sources.filter(({ file }) => file === 'stages.ts').map(({ pkg }) => pkg);
+    expect(contributors).toEqual(
+      expect.arrayContaining([
+        'auth',
+        'cache',
+        'core',
+        'gateway',
+        'guard',
+        'metering',
+        'providers',
+        'ratelimit',
+        'router',
+      ]),
+    );
+    const reaching = sources.flatMap(({ pkg, file, text }) =>
+      [...text.matchAll(/from '@tollgate\/([a-z-]+)\/stages'/g)]
+        .map((match) => match[1]!)
+        .filter((owner) => owner !== 'core' && owner !== pkg && pkg !== 'gateway')
+        .map((owner) => `${pkg}/src/${file} imports @tollgate/${owner}/stages`),
+    );
+    expect(reaching).toEqual([]);
+  });
+});
 
 describe('every mounted route is its profile', () => {
   const guard = {
