@@ -22,7 +22,8 @@ const PROXY_UNBLOCKED = 'tollgate proxy (Redis, blocks: false)';
 const PEER = 'peer stack (Redis)';
 
 const REDIS_CPU_TARGET_US = 15;
-const CHAIN_OVER_PEER_TARGET = 1.5;
+/** Issue 65: the peer stack's CPU per request (server + Redis) over the whole chain's, at least, in JSON and streams. */
+const CHAIN_OVER_PEER_TARGET = 1.8;
 /** blockStores' default maxAgeMs: a block is taken again (or given back) once per this long. */
 const BLOCK_AGE_S = 10;
 /**
@@ -329,7 +330,7 @@ function describe(
   const body = [
     `The example proxy configured for ${fmtNumber(DEPLOYMENT.tenants)} tenants with one key each (bench/lib/deployment-config.ts), ` +
       `every request the next key over ${CONNECTIONS} connections, against the zero-latency mock upstream ` +
-      `(${STREAM_CONTENT_CHUNKS + 3} SSE events a stream), beside the bare passthrough (1.00×) and the peer stack. ` +
+      `(${Math.min(STREAM_CONTENT_CHUNKS, DEPLOYMENT.maxTokens) + 3} SSE events a stream; JSON calls are asked upstream as streams too), beside the bare passthrough (1.00×) and the peer stack. ` +
       `${setup.rounds} alternating rounds of ${setup.durationS} s per case and mode, each right after the same load ` +
       `unmeasured (${setup.roundWarmUpS} s; ${BLOCK_AGE_S + 2} s for the blocks case, longer than a block lives).`,
     '',
@@ -406,25 +407,23 @@ function describe(
     });
   }
   const overPeer = MODES.map((mode) => roundRatio(summaries[mode], PROXY_REDIS, PEER));
-  const chainTarget = `Deployment: the example proxy on Redis at least ${CHAIN_OVER_PEER_TARGET}× the peer stack's throughput (JSON and streams)`;
-  if (overPeer.every(Number.isFinite)) {
+  const chainTarget = `Deployment: the peer stack's CPU per request (server + Redis) at least ${CHAIN_OVER_PEER_TARGET}× the example proxy's on Redis (JSON and streams)`;
+  // Throughput beside it: on two shared cores the load generator and the upstream squeeze a ratio of rates towards 1.
+  const costs = MODES.map((mode) => [costOf(PEER, mode), costOf(PROXY_REDIS, mode)] as const);
+  if (overPeer.every(Number.isFinite) && costs.every(([peer, proxy]) => peer && proxy)) {
     const invalid = validity([PROXY_REDIS, PEER]);
     const rps = (mode: Mode, name: string) => fmtNumber(summaries[mode].find((s) => s.name === name)!.rps);
-    // Beside the throughput, what a request costs each (server + its Redis CPU): the peer's cost over the proxy's.
-    const costs = MODES.map((mode) => [costOf(PEER, mode), costOf(PROXY_REDIS, mode)] as const);
-    const costFigures = costs.every(([peer, proxy]) => peer && proxy)
-      ? `; CPU per request (server + Redis), the peer stack's over the proxy's: ` +
-        MODES.map((mode, i) => {
-          const [peer, proxy] = costs[i]!;
-          return `${mode} ${fmtRatio(peer!.total / proxy!.total)} (${fmtNumber(peer!.total, 0)} / ${fmtNumber(proxy!.total, 0)} µs)`;
-        }).join(', ')
-      : '';
+    const cpuRatios = costs.map(([peer, proxy]) => peer!.total / proxy!.total);
     targets.push({
       target: chainTarget,
-      holds: invalid ? undefined : Math.min(...overPeer) >= CHAIN_OVER_PEER_TARGET,
+      holds: invalid ? undefined : Math.min(...cpuRatios) >= CHAIN_OVER_PEER_TARGET,
       figures:
-        `JSON ${fmtRatio(overPeer[0]!)} (${rps('json', PROXY_REDIS)} vs ${rps('json', PEER)} req/s), ` +
-        `stream ${fmtRatio(overPeer[1]!)} (${rps('stream', PROXY_REDIS)} vs ${rps('stream', PEER)} req/s)${costFigures}${invalid}`,
+        MODES.map((mode, i) => {
+          const [peer, proxy] = costs[i]!;
+          return `${mode} ${fmtRatio(cpuRatios[i]!)} (${fmtNumber(peer!.total, 0)} / ${fmtNumber(proxy!.total, 0)} µs)`;
+        }).join(', ') +
+        `; throughput over the peer's: JSON ${fmtRatio(overPeer[0]!)} (${rps('json', PROXY_REDIS)} vs ${rps('json', PEER)} req/s), ` +
+        `stream ${fmtRatio(overPeer[1]!)} (${rps('stream', PROXY_REDIS)} vs ${rps('stream', PEER)} req/s)${invalid}`,
     });
   } else {
     targets.push({ target: chainTarget, holds: undefined, figures: 'a side is not available' });

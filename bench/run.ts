@@ -63,9 +63,17 @@ const BENCHMARKS: Record<string, (context: BenchContext) => Promise<SectionResul
 
 /**
  * `pnpm bench:targets` (`--targets`): the sections whose verdicts are the performance issue's (65): the short rounds'
- * medians and CPU against the passthrough, the peer stack, the bare-host memory, observability, the stores' cost.
+ * medians and CPU against the passthrough, the blocks' bookkeeping, the peer stack by CPU, the bare-host memory,
+ * observability, and the scale workload's memory.
  */
-const TARGET_SECTIONS = ['deployment-short', 'deployment', 'deployment-memory', 'observability', 'store-cost'];
+const TARGET_SECTIONS = [
+  'deployment-short',
+  'deployment-layers',
+  'deployment',
+  'deployment-memory',
+  'observability',
+  'scale',
+];
 
 /** Run only when named in --only: `builds` checks out and builds another commit, `scale` fills a store of 100,000 keys (see README.md). */
 const ON_REQUEST = new Set(['builds', 'scale']);

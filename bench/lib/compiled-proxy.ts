@@ -43,7 +43,9 @@ export async function startCompiledProxy(
   const [file, ...args] = options.cgroup
     ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', options.cgroup.procs, ...command]
     : command;
+  // In its directory: the files a config names by a relative path (the usage log, the access log) go there.
   const child: ChildProcess = spawn(file!, args, {
+    cwd: dir,
     env: { ...process.env, TOLLGATE_CONFIG: configPath, PORT: String(port), REDIS_URL: '' },
     // BENCH_PROXY_STDOUT=1 shows what the proxy prints (e.g. with `--trace-gc` in execArgv).
     stdio: ['ignore', process.env.BENCH_PROXY_STDOUT ? 'inherit' : 'ignore', 'pipe'],

@@ -1,18 +1,45 @@
 // The realistic deployment the `deployment` benchmarks run: 1,000 tenants with one key each, their limits and budgets.
 import type { AutocannonRequest } from 'autocannon';
-import { authHeaders, benchKey, CHAT_BODY, sha256Hex, STREAM_CHAT_BODY } from './fixtures.js';
+import { authHeaders, benchKey, sha256Hex } from './fixtures.js';
 
-/** The workload, shared by the example proxy's config and the peer stack, so both enforce the same limits. */
+/** The workload, shared by the example proxy's config and the peer stack, so both enforce the same limits (issue 65). */
 export const DEPLOYMENT = {
   tenants: 1_000,
-  tier: 'standard',
+  tier: 'pro',
   /** Per tenant (its one key). */
   requestsPerMinute: 600,
   tokensPerMinute: 400_000,
   tenantBudgetUsdPerDay: 50,
-  /** Over all tenants: far above what a run spends, so nothing is refused. */
+  /** The tenant budgets' soft limit: a share of the budget past which the tenant is warned. */
+  softLimit: 0.8,
+  /** Distinct end users and features the keys carry (key `i`: user `i % users`, feature `i % features`). */
+  users: 7,
+  features: 3,
+  /** Over all tenants: far above what a run sends or spends, so nothing is refused. */
+  globalRequestsPerMinute: 1_000_000,
   globalBudgetUsdPerDay: 100_000,
+  /** The model the requests name, priced per token in the config, counted with its own tokenizer. */
+  model: 'gpt-4o-mini',
+  /** The requests' output cap: the mock upstream answers this many one-token words. */
+  maxTokens: 16,
 } as const;
+
+/**
+ * The request every deployment workload sends (issue 65's): a one-line summary with an output cap of 16 tokens. The
+ * mock upstream answers 16 one-token words, so no call is cut at its grant; streams ask for their usage.
+ */
+export const DEPLOYMENT_BODY = JSON.stringify({
+  model: DEPLOYMENT.model,
+  messages: [
+    { role: 'user', content: 'Summarise the following in one line: the quick brown fox jumps over the lazy dog.' },
+  ],
+  max_tokens: DEPLOYMENT.maxTokens,
+});
+export const DEPLOYMENT_STREAM_BODY = JSON.stringify({
+  ...JSON.parse(DEPLOYMENT_BODY),
+  stream: true,
+  stream_options: { include_usage: true },
+});
 
 export function deploymentTenant(index: number): string {
   return `tenant-${String(index).padStart(4, '0')}`;
@@ -24,20 +51,35 @@ export function deploymentKey(index: number): string {
 }
 
 /**
- * The example proxy's config (what TOLLGATE_CONFIG holds) for the workload: one tier with the tenant limits, a daily
- * budget per tenant and a global one. The bench adds the upstream, the stores and the log (tollgate-apps.ts buildProxy).
+ * The example proxy's config (what TOLLGATE_CONFIG holds) for the workload, as a company runs it: one tier with the
+ * tenant limits, a daily budget per tenant with a soft limit, keys carrying a user and a feature, a global request limit
+ * and budget, the model priced in the config, a JSONL usage log (`usage.jsonl`, its spool beside it) and the access log
+ * at `info` (`access.log`): both relative, so they land in the proxy's working directory (a temporary one: see
+ * compiled-proxy.ts and tollgate-apps.ts). The bench adds the upstream and the stores.
  * The count cache is off: every request sends the same body, which it would answer from memory every time.
  */
 export function deploymentProxyConfig(): Record<string, unknown> {
   const tenants: Record<string, unknown> = {};
   const keys: Record<string, unknown>[] = [];
   const createdAt = new Date().toISOString();
+  const budget = { usd: DEPLOYMENT.tenantBudgetUsdPerDay, period: 'day', softLimit: DEPLOYMENT.softLimit };
   for (let index = 0; index < DEPLOYMENT.tenants; index++) {
     const tenant = deploymentTenant(index);
-    tenants[tenant] = { tier: DEPLOYMENT.tier, budget: { usd: DEPLOYMENT.tenantBudgetUsdPerDay, period: 'day' } };
-    keys.push({ id: `key-${tenant}`, sha256: sha256Hex(deploymentKey(index)), tenant, scopes: ['chat'], createdAt });
+    tenants[tenant] = { tier: DEPLOYMENT.tier, budget };
+    keys.push({
+      id: `key-${tenant}`,
+      sha256: sha256Hex(deploymentKey(index)),
+      tenant,
+      user: `user-${index % DEPLOYMENT.users}`,
+      feature: `feature-${index % DEPLOYMENT.features}`,
+      scopes: ['chat'],
+      createdAt,
+    });
   }
   return {
+    models: {
+      [DEPLOYMENT.model]: { provider: 'openai', inputPerMTok: 0.15, outputPerMTok: 0.6, tokenizer: 'o200k_base' },
+    },
     tiers: {
       [DEPLOYMENT.tier]: {
         requestsPerMinute: DEPLOYMENT.requestsPerMinute,
@@ -48,7 +90,12 @@ export function deploymentProxyConfig(): Record<string, unknown> {
     defaultTier: DEPLOYMENT.tier,
     tenants,
     keys,
-    global: { budget: { usd: DEPLOYMENT.globalBudgetUsdPerDay, period: 'day' } },
+    global: {
+      requestsPerMinute: DEPLOYMENT.globalRequestsPerMinute,
+      budget: { usd: DEPLOYMENT.globalBudgetUsdPerDay, period: 'day' },
+    },
+    usageLog: 'usage.jsonl',
+    log: { level: 'info', destination: 'access.log' },
     countCacheChars: 0,
   };
 }
@@ -62,13 +109,12 @@ export const DEPLOYMENT_CASE = {
 
 /**
  * What the compiled example proxy reads from TOLLGATE_CONFIG for the workload: `deploymentProxyConfig()` before
- * `upstream` (the mock's URL), its log silent, and `stores` (e.g. `redisUrl`, `redisPrefix`; none: memory stores).
+ * `upstream` (the mock's URL) and `stores` (e.g. `redisUrl`, `redisPrefix`; none: memory stores).
  */
 export function deployedProxyConfig(upstream: string, stores: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     ...deploymentProxyConfig(),
     upstreams: { openai: { baseUrl: `${upstream}/v1`, apiKey: 'upstream-bench-key' } },
-    log: { level: 'silent' },
     ...stores,
   };
 }
@@ -91,7 +137,13 @@ interface RotatingLoad {
 export function rotatingLoad(mode: DeploymentMode): RotatingLoad {
   const headers = Array.from({ length: DEPLOYMENT.tenants }, (_, index) => authHeaders(deploymentKey(index)));
   const bodyOf = (n: number) =>
-    mode === 'json' ? CHAT_BODY : mode === 'stream' ? STREAM_CHAT_BODY : n % 2 === 0 ? CHAT_BODY : STREAM_CHAT_BODY;
+    mode === 'json'
+      ? DEPLOYMENT_BODY
+      : mode === 'stream'
+        ? DEPLOYMENT_STREAM_BODY
+        : n % 2 === 0
+          ? DEPLOYMENT_BODY
+          : DEPLOYMENT_STREAM_BODY;
   const keyOf = (n: number) => (mode === 'mixed' ? n >> 1 : n) % DEPLOYMENT.tenants;
   let next = 0;
   return {

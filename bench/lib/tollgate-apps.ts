@@ -1,6 +1,8 @@
 // tollgate's side of the benchmarks: the full middleware chain, the example proxy, and its bare passthrough rivals.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -38,7 +40,7 @@ function benchKeyRecords(count: number): ApiKeyRecord[] {
  */
 async function tollgatePackage<Door>(name: string, options: AppOptions, workspace: () => Promise<Door>): Promise<Door> {
   if (options.tree === undefined) return workspace();
-  const entry = join(String(options.tree), 'packages', name, 'dist', 'index.js');
+  const entry = path.join(String(options.tree), 'packages', name, 'dist', 'index.js');
   return (await import(pathToFileURL(entry).href)) as Door;
 }
 
@@ -159,14 +161,24 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     // The bench sends one body over and over: the count cache would answer every request from memory.
     countCacheChars: 0,
   };
+  // The files the config names by a relative path (the deployment's usage and access logs) go to a directory of its own.
+  const files = await filesOf(limitsAndKeys);
   const config = validateConfig({
-    ...limitsAndKeys,
-    upstreams: { openai: { baseUrl: `${String(options.upstream)}/v1`, apiKey: 'upstream-bench-key' } },
+    ...files.config,
+    upstreams: {
+      openai: {
+        baseUrl: `${String(options.upstream)}/v1`,
+        apiKey: 'upstream-bench-key',
+        // `jsonAsStream: false`: JSON calls go upstream as JSON (what holding them to their grant costs, jsonstream.ts).
+        ...(options.jsonAsStream === false ? { jsonAsStream: false } : {}),
+      },
+    },
     ...(redis ? { redisUrl: String(options.redisUrl ?? REDIS_URL), redisPrefix: String(options.prefix) } : {}),
     // Blocks are the proxy's default on Redis; `blocks: false` counts every request in Redis.
     ...(redis && options.blocks === false ? { redis: { blocks: false } } : {}),
-    // The profiler's observed case logs to a file; every other case keeps the log silent.
-    log: (options.log as { level: 'info'; destination: string } | undefined) ?? { level: 'silent' },
+    // The profiler's observed case logs to a file; the deployment's config to its own; every other case is silent.
+    log: (options.log as { level: 'info'; destination: string } | undefined) ??
+      (files.config.log as Record<string, unknown> | undefined) ?? { level: 'silent' },
   });
   const opened = await createStores?.({ redisUrl: config.redisUrl, redisPrefix: config.redisPrefix });
   // `blocksOverMemory` (deployment-layers only): the Redis case's blocks layer over memory stores, the Redis case
@@ -181,7 +193,24 @@ export async function buildProxy(options: AppOptions): Promise<BuiltApp> {
     close: async () => {
       await app.close();
       await stores?.close();
+      await files.remove();
     },
+  };
+}
+
+/** `config` with its relative `usageLog` and log `destination` in a temporary directory, and that directory's removal. */
+async function filesOf(config: Record<string, unknown>) {
+  const log = config.log as { destination?: string } | undefined;
+  const relative = (file: unknown): file is string => typeof file === 'string' && !path.isAbsolute(file);
+  if (!relative(config.usageLog) && !relative(log?.destination)) return { config, remove: async () => undefined };
+  const dir = await mkdtemp(path.join(tmpdir(), 'tollgate-bench-files-'));
+  return {
+    config: {
+      ...config,
+      ...(relative(config.usageLog) ? { usageLog: path.join(dir, config.usageLog) } : {}),
+      ...(log && relative(log.destination) ? { log: { ...log, destination: path.join(dir, log.destination) } } : {}),
+    },
+    remove: () => rm(dir, { recursive: true, force: true }),
   };
 }
 

@@ -60,3 +60,59 @@ describe.each(families)('%s', (api, answer, byWords) => {
     expect(fromJson.result(count)).toMatchObject({ source: 'provider', usage: { inputTokens: 12, outputTokens: 4 } });
   });
 });
+
+describe('openai.chat assembly of content chunks read by their shape', () => {
+  const fromEvents = answerFormsOf(adapterFor('openai.chat').family)!.fromEvents!;
+  const chunk = (body: Record<string, unknown>) => ({
+    data: JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 7, model: 'm', ...body }),
+  });
+  const content = (text: string, extra: Record<string, unknown> = {}) =>
+    chunk({ choices: [{ index: 0, delta: { content: text }, finish_reason: null }], ...extra });
+
+  it('keeps every text, escapes and padding included, and a chunk of another shape in the middle', () => {
+    const events = [
+      chunk({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }),
+      content('Say "hi"', { obfuscation: 'ab' }),
+      content('\n\\ then', { obfuscation: 'abcd' }),
+      content(' é', { obfuscation: 'x' }),
+      // Another shape: a choice with logprobs (its text is kept, and the shape taken again after it).
+      chunk({ choices: [{ index: 0, delta: { content: ' and' }, logprobs: { content: [] }, finish_reason: null }] }),
+      content(' more', { obfuscation: 'y' }),
+      content(' text', { obfuscation: 'zz' }),
+      chunk({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }),
+      chunk({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 6, total_tokens: 9 } }),
+      { data: '[DONE]' },
+    ];
+    expect(fromEvents(events)).toEqual({
+      id: 'c1',
+      object: 'chat.completion',
+      created: 7,
+      model: 'm',
+      usage: { prompt_tokens: 3, completion_tokens: 6, total_tokens: 9 },
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: 'Say "hi"\n\\ then é and more text', refusal: null },
+          logprobs: null,
+          finish_reason: 'stop',
+        },
+      ],
+    });
+  });
+
+  it('reads a chunk of the shape with another choice index or a finish as what it is, not as the shape', () => {
+    const events = [
+      content('one'),
+      content(' two'),
+      chunk({ choices: [{ index: 1, delta: { content: 'other' }, finish_reason: null }] }),
+      chunk({ choices: [{ index: 0, delta: { content: ' three' }, finish_reason: 'stop' }] }),
+      chunk({ choices: [{ index: 1, delta: {}, finish_reason: 'length' }] }),
+      { data: '[DONE]' },
+    ];
+    const answer = fromEvents(events) as { choices: { index: number; message: { content: string } }[] };
+    expect(answer.choices.map((choice) => [choice.index, choice.message.content])).toEqual([
+      [0, 'one two three'],
+      [1, 'other'],
+    ]);
+  });
+});

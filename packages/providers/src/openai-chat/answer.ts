@@ -2,8 +2,10 @@
 // chunk stream assembled back into the JSON answer.
 import { answerId, nowSeconds, wholeText } from '../answer-types.js';
 import type { AnswerForms, PlainAnswer, SseMessage, StreamOptions } from '../answer-types.js';
+import { StreamShapes } from '../chunk-shape.js';
 import { asArray, isObject, parseJson } from '../json.js';
 import type { Json } from '../json.js';
+import { contentOpen } from './content-shape.js';
 
 /** A plain answer as a Chat Completions answer: one choice, usage with every detail OpenAI reports. */
 export function chatAnswer(answer: PlainAnswer): Json {
@@ -141,13 +143,28 @@ function chatFromEvents(events: readonly { data: string }[]): Json | undefined {
   let answer: Json | undefined;
   let done = false;
   const choices = new Map<number, AssembledChoice>();
+  // Content chunks alike but for their text are read by their shape, as the reader reads them: one parse, not each.
+  const shapes = new StreamShapes<Json>();
   for (const { data } of events) {
     if (data === '[DONE]') {
       done = true;
       continue;
     }
+    const open = shapes.read(data);
+    if (open !== undefined) {
+      // The shape's chunk with its text: one unfinished choice whose delta is that text (contentOpen).
+      const choice = (shapes.chunk.choices as Json[])[0]!;
+      addChoiceDelta(choices, {
+        index: choice.index,
+        delta: { content: open[0] },
+        finish_reason: choice.finish_reason,
+      });
+      continue;
+    }
     const chunk = parseJson(data);
     if (!isObject(chunk)) return undefined;
+    const content = contentOpen(chunk);
+    if (content !== undefined) shapes.take(data, chunk, content);
     answer ??= { id: chunk.id, object: 'chat.completion', created: chunk.created, model: chunk.model };
     if (chunk.system_fingerprint !== undefined) answer.system_fingerprint = chunk.system_fingerprint;
     if (chunk.service_tier !== undefined) answer.service_tier = chunk.service_tier;
