@@ -4,3 +4,4 @@ export type { CallAdapter, CallRequest, CallShape, UpstreamOutcome } from './pro
 export type { MeterCharge, ReservationNote } from './context.js';
 export { budgetRemainingAfter, ProviderCall, sequentialIds } from './context.js';
 export type { EndThrough, ResponseFilter, ResponseReader, WriteThrough } from './response-tap.js';
+export type { MeteredToolCall, PricedToolCall, ToolCallOutcome } from './tool-call.js';

@@ -6,7 +6,7 @@ import { CallToolRequestSchema, isInitializeRequest, isJSONRPCRequest } from '@m
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError, chain, renderApiError } from '@tollgate/core';
 import { asyncRoute } from '@tollgate/core/checks';
-import type { MeteredToolCall } from '@tollgate/metering';
+import type { MeteredToolCall } from '@tollgate/core/provider-call';
 import { speakJsonRpc } from './json-rpc-errors.js';
 import { resolveMcpOptions } from './options.js';
 import type { McpGatewayOptions, McpServerEntry, ToolCallMeter } from './options.js';

@@ -2,7 +2,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { TollgateError } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
-import type { MeteredToolCall, PricedToolCall } from '@tollgate/metering';
+import type { MeteredToolCall, PricedToolCall } from '@tollgate/core/provider-call';
 
 /** One MCP server (Streamable HTTP) served at `/<name>`, its tools named `<name>/<tool>`. */
 export interface McpServerOptions {

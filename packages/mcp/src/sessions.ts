@@ -15,7 +15,7 @@ import {
 import type { CallToolRequest, RequestId, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { Identity } from '@tollgate/core';
-import type { MeteredToolCall } from '@tollgate/metering';
+import type { MeteredToolCall } from '@tollgate/core/provider-call';
 import type { McpServerEntry } from './options.js';
 import type { ToolPolicy } from './tool-policy.js';
 import {

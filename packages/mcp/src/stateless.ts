@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolRequest, RequestId } from '@modelcontextprotocol/sdk/types.js';
-import type { MeteredToolCall } from '@tollgate/metering';
+import type { MeteredToolCall } from '@tollgate/core/provider-call';
 import type { McpServerEntry } from './options.js';
 import { STATELESS_PROTOCOL_VERSION } from './routing-headers.js';
 import { whenClosed } from './sessions.js';

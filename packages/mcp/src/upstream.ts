@@ -6,7 +6,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolRequest, CallToolResult, ListToolsResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import type { Identity } from '@tollgate/core';
-import type { ToolCallOutcome } from '@tollgate/metering';
+import type { ToolCallOutcome } from '@tollgate/core/provider-call';
 import type { McpServerEntry } from './options.js';
 import type { ToolPolicy } from './tool-policy.js';
 

@@ -3,7 +3,7 @@
 export { meter, usageDeliverer } from './meter.js';
 export type { MeterOptions } from './meter.js';
 export { toolMeter } from './tool-meter.js';
-export type { MeteredToolCall, PricedToolCall, ToolCallOutcome } from './tool-meter.js';
+export type { MeteredToolCall, PricedToolCall, ToolCallOutcome } from '@tollgate/core/provider-call';
 export { realtimeMeter } from './realtime-meter.js';
 export type { MeteredRealtimeResponse, RealtimeOutcome, RealtimeResponseAsk } from './realtime-meter.js';
 export { METERING_TRACER_NAME } from './call-span.js';

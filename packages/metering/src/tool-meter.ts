@@ -2,6 +2,7 @@
 import { getContext } from '@tollgate/core';
 import { assertKnownOptions } from '@tollgate/core/options';
 import type { TollgateContext } from '@tollgate/core';
+import type { MeteredToolCall, PricedToolCall, ToolCallOutcome } from '@tollgate/core/provider-call';
 import type { Request, Response } from 'express';
 import { HeldCharge } from './held-charge.js';
 import type { ChargeSettling } from './held-charge.js';
@@ -12,31 +13,6 @@ import type { MeterOptions } from './meter-options.js';
 type ToolMeterOptions = Pick<MeterOptions, 'sinks' | 'spool' | 'onUsage'>;
 
 const KNOWN_OPTIONS = ['sinks', 'spool', 'onUsage'] as const;
-
-/** A tool call as its route priced it. */
-export interface PricedToolCall {
-  /** The tool as the record names it: `server/tool`. */
-  tool: string;
-  /** What one call costs, in nano-USD (0: free). */
-  costNanoUsd: number;
-}
-
-/** How a call that reached the tool's server ended. */
-export interface ToolCallOutcome {
-  /** What an HTTP route would have answered: 200 for a result, 502/504 when the server failed or timed out. */
-  status: number;
-  /** True when the call is charged its price: the server answered it with a result that is not an error. */
-  billed: boolean;
-}
-
-/** One metered tool call, from its charge to its record. */
-export interface MeteredToolCall {
-  /**
-   * Right before the call goes to the tool's server: the function that reports its outcome (call it on every path),
-   * or undefined when the request settled already (its client left): then the call must not be made.
-   */
-  start(): ((outcome: ToolCallOutcome) => void) | undefined;
-}
 
 /**
  * Meters calls that cost a fixed price each (an MCP server's tools) rather than tokens. `charge(req, res, call)`
