@@ -183,9 +183,11 @@ async function main(): Promise<void> {
 
   for (const [index, name] of selected.entries()) {
     context.log(`${name}: start`);
+    // A section ends by stopping its processes: the load then says little; the more of its start's and end's is kept.
+    const [loadAtStart] = os.loadavg();
     try {
       const section = await BENCHMARKS[name]!(context);
-      const [load] = os.loadavg();
+      const load = Math.max(loadAtStart!, os.loadavg()[0]!);
       sections.push({ ...section, targets: section.targets.map((target) => ({ ...target, load })) });
     } catch (error) {
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error);

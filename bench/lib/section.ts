@@ -18,7 +18,7 @@ export interface TargetVerdict {
   figures: string;
   /** How far the figure may be off (a median's 95% interval), when the section knows. */
   interval?: string;
-  /** The machine's load average (1 minute) when the section ended: set by run.ts. */
+  /** The machine's load average (1 minute), the more of the section's start and end: set by run.ts. */
   load?: number;
 }
 
