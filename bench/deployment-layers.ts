@@ -81,7 +81,7 @@ export async function runDeploymentLayersBenchmark(context: BenchContext): Promi
             : '—',
           redisServer === undefined ? '—' : fmtNumber(redisServer, 1),
         ]);
-        if (over && index === 1 && mode === 'stream')
+        if (over && 'blocksOverMemory' in layer.options && mode === 'stream')
           targets.push({
             target: `Deployment layers: the blocks' bookkeeping at most ${BLOCKS_STREAM_TARGET_US} µs of CPU a streamed request (blocks over memory against memory, paired in one process)`,
             holds: over.mean <= BLOCKS_STREAM_TARGET_US,

@@ -28,18 +28,23 @@ export const DEPLOYMENT = {
  * The request every deployment workload sends (issue 65's): a one-line summary with an output cap of 16 tokens. The
  * mock upstream answers 16 one-token words, so no call is cut at its grant; streams ask for their usage.
  */
-export const DEPLOYMENT_BODY = JSON.stringify({
+const DEPLOYMENT_BODY = JSON.stringify({
   model: DEPLOYMENT.model,
   messages: [
     { role: 'user', content: 'Summarise the following in one line: the quick brown fox jumps over the lazy dog.' },
   ],
   max_tokens: DEPLOYMENT.maxTokens,
 });
-export const DEPLOYMENT_STREAM_BODY = JSON.stringify({
+const DEPLOYMENT_STREAM_BODY = JSON.stringify({
   ...JSON.parse(DEPLOYMENT_BODY),
   stream: true,
   stream_options: { include_usage: true },
 });
+
+/** The workload's request, streamed or not. */
+export function deploymentBody(stream: boolean): string {
+  return stream ? DEPLOYMENT_STREAM_BODY : DEPLOYMENT_BODY;
+}
 
 export function deploymentTenant(index: number): string {
   return `tenant-${String(index).padStart(4, '0')}`;
@@ -136,14 +141,7 @@ interface RotatingLoad {
  */
 export function rotatingLoad(mode: DeploymentMode): RotatingLoad {
   const headers = Array.from({ length: DEPLOYMENT.tenants }, (_, index) => authHeaders(deploymentKey(index)));
-  const bodyOf = (n: number) =>
-    mode === 'json'
-      ? DEPLOYMENT_BODY
-      : mode === 'stream'
-        ? DEPLOYMENT_STREAM_BODY
-        : n % 2 === 0
-          ? DEPLOYMENT_BODY
-          : DEPLOYMENT_STREAM_BODY;
+  const bodyOf = (n: number) => deploymentBody(mode === 'stream' || (mode === 'mixed' && n % 2 === 1));
   const keyOf = (n: number) => (mode === 'mixed' ? n >> 1 : n) % DEPLOYMENT.tenants;
   let next = 0;
   return {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { GCProfiler } from 'node:v8';
 import type { BuiltApp } from './app-base.js';
 import { buildApp } from './apps.js';
-import { DEPLOYMENT_BODY, DEPLOYMENT_STREAM_BODY } from './deployment-config.js';
+import { deploymentBody } from './deployment-config.js';
 import { authHeaders, benchKey, CHAT_BODY, CHAT_PATH, chatBody, STREAM_CHAT_BODY } from './fixtures.js';
 import { cpuPerRequest } from './inject.js';
 import { non2xx } from './stats.js';
@@ -54,15 +54,8 @@ let blockRequests = 0;
  * event loop is the block's, anything later (a settle batched for a few ms) is counted in the next block.
  */
 async function block(options: BlockOptions): Promise<BlockCost> {
-  const fixed = Buffer.from(
-    options.deployment
-      ? options.stream
-        ? DEPLOYMENT_STREAM_BODY
-        : DEPLOYMENT_BODY
-      : options.stream
-        ? STREAM_CHAT_BODY
-        : CHAT_BODY,
-  );
+  const stream = options.stream ?? false;
+  const fixed = Buffer.from(options.deployment ? deploymentBody(stream) : stream ? STREAM_CHAT_BODY : CHAT_BODY);
   const headers = Array.from({ length: options.keys }, (_, index) => authHeaders(benchKey(index)));
   const first = blockRequests;
   blockRequests += options.requests;
